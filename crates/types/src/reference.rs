@@ -178,10 +178,8 @@ fn parse_full(domain: &str, remainder: &str) -> Result<Reference, ReferenceError
         Some((p, t)) => (p, Some(t)),
         None => (rest, None),
     };
-    if let Some(t) = tag {
-        if !valid_tag(t) {
-            return Err(invalid());
-        }
+    if tag.is_some_and(|t| !valid_tag(t)) {
+        return Err(invalid());
     }
     if !valid_domain(domain) || !valid_path(path) {
         // Docker reports uppercase separately when the lowercased string would have parsed.
@@ -237,10 +235,8 @@ fn valid_domain(d: &str) -> bool {
             None => (Some(d), None),
         }
     };
-    if let Some(p) = port {
-        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-            return false;
-        }
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
     }
     match host {
         None => true,
