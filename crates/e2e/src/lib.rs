@@ -1,2 +1,412 @@
-//! Test harness: starts a throwaway berthd (own data root, exec root, socket, pidfile, bridge
-//! subnet) and always cleans up.
+//! berth-e2e: the harness of the end-to-end tests.
+//!
+//! Owns: starting a throwaway berthd per test (its own data root, exec root, socket, pidfile,
+//! bridge name and subnet under a fresh directory), talking to it (our `berth`, the real `docker`
+//! CLI, raw HTTP for hostile input), a reference Docker daemon for compatibility checks, and
+//! builders for test images made locally (no registry is reachable).
+//! Must not: link daemon crates — like any client, it sees berthd only through its socket.
+//! Cleanup happens in `Drop`, so it runs when a test fails too.
+
+pub mod archive;
+pub mod http;
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The directory holding the built `berthd` and `berth` (BERTH_BIN_DIR, else the workspace's
+/// target/debug).
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BERTH_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target.join("debug")
+}
+
+/// A fresh, unique scratch directory for one test.
+pub fn scratch(tag: &str) -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = PathBuf::from(format!("/tmp/berth-e2e/{tag}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A berthd of its own for one test. Stopped and wiped on drop.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub sock: PathBuf,
+    pub pidfile: PathBuf,
+    pub bridge: String,
+    pub bip: String,
+    extra_args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn start() -> Daemon {
+        Daemon::start_with(&[])
+    }
+
+    pub fn start_with(extra_args: &[&str]) -> Daemon {
+        let dir = scratch("d");
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let pid = std::process::id();
+        // Unique per process and test: bridge names are at most 15 bytes.
+        let bridge = format!("bt{}x{}", pid % 100_000, n % 1000);
+        let bip = format!("10.{}.{}.1/24", 100 + (pid % 100), (n * 7 + pid) % 250);
+        let mut d = Daemon {
+            data_root: dir.join("data"),
+            exec_root: dir.join("exec"),
+            sock: dir.join("berth.sock"),
+            pidfile: dir.join("berthd.pid"),
+            dir,
+            bridge,
+            bip,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// Arguments berthd is started with.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec![
+            "--data-root".to_owned(),
+            self.data_root.display().to_string(),
+            "--exec-root".to_owned(),
+            self.exec_root.display().to_string(),
+            "--pidfile".to_owned(),
+            self.pidfile.display().to_string(),
+            "-H".to_owned(),
+            self.host(),
+            "--bip".to_owned(),
+            self.bip.clone(),
+            "--config-file".to_owned(),
+            self.dir.join("daemon.json").display().to_string(),
+        ];
+        a.extend(self.extra_args.iter().cloned());
+        a
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("berthd.log"))
+            .expect("open daemon log");
+        let err = log.try_clone().expect("clone log fd");
+        if !self.dir.join("daemon.json").exists() {
+            std::fs::write(self.dir.join("daemon.json"), "{}").expect("write daemon.json");
+        }
+        let child = Command::new(bin_dir().join("berthd"))
+            .args(self.args())
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn berthd from {}: {e}", bin_dir().display()));
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http::request(&self.sock, "GET", "/_ping", &[], None) {
+                if r.status == 200 {
+                    return;
+                }
+            }
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("berthd exited early ({status}):\n{}", self.log());
+                }
+            }
+            if Instant::now() > deadline {
+                panic!("berthd did not answer /_ping in 20 s:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("berthd.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Is the daemon process still alive (not exited, not a zombie)?
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// `kill -9` the daemon, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start the daemon again on the same directories (after `kill9` or `stop`).
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Graceful stop: SIGTERM, then SIGKILL after 10 s.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let pid = rustix::process::Pid::from_raw(c.id() as i32);
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Run our CLI against this daemon.
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.berth_stdin(args, None)
+    }
+
+    pub fn berth_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut c = Command::new(bin_dir().join("berth"));
+        c.args(args).env("BERTH_HOST", self.host()).env_remove("DOCKER_HOST");
+        run(c, stdin)
+    }
+
+    /// Run the real docker CLI against this daemon.
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_stdin(args, None)
+    }
+
+    pub fn docker_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        docker_cli(&self.host(), &self.dir, args, stdin)
+    }
+
+    /// One raw HTTP request over the socket.
+    pub fn api(&self, method: &str, path: &str, body: Option<&[u8]>) -> http::Response {
+        http::request(&self.sock, method, path, &[], body)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\nlog:\n{}", self.log()))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        cleanup_dir(&self.dir);
+    }
+}
+
+/// Is the real docker CLI on PATH?
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Run the docker CLI with its own config dir (no user config leaks in).
+pub fn docker_cli(host: &str, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut c = Command::new("docker");
+    c.args(args)
+        .env("DOCKER_HOST", host)
+        .env("DOCKER_CONFIG", dir.join("docker-config"))
+        .env("DOCKER_CLI_HINTS", "false")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION");
+    run(c, stdin)
+}
+
+fn run(mut c: Command, stdin: Option<&[u8]>) -> Output {
+    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("spawn {c:?}: {e}"));
+    if let Some(data) = stdin {
+        let mut w = child.stdin.take().expect("stdin piped");
+        let data = data.to_vec();
+        // Write from a thread so a child that prints a lot before reading cannot deadlock us.
+        std::thread::spawn(move || {
+            let _ = w.write_all(&data);
+        });
+    }
+    child.wait_with_output().expect("wait for child")
+}
+
+/// Unmount whatever is still mounted below `dir`, deepest first, then remove it.
+pub fn cleanup_dir(dir: &Path) {
+    if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
+        let prefix = dir.display().to_string();
+        let mut mounts: Vec<String> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&prefix))
+            .map(str::to_owned)
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = rustix::mount::unmount(m.as_str(), rustix::mount::UnmountFlags::DETACH);
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Helpers for asserting on `Output`.
+pub trait OutputExt {
+    fn stdout_str(&self) -> String;
+    fn stderr_str(&self) -> String;
+    /// Panic with both streams when the command failed.
+    fn ok(&self) -> &Self;
+    fn code(&self) -> i32;
+}
+
+impl OutputExt for Output {
+    fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+    fn ok(&self) -> &Self {
+        assert!(
+            self.status.success(),
+            "command failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout_str(),
+            self.stderr_str()
+        );
+        self
+    }
+    fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+/// A reference Docker daemon (Debian's docker.io) with its own directories, for comparing
+/// behaviour and for producing archives that a real `docker save` wrote. `None` when dockerd is
+/// not installed.
+pub struct RefDocker {
+    pub dir: PathBuf,
+    child: Child,
+}
+
+impl RefDocker {
+    pub fn start() -> Option<RefDocker> {
+        if !have("dockerd") {
+            eprintln!("SKIP: dockerd (Debian's docker.io) is not installed");
+            return None;
+        }
+        let dir = scratch("ref");
+        let log = std::fs::File::create(dir.join("dockerd.log")).ok()?;
+        let err = log.try_clone().ok()?;
+        let child = Command::new("dockerd")
+            .args([
+                "--data-root",
+                &dir.join("data").display().to_string(),
+                "--exec-root",
+                &dir.join("exec").display().to_string(),
+                "--pidfile",
+                &dir.join("dockerd.pid").display().to_string(),
+                "-H",
+                &format!("unix://{}", dir.join("docker.sock").display()),
+                "--bridge",
+                "none",
+                "--iptables=false",
+                "--ip6tables=false",
+                "--containerd-namespace",
+                &format!("berth-e2e-{}", std::process::id()),
+                "--config-file",
+                &dir.join("daemon.json").display().to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .ok()?;
+        let _ = std::fs::write(dir.join("daemon.json"), "{}");
+        let r = RefDocker { dir, child };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(resp) = http::request(&r.sock(), "GET", "/_ping", &[], None) {
+                if resp.status == 200 {
+                    return Some(r);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "reference dockerd did not start:\n{}",
+            std::fs::read_to_string(r.dir.join("dockerd.log")).unwrap_or_default()
+        );
+    }
+
+    pub fn sock(&self) -> PathBuf {
+        self.dir.join("docker.sock")
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock().display())
+    }
+
+    pub fn docker(&self, args: &[&str]) -> Output {
+        docker_cli(&self.host(), &self.dir, args, None)
+    }
+
+    pub fn docker_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        docker_cli(&self.host(), &self.dir, args, Some(stdin))
+    }
+}
+
+impl Drop for RefDocker {
+    fn drop(&mut self) {
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        cleanup_dir(&self.dir);
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Builds berth, installs berthd and berth into /usr/local/bin, and runs hello-world.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
+scripts/deps.sh build
+cargo build --release --bins
+install -m 0755 target/release/berthd target/release/berth /usr/local/bin/
+# berth starts berthd on first use when it is not running.
+# Containers arrive with the runtime (issue 3); until then show the embedded image is there.
+if berth run --help >/dev/null 2>&1; then
+  berth run --rm hello-world
+else
+  berth images hello-world
+fi
