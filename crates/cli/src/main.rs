@@ -1,2 +1,61 @@
-//! berth: the CLI. A client of the Docker Engine API only (bollard); never links daemon crates.
-fn main() {}
+//! berth: the CLI, a drop-in for the docker CLI.
+//!
+//! Owns: argument parsing (docker's commands, aliases, flags, messages, exit codes), talking
+//! to a daemon over the Docker Engine API, and printing exactly what docker prints.
+//! Must not: link or call daemon crates (berthd is reached only through the API, like any
+//! Docker client), or touch daemon state on disk. One module per command group under
+//! `commands/`; shared output code in `format/`, connection code in `client`.
+
+mod cli;
+mod client;
+mod commands;
+mod error;
+mod format;
+
+use std::io::Write;
+
+use clap::Parser;
+
+use crate::cli::{Cli, clap_error};
+use crate::error::CliError;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let code = match Cli::try_parse_from(&argv) {
+        Err(e) => report(clap_error(e, &argv)),
+        Ok(cli) => run(cli, &argv),
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code);
+}
+
+fn run(cli: Cli, argv: &[String]) -> i32 {
+    if cli.version {
+        println!(
+            "berth version {}, build {}",
+            env!("CARGO_PKG_VERSION"),
+            commands::system::GIT_COMMIT
+        );
+        return 0;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return report(CliError::msg(format!("cannot start runtime: {e}"))),
+    };
+    match rt.block_on(commands::dispatch(cli, argv)) {
+        Ok(()) => 0,
+        Err(e) => report(e),
+    }
+}
+
+fn report(e: CliError) -> i32 {
+    if !e.message.is_empty() {
+        let _ = std::io::stdout().flush();
+        eprintln!("{}", e.message);
+    }
+    e.code
+}

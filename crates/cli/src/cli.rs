@@ -1,0 +1,574 @@
+//! Command line: clap definitions mirroring docker's command names, aliases and flags, and the
+//! translation of clap's parse errors into docker's (cobra's) messages and exit codes.
+//!
+//! Positional arguments are collected loosely and counted by each command, so the
+//! "requires at least 1 argument" messages match docker's exactly.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{CliError, EXIT_FAILURE, EXIT_USAGE};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "berth",
+    about = "A self-sufficient runtime for containers",
+    disable_version_flag = true,
+    disable_help_subcommand = true,
+    override_usage = "berth [OPTIONS] COMMAND"
+)]
+pub struct Cli {
+    /// Daemon socket to connect to
+    #[arg(short = 'H', long = "host", value_name = "HOST")]
+    pub host: Option<String>,
+    /// Enable debug mode
+    #[arg(short = 'D', long)]
+    pub debug: bool,
+    /// Set the logging level ("debug", "info", "warn", "error", "fatal")
+    #[arg(short = 'l', long = "log-level", default_value = "info")]
+    pub log_level: String,
+    /// Use TLS; implied by --tlsverify
+    #[arg(long)]
+    pub tls: bool,
+    /// Use TLS and verify the remote
+    #[arg(long)]
+    pub tlsverify: bool,
+    /// Trust certs signed only by this CA
+    #[arg(long)]
+    pub tlscacert: Option<std::path::PathBuf>,
+    /// Path to TLS certificate file
+    #[arg(long)]
+    pub tlscert: Option<std::path::PathBuf>,
+    /// Path to TLS key file
+    #[arg(long)]
+    pub tlskey: Option<std::path::PathBuf>,
+    /// Location of client config files (accepted for compatibility)
+    #[arg(long, value_name = "string")]
+    pub config: Option<String>,
+    /// Name of the context to use (accepted for compatibility)
+    #[arg(short = 'c', long, value_name = "string")]
+    pub context: Option<String>,
+    /// Print version information and quit
+    #[arg(short = 'v', long = "version")]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// List images
+    Images(ImagesArgs),
+    /// Remove one or more images
+    Rmi(RmiArgs),
+    /// Return low-level information on Docker objects
+    Inspect(InspectArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+    /// Show the Docker version information
+    Version(VersionArgs),
+    /// Display system-wide information
+    Info(InfoArgs),
+    /// Get real time events from the server
+    Events(EventsArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// Manage Docker
+    #[command(subcommand)]
+    System(SystemCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImageCmd {
+    /// List images
+    #[command(visible_alias = "list", alias = "images")]
+    Ls(ImagesArgs),
+    /// Remove one or more images
+    #[command(visible_alias = "remove", alias = "rmi")]
+    Rm(RmiArgs),
+    /// Display detailed information on one or more images
+    Inspect(ImageInspectArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(TagArgs),
+    /// Remove unused images
+    Prune(PruneArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(SaveArgs),
+    /// Load an image from a tar archive or STDIN
+    Load(LoadArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(ImportArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SystemCmd {
+    /// Display system-wide information
+    Info(InfoArgs),
+    /// Show docker disk usage
+    Df(DfArgs),
+    /// Get real time events from the server
+    Events(EventsArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ImagesArgs {
+    /// Show all images (default hides intermediate images)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long, value_name = "string", default_value = "")]
+    pub format: String,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RmiArgs {
+    /// Force removal of the image
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Do not delete untagged parents
+    #[arg(long)]
+    pub no_prune: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct InspectArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long, value_name = "string", default_value = "")]
+    pub format: String,
+    /// Display total file sizes if the type is container
+    #[arg(short = 's', long)]
+    pub size: bool,
+    /// Return JSON for specified type
+    #[arg(long = "type", value_name = "string", default_value = "")]
+    pub kind: String,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ImageInspectArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long, value_name = "string", default_value = "")]
+    pub format: String,
+    /// Display the image for a specific platform (accepted; the daemon decides)
+    #[arg(long, value_name = "string")]
+    pub platform: Option<String>,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct HistoryArgs {
+    /// Format output using a custom template
+    #[arg(long, value_name = "string", default_value = "")]
+    pub format: String,
+    /// Print sizes and dates in human readable format
+    #[arg(short = 'H', long, value_name = "bool", num_args = 0..=1, require_equals = true,
+          default_value = "true", default_missing_value = "true")]
+    pub human: String,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show image IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct TagArgs {
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PruneArgs {
+    /// Remove all unused images, not just dangling ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct SaveArgs {
+    /// Write to a file, instead of STDOUT
+    #[arg(short = 'o', long, value_name = "string")]
+    pub output: Option<String>,
+    /// Save only the given platform (accepted; the daemon decides)
+    #[arg(long, value_name = "string")]
+    pub platform: Option<String>,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct LoadArgs {
+    /// Read from tar archive file, instead of STDIN
+    #[arg(short = 'i', long, value_name = "string")]
+    pub input: Option<String>,
+    /// Suppress the load output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Load only the given platform (accepted; the daemon decides)
+    #[arg(long, value_name = "string")]
+    pub platform: Option<String>,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ImportArgs {
+    /// Apply Dockerfile instruction to the created image
+    #[arg(short = 'c', long = "change", value_name = "list")]
+    pub change: Vec<String>,
+    /// Set commit message for imported image
+    #[arg(short = 'm', long, value_name = "string")]
+    pub message: Option<String>,
+    /// Set platform if server is multi-platform capable
+    #[arg(long, value_name = "string")]
+    pub platform: Option<String>,
+    #[arg(hide = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VersionArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long, value_name = "string", default_value = "")]
+    pub format: String,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct InfoArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long, value_name = "string", default_value = "")]
+    pub format: String,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct DfArgs {
+    /// Format output using a custom template
+    #[arg(long, value_name = "string", default_value = "")]
+    pub format: String,
+    /// Show detailed information on space usage
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct EventsArgs {
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long, value_name = "string", default_value = "")]
+    pub format: String,
+    /// Show all events created since timestamp
+    #[arg(long, value_name = "string")]
+    pub since: Option<String>,
+    /// Stream events until this timestamp
+    #[arg(long, value_name = "string")]
+    pub until: Option<String>,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+/// docker's usage line for a command path ("images", "image ls", ...).
+pub fn usage(path: &str) -> String {
+    let rest = match path {
+        "" => "[OPTIONS] COMMAND [ARG...]",
+        "images" | "image ls" => "[OPTIONS] [REPOSITORY[:TAG]]",
+        "rmi" | "image rm" => "[OPTIONS] IMAGE [IMAGE...]",
+        "inspect" => "[OPTIONS] NAME|ID [NAME|ID...]",
+        "image inspect" => "[OPTIONS] IMAGE [IMAGE...]",
+        "history" | "image history" => "[OPTIONS] IMAGE",
+        "tag" | "image tag" => "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
+        "save" | "image save" => "[OPTIONS] IMAGE [IMAGE...]",
+        "import" | "image import" => "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
+        "image" | "system" => "COMMAND",
+        _ => "[OPTIONS]",
+    };
+    if path.is_empty() {
+        format!("berth {rest}")
+    } else {
+        format!("berth {path} {rest}")
+    }
+}
+
+/// Argument count rules, with docker's exact wording (including its "SRun" typo).
+pub enum Arity {
+    None,
+    Exact(usize),
+    AtLeast(usize),
+    AtMost(usize),
+    Range(usize, usize),
+}
+
+pub fn check_args(path: &str, args: &[String], arity: Arity) -> Result<(), CliError> {
+    let n = args.len();
+    let plural = |k: usize| if k == 1 { "argument" } else { "arguments" };
+    let (bad, text, see) = match arity {
+        Arity::None => (n > 0, "accepts no arguments".to_string(), "Run"),
+        Arity::Exact(k) => (n != k, format!("requires {k} {}", plural(k)), "Run"),
+        Arity::AtLeast(k) => (n < k, format!("requires at least {k} {}", plural(k)), "See"),
+        Arity::AtMost(k) => (n > k, format!("requires at most {k} {}", plural(k)), "SRun"),
+        Arity::Range(a, b) => (
+            n < a || n > b,
+            format!("requires at least {a} and at most {b} {}", plural(b)),
+            "Run",
+        ),
+    };
+    if !bad {
+        return Ok(());
+    }
+    Err(CliError::new(
+        format!(
+            "berth: 'berth {path}' {text}\n\nUsage:  {}\n\n{see} 'berth {path} --help' for more information",
+            usage(path)
+        ),
+        EXIT_FAILURE,
+    ))
+}
+
+/// The command path the user typed ("image ls"), for messages; aliases are canonicalized.
+pub fn command_path(argv: &[String]) -> String {
+    let mut words = Vec::new();
+    let mut i = 1;
+    let takes_value = [
+        "-H",
+        "--host",
+        "-l",
+        "--log-level",
+        "--tlscacert",
+        "--tlscert",
+        "--tlskey",
+        "--config",
+        "-c",
+        "--context",
+    ];
+    while i < argv.len() {
+        let a = &argv[i];
+        if a.starts_with('-') {
+            if words.is_empty() && takes_value.contains(&a.as_str()) {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        words.push(canonical(words.first().map(String::as_str), a));
+        if words.len() == 2 || !matches!(a.as_str(), "image" | "system") {
+            break;
+        }
+        i += 1;
+    }
+    words.join(" ")
+}
+
+fn canonical(group: Option<&str>, w: &str) -> String {
+    match (group, w) {
+        (Some("image"), "list" | "images") => "ls".into(),
+        (Some("image"), "remove" | "rmi") => "rm".into(),
+        _ => w.into(),
+    }
+}
+
+/// Turn a clap error into docker's text and exit code; help/version print and exit 0.
+pub fn clap_error(e: clap::Error, argv: &[String]) -> CliError {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let path = command_path(argv);
+    let help_hint = |path: &str| {
+        if path.is_empty() {
+            "Run 'berth --help' for more information".to_string()
+        } else {
+            format!("Run 'berth {path} --help' for more information")
+        }
+    };
+    let ctx = |k: ContextKind| match e.get(k) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(v)) => v.first().cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    match e.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // clap renders the help; docker exits 0 for `docker image` alone too.
+            let _ = e.print();
+            CliError::silent(0)
+        }
+        ErrorKind::InvalidSubcommand => {
+            let sub = ctx(ContextKind::InvalidSubcommand);
+            let full = if path.is_empty() || path == sub {
+                sub.clone()
+            } else {
+                format!("{} {sub}", path.split(' ').next().unwrap_or(""))
+            };
+            let group = full.rsplit_once(' ').map(|(g, _)| g.to_string());
+            let msg = match group {
+                Some(g) => format!(
+                    "berth: unknown command: berth {full}\n\nUsage:  berth {g}\n\n{}",
+                    help_hint(&g)
+                ),
+                None => format!("berth: unknown command: berth {full}\n\n{}", help_hint("")),
+            };
+            CliError::new(msg, EXIT_FAILURE)
+        }
+        ErrorKind::UnknownArgument => {
+            let arg = ctx(ContextKind::InvalidArg);
+            let flag = arg.split('=').next().unwrap_or(&arg).to_string();
+            let what = if flag.starts_with("--") {
+                format!("unknown flag: {flag}")
+            } else {
+                format!(
+                    "unknown shorthand flag: '{}' in {arg}",
+                    flag.trim_start_matches('-').chars().next().unwrap_or('?')
+                )
+            };
+            CliError::new(
+                format!("{what}\n\nUsage:  {}\n\n{}", usage(&path), help_hint(&path)),
+                EXIT_USAGE,
+            )
+        }
+        ErrorKind::InvalidValue | ErrorKind::NoEquals => {
+            let arg = ctx(ContextKind::InvalidArg);
+            let flag = arg.split_whitespace().next().unwrap_or(&arg).to_string();
+            let value = ctx(ContextKind::InvalidValue);
+            let msg = if value.is_empty() {
+                format!("flag needs an argument: {flag}")
+            } else {
+                format!("invalid argument \"{value}\" for \"{flag}\" flag")
+            };
+            CliError::new(
+                format!("{msg}\n\nUsage:  {}\n\n{}", usage(&path), help_hint(&path)),
+                EXIT_USAGE,
+            )
+        }
+        _ => CliError::new(
+            format!(
+                "{}\n\nUsage:  {}\n\n{}",
+                e.to_string()
+                    .trim_start_matches("error: ")
+                    .lines()
+                    .next()
+                    .unwrap_or(""),
+                usage(&path),
+                help_hint(&path)
+            ),
+            EXIT_USAGE,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn parse_err(s: &str) -> CliError {
+        match Cli::try_parse_from(argv(s)) {
+            Ok(_) => panic!("parsed: {s}"),
+            Err(e) => clap_error(e, &argv(s)),
+        }
+    }
+
+    #[test]
+    fn aliases_parse() {
+        for s in [
+            "berth images",
+            "berth image ls",
+            "berth image list",
+            "berth -H unix:///x image rm a",
+        ] {
+            assert!(Cli::try_parse_from(argv(s)).is_ok(), "{s}");
+        }
+    }
+
+    #[test]
+    fn command_paths() {
+        assert_eq!(
+            command_path(&argv("berth -H unix:///x image list -a")),
+            "image ls"
+        );
+        assert_eq!(command_path(&argv("berth --debug images")), "images");
+        assert_eq!(command_path(&argv("berth system df")), "system df");
+    }
+
+    #[test]
+    fn unknown_flag_is_usage_error_125() {
+        let e = parse_err("berth images --bogus");
+        assert_eq!(e.code, 125);
+        assert_eq!(
+            e.message,
+            "unknown flag: --bogus\n\nUsage:  berth images [OPTIONS] [REPOSITORY[:TAG]]\n\nRun 'berth images --help' for more information"
+        );
+    }
+
+    #[test]
+    fn unknown_command_exits_1() {
+        let e = parse_err("berth nosuch");
+        assert_eq!(e.code, 1);
+        assert_eq!(
+            e.message,
+            "berth: unknown command: berth nosuch\n\nRun 'berth --help' for more information"
+        );
+        let e = parse_err("berth image nosuch");
+        assert_eq!(
+            e.message,
+            "berth: unknown command: berth image nosuch\n\nUsage:  berth image\n\nRun 'berth image --help' for more information"
+        );
+    }
+
+    #[test]
+    fn arity_messages() {
+        let e = check_args("tag", &argv("a"), Arity::Exact(2)).unwrap_err();
+        assert_eq!(e.code, 1);
+        assert!(e.message.starts_with("berth: 'berth tag' requires 2 arguments\n\nUsage:  berth tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]\n\nRun 'berth tag --help'"));
+        let e = check_args("rmi", &[], Arity::AtLeast(1)).unwrap_err();
+        assert!(e.message.contains("requires at least 1 argument\n"));
+        assert!(e.message.contains("\n\nSee 'berth rmi --help'"));
+        assert!(check_args("images", &argv("a"), Arity::AtMost(1)).is_ok());
+    }
+}

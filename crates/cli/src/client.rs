@@ -1,0 +1,562 @@
+//! Connection to the daemon: host selection (-H / BERTH_HOST / DOCKER_HOST / default socket),
+//! starting `berthd` when the default socket is dead, API version negotiation, and two ways to
+//! talk: bollard for typed calls and streams, raw HTTP for the daemon's bytes (inspect must
+//! re-indent them exactly as docker does, and /_ping headers carry the API version).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::error::{CliError, cannot_connect};
+use crate::format::json::Ordered;
+
+pub const DEFAULT_HOST: &str = "unix:///run/berth/berth.sock";
+/// The newest API we speak (the spec we implement).
+pub const CLIENT_API_VERSION: &str = "1.50";
+/// What docker assumes when a daemon's ping carries no version.
+const FALLBACK_API_VERSION: &str = "1.24";
+
+/// TLS settings from the global flags.
+#[derive(Clone, Debug, Default)]
+pub struct TlsOptions {
+    pub enabled: bool,
+    pub verify: bool,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    Unix(PathBuf),
+    Tcp(String),
+}
+
+impl Host {
+    pub fn parse(s: &str) -> Result<Host, CliError> {
+        if let Some(p) = s.strip_prefix("unix://") {
+            return Ok(Host::Unix(PathBuf::from(p)));
+        }
+        if let Some(a) = s.strip_prefix("tcp://") {
+            let a = a.trim_end_matches('/');
+            let a = if a.contains(':') {
+                a.to_string()
+            } else {
+                format!("{a}:2375")
+            };
+            return Ok(Host::Tcp(a));
+        }
+        if s.starts_with('/') {
+            return Ok(Host::Unix(PathBuf::from(s)));
+        }
+        Err(CliError::msg(format!("unable to parse docker host `{s}`")))
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A connected, version-negotiated client.
+pub struct Client {
+    pub host_str: String,
+    host: Host,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    pub api_version: String,
+    pub docker: bollard::Docker,
+}
+
+/// The raw answer of the daemon.
+pub struct RawResponse {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl RawResponse {
+    /// The daemon's error message (`{"message": "..."}`) or the body text.
+    pub fn message(&self) -> String {
+        if let Ok(Ordered::Object(o)) = Ordered::parse(&self.body) {
+            if let Some((_, Ordered::String(m))) = o.iter().find(|(k, _)| k == "message") {
+                return m.clone();
+            }
+        }
+        String::from_utf8_lossy(&self.body).trim().to_string()
+    }
+}
+
+impl Client {
+    /// Pick the host, start berthd if needed, negotiate the API version, build bollard.
+    pub async fn connect(host_flag: Option<&str>, tls: &TlsOptions) -> Result<Client, CliError> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let explicit = host_flag
+            .map(str::to_string)
+            .or_else(|| env("BERTH_HOST"))
+            .or_else(|| env("DOCKER_HOST"));
+        let host_str = explicit.clone().unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let host = Host::parse(&host_str)?;
+        let tls_cfg = if tls.enabled || tls.verify {
+            Some(Arc::new(tls_config(tls)?))
+        } else {
+            None
+        };
+        let mut client = Client {
+            host_str: host_str.clone(),
+            host,
+            tls: tls_cfg,
+            api_version: CLIENT_API_VERSION.to_string(),
+            docker: placeholder_docker()?,
+        };
+        let ping = match client.ping().await {
+            Ok(p) => p,
+            Err(_) if explicit.is_none() => {
+                autostart_berthd(&client).await?;
+                client.ping().await.map_err(|_| cannot_connect(&host_str))?
+            }
+            Err(_) => return Err(cannot_connect(&host_str)),
+        };
+        let server = ping
+            .headers
+            .get("api-version")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(FALLBACK_API_VERSION)
+            .to_string();
+        client.api_version = min_version(&server, CLIENT_API_VERSION);
+        client.docker = client.bollard(tls)?;
+        Ok(client)
+    }
+
+    fn bollard(&self, tls: &TlsOptions) -> Result<bollard::Docker, CliError> {
+        let v = parse_version(&self.api_version);
+        let cv = bollard::ClientVersion {
+            major_version: v.0 as usize,
+            minor_version: v.1 as usize,
+        };
+        // No client-side timeout: docker has none (events, load of big archives...).
+        const NO_TIMEOUT: u64 = 60 * 60 * 24 * 365;
+        let r = match &self.host {
+            Host::Unix(p) => {
+                bollard::Docker::connect_with_unix(&p.to_string_lossy(), NO_TIMEOUT, &cv)
+            }
+            Host::Tcp(a) if self.tls.is_some() => {
+                let (ca, cert, key) = cert_paths(tls);
+                bollard::Docker::connect_with_ssl(a, &key, &cert, &ca, NO_TIMEOUT, &cv)
+            }
+            Host::Tcp(a) => bollard::Docker::connect_with_http(a, NO_TIMEOUT, &cv),
+        };
+        r.map_err(|e| CliError::msg(e.to_string()))
+    }
+
+    async fn stream(&self) -> Result<Box<dyn Io>, std::io::Error> {
+        match &self.host {
+            Host::Unix(p) => Ok(Box::new(tokio::net::UnixStream::connect(p).await?)),
+            Host::Tcp(a) => {
+                let tcp = tokio::net::TcpStream::connect(a).await?;
+                match &self.tls {
+                    None => Ok(Box::new(tcp)),
+                    Some(cfg) => {
+                        let hostname = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
+                        let name = rustls::pki_types::ServerName::try_from(hostname.to_string())
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        let conn = tokio_rustls::TlsConnector::from(cfg.clone());
+                        Ok(Box::new(conn.connect(name, tcp).await?))
+                    }
+                }
+            }
+        }
+    }
+
+    /// One raw request on a fresh connection; `path` is unversioned ("/images/json?...").
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<RawResponse, CliError> {
+        let full = format!("/v{}{}", self.api_version, path);
+        self.raw_unversioned(method, &full, body.map(|b| (b, "application/json")))
+            .await
+            .map_err(|_| cannot_connect(&self.host_str))
+    }
+
+    /// A raw request with a body of the given content type (tar uploads).
+    pub async fn raw_with_type(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        content_type: &'static str,
+    ) -> Result<RawResponse, CliError> {
+        let full = format!("/v{}{}", self.api_version, path);
+        self.raw_unversioned(method, &full, Some((body, content_type)))
+            .await
+            .map_err(|_| cannot_connect(&self.host_str))
+    }
+
+    async fn raw_unversioned(
+        &self,
+        method: Method,
+        full: &str,
+        body: Option<(Bytes, &'static str)>,
+    ) -> Result<RawResponse, Box<dyn std::error::Error + Send + Sync>> {
+        let io = TokioIo::new(self.stream().await?);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(full)
+            .header("Host", "berth")
+            .header(
+                "User-Agent",
+                concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
+            );
+        let body = match body {
+            Some((b, ct)) => {
+                req = req.header("Content-Type", ct);
+                b
+            }
+            None => Bytes::new(),
+        };
+        let req = req.body(Full::new(body))?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok(RawResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// GET whose body is a long-lived stream (events); non-2xx becomes a daemon error.
+    pub async fn get_stream(&self, path: &str) -> Result<hyper::body::Incoming, CliError> {
+        let full = format!("/v{}{}", self.api_version, path);
+        let io = TokioIo::new(
+            self.stream()
+                .await
+                .map_err(|_| cannot_connect(&self.host_str))?,
+        );
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|_| cannot_connect(&self.host_str))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(full)
+            .header("Host", "berth")
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| CliError::msg(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|_| cannot_connect(&self.host_str))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let headers = resp.headers().clone();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let r = RawResponse {
+                status,
+                headers,
+                body,
+            };
+            return Err(CliError::daemon(r.message()));
+        }
+        Ok(resp.into_body())
+    }
+
+    async fn ping(&self) -> Result<RawResponse, CliError> {
+        self.raw_unversioned(Method::GET, "/_ping", None)
+            .await
+            .map_err(|_| cannot_connect(&self.host_str))
+    }
+
+    /// GET returning the raw body; non-2xx becomes "Error response from daemon: ...".
+    pub async fn get_raw(&self, path: &str) -> Result<Bytes, CliError> {
+        let r = self.raw(Method::GET, path, None).await?;
+        if !r.status.is_success() {
+            return Err(CliError::daemon(r.message()));
+        }
+        Ok(r.body)
+    }
+
+    /// GET and parse, keeping the daemon's key order.
+    pub async fn get_json(&self, path: &str) -> Result<Ordered, CliError> {
+        let body = self.get_raw(path).await?;
+        Ordered::parse(&body).map_err(|e| CliError::msg(format!("invalid JSON from daemon: {e}")))
+    }
+
+    pub fn bollard_err(&self, e: bollard::errors::Error) -> CliError {
+        crate::error::from_bollard(e, &self.host_str)
+    }
+}
+
+/// Only a stand-in until negotiation is done; never used for requests.
+fn placeholder_docker() -> Result<bollard::Docker, CliError> {
+    bollard::Docker::connect_with_http("127.0.0.1:1", 1, bollard::API_DEFAULT_VERSION)
+        .map_err(|e| CliError::msg(e.to_string()))
+}
+
+pub fn parse_version(v: &str) -> (u32, u32) {
+    let mut it = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// min(server, ours), as docker's client negotiation does.
+pub fn min_version(a: &str, b: &str) -> String {
+    if parse_version(a) <= parse_version(b) {
+        a.to_string()
+    } else {
+        b.to_string()
+    }
+}
+
+fn cert_paths(t: &TlsOptions) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = std::env::var("DOCKER_CERT_PATH")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var("HOME")
+                .ok()
+                .map(|h| Path::new(&h).join(".docker"))
+        })
+        .unwrap_or_default();
+    (
+        t.ca.clone().unwrap_or_else(|| dir.join("ca.pem")),
+        t.cert.clone().unwrap_or_else(|| dir.join("cert.pem")),
+        t.key.clone().unwrap_or_else(|| dir.join("key.pem")),
+    )
+}
+
+fn tls_config(t: &TlsOptions) -> Result<tokio_rustls::rustls::ClientConfig, CliError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (ca, cert, key) = cert_paths(t);
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|e| CliError::msg(format!("could not read {}: {e}", p.display())))
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| CliError::msg(e.to_string()))?;
+    let builder = if t.verify {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in rustls_pemfile::certs(&mut read(&ca)?.as_slice()).flatten() {
+            roots
+                .add(c)
+                .map_err(|e| CliError::msg(format!("invalid CA certificate: {e}")))?;
+        }
+        builder.with_root_certificates(roots)
+    } else {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+    };
+    // A client certificate is sent when one is present, as docker does.
+    if cert.exists() && key.exists() {
+        let certs: Vec<CertificateDer<'static>> =
+            rustls_pemfile::certs(&mut read(&cert)?.as_slice())
+                .flatten()
+                .collect();
+        let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut read(&key)?.as_slice())
+            .ok()
+            .flatten()
+            .ok_or_else(|| CliError::msg("no private key found in the TLS key file"))?;
+        builder
+            .with_client_auth_cert(certs, key)
+            .map_err(|e| CliError::msg(e.to_string()))
+    } else {
+        Ok(builder.with_no_client_auth())
+    }
+}
+
+/// `--tls` without `--tlsverify`: encrypt but accept any server certificate, like docker.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Start `berthd` detached (own session, output to /run/berth/berthd.log) and wait for /_ping.
+async fn autostart_berthd(client: &Client) -> Result<(), CliError> {
+    use std::os::unix::process::CommandExt;
+    let host = client.host_str.clone();
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("berthd")))
+        .filter(|p| p.is_file())
+        .or_else(|| find_on_path("berthd"))
+        .ok_or_else(|| cannot_connect(&host))?;
+    let log_dir = Path::new("/run/berth");
+    std::fs::create_dir_all(log_dir).map_err(|_| cannot_connect(&host))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_dir.join("berthd.log"))
+        .map_err(|_| cannot_connect(&host))?;
+    let log2 = log.try_clone().map_err(|_| cannot_connect(&host))?;
+    let mut cmd = std::process::Command::new(&exe);
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // SAFETY: setsid() is async-signal-safe; it detaches berthd from our terminal and
+    // process group so it survives this CLI and the user's Ctrl-C.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn().map_err(|_| cannot_connect(&host))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if client.ping().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(cannot_connect(&host))
+}
+
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Percent-encode a query value (filters JSON, references).
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Percent-encode a path segment (image names carry '/' and ':' which the daemon routes).
+pub fn path_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'_'
+            | b'.'
+            | b'~'
+            | b'/'
+            | b':'
+            | b'@' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Build the API's filters JSON from repeated `--filter key=value` flags.
+pub fn filters_json(filters: &[String]) -> Result<String, CliError> {
+    let mut map: std::collections::BTreeMap<String, std::collections::BTreeMap<String, bool>> =
+        Default::default();
+    for f in filters {
+        let Some((k, v)) = f.split_once('=') else {
+            return Err(CliError::new(
+                format!(
+                    "invalid argument \"{f}\" for \"-f, --filter\" flag: bad format of filter (expected name=value)\nSee 'berth --help'."
+                ),
+                crate::error::EXIT_USAGE,
+            ));
+        };
+        map.entry(k.trim().to_lowercase())
+            .or_default()
+            .insert(v.trim().to_string(), true);
+    }
+    serde_json::to_string(&map).map_err(|e| CliError::msg(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_parse() {
+        assert_eq!(
+            Host::parse("unix:///run/berth/berth.sock").unwrap(),
+            Host::Unix("/run/berth/berth.sock".into())
+        );
+        assert_eq!(
+            Host::parse("tcp://127.0.0.1").unwrap(),
+            Host::Tcp("127.0.0.1:2375".into())
+        );
+        assert!(Host::parse("ftp://x").is_err());
+    }
+
+    #[test]
+    fn version_negotiation_takes_the_lower() {
+        assert_eq!(min_version("1.41", CLIENT_API_VERSION), "1.41");
+        assert_eq!(min_version("1.51", CLIENT_API_VERSION), "1.50");
+        assert_eq!(min_version("1.9", "1.10"), "1.9");
+    }
+
+    #[test]
+    fn filters_become_api_json() {
+        let f =
+            filters_json(&["dangling=true".into(), "label=a=b".into(), "label=c".into()]).unwrap();
+        assert_eq!(
+            f,
+            r#"{"dangling":{"true":true},"label":{"a=b":true,"c":true}}"#
+        );
+        assert!(filters_json(&["nope".into()]).is_err());
+    }
+}

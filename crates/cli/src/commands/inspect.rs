@@ -1,0 +1,125 @@
+//! `inspect` and `image inspect`: the daemon's raw JSON re-indented like docker (4 spaces,
+//! daemon key order), or a `--format` template per object.
+
+use crate::client::{Client, path_escape};
+use crate::commands::out;
+use crate::error::CliError;
+use crate::format::Format;
+use crate::format::json::{Ordered, indent};
+
+const TYPES: &str = r#""config", "container", "image", "network", "node", "plugin", "secret", "service", "task", "volume""#;
+
+enum Lookup {
+    Found(bytes::Bytes),
+    /// 404, with the daemon's message.
+    Missing(String),
+}
+
+/// Look one object up by kind.
+async fn fetch(client: &Client, kind: &str, name: &str, size: bool) -> Result<Lookup, CliError> {
+    let n = path_escape(name);
+    let path = match kind {
+        "container" => format!("/containers/{n}/json{}", if size { "?size=1" } else { "" }),
+        "image" => format!("/images/{n}/json"),
+        "network" => format!("/networks/{n}"),
+        "volume" => format!("/volumes/{n}"),
+        "plugin" => format!("/plugins/{n}/json"),
+        // Swarm objects: berth has no swarm; report them as missing.
+        _ => return Ok(Lookup::Missing(format!("No such {kind}: {name}"))),
+    };
+    let r = client.raw(hyper::Method::GET, &path, None).await?;
+    if r.status == hyper::StatusCode::NOT_FOUND {
+        return Ok(Lookup::Missing(r.message()));
+    }
+    if !r.status.is_success() {
+        return Err(CliError::daemon(r.message()));
+    }
+    Ok(Lookup::Found(r.body))
+}
+
+pub async fn run(
+    client: &Client,
+    names: &[String],
+    format: &str,
+    kind: &str,
+    size: bool,
+) -> Result<(), CliError> {
+    let kinds: Vec<&str> = match kind {
+        "" => vec!["container", "image", "network", "volume", "plugin"],
+        "config" | "container" | "image" | "network" | "node" | "plugin" | "secret" | "service"
+        | "task" | "volume" => vec![kind],
+        other => {
+            return Err(CliError::msg(format!(
+                "unknown type: \"{other}\": must be one of {TYPES}"
+            )));
+        }
+    };
+    let tmpl = (!format.is_empty()).then(|| Format::new(format, ""));
+    let mut raws: Vec<bytes::Bytes> = Vec::new();
+    let mut errs: Vec<String> = Vec::new();
+    let mut text = String::new();
+    for name in names {
+        let mut found = None;
+        let mut missing = String::new();
+        for k in &kinds {
+            match fetch(client, k, name, size).await {
+                Ok(Lookup::Found(b)) => {
+                    found = Some(b);
+                    break;
+                }
+                Ok(Lookup::Missing(m)) => missing = m,
+                Err(e) => {
+                    missing = e.message;
+                    break;
+                }
+            }
+        }
+        let Some(raw) = found else {
+            errs.push(if kind.is_empty() {
+                format!("Error: No such object: {name}")
+            } else if missing.starts_with("Error") {
+                missing
+            } else {
+                format!("Error response from daemon: {missing}")
+            });
+            continue;
+        };
+        match &tmpl {
+            None => raws.push(raw),
+            Some(t) => {
+                let v = Ordered::parse(&raw)
+                    .map_err(|e| CliError::msg(format!("invalid JSON from daemon: {e}")))?;
+                match t.render_value(&v) {
+                    Ok(s) => {
+                        text.push_str(&s);
+                        text.push('\n');
+                    }
+                    Err(e) => errs.push(e),
+                }
+            }
+        }
+    }
+    if tmpl.is_none() {
+        text = if raws.is_empty() {
+            "[]\n".to_string()
+        } else {
+            // docker joins the raw elements into one array, then json.Indent's it.
+            let mut joined = Vec::new();
+            joined.push(b'[');
+            for (i, r) in raws.iter().enumerate() {
+                if i > 0 {
+                    joined.push(b',');
+                }
+                joined.extend_from_slice(r.trim_ascii());
+            }
+            joined.push(b']');
+            format!("{}\n", indent(&joined, "    "))
+        };
+    }
+    out(&text)?;
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::msg(errs.join("\n")))
+    }
+}

@@ -1,0 +1,434 @@
+//! `--format`: Go text/template (gtmpl) with the docker CLI's extra functions, the `table`
+//! prefix (header row + tabwriter) and `json`.
+//!
+//! Rows are given as [`Row`]s: ordered string fields plus a header label per field, which is
+//! what docker's formatter contexts are. Raw API objects (inspect) are given as JSON values.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use gtmpl::{Context, Func, FuncError, Template, Value};
+
+use super::json::{Ordered, quote};
+use super::tabwriter::TabWriter;
+
+/// A formatter-context row: (field, header label, value) in docker's order.
+#[derive(Clone, Default)]
+pub struct Row {
+    pub fields: Vec<(&'static str, &'static str, Value)>,
+}
+
+impl Row {
+    pub fn new() -> Self {
+        Row::default()
+    }
+    pub fn with(mut self, name: &'static str, header: &'static str, v: impl Into<Value>) -> Self {
+        self.fields.push((name, header, v.into()));
+        self
+    }
+    fn value(&self) -> Value {
+        Value::Object(
+            self.fields
+                .iter()
+                .map(|(k, _, v)| ((*k).to_string(), v.clone()))
+                .collect(),
+        )
+    }
+    fn header(&self) -> Value {
+        Value::Map(
+            self.fields
+                .iter()
+                .map(|(k, h, _)| ((*k).to_string(), Value::from(*h)))
+                .collect(),
+        )
+    }
+}
+
+/// What a `--format` string asks for.
+pub struct Format {
+    table: bool,
+    text: String,
+}
+
+impl Format {
+    /// Docker's rules: "" or "table" -> the command's default table, "json" -> `{{json .}}`,
+    /// "table X" -> table with template X; `\t`/`\n` escapes are expanded.
+    pub fn new(user: &str, default_table: &str) -> Format {
+        let src = if user.is_empty() || user == "table" {
+            default_table
+        } else {
+            user
+        };
+        let (table, text) = if src == "json" {
+            (false, "{{json .}}".to_string())
+        } else if let Some(rest) = src.strip_prefix("table") {
+            (true, rest.to_string())
+        } else {
+            (false, src.to_string())
+        };
+        let text = text
+            .trim_matches(' ')
+            .replace("\\t", "\t")
+            .replace("\\n", "\n");
+        Format { table, text }
+    }
+
+    /// Render rows: a header first for tables, then one template execution + "\n" per row.
+    pub fn render_rows(&self, rows: &[Row], header_if_empty: &Row) -> Result<String, String> {
+        let tmpl = parse(&self.text, false)?;
+        let mut body = String::new();
+        for r in rows {
+            body.push_str(&exec(&tmpl, &r.value())?);
+            body.push('\n');
+        }
+        if !self.table {
+            return Ok(body);
+        }
+        let mut tw = TabWriter::default();
+        // Docker ignores header errors and prints what it could.
+        if let Ok(htmpl) = parse(&self.text, true) {
+            let hdr = rows.first().unwrap_or(header_if_empty).header();
+            tw.write_str(&exec(&htmpl, &hdr).unwrap_or_default());
+        }
+        tw.write_str("\n");
+        tw.write_str(&body);
+        Ok(tw.flush())
+    }
+
+    /// Execute against raw data (inspect): no header, one line per item.
+    pub fn render_value(&self, v: &Ordered) -> Result<String, String> {
+        self.render_value_aliased(v, &[])
+    }
+
+    /// Like [`Format::render_value`], with Go field names added next to JSON names that
+    /// differ (`status` -> `Status`), so `{{.Status}}` works as on docker's Go structs
+    /// while `{{json .}}` still prints the daemon's JSON names.
+    pub fn render_value_aliased(
+        &self,
+        v: &Ordered,
+        aliases: &[(&str, &str)],
+    ) -> Result<String, String> {
+        let tmpl = parse(&self.text, false)?;
+        let value = from_json_aliased(v, aliases);
+        exec(&tmpl, &value)
+    }
+}
+
+fn parse(text: &str, header: bool) -> Result<Template, String> {
+    let mut t = Template::default();
+    let funcs: &[(&str, Func)] = if header {
+        &[
+            ("json", h_first),
+            ("split", h_first),
+            ("join", h_first),
+            ("title", h_first),
+            ("lower", h_first),
+            ("upper", h_first),
+            ("pad", h_first),
+            ("truncate", h_first),
+        ]
+    } else {
+        &[
+            ("json", f_json),
+            ("split", f_split),
+            ("join", f_join),
+            ("title", f_title),
+            ("lower", f_lower),
+            ("upper", f_upper),
+            ("pad", f_pad),
+            ("truncate", f_truncate),
+        ]
+    };
+    t.add_funcs(funcs);
+    t.parse(text)
+        .map_err(|e| format!("template parsing error: {e}"))?;
+    Ok(t)
+}
+
+fn exec(t: &Template, v: &Value) -> Result<String, String> {
+    t.render(&Context::from(v.clone()))
+        .map_err(|e| format!("template parsing error: {e}"))
+}
+
+/// JSON -> template value with Go-name aliases; remembers each object's key order.
+pub fn from_json_aliased(v: &Ordered, aliases: &[(&str, &str)]) -> Value {
+    match v {
+        Ordered::Array(a) => {
+            Value::Array(a.iter().map(|x| from_json_aliased(x, aliases)).collect())
+        }
+        Ordered::Object(o) => {
+            let mut m: HashMap<String, Value> = o
+                .iter()
+                .map(|(k, v)| (k.clone(), from_json_aliased(v, aliases)))
+                .collect();
+            for (json_name, go_name) in aliases {
+                if let Some(v) = m.get(*json_name).cloned() {
+                    m.entry((*go_name).to_string()).or_insert(v);
+                }
+            }
+            let order: Vec<String> = o.iter().map(|(k, _)| k.clone()).collect();
+            KEY_ORDER.with(|r| {
+                r.borrow_mut().insert(key_set_id(m.keys()), order);
+            });
+            Value::Map(m)
+        }
+        other => from_json(other),
+    }
+}
+
+/// JSON from the daemon -> template value. Objects become maps (missing key = `<no value>`,
+/// like docker's raw fallback); integers stay integers so they print like Go's.
+pub fn from_json(v: &Ordered) -> Value {
+    match v {
+        Ordered::Null => Value::Nil,
+        Ordered::Bool(b) => Value::Bool(*b),
+        Ordered::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                Value::from(n.as_f64().unwrap_or(0.0))
+            }
+        }
+        Ordered::String(s) => Value::from(s.as_str()),
+        Ordered::Array(a) => Value::Array(a.iter().map(from_json).collect()),
+        Ordered::Object(o) => {
+            Value::Map(o.iter().map(|(k, v)| (k.clone(), from_json(v))).collect())
+        }
+    }
+}
+
+thread_local! {
+    // gtmpl maps are unordered; Go marshals structs in declaration order, which is the order
+    // the daemon sent. Remember that order per key set so `json` can reproduce it.
+    static KEY_ORDER: RefCell<HashMap<String, Vec<String>>> = RefCell::new(HashMap::new());
+}
+
+fn key_set_id<'a>(keys: impl Iterator<Item = &'a String>) -> String {
+    let mut k: Vec<&String> = keys.collect();
+    k.sort();
+    k.iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join("\u{0}")
+}
+
+/// Marshal a template value as Go would. Formatter contexts (Objects) marshal like docker's
+/// MarshalJSON (sorted keys, HTML-escaped); data maps keep the daemon's order, no escaping.
+pub fn to_json(v: &Value, html: bool) -> String {
+    match v {
+        Value::NoValue | Value::Nil | Value::Function(_) => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::String(s) => quote(s, html),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.to_string()
+            } else if let Some(u) = n.as_u64() {
+                u.to_string()
+            } else {
+                let f = n.as_f64().unwrap_or(0.0);
+                serde_json::Number::from_f64(f).map_or("null".into(), |n| n.to_string())
+            }
+        }
+        Value::Array(a) => {
+            let parts: Vec<String> = a.iter().map(|x| to_json(x, html)).collect();
+            format!("[{}]", parts.join(","))
+        }
+        Value::Object(o) => {
+            let mut keys: Vec<&String> = o.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{}:{}", quote(k, true), to_json(&o[*k], true)))
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+        Value::Map(o) => {
+            let id = key_set_id(o.keys());
+            let keys: Vec<String> = KEY_ORDER
+                .with(|m| m.borrow().get(&id).cloned())
+                .unwrap_or_else(|| {
+                    let mut k: Vec<String> = o.keys().cloned().collect();
+                    k.sort();
+                    k
+                });
+            let parts: Vec<String> = keys
+                .iter()
+                .filter_map(|k| {
+                    o.get(k)
+                        .map(|v| format!("{}:{}", quote(k, html), to_json(v, html)))
+                })
+                .collect();
+            format!("{{{}}}", parts.join(","))
+        }
+    }
+}
+
+fn arg_str(args: &[Value], i: usize, name: &str) -> Result<String, FuncError> {
+    match args.get(i) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(v) => Ok(v.to_string()),
+        None => Err(FuncError::AtLeastXArgs(name.into(), i + 1)),
+    }
+}
+
+fn arg_int(args: &[Value], i: usize, name: &str) -> Result<i64, FuncError> {
+    match args.get(i) {
+        Some(Value::Number(n)) => n.as_i64().ok_or(FuncError::UnableToConvertFromValue),
+        Some(Value::String(s)) => s.parse().map_err(|_| FuncError::UnableToConvertFromValue),
+        Some(_) => Err(FuncError::UnableToConvertFromValue),
+        None => Err(FuncError::AtLeastXArgs(name.into(), i + 1)),
+    }
+}
+
+fn h_first(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(args.first().cloned().unwrap_or(Value::NoValue))
+}
+
+fn f_json(args: &[Value]) -> Result<Value, FuncError> {
+    let v = args
+        .first()
+        .ok_or(FuncError::ExactlyXArgs("json".into(), 1))?;
+    // Formatter contexts go through json.Marshal (escapes HTML); plain values through an
+    // Encoder with SetEscapeHTML(false), as docker's `json` function does.
+    let html = matches!(v, Value::Object(_));
+    Ok(Value::from(to_json(v, html)))
+}
+
+fn f_split(args: &[Value]) -> Result<Value, FuncError> {
+    let s = arg_str(args, 0, "split")?;
+    let sep = arg_str(args, 1, "split")?;
+    let parts: Vec<Value> = if sep.is_empty() {
+        s.chars().map(|c| Value::from(c.to_string())).collect()
+    } else {
+        s.split(sep.as_str()).map(Value::from).collect()
+    };
+    Ok(Value::Array(parts))
+}
+
+fn f_join(args: &[Value]) -> Result<Value, FuncError> {
+    let sep = arg_str(args, 1, "join")?;
+    match args.first() {
+        Some(Value::Array(a)) => Ok(Value::from(
+            a.iter()
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(&sep),
+        )),
+        Some(Value::Nil) | Some(Value::NoValue) => Ok(Value::from("")),
+        _ => Err(FuncError::UnableToConvertFromValue),
+    }
+}
+
+fn f_title(args: &[Value]) -> Result<Value, FuncError> {
+    let s = arg_str(args, 0, "title")?;
+    // strings.Title: upper-case the first letter of each word.
+    let mut out = String::with_capacity(s.len());
+    let mut prev_letter = false;
+    for c in s.chars() {
+        if !prev_letter && c.is_alphabetic() {
+            out.extend(c.to_uppercase());
+        } else {
+            out.push(c);
+        }
+        prev_letter = c.is_alphanumeric() || c == '_' || c == '\'';
+    }
+    Ok(Value::from(out))
+}
+
+fn f_lower(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::from(arg_str(args, 0, "lower")?.to_lowercase()))
+}
+
+fn f_upper(args: &[Value]) -> Result<Value, FuncError> {
+    Ok(Value::from(arg_str(args, 0, "upper")?.to_uppercase()))
+}
+
+fn f_pad(args: &[Value]) -> Result<Value, FuncError> {
+    let s = arg_str(args, 0, "pad")?;
+    let pre = arg_int(args, 1, "pad")?.max(0) as usize;
+    let post = arg_int(args, 2, "pad")?.max(0) as usize;
+    if s.is_empty() {
+        return Ok(Value::from(s));
+    }
+    Ok(Value::from(format!(
+        "{}{s}{}",
+        " ".repeat(pre),
+        " ".repeat(post)
+    )))
+}
+
+fn f_truncate(args: &[Value]) -> Result<Value, FuncError> {
+    let s = arg_str(args, 0, "truncate")?;
+    let n = arg_int(args, 1, "truncate")?.max(0) as usize;
+    if s.len() < n {
+        return Ok(Value::from(s));
+    }
+    // Go slices bytes; stay on a char boundary rather than produce invalid UTF-8.
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Ok(Value::from(s[..end].to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(repo: &str) -> Row {
+        Row::new()
+            .with("Repository", "REPOSITORY", repo)
+            .with("Tag", "TAG", "<none>")
+    }
+
+    #[test]
+    fn table_prints_header_and_aligns() {
+        let f = Format::new("table {{.Repository}}\\t{{.Tag}}", "");
+        let out = f.render_rows(&[row("busybox")], &row("")).unwrap();
+        assert_eq!(out, "REPOSITORY   TAG\nbusybox      <none>\n");
+    }
+
+    #[test]
+    fn header_only_when_empty() {
+        let f = Format::new("table {{.Repository}}\t{{.Tag}}", "");
+        assert_eq!(f.render_rows(&[], &row("")).unwrap(), "REPOSITORY   TAG\n");
+    }
+
+    #[test]
+    fn functions_like_docker() {
+        let f = Format::new(
+            r#"{{upper .Repository}} {{lower "AB"}} {{title "hello world"}} {{join (split "a:b" ":") ","}} [{{pad "x" 1 2}}] {{truncate .Repository 3}} {{json .Tag}}"#,
+            "",
+        );
+        let out = f.render_rows(&[row("busybox")], &row("")).unwrap();
+        assert_eq!(out, "BUSYBOX ab Hello World a,b [ x  ] bus \"<none>\"\n");
+    }
+
+    #[test]
+    fn json_of_context_is_sorted_and_escaped() {
+        let f = Format::new("json", "");
+        let out = f.render_rows(&[row("b")], &row("")).unwrap();
+        assert_eq!(
+            out,
+            "{\"Repository\":\"b\",\"Tag\":\"\\u003cnone\\u003e\"}\n"
+        );
+    }
+
+    #[test]
+    fn raw_values_keep_daemon_key_order() {
+        let v = Ordered::parse(br#"{"Id":"x","Config":{"Z":1,"A":[ "a" ],"M":null}}"#).unwrap();
+        let f = Format::new("{{json .Config}} {{.Id}} {{.Nope}}", "");
+        assert_eq!(
+            f.render_value(&v).unwrap(),
+            "{\"Z\":1,\"A\":[\"a\"],\"M\":null} x <no value>"
+        );
+    }
+
+    #[test]
+    fn bad_template_is_an_error() {
+        let f = Format::new("{{", "");
+        assert!(f.render_rows(&[row("x")], &row("")).is_err());
+    }
+}
