@@ -1,2 +1,161 @@
 //! berthd: parses dockerd-compatible flags and daemon.json, opens the engine, serves the API.
-fn main() {}
+//! Must not: contain API or engine logic; this file only wires the pieces together.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use berth_engine::{Engine, EngineConfig, Runtime};
+use berthd::config::{self, ConfigError, DaemonConfig};
+use berthd::listen::{self, Host};
+use berthd::pidfile::Pidfile;
+use tokio_util::sync::CancellationToken;
+
+/// dockerd exits 125 on bad flags, 1 on start-up failures.
+const EXIT_USAGE: u8 = 125;
+const EXIT_FAILURE: u8 = 1;
+
+fn main() -> ExitCode {
+    let cfg = match config::resolve(std::env::args_os()) {
+        Ok(c) => c,
+        Err(ConfigError::Usage(e)) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let _ = e.print();
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(e) => {
+            eprintln!("berthd: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if cfg.show_version {
+        println!(
+            "berthd version {} (Docker Engine API {}, compatible with Docker {})",
+            berth_engine::info::BERTH_VERSION,
+            berth_engine::info::API_VERSION,
+            berth_engine::info::DOCKER_VERSION
+        );
+        return ExitCode::SUCCESS;
+    }
+    init_logging(&cfg);
+
+    // Small and predictable: two workers are plenty for an API server; blocking store work
+    // goes to the blocking pool.
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(32)
+        .thread_keep_alive(Duration::from_secs(10))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berthd: starting the runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("berthd: {e}");
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+fn init_logging(cfg: &DaemonConfig) {
+    let level = match cfg.log_level.as_str() {
+        "fatal" | "panic" => "error",
+        l => l,
+    };
+    // RUST_LOG refines per module when set; the flag decides the default.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+async fn run(cfg: DaemonConfig) -> Result<(), String> {
+    let hosts = cfg
+        .hosts
+        .iter()
+        .map(|h| listen::parse_host(h, cfg.tls))
+        .collect::<Result<Vec<Host>, _>>()
+        .map_err(|e| e.to_string())?;
+    let tls = if cfg.tls && hosts.iter().any(|h| !matches!(h, Host::Unix(_))) {
+        let ca = cfg.tlsverify.then_some(cfg.tlscacert.as_path());
+        Some(berth_api::tls::acceptor(&cfg.tlscert, &cfg.tlskey, ca).map_err(|e| e.to_string())?)
+    } else {
+        None
+    };
+
+    let pidfile = Pidfile::acquire(&cfg.pidfile).map_err(|e| e.to_string())?;
+
+    let mut ecfg = EngineConfig::new(&cfg.data_root, &cfg.exec_root);
+    ecfg.debug = cfg.debug;
+    ecfg.live_restore = cfg.live_restore;
+    ecfg.default_runtime = cfg.default_runtime.clone();
+    ecfg.runtimes = cfg
+        .runtimes
+        .iter()
+        .map(|(n, (path, args))| {
+            (
+                n.clone(),
+                Runtime {
+                    path: path.clone(),
+                    args: args.clone(),
+                },
+            )
+        })
+        .collect();
+    ecfg.insecure_registries = cfg.insecure_registries.clone();
+    ecfg.registry_mirrors = cfg.registry_mirrors.clone();
+    ecfg.bip = cfg.bip.clone();
+    ecfg.bridge = cfg.bridge.clone();
+    let engine: Arc<Engine> = Engine::open(ecfg).await.map_err(|e| e.to_string())?;
+
+    let bound = listen::bind_all(&hosts, &cfg.group, tls)
+        .await
+        .map_err(|e| e.to_string())?;
+    let shutdown = CancellationToken::new();
+    let app = berth_api::app(engine, shutdown.clone());
+
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+        signals.cancel();
+    });
+
+    tracing::info!(
+        "berthd {} serving the Docker API on {}",
+        berth_engine::info::BERTH_VERSION,
+        cfg.hosts.join(", ")
+    );
+    berth_api::serve(bound.listeners, app, shutdown, Duration::from_secs(5)).await;
+
+    for p in &bound.unix_paths {
+        let _ = std::fs::remove_file(p);
+    }
+    drop(pidfile);
+    tracing::info!("daemon shut down");
+    Ok(())
+}

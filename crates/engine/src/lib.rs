@@ -1,3 +1,163 @@
 //! berth-engine: the services behind the API routes (images, containers, networks, volumes,
 //! builds, events) and their orchestration. Owns engine state and startup reconciliation.
 //! Must not: know HTTP (routes live in berth-api) or parse CLI flags.
+//!
+//! Today: the images service over `berth_image::ImageStore`, the events bus, and host info.
+
+#![recursion_limit = "256"]
+
+pub mod changes;
+pub mod error;
+pub mod events;
+pub mod images;
+pub mod info;
+pub mod models;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use berth_image::ImageStore;
+
+pub use error::{Error, ErrorKind, Result};
+pub use events::{Event, EventBus, EventFilter};
+pub use images::Images;
+
+/// An extra OCI runtime (`--add-runtime name=path`, daemon.json `runtimes`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Runtime {
+    pub path: String,
+    pub args: Vec<String>,
+}
+
+/// What the daemon's flags and daemon.json decided, as far as the engine cares.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub data_root: PathBuf,
+    pub exec_root: PathBuf,
+    pub debug: bool,
+    pub live_restore: bool,
+    pub default_runtime: String,
+    pub runtimes: BTreeMap<String, Runtime>,
+    pub insecure_registries: Vec<String>,
+    pub registry_mirrors: Vec<String>,
+    /// `--bip`: the default bridge's address (used once networks exist)
+    pub bip: Option<String>,
+    /// `-b/--bridge`: attach the default network to this bridge ("none" disables it)
+    pub bridge: Option<String>,
+    /// Load the embedded hello-world image at startup when missing.
+    pub load_hello_world: bool,
+}
+
+impl EngineConfig {
+    pub fn new(data_root: impl Into<PathBuf>, exec_root: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            data_root: data_root.into(),
+            exec_root: exec_root.into(),
+            debug: false,
+            live_restore: false,
+            default_runtime: "runc".to_owned(),
+            runtimes: BTreeMap::new(),
+            insecure_registries: Vec::new(),
+            registry_mirrors: Vec::new(),
+            bip: None,
+            bridge: None,
+            load_hello_world: true,
+        }
+    }
+}
+
+pub struct Engine {
+    /// Stable daemon ID (`docker info` ID), kept in `<data-root>/engine-id`.
+    pub id: String,
+    pub config: EngineConfig,
+    pub events: Arc<EventBus>,
+    pub images: Images,
+}
+
+/// The embedded hello-world docker-archive (offline `berth run hello-world`).
+fn hello_world_archive() -> Option<Vec<u8>> {
+    Some(berth_hello::archive())
+}
+
+fn io_err(what: &str, e: std::io::Error) -> Error {
+    Error::internal(format!("{what}: {e}"))
+}
+
+/// Read or create the engine ID (UUID v4 text, like dockerd's `engine-id`).
+fn engine_id(data_root: &std::path::Path) -> Result<String> {
+    let path = data_root.join("engine-id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        let s = s.trim();
+        if !s.is_empty() {
+            return Ok(s.to_owned());
+        }
+    }
+    let b: [u8; 16] = rand::random();
+    let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let id = format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        h(0..4),
+        h(4..6),
+        &h(6..8)[1..],
+        8 | (b[8] & 3),
+        &h(8..10)[2..],
+        h(10..16)
+    );
+    let tmp = data_root.join("engine-id.tmp");
+    std::fs::write(&tmp, &id).map_err(|e| io_err("writing engine-id", e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io_err("writing engine-id", e))?;
+    Ok(id)
+}
+
+impl Engine {
+    /// Open the engine's state under `config.data_root` (created if needed).
+    pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
+        let root = config.data_root.clone();
+        let exec_root = config.exec_root.clone();
+        let (store, id) = tokio::task::spawn_blocking(move || -> Result<_> {
+            std::fs::create_dir_all(&root)
+                .map_err(|e| io_err(&format!("creating data root {}", root.display()), e))?;
+            std::fs::create_dir_all(&exec_root)
+                .map_err(|e| io_err(&format!("creating exec root {}", exec_root.display()), e))?;
+            let store = ImageStore::open(&root)?;
+            Ok((store, engine_id(&root)?))
+        })
+        .await??;
+        let events = Arc::new(EventBus::new());
+        let images = Images::new(Arc::new(store), events.clone());
+        let engine = Arc::new(Engine {
+            id,
+            config,
+            events,
+            images,
+        });
+        if engine.config.load_hello_world {
+            if let Some(archive) = hello_world_archive() {
+                if let Err(e) = engine.images.ensure_loaded("hello-world:latest", archive).await {
+                    // Not fatal: the daemon is useful without it.
+                    tracing::warn!("loading the embedded hello-world image: {e}");
+                }
+            }
+        }
+        Ok(engine)
+    }
+
+    /// Number of `GET /events` streams open now (`docker info` NEventsListener).
+    pub fn events_listeners(&self) -> usize {
+        self.events.listeners()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn engine_id_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = super::engine_id(dir.path()).unwrap();
+        let b = super::engine_id(dir.path()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "4");
+    }
+}
