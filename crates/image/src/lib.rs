@@ -11,11 +11,13 @@
 //! async callers use `spawn_blocking`. Policy that needs container knowledge (is this image in
 //! use?) comes in as arguments.
 
+mod changes;
 mod error;
 mod store;
 
 pub mod archive;
 pub mod layer;
 
+pub use changes::apply_changes;
 pub use error::{Error, Result};
 pub use store::*;
