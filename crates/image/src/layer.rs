@@ -189,7 +189,9 @@ const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_MAGICLINKS);
 
 fn dir_flags() -> OFlags {
-    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW
+    // No O_NOFOLLOW: with O_DIRECTORY it turns a trailing symlink into ENOTDIR, hiding the
+    // reason; RESOLVE_NO_SYMLINKS already refuses every symlink, trailing ones included (ELOOP).
+    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC
 }
 
 /// Open the directory `comps` beneath `root`, never following a symlink.
@@ -553,8 +555,13 @@ fn unpack_entry<R: Read>(
             let Some((tname, tparent_comps)) = tcomps.split_last() else {
                 return Err(bad(format!("invalid hardlink {full:?} to the layer root")));
             };
-            let tparent = open_dir(root, tparent_comps).map_err(|e| {
-                resolve_error(OsStr::from_bytes(&target), e)
+            let tparent = open_dir(root, tparent_comps).map_err(|e| match e {
+                Errno::NOENT => bad(format!(
+                    "invalid hardlink {:?} -> {:?}: target does not exist",
+                    full,
+                    OsStr::from_bytes(&target)
+                )),
+                e => resolve_error(OsStr::from_bytes(&target), e),
             })?;
             clear_existing(&parent, name, false)?;
             // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself, like tar.
@@ -582,8 +589,14 @@ fn unpack_entry<R: Read>(
                 return Ok(0);
             }
             let h = entry.header();
-            let major = h.device_major().map_err(tar_err)?.unwrap_or(0);
-            let minor = h.device_minor().map_err(tar_err)?.unwrap_or(0);
+            let (major, minor) = if ft == FileType::Fifo {
+                (0, 0)
+            } else {
+                (
+                    h.device_major().map_err(tar_err)?.unwrap_or(0),
+                    h.device_minor().map_err(tar_err)?.unwrap_or(0),
+                )
+            };
             clear_existing(&parent, name, false)?;
             rustix::fs::mknodat(
                 &parent,
