@@ -297,13 +297,22 @@ fn crash_during_load_is_all_or_nothing() {
     let tar = archive::docker_archive(&layers, &cfg, &["big:1"]);
     let id = format!("sha256:{}", archive::sha256_hex(&cfg));
 
-    for delay_ms in [300u64, 900] {
+    // Time one complete load, so the kills below land inside one.
+    let t0 = std::time::Instant::now();
+    let r = d.api("POST", "/images/load?quiet=1", Some(&tar));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let full = t0.elapsed();
+    d.docker(&["rmi", "big:1"]).ok();
+
+    for fraction in [0.2f64, 0.6] {
+        let delay_ms = (full.as_millis() as f64 * fraction) as u64;
         let sock = d.sock.clone();
         let body = tar.clone();
         let t = std::thread::spawn(move || {
             let _ = berth_e2e::http::request(&sock, "POST", "/images/load?quiet=1", &[], Some(&body));
         });
         std::thread::sleep(Duration::from_millis(delay_ms));
+        assert!(!t.is_finished(), "load finished before the kill at {delay_ms} ms (full load took {full:?})");
         d.kill9();
         let _ = t.join();
         d.restart();
