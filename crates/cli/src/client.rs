@@ -81,10 +81,10 @@ pub struct RawResponse {
 impl RawResponse {
     /// The daemon's error message (`{"message": "..."}`) or the body text.
     pub fn message(&self) -> String {
-        if let Ok(Ordered::Object(o)) = Ordered::parse(&self.body) {
-            if let Some((_, Ordered::String(m))) = o.iter().find(|(k, _)| k == "message") {
-                return m.clone();
-            }
+        if let Ok(Ordered::Object(o)) = Ordered::parse(&self.body)
+            && let Some((_, Ordered::String(m))) = o.iter().find(|(k, _)| k == "message")
+        {
+            return m.clone();
         }
         String::from_utf8_lossy(&self.body).trim().to_string()
     }

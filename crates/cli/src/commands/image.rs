@@ -380,21 +380,21 @@ pub async fn prune(client: &Client, a: PruneArgs) -> Result<(), CliError> {
     }
     let rep = Ordered::parse(&r.body).map_err(|e| CliError::msg(e.to_string()))?;
     let mut s = String::new();
-    if let Some(Ordered::Array(items)) = rep.get("ImagesDeleted") {
-        if !items.is_empty() {
-            s.push_str("Deleted Images:\n");
-            for it in items {
-                match (
-                    it.get("Untagged").and_then(Ordered::as_str),
-                    it.get("Deleted").and_then(Ordered::as_str),
-                ) {
-                    (Some(u), _) if !u.is_empty() => s.push_str(&format!("untagged: {u}\n")),
-                    (_, Some(d)) => s.push_str(&format!("deleted: {d}\n")),
-                    _ => {}
-                }
+    if let Some(Ordered::Array(items)) = rep.get("ImagesDeleted")
+        && !items.is_empty()
+    {
+        s.push_str("Deleted Images:\n");
+        for it in items {
+            match (
+                it.get("Untagged").and_then(Ordered::as_str),
+                it.get("Deleted").and_then(Ordered::as_str),
+            ) {
+                (Some(u), _) if !u.is_empty() => s.push_str(&format!("untagged: {u}\n")),
+                (_, Some(d)) => s.push_str(&format!("deleted: {d}\n")),
+                _ => {}
             }
-            s.push('\n');
         }
+        s.push('\n');
     }
     let reclaimed = num(rep.get("SpaceReclaimed"));
     s.push_str(&format!(
@@ -426,7 +426,16 @@ pub async fn save(client: &Client, a: SaveArgs) -> Result<(), CliError> {
                 .filter(|d| !d.as_os_str().is_empty())
                 .unwrap_or(std::path::Path::new("."));
             let tmp = dir.join(format!(".berth_temp_{}", std::process::id()));
-            let f = std::fs::File::create(&tmp).map_err(|e| {
+            // 0600 like docker's CopyToFile (a temp file renamed into place).
+            let f = std::os::unix::fs::OpenOptionsExt::mode(
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true),
+                0o600,
+            )
+            .open(&tmp)
+            .map_err(|e| {
                 CliError::msg(format!("failed to save image: invalid output path: {e}"))
             })?;
             (Some(f), Some((tmp, path.to_path_buf())))

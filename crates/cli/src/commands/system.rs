@@ -57,8 +57,39 @@ fn go_arch() -> &'static str {
 /// Go field names where the API's JSON names differ.
 const VERSION_ALIASES: &[(&str, &str)] = &[("ApiVersion", "APIVersion")];
 
+/// docker prints components' RFC3339 build times as time.ANSIC ("Mon Jan  2 15:04:05 2006").
+fn ansic(v: &mut Ordered) {
+    if let Ordered::String(t) = v
+        && let Ok(d) = chrono::DateTime::parse_from_rfc3339(t)
+    {
+        *t = d.format("%a %b %e %H:%M:%S %Y").to_string();
+    }
+}
+
+fn fix_build_times(server: &mut Ordered) {
+    let Ordered::Object(o) = server else { return };
+    for (k, v) in o.iter_mut() {
+        if let ("Components", Ordered::Array(cs)) = (k.as_str(), v) {
+            for c in cs.iter_mut() {
+                let Ordered::Object(co) = c else { continue };
+                for (ck, cv) in co.iter_mut() {
+                    let ("Details", Ordered::Object(d)) = (ck.as_str(), cv) else {
+                        continue;
+                    };
+                    for (dk, dv) in d.iter_mut() {
+                        if dk == "BuildTime" {
+                            ansic(dv);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 pub async fn version(client: &Client, a: VersionArgs) -> Result<(), CliError> {
-    let server = client.get_json("/version").await?;
+    let mut server = client.get_json("/version").await?;
+    fix_build_times(&mut server);
     let cv = client_version_json(client);
     if !a.format.is_empty() {
         let doc = Ordered::Object(vec![("Client".into(), cv), ("Server".into(), server)]);
@@ -236,13 +267,13 @@ pub async fn info(client: &Client, a: InfoArgs) -> Result<(), CliError> {
     }
     let swarm = info.get("Swarm").cloned().unwrap_or(Ordered::Null);
     t.push_str(&format!(" Swarm: {}\n", s(&swarm, "LocalNodeState")));
-    if let Some(Ordered::Object(rt)) = info.get("Runtimes") {
-        if !rt.is_empty() {
-            let mut names: Vec<&str> = rt.iter().map(|(k, _)| k.as_str()).collect();
-            names.sort();
-            t.push_str(&format!(" Runtimes: {}\n", names.join(" ")));
-            t.push_str(&format!(" Default Runtime: {}\n", g("DefaultRuntime")));
-        }
+    if let Some(Ordered::Object(rt)) = info.get("Runtimes")
+        && !rt.is_empty()
+    {
+        let mut names: Vec<&str> = rt.iter().map(|(k, _)| k.as_str()).collect();
+        names.sort();
+        t.push_str(&format!(" Runtimes: {}\n", names.join(" ")));
+        t.push_str(&format!(" Default Runtime: {}\n", g("DefaultRuntime")));
     }
     if g("OSType") == "linux" {
         t.push_str(&format!(" Init Binary: {}\n", g("InitBinary")));
@@ -341,16 +372,16 @@ pub async fn info(client: &Client, a: InfoArgs) -> Result<(), CliError> {
         g("LiveRestoreEnabled")
     ));
     nonempty(&mut t, " Product License:", g("ProductLicense"));
-    if let Some(Ordered::Array(pools)) = info.get("DefaultAddressPools") {
-        if !pools.is_empty() {
-            t.push_str(" Default Address Pools:\n");
-            for p in pools {
-                t.push_str(&format!(
-                    "   Base: {}, Size: {}\n",
-                    s(p, "Base"),
-                    scalar(p.get("Size"))
-                ));
-            }
+    if let Some(Ordered::Array(pools)) = info.get("DefaultAddressPools")
+        && !pools.is_empty()
+    {
+        t.push_str(" Default Address Pools:\n");
+        for p in pools {
+            t.push_str(&format!(
+                "   Base: {}, Size: {}\n",
+                s(p, "Base"),
+                scalar(p.get("Size"))
+            ));
         }
     }
     t.push('\n');
@@ -723,11 +754,11 @@ pub fn parse_go_duration(s: &str) -> Option<f64> {
 /// "secs.nanos", plain unix timestamps pass through.
 pub fn get_timestamp(value: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String, CliError> {
     use chrono::{NaiveDate, NaiveDateTime, TimeZone};
-    if value != "0" {
-        if let Some(d) = parse_go_duration(value) {
-            let t = now.timestamp_nanos_opt().unwrap_or(0) as f64 / 1e9 - d;
-            return Ok(format!("{}", t.floor() as i64));
-        }
+    if value != "0"
+        && let Some(d) = parse_go_duration(value)
+    {
+        let t = now.timestamp_nanos_opt().unwrap_or(0) as f64 / 1e9 - d;
+        return Ok(format!("{}", t.floor() as i64));
     }
     let fmt_ts = |t: chrono::DateTime<chrono::FixedOffset>| {
         format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos())
@@ -807,15 +838,15 @@ pub fn pretty_event(e: &Ordered) -> String {
         s(e, "Action"),
         s(&actor, "ID")
     ));
-    if let Some(Ordered::Object(attrs)) = actor.get("Attributes") {
-        if !attrs.is_empty() {
-            let mut kv: Vec<String> = attrs
-                .iter()
-                .map(|(k, v)| format!("{k}={}", scalar(Some(v))))
-                .collect();
-            kv.sort();
-            line.push_str(&format!(" ({})", kv.join(", ")));
-        }
+    if let Some(Ordered::Object(attrs)) = actor.get("Attributes")
+        && !attrs.is_empty()
+    {
+        let mut kv: Vec<String> = attrs
+            .iter()
+            .map(|(k, v)| format!("{k}={}", scalar(Some(v))))
+            .collect();
+        kv.sort();
+        line.push_str(&format!(" ({})", kv.join(", ")));
     }
     line.push('\n');
     line

@@ -96,8 +96,13 @@ impl Format {
     }
 
     /// Execute against raw data (inspect): no header, one line per item.
+    /// Execute against an inspect object. Docker's image/container inspect templates mostly
+    /// end up on its raw-map fallback (any JSON-named field such as `.Id` fails on the typed
+    /// struct), where `json` prints objects with sorted keys; do the same.
     pub fn render_value(&self, v: &Ordered) -> Result<String, String> {
-        self.render_value_aliased(v, &[])
+        let tmpl = parse(&self.text, false)?;
+        KEY_ORDER.with(|m| m.borrow_mut().clear());
+        exec(&tmpl, &from_json(v))
     }
 
     /// Like [`Format::render_value`], with Go field names added next to JSON names that
@@ -114,8 +119,126 @@ impl Format {
     }
 }
 
+/// Go prints composite values as `[a b]` / `map[k:v]`; gtmpl prints Rust debug text. Wrap
+/// every printing action in `_goprint (...)` so output matches Go's fmt.
+fn wrap_actions(text: &str) -> String {
+    const KEYWORDS: [&str; 10] = [
+        "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+    ];
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        // Find the closing braces outside of string/char/raw literals.
+        let bytes = after.as_bytes();
+        let mut i = 0;
+        let mut quote: Option<u8> = None;
+        let mut end = None;
+        while i < bytes.len() {
+            let c = bytes[i];
+            match quote {
+                Some(q) => {
+                    if c == b'\\' && q != b'`' {
+                        i += 1;
+                    } else if c == q {
+                        quote = None;
+                    }
+                }
+                None => {
+                    if c == b'"' || c == b'`' || c == b'\'' {
+                        quote = Some(c);
+                    } else if c == b'}' && bytes.get(i + 1) == Some(&b'}') {
+                        end = Some(i);
+                        break;
+                    }
+                }
+            }
+            i += 1;
+        }
+        let Some(end) = end else {
+            // Unterminated: leave it for the parser to report.
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &after[..end];
+        rest = &after[end + 2..];
+        let ltrim = inner.starts_with("- ");
+        let rtrim = inner.ends_with(" -");
+        let core = inner
+            .strip_prefix("- ")
+            .unwrap_or(inner)
+            .strip_suffix(" -")
+            .unwrap_or(inner.strip_prefix("- ").unwrap_or(inner))
+            .trim();
+        let first = core
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or("");
+        let assigns = core.contains(":=") || (core.starts_with('$') && core.contains(" = "));
+        let is_print =
+            !(core.is_empty() || core.starts_with("/*") || KEYWORDS.contains(&first) || assigns);
+        out.push_str("{{");
+        if is_print {
+            if ltrim {
+                out.push_str("- ");
+            }
+            out.push_str("_goprint (");
+            out.push_str(core);
+            out.push(')');
+            if rtrim {
+                out.push_str(" -");
+            }
+        } else {
+            out.push_str(inner);
+        }
+        out.push_str("}}");
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Go's `%v` of a value as text/template prints it (raw-map semantics: nil = `<no value>`).
+fn go_print(v: &Value, top: bool) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::NoValue => "<no value>".into(),
+        Value::Nil if top => "<no value>".into(),
+        Value::Nil => "<nil>".into(),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter()
+                .map(|x| go_print(x, false))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+        Value::Map(m) | Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            let parts: Vec<String> = keys
+                .iter()
+                .map(|k| format!("{k}:{}", go_print(&m[*k], false)))
+                .collect();
+            format!("map[{}]", parts.join(" "))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn f_goprint(args: &[Value]) -> Result<Value, FuncError> {
+    match args.first() {
+        // Strings pass through untouched (the common case).
+        Some(Value::String(s)) => Ok(Value::String(s.clone())),
+        Some(v) => Ok(Value::from(go_print(v, true))),
+        None => Ok(Value::from("")),
+    }
+}
+
 fn parse(text: &str, header: bool) -> Result<Template, String> {
     let mut t = Template::default();
+    t.add_func("_goprint", f_goprint);
+    let text = wrap_actions(text);
+    let text = text.as_str();
     let funcs: &[(&str, Func)] = if header {
         &[
             ("json", h_first),
@@ -418,11 +541,29 @@ mod tests {
 
     #[test]
     fn raw_values_keep_daemon_key_order() {
-        let v = Ordered::parse(br#"{"Id":"x","Config":{"Z":1,"A":[ "a" ],"M":null}}"#).unwrap();
+        let v = Ordered::parse(br#"{"Id":"x","Config":{"Z":1,"A":[ "a" ],"M":"<"}}"#).unwrap();
         let f = Format::new("{{json .Config}} {{.Id}} {{.Nope}}", "");
         assert_eq!(
+            f.render_value_aliased(&v, &[]).unwrap(),
+            "{\"Z\":1,\"A\":[\"a\"],\"M\":\"<\"} x <no value>"
+        );
+        assert_eq!(
             f.render_value(&v).unwrap(),
-            "{\"Z\":1,\"A\":[\"a\"],\"M\":null} x <no value>"
+            "{\"A\":[\"a\"],\"M\":\"<\",\"Z\":1} x <no value>"
+        );
+    }
+
+    #[test]
+    fn composite_values_print_like_go() {
+        let v =
+            Ordered::parse(br#"{"Cmd":["sh","-c"],"L":{"b":"2","a":"1"},"E":null,"N":3}"#).unwrap();
+        let f = Format::new(
+            "{{.Cmd}}|{{.L}}|{{.E}}|{{.N}}|{{- range .Cmd}} {{.}}{{end -}} |{{$x := .N}}{{$x}}|{{ \"}}\" }}",
+            "",
+        );
+        assert_eq!(
+            f.render_value(&v).unwrap(),
+            "[sh -c]|map[a:1 b:2]|<no value>|3| sh -c|3|}}"
         );
     }
 
