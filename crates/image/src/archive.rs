@@ -76,7 +76,11 @@ pub struct Descriptor {
 pub struct OciManifest {
     #[serde(rename = "schemaVersion")]
     pub schema_version: i64,
-    #[serde(rename = "mediaType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "mediaType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub media_type: String,
     pub config: Descriptor,
     #[serde(default)]
@@ -87,7 +91,11 @@ pub struct OciManifest {
 pub struct OciIndex {
     #[serde(rename = "schemaVersion")]
     pub schema_version: i64,
-    #[serde(rename = "mediaType", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "mediaType",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub media_type: String,
     #[serde(default)]
     pub manifests: Vec<Descriptor>,
@@ -292,10 +300,10 @@ pub fn plan(spool: &Spool) -> Result<Vec<PlannedImage>> {
             out.push(planned(spool, &item.config, item.layers, tags)?);
         }
     } else if spool.get("index.json").is_ok() {
-        if let Ok(layout) = spool.read_json::<serde_json::Value>("oci-layout") {
-            if layout["imageLayoutVersion"] != "1.0.0" {
-                return Err(bad("unsupported OCI layout version"));
-            }
+        if let Ok(layout) = spool.read_json::<serde_json::Value>("oci-layout")
+            && layout["imageLayoutVersion"] != "1.0.0"
+        {
+            return Err(bad("unsupported OCI layout version"));
         }
         let index: OciIndex = spool.read_json("index.json")?;
         for desc in &index.manifests {

@@ -43,7 +43,9 @@ fn words(s: &str) -> Result<Vec<String>> {
         }
     }
     if quote.is_some() {
-        return Err(Error::InvalidArgument(format!("unterminated quote in {s:?}")));
+        return Err(Error::InvalidArgument(format!(
+            "unterminated quote in {s:?}"
+        )));
     }
     if in_word {
         out.push(cur);
@@ -126,7 +128,10 @@ pub fn apply_changes(config: &mut ContainerConfig, changes: &[String]) -> Result
                 let env = config.env.get_or_insert_with(Vec::new);
                 for (k, v) in pairs("ENV", rest)? {
                     let entry = format!("{k}={v}");
-                    match env.iter_mut().find(|e| e.split('=').next() == Some(k.as_str())) {
+                    match env
+                        .iter_mut()
+                        .find(|e| e.split('=').next() == Some(k.as_str()))
+                    {
                         Some(e) => *e = entry,
                         None => env.push(entry),
                     }
@@ -154,8 +159,9 @@ pub fn apply_changes(config: &mut ContainerConfig, changes: &[String]) -> Result
                         None => (num, num),
                     };
                     let parse = |s: &str| {
-                        s.parse::<u16>()
-                            .map_err(|_| Error::InvalidArgument(format!("invalid containerPort: {num}")))
+                        s.parse::<u16>().map_err(|_| {
+                            Error::InvalidArgument(format!("invalid containerPort: {num}"))
+                        })
                     };
                     let (lo, hi) = (parse(lo)?, parse(hi)?);
                     if hi < lo {
@@ -191,7 +197,11 @@ pub fn apply_changes(config: &mut ContainerConfig, changes: &[String]) -> Result
                 }
             }
             "onbuild" => {
-                let first = rest.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+                let first = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("")
+                    .to_ascii_uppercase();
                 if first == "ONBUILD" || first == "FROM" || first == "MAINTAINER" {
                     return Err(Error::InvalidArgument(format!(
                         "{first} isn't allowed as an ONBUILD trigger"
@@ -219,7 +229,10 @@ mod tests {
 
     fn apply(lines: &[&str]) -> Result<ContainerConfig> {
         let mut c = ContainerConfig::default();
-        apply_changes(&mut c, &lines.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+        apply_changes(
+            &mut c,
+            &lines.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )?;
         Ok(c)
     }
 

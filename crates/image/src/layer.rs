@@ -62,9 +62,7 @@ pub fn decompress<'a>(input: impl Read + 'a) -> Result<(Compression, Box<dyn Rea
     // fill_buf may return fewer bytes than the magic on a pipe; top up into a small head buffer.
     let mut head = Vec::with_capacity(4);
     while head.len() < 4 {
-        let buf = r
-            .fill_buf()
-            .map_err(|e| Error::io("reading archive", e))?;
+        let buf = r.fill_buf().map_err(|e| Error::io("reading archive", e))?;
         if buf.is_empty() {
             break;
         }
@@ -199,7 +197,13 @@ fn open_dir(root: &OwnedFd, comps: &[OsString]) -> std::result::Result<OwnedFd, 
     if comps.is_empty() {
         return rustix::fs::openat2(root, ".", dir_flags(), Mode::empty(), RESOLVE);
     }
-    rustix::fs::openat2(root, join(comps).as_os_str(), dir_flags(), Mode::empty(), RESOLVE)
+    rustix::fs::openat2(
+        root,
+        join(comps).as_os_str(),
+        dir_flags(),
+        Mode::empty(),
+        RESOLVE,
+    )
 }
 
 fn resolve_error(path: &OsStr, e: Errno) -> Error {
@@ -208,11 +212,15 @@ fn resolve_error(path: &OsStr, e: Errno) -> Error {
         Errno::LOOP => bad(format!(
             "invalid archive entry {p:?}: a parent path component is a symlink (refusing to write through it)"
         )),
-        Errno::XDEV => bad(format!("invalid archive entry {p:?}: escapes the layer root")),
+        Errno::XDEV => bad(format!(
+            "invalid archive entry {p:?}: escapes the layer root"
+        )),
         Errno::NOTDIR => bad(format!(
             "invalid archive entry {p:?}: a parent path component is not a directory"
         )),
-        Errno::NOENT => bad(format!("invalid archive entry {p:?}: no such file or directory")),
+        Errno::NOENT => bad(format!(
+            "invalid archive entry {p:?}: no such file or directory"
+        )),
         other => Error::io(format!("opening {p}"), other.into()),
     }
 }
@@ -358,7 +366,8 @@ pub fn unpack_layer(
 ) -> Result<UnpackStats> {
     let (compression, reader) = decompress(input)?;
     let hashing = HashReader::new(reader);
-    let root_file = File::open(dest).map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
+    let root_file =
+        File::open(dest).map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
     let root: OwnedFd = root_file.into();
     let mut archive = tar::Archive::new(hashing);
     let mut size = 0u64;
@@ -480,9 +489,7 @@ fn unpack_entry<R: Read>(
 
     let parent = open_parent_creating(root, parent_comps, &full)?;
     match kind {
-        tar::EntryType::Regular
-        | tar::EntryType::Continuous
-        | tar::EntryType::GNUSparse => {
+        tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
             clear_existing(&parent, name, false)?;
             let fd = rustix::fs::openat(
                 &parent,
@@ -506,8 +513,14 @@ fn unpack_entry<R: Read>(
                 rustix::fs::mkdirat(&parent, name.as_os_str(), Mode::from_raw_mode(0o700))
                     .map_err(|e| resolve_error(&full, e))?;
             }
-            let fd = rustix::fs::openat2(&parent, name.as_os_str(), dir_flags(), Mode::empty(), RESOLVE)
-                .map_err(|e| resolve_error(&full, e))?;
+            let fd = rustix::fs::openat2(
+                &parent,
+                name.as_os_str(),
+                dir_flags(),
+                Mode::empty(),
+                RESOLVE,
+            )
+            .map_err(|e| resolve_error(&full, e))?;
             apply_fd_meta(&fd, &meta, false)?;
             dir_times.push((comps.clone(), meta.mtime));
             Ok(0)
@@ -565,15 +578,21 @@ fn unpack_entry<R: Read>(
             })?;
             clear_existing(&parent, name, false)?;
             // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself, like tar.
-            rustix::fs::linkat(&tparent, tname.as_os_str(), &parent, name.as_os_str(), AtFlags::empty())
-                .map_err(|e| match e {
-                    Errno::NOENT => bad(format!(
-                        "invalid hardlink {:?} -> {:?}: target does not exist",
-                        full,
-                        OsStr::from_bytes(&target)
-                    )),
-                    other => Error::io("creating hardlink", other.into()),
-                })?;
+            rustix::fs::linkat(
+                &tparent,
+                tname.as_os_str(),
+                &parent,
+                name.as_os_str(),
+                AtFlags::empty(),
+            )
+            .map_err(|e| match e {
+                Errno::NOENT => bad(format!(
+                    "invalid hardlink {:?} -> {:?}: target does not exist",
+                    full,
+                    OsStr::from_bytes(&target)
+                )),
+                other => Error::io("creating hardlink", other.into()),
+            })?;
             Ok(0)
         }
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -634,7 +653,7 @@ pub fn write_layer_tar(dir: &Path, out: &mut dyn Write) -> Result<(Digest, u64)>
         let mut b = tar::Builder::new(&mut hw);
         b.mode(tar::HeaderMode::Complete);
         let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-        walk(dir, &mut Vec::new(), &mut b, &mut links)?;
+        walk(dir, &[], &mut b, &mut links)?;
         b.finish().map_err(|e| Error::io("writing layer tar", e))?;
     }
     let HashWriter { hasher, count, .. } = hw;
@@ -686,7 +705,7 @@ fn io_w(e: io::Error) -> Error {
 
 fn walk(
     dir: &Path,
-    rel: &mut Vec<u8>,
+    rel: &[u8],
     b: &mut tar::Builder<&mut HashWriter<'_>>,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
 ) -> Result<()> {
@@ -700,13 +719,13 @@ fn walk(
         let path = dir.join(&name);
         let md = std::fs::symlink_metadata(&path)
             .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
-        let mut entry_name = rel.clone();
+        let mut entry_name = rel.to_vec();
         entry_name.extend_from_slice(name.as_bytes());
         let ft = md.file_type();
         let mut h = base_header(&md);
         if ft.is_char_device() && md.rdev() == 0 {
             // overlay whiteout -> OCI whiteout file
-            let mut wname = rel.clone();
+            let mut wname = rel.to_vec();
             wname.extend_from_slice(WHITEOUT_PREFIX.as_bytes());
             wname.extend_from_slice(name.as_bytes());
             h.set_entry_type(tar::EntryType::Regular);
@@ -739,7 +758,7 @@ fn walk(
                 b.append_data(&mut oh, OsStr::from_bytes(&oname), io::empty())
                     .map_err(io_w)?;
             }
-            walk(&path, &mut dname, b, links)?;
+            walk(&path, &dname, b, links)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path)
                 .map_err(|e| Error::io(format!("readlink {}", path.display()), e))?;
@@ -751,13 +770,18 @@ fn walk(
                 let key = (md.dev(), md.ino());
                 if let Some(first) = links.get(&key) {
                     h.set_entry_type(tar::EntryType::Link);
-                    b.append_link(&mut h, OsStr::from_bytes(&entry_name), OsStr::from_bytes(first))
-                        .map_err(io_w)?;
+                    b.append_link(
+                        &mut h,
+                        OsStr::from_bytes(&entry_name),
+                        OsStr::from_bytes(first),
+                    )
+                    .map_err(io_w)?;
                     continue;
                 }
                 links.insert(key, entry_name.clone());
             }
-            let f = File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+            let f =
+                File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
             h.set_entry_type(tar::EntryType::Regular);
             h.set_size(md.len());
             b.append_data(&mut h, OsStr::from_bytes(&entry_name), f)

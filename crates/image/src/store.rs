@@ -318,8 +318,9 @@ fn layer_stack(conn: &Connection, top: Option<&Digest>) -> Result<Vec<LayerRow>>
     let mut out = Vec::new();
     let mut cur = top.cloned();
     while let Some(c) = cur {
-        let row = get_layer(conn, &c)?
-            .ok_or_else(|| Error::NotFound(format!("layer {c} (store metadata is inconsistent)")))?;
+        let row = get_layer(conn, &c)?.ok_or_else(|| {
+            Error::NotFound(format!("layer {c} (store metadata is inconsistent)"))
+        })?;
         cur = row.parent.clone();
         out.push(row);
         if out.len() > 10_000 {
@@ -361,7 +362,11 @@ fn image_exists(conn: &Connection, id: &Digest) -> Result<bool> {
 }
 
 fn next_seq(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM refs", [], |r| r.get(0))?)
+    Ok(
+        conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM refs", [], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// Is the reference `s` a prefix of the image ID (Docker's isImageIDPrefix)?
@@ -402,8 +407,13 @@ fn resolve(conn: &Connection, input: &str) -> Result<(Digest, Option<Reference>)
     }
     // Short ID prefix (only hex, at least one character).
     let prefix = input.strip_prefix("sha256:").unwrap_or(input);
-    if !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-        let mut st = conn.prepare_cached("SELECT id FROM images WHERE id >= ?1 AND id < ?2 LIMIT 2")?;
+    if !prefix.is_empty()
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        let mut st =
+            conn.prepare_cached("SELECT id FROM images WHERE id >= ?1 AND id < ?2 LIMIT 2")?;
         let lo = format!("sha256:{prefix}");
         let hi = format!("sha256:{prefix}\u{7f}");
         let ids: Vec<String> = st
@@ -656,7 +666,16 @@ impl ImageStore {
         if !image_exists(&tx, id)? {
             return Err(Error::NotFound(id.to_string()));
         }
-        set_ref(&tx, &reference.repository().with_digest(reference.digest.as_ref().ok_or_else(|| Error::InvalidArgument("not a digest reference".into()))?), id)?;
+        set_ref(
+            &tx,
+            &reference.repository().with_digest(
+                reference
+                    .digest
+                    .as_ref()
+                    .ok_or_else(|| Error::InvalidArgument("not a digest reference".into()))?,
+            ),
+            id,
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -771,7 +790,9 @@ impl ImageStore {
     ) -> Result<NewLayer> {
         let cache_id = random_hex(32);
         let link = random_link();
-        let tmp = self.overlay.join(format!("{cache_id}.tmp-{}", random_hex(4)));
+        let tmp = self
+            .overlay
+            .join(format!("{cache_id}.tmp-{}", random_hex(4)));
         let tmp_guard = TempDir(tmp.clone());
         let diff_dir = tmp.join("diff");
         std::fs::create_dir_all(&diff_dir).map_err(io_err("creating layer directory"))?;
@@ -784,14 +805,14 @@ impl ImageStore {
         });
         let mut f = File::open(&raw.path).map_err(io_err("opening spooled layer"))?;
         let stats = layer::unpack_layer(&mut f, &diff_dir, &mut |_| {})?;
-        if let Some(exp) = expected {
-            if &stats.diff_id != exp {
-                return Err(Error::DigestMismatch {
-                    what: format!("layer {exp}"),
-                    expected: exp.to_string(),
-                    actual: stats.diff_id.to_string(),
-                });
-            }
+        if let Some(exp) = expected
+            && &stats.diff_id != exp
+        {
+            return Err(Error::DigestMismatch {
+                what: format!("layer {exp}"),
+                expected: exp.to_string(),
+                actual: stats.diff_id.to_string(),
+            });
         }
         progress(LoadProgress::Layer {
             diff_id: shown,
@@ -851,7 +872,12 @@ impl ImageStore {
 
     /// Blobs first, then one transaction with every row; the layer guard is disarmed only when
     /// the rows are committed.
-    fn commit(&self, layers: Vec<NewLayer>, images: &[NewImage], mut guard: LayerGuard<'_>) -> Result<()> {
+    fn commit(
+        &self,
+        layers: Vec<NewLayer>,
+        images: &[NewImage],
+        mut guard: LayerGuard<'_>,
+    ) -> Result<()> {
         for l in &layers {
             self.put_blob_file(&l.raw)?;
         }
@@ -890,7 +916,8 @@ impl ImageStore {
                 let size: i64 = layer_stack(&tx, img.top_layer.as_ref())
                     .map_err(|e| match e {
                         Error::NotFound(_) => Error::Conflict(
-                            "a layer of this image was removed while it was being added; retry".into(),
+                            "a layer of this image was removed while it was being added; retry"
+                                .into(),
                         ),
                         other => other,
                     })?
@@ -922,7 +949,7 @@ impl ImageStore {
 
     /// `docker save`: the tar Docker 25+ writes (docker-archive v1.2 `manifest.json` + `repositories`
     /// + OCI layout `index.json`/`oci-layout`/`blobs/sha256`). `names` as in `lookup`; a name that
-    /// is a reference tags the saved image with it, an ID saves it untagged.
+    ///   is a reference tags the saved image with it, an ID saves it untagged.
     pub fn save(&self, names: &[String], out: &mut dyn Write) -> Result<()> {
         // (image, refs) in first-mention order.
         let mut wanted: Vec<(Digest, Vec<Reference>)> = Vec::new();
@@ -934,10 +961,11 @@ impl ImageStore {
                     wanted.len() - 1
                 }
             };
-            if let Some(r) = r {
-                if r.digest.is_none() && !wanted[pos].1.contains(&r) {
-                    wanted[pos].1.push(r);
-                }
+            if let Some(r) = r
+                && r.digest.is_none()
+                && !wanted[pos].1.contains(&r)
+            {
+                wanted[pos].1.push(r);
             }
         };
         let conn = self.conn();
@@ -946,14 +974,18 @@ impl ImageStore {
             // A bare repository name saves every tag of it, as docker does.
             if let Some(n) = named.as_ref().filter(|n| n.is_name_only()) {
                 let prefix = format!("{}:", n.name());
-                let mut st = conn.prepare("SELECT name, image FROM refs WHERE is_digest = 0 ORDER BY seq")?;
+                let mut st =
+                    conn.prepare("SELECT name, image FROM refs WHERE is_digest = 0 ORDER BY seq")?;
                 let rows: Vec<(String, String)> = st
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<_>>()?;
                 let mut any = false;
                 for (rn, img) in rows {
                     if rn.starts_with(&prefix) && !rn[prefix.len()..].contains('/') {
-                        add(parse_digest_col(&img)?, Some(Reference::parse_normalized(&rn)?));
+                        add(
+                            parse_digest_col(&img)?,
+                            Some(Reference::parse_normalized(&rn)?),
+                        );
                         any = true;
                     }
                 }
@@ -968,9 +1000,11 @@ impl ImageStore {
         for (id, refs) in &wanted {
             let img = self.image_from_conn(&conn, id)?;
             let top = conn
-                .query_row("SELECT top_layer FROM images WHERE id = ?1", [id.to_string()], |r| {
-                    r.get::<_, Option<String>>(0)
-                })?
+                .query_row(
+                    "SELECT top_layer FROM images WHERE id = ?1",
+                    [id.to_string()],
+                    |r| r.get::<_, Option<String>>(0),
+                )?
                 .map(|s| parse_digest_col(&s))
                 .transpose()?;
             let stack = layer_stack(&conn, top.as_ref())?;
@@ -980,7 +1014,11 @@ impl ImageStore {
         self.write_save(&items, out)
     }
 
-    fn write_save(&self, items: &[(Image, Vec<Reference>, Vec<LayerRow>)], out: &mut dyn Write) -> Result<()> {
+    fn write_save(
+        &self,
+        items: &[(Image, Vec<Reference>, Vec<LayerRow>)],
+        out: &mut dyn Write,
+    ) -> Result<()> {
         enum Src<'a> {
             Bytes(Vec<u8>),
             Layer(&'a LayerRow),
@@ -1079,7 +1117,12 @@ impl ImageStore {
             h.set_size(0);
             b.append_data(&mut h, name, io::empty()).map_err(werr)
         };
-        let file = |b: &mut tar::Builder<&mut dyn Write>, name: &str, size: u64, mtime: u64, r: &mut dyn Read| -> Result<()> {
+        let file = |b: &mut tar::Builder<&mut dyn Write>,
+                    name: &str,
+                    size: u64,
+                    mtime: u64,
+                    r: &mut dyn Read|
+         -> Result<()> {
             let mut h = tar::Header::new_ustar();
             h.set_entry_type(tar::EntryType::Regular);
             h.set_mode(0o644);
@@ -1092,7 +1135,9 @@ impl ImageStore {
         for (hex, (src, mtime)) in &blobs {
             let name = format!("blobs/sha256/{hex}");
             match src {
-                Src::Bytes(bytes) => file(&mut b, &name, bytes.len() as u64, *mtime, &mut &bytes[..])?,
+                Src::Bytes(bytes) => {
+                    file(&mut b, &name, bytes.len() as u64, *mtime, &mut &bytes[..])?
+                }
                 Src::Layer(l) => {
                     let (mut reader, _keep) = self.layer_tar_reader(l)?;
                     let mut hr = HashReader::new((&mut reader).take(l.tar_size));
@@ -1106,12 +1151,36 @@ impl ImageStore {
                 }
             }
         }
-        file(&mut b, "index.json", index_bytes.len() as u64, 0, &mut &index_bytes[..])?;
-        file(&mut b, "manifest.json", manifest_bytes.len() as u64, 0, &mut &manifest_bytes[..])?;
+        file(
+            &mut b,
+            "index.json",
+            index_bytes.len() as u64,
+            0,
+            &mut &index_bytes[..],
+        )?;
+        file(
+            &mut b,
+            "manifest.json",
+            manifest_bytes.len() as u64,
+            0,
+            &mut &manifest_bytes[..],
+        )?;
         let layout = br#"{"imageLayoutVersion":"1.0.0"}"#;
-        file(&mut b, "oci-layout", layout.len() as u64, 0, &mut &layout[..])?;
+        file(
+            &mut b,
+            "oci-layout",
+            layout.len() as u64,
+            0,
+            &mut &layout[..],
+        )?;
         if !repos.is_empty() {
-            file(&mut b, "repositories", repos_bytes.len() as u64, 0, &mut &repos_bytes[..])?;
+            file(
+                &mut b,
+                "repositories",
+                repos_bytes.len() as u64,
+                0,
+                &mut &repos_bytes[..],
+            )?;
         }
         b.finish().map_err(werr)?;
         Ok(())
@@ -1120,16 +1189,17 @@ impl ImageStore {
     /// The uncompressed tar of a layer: the stored blob (decompressed), or, when the blob is
     /// gone, regenerated from the unpacked directory if that reproduces the diff ID exactly.
     fn layer_tar_reader(&self, l: &LayerRow) -> Result<(Box<dyn Read>, Option<TempDir>)> {
-        if let Some(hex) = &l.tar_blob {
-            if let Ok(f) = File::open(self.blob_path(hex)) {
-                let (_, r) = layer::decompress(f)?;
-                return Ok((r, None));
-            }
+        if let Some(hex) = &l.tar_blob
+            && let Ok(f) = File::open(self.blob_path(hex))
+        {
+            let (_, r) = layer::decompress(f)?;
+            return Ok((r, None));
         }
         let work = self.new_tmp_dir("regen")?;
         let path = work.0.join("layer.tar");
         let mut f = File::create(&path).map_err(io_err("creating temp layer tar"))?;
-        let (digest, _) = layer::write_layer_tar(&self.overlay.join(&l.cache_id).join("diff"), &mut f)?;
+        let (digest, _) =
+            layer::write_layer_tar(&self.overlay.join(&l.cache_id).join("diff"), &mut f)?;
         if digest != l.diff_id {
             return Err(Error::InvalidArchive(format!(
                 "cannot save layer {}: its original tar is gone and the unpacked files do not reproduce it (got {digest})",
@@ -1188,7 +1258,8 @@ impl ImageStore {
             comment: Some(comment),
             ..Default::default()
         }];
-        let bytes = serde_json::to_vec(&config).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec(&config).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let id = Digest::of(&bytes);
         let img = NewImage {
             id: id.clone(),
@@ -1199,6 +1270,8 @@ impl ImageStore {
         };
         let layers = if existing {
             // Identical layer already stored: drop the one just unpacked.
+            guard.layers.clear();
+            self.remove_layer_files(&nl.cache_id, &nl.link);
             Vec::new()
         } else {
             vec![nl]
@@ -1249,9 +1322,11 @@ impl ImageStore {
                 .map(|r| r.familiar())
                 .collect();
             cur = conn
-                .query_row("SELECT parent FROM images WHERE id = ?1", [cid.to_string()], |r| {
-                    r.get::<_, Option<String>>(0)
-                })?
+                .query_row(
+                    "SELECT parent FROM images WHERE id = ?1",
+                    [cid.to_string()],
+                    |r| r.get::<_, Option<String>>(0),
+                )?
                 .and_then(|p| p.parse().ok());
             item.id = Some(cid);
         }
@@ -1326,7 +1401,10 @@ impl ImageStore {
     /// For `system df`.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         let conn = self.conn();
-        let layers_size: i64 = conn.query_row("SELECT coalesce(sum(size), 0) FROM layers", [], |r| r.get(0))?;
+        let layers_size: i64 =
+            conn.query_row("SELECT coalesce(sum(size), 0) FROM layers", [], |r| {
+                r.get(0)
+            })?;
         let rows: Vec<(String, Option<String>)> = conn
             .prepare("SELECT id, top_layer FROM images ORDER BY added_at DESC, id")?
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -1383,7 +1461,11 @@ impl ImageStore {
     fn layer_rows(&self, id: &Digest) -> Result<Vec<LayerRow>> {
         let conn = self.conn();
         let top: Option<Option<String>> = conn
-            .query_row("SELECT top_layer FROM images WHERE id = ?1", [id.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT top_layer FROM images WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
             .optional()?;
         let Some(top) = top else {
             return Err(Error::NotFound(id.to_string()));
@@ -1397,7 +1479,11 @@ impl ImageStore {
     pub fn hold_layers(&self, holder: &str, id: &Digest) -> Result<()> {
         let conn = self.conn();
         let top: Option<String> = conn
-            .query_row("SELECT top_layer FROM images WHERE id = ?1", [id.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT top_layer FROM images WHERE id = ?1",
+                [id.to_string()],
+                |r| r.get(0),
+            )
             .optional()?
             .ok_or_else(|| Error::NotFound(id.to_string()))?;
         match top {
@@ -1419,12 +1505,22 @@ impl ImageStore {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let chain: Option<String> = tx
-            .query_row("SELECT chain_id FROM layer_holders WHERE holder = ?1", [holder], |r| r.get(0))
+            .query_row(
+                "SELECT chain_id FROM layer_holders WHERE holder = ?1",
+                [holder],
+                |r| r.get(0),
+            )
             .optional()?;
         tx.execute("DELETE FROM layer_holders WHERE holder = ?1", [holder])?;
         let mut garbage = Garbage::default();
         if let Some(c) = chain {
-            gc_layers(&tx, Some(parse_digest_col(&c)?), &mut Vec::new(), &mut garbage, self)?;
+            gc_layers(
+                &tx,
+                Some(parse_digest_col(&c)?),
+                &mut Vec::new(),
+                &mut garbage,
+                self,
+            )?;
         }
         tx.commit()?;
         drop(conn);
@@ -1445,7 +1541,10 @@ impl ImageStore {
 }
 
 /// `label=k`, `label=k=v`, `label!=k[=v]` as Docker's prune filter.
-fn labels_match(labels: &BTreeMap<String, String>, filters: &[(String, Option<String>, bool)]) -> bool {
+fn labels_match(
+    labels: &BTreeMap<String, String>,
+    filters: &[(String, Option<String>, bool)],
+) -> bool {
     filters.iter().all(|(k, v, negate)| {
         let m = match v {
             None => labels.contains_key(k),
@@ -1459,7 +1558,9 @@ fn labels_match(labels: &BTreeMap<String, String>, filters: &[(String, Option<St
 fn set_ref(conn: &Connection, r: &Reference, id: &Digest) -> Result<Option<Digest>> {
     let name = r.to_string();
     let prev: Option<String> = conn
-        .query_row("SELECT image FROM refs WHERE name = ?1", [&name], |r| r.get(0))
+        .query_row("SELECT image FROM refs WHERE name = ?1", [&name], |r| {
+            r.get(0)
+        })
         .optional()?;
     if prev.as_deref() == Some(&id.to_string()) {
         return Ok(prev.map(|p| parse_digest_col(&p)).transpose()?);
@@ -1498,7 +1599,9 @@ fn gc_layers(
         if used {
             break;
         }
-        let Some(row) = get_layer(conn, &c)? else { break };
+        let Some(row) = get_layer(conn, &c)? else {
+            break;
+        };
         conn.execute("DELETE FROM layers WHERE chain_id = ?1", [&cs])?;
         if let Some(blob) = &row.tar_blob {
             let still: bool = conn.query_row(
@@ -1516,7 +1619,6 @@ fn gc_layers(
     }
     Ok(())
 }
-
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(v).map_err(|e| Error::InvalidArgument(format!("encoding JSON: {e}")))
@@ -1550,7 +1652,11 @@ fn check_conflict(
         format!(
             "conflict: unable to delete {} ({}) - {}",
             id.short(),
-            if hard { "cannot be forced" } else { "must be forced" },
+            if hard {
+                "cannot be forced"
+            } else {
+                "must be forced"
+            },
             what
         )
     };
@@ -1561,16 +1667,16 @@ fn check_conflict(
         }));
     }
     let users = usage.containers_using(id);
-    if mask & CONFLICT_RUNNING != 0 {
-        if let Some((c, _)) = users.iter().find(|(_, running)| *running) {
-            return Ok(Some(DeleteConflict {
-                message: msg(
-                    true,
-                    format!("image is being used by running container {}", short_id(c)),
-                ),
-                used: true,
-            }));
-        }
+    if mask & CONFLICT_RUNNING != 0
+        && let Some((c, _)) = users.iter().find(|(_, running)| *running)
+    {
+        return Ok(Some(DeleteConflict {
+            message: msg(
+                true,
+                format!("image is being used by running container {}", short_id(c)),
+            ),
+            used: true,
+        }));
     }
     if mask & CONFLICT_ACTIVE_REF != 0 && !refs_of(conn, id)?.is_empty() {
         return Ok(Some(DeleteConflict {
@@ -1578,16 +1684,16 @@ fn check_conflict(
             used: false,
         }));
     }
-    if mask & CONFLICT_STOPPED != 0 {
-        if let Some((c, _)) = users.iter().find(|(_, running)| !*running) {
-            return Ok(Some(DeleteConflict {
-                message: msg(
-                    false,
-                    format!("image is being used by stopped container {}", short_id(c)),
-                ),
-                used: true,
-            }));
-        }
+    if mask & CONFLICT_STOPPED != 0
+        && let Some((c, _)) = users.iter().find(|(_, running)| !*running)
+    {
+        return Ok(Some(DeleteConflict {
+            message: msg(
+                false,
+                format!("image is being used by stopped container {}", short_id(c)),
+            ),
+            used: true,
+        }));
     }
     Ok(None)
 }
@@ -1612,14 +1718,15 @@ impl ImageStore {
         let mut removed_repo_ref = false;
         if !is_id_prefix(&id, input) {
             // A reference was given: untag it first.
-            if !opts.force && is_single_reference(&refs) {
-                if let Some((c, _)) = usage.containers_using(&id).first() {
-                    return Err(Error::Conflict(format!(
-                        "conflict: unable to remove repository reference {input:?} (must force) - container {} is using its referenced image {}",
-                        short_id(c),
-                        id.short()
-                    )));
-                }
+            if !opts.force
+                && is_single_reference(&refs)
+                && let Some((c, _)) = usage.containers_using(&id).first()
+            {
+                return Err(Error::Conflict(format!(
+                    "conflict: unable to remove repository reference {input:?} (must force) - container {} is using its referenced image {}",
+                    short_id(c),
+                    id.short()
+                )));
             }
             let parsed = Reference::parse_normalized(input)?;
             let parsed = if parsed.is_name_only() {

@@ -164,7 +164,10 @@ fn assert_rejected(tar: &[u8], needle: &str) {
 
 #[test]
 fn rejects_dotdot_escapes() {
-    assert_rejected(&tar_of(&[E::file("../evil", b"x")]), "escapes the layer root");
+    assert_rejected(
+        &tar_of(&[E::file("../evil", b"x")]),
+        "escapes the layer root",
+    );
     assert_rejected(
         &tar_of(&[E::file("a/../../outside/evil", b"x")]),
         "escapes the layer root",
@@ -190,21 +193,14 @@ fn rejects_writing_through_symlinks() {
     let tar = tar_of(&[E::symlink("etc", "/etc"), E::file("etc/passwd", b"pwn")]);
     assert_rejected(&tar, "symlink");
     // Directory replaced by a symlink, then written into.
-    let tar = tar_of(&[
-        E::dir("a/"),
-        E::symlink("a", &abs),
-        E::file("a/x", b"pwn"),
-    ]);
+    let tar = tar_of(&[E::dir("a/"), E::symlink("a", &abs), E::file("a/x", b"pwn")]);
     assert_rejected(&tar, "symlink");
     assert!(tree(&s.outside).is_empty());
 }
 
 #[test]
 fn rejects_escaping_symlinks_and_hardlinks() {
-    assert_rejected(
-        &tar_of(&[E::symlink("up", "../../..")]),
-        "invalid symlink",
-    );
+    assert_rejected(&tar_of(&[E::symlink("up", "../../..")]), "invalid symlink");
     assert_rejected(
         &tar_of(&[E::symlink("d/up", "../../outside")]),
         "invalid symlink",
@@ -274,14 +270,14 @@ fn upper_dir_to_tar_and_back() {
     std::os::unix::fs::symlink("hosts", up.join("etc/link")).unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &up.join("etc/gone"),
+        up.join("etc/gone"),
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::empty(),
         0,
     )
     .unwrap();
     rustix::fs::lsetxattr(
-        &up.join("opt"),
+        up.join("opt"),
         "trusted.overlay.opaque",
         b"y",
         rustix::fs::XattrFlags::empty(),
