@@ -69,7 +69,10 @@ pub fn hijack(mut req: Request, content_type: &'static str) -> (Response, Hijack
     let mut resp = Response::new(Body::from_stream(ReaderStream::new(their_read)));
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    (resp, Box::pin(async move { Ok(Box::new(ours) as HijackedIo) }))
+    (
+        resp,
+        Box::pin(async move { Ok(Box::new(ours) as HijackedIo) }),
+    )
 }
 
 #[cfg(test)]

@@ -60,8 +60,8 @@ pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, ApiErro
     if raw.trim().is_empty() {
         return Ok(out);
     }
-    let v: serde_json::Value = serde_json::from_str(raw)
-        .map_err(|e| ApiError::invalid(format!("invalid filter: {e}")))?;
+    let v: serde_json::Value =
+        serde_json::from_str(raw).map_err(|e| ApiError::invalid(format!("invalid filter: {e}")))?;
     let obj = v
         .as_object()
         .ok_or_else(|| ApiError::invalid("invalid filter: expected a JSON object"))?;
@@ -74,7 +74,11 @@ pub fn parse_filters(raw: &str) -> Result<BTreeMap<String, Vec<String>>, ApiErro
                 .collect(),
             serde_json::Value::Array(a) => a
                 .iter()
-                .map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()))
+                .map(|x| {
+                    x.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| x.to_string())
+                })
                 .collect(),
             _ => return Err(ApiError::invalid(format!("invalid filter: {k}"))),
         };

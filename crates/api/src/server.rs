@@ -26,6 +26,7 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let conn = http1::Builder::new()
+        .title_case_headers(true)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(app))
         .with_upgrades();
     if let Err(e) = conn.await {
@@ -38,6 +39,7 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let conn = http1::Builder::new()
+        .title_case_headers(true)
         .serve_connection(TokioIo::new(io), TowerToHyperService::new(app))
         .with_upgrades();
     tokio::pin!(conn);
@@ -54,7 +56,12 @@ where
 
 /// Accept and serve on every listener until `shutdown` is cancelled; then wait up to `grace`
 /// for open requests to finish.
-pub async fn serve(listeners: Vec<Listener>, app: Router, shutdown: CancellationToken, grace: Duration) {
+pub async fn serve(
+    listeners: Vec<Listener>,
+    app: Router,
+    shutdown: CancellationToken,
+    grace: Duration,
+) {
     let tracker = TaskTracker::new();
     for l in listeners {
         let app = app.clone();
@@ -85,16 +92,28 @@ pub async fn serve(listeners: Vec<Listener>, app: Router, shutdown: Cancellation
                                 let _ = s.set_nodelay(true);
                                 match tls.clone() {
                                     None => {
-                                        conns.spawn(serve_graceful(s, app.clone(), shutdown.clone()));
+                                        conns.spawn(serve_graceful(
+                                            s,
+                                            app.clone(),
+                                            shutdown.clone(),
+                                        ));
                                     }
                                     Some(acc) => {
                                         let (app, shutdown) = (app.clone(), shutdown.clone());
                                         conns.spawn(async move {
-                                            let hs = tokio::time::timeout(Duration::from_secs(10), acc.accept(s)).await;
+                                            let hs = tokio::time::timeout(
+                                                Duration::from_secs(10),
+                                                acc.accept(s),
+                                            )
+                                            .await;
                                             match hs {
                                                 Ok(Ok(s)) => serve_graceful(s, app, shutdown).await,
-                                                Ok(Err(e)) => tracing::info!("TLS handshake with {peer}: {e}"),
-                                                Err(_) => tracing::info!("TLS handshake with {peer} timed out"),
+                                                Ok(Err(e)) => {
+                                                    tracing::info!("TLS handshake with {peer}: {e}")
+                                                }
+                                                Err(_) => tracing::info!(
+                                                    "TLS handshake with {peer} timed out"
+                                                ),
                                             }
                                         });
                                     }
@@ -110,7 +129,10 @@ pub async fn serve(listeners: Vec<Listener>, app: Router, shutdown: Cancellation
     tracker.close();
     shutdown.cancelled().await;
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
-        tracing::info!("shutdown: {} connection(s) still open after {grace:?}, closing", tracker.len());
+        tracing::info!(
+            "shutdown: {} connection(s) still open after {grace:?}, closing",
+            tracker.len()
+        );
     }
 }
 

@@ -90,18 +90,19 @@ pub async fn first_or_error(
     let rest = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     });
-    let stream = futures_util::stream::iter(first.map(Ok))
-        .chain(rest)
-        .map(move |item| match item {
-            Ok(b) => Ok(b),
-            Err(e) => match in_band {
-                Some(f) => Ok(f(&e)),
-                None => {
-                    tracing::warn!("stream aborted: {e}");
-                    Err(io::Error::other(e.message))
-                }
-            },
-        });
+    let stream =
+        futures_util::stream::iter(first.map(Ok))
+            .chain(rest)
+            .map(move |item| match item {
+                Ok(b) => Ok(b),
+                Err(e) => match in_band {
+                    Some(f) => Ok(f(&e)),
+                    None => {
+                        tracing::warn!("stream aborted: {e}");
+                        Err(io::Error::other(e.message))
+                    }
+                },
+            });
     let mut resp = Response::new(Body::from_stream(stream));
     *resp.status_mut() = StatusCode::OK;
     resp.headers_mut()
@@ -134,13 +135,19 @@ pub fn progress_bar(current: u64, total: Option<u64>) -> String {
             i += 1;
         }
         if i == 0 {
-            format!("{n}B")
-        } else {
-            format!("{v:.3}{}", units[i])
-                .replace(".000", "")
-                .trim_end_matches('0')
-                .to_owned()
+            return format!("{n}B");
         }
+        // Go's %.4g, as docker's HumanSize prints: 4 significant digits, no trailing zeros.
+        let digits = if v >= 100.0 {
+            1
+        } else if v >= 10.0 {
+            2
+        } else {
+            3
+        };
+        let num = format!("{v:.digits$}");
+        let num = num.trim_end_matches('0').trim_end_matches('.');
+        format!("{num}{}", units[i])
     };
     match total {
         Some(t) if t > 0 => {
@@ -149,7 +156,11 @@ pub fn progress_bar(current: u64, total: Option<u64>) -> String {
             let bar = if filled >= width as usize {
                 "=".repeat(width as usize)
             } else {
-                format!("{}>{}", "=".repeat(filled), " ".repeat(width as usize - filled - 1))
+                format!(
+                    "{}>{}",
+                    "=".repeat(filled),
+                    " ".repeat(width as usize - filled - 1)
+                )
             };
             format!("[{bar}]  {}/{}", size(current), size(t))
         }

@@ -72,9 +72,9 @@ pub fn acceptor(
         Some(ca) => {
             let mut roots = RootCertStore::empty();
             for c in read_certs(ca)? {
-                roots
-                    .add(c)
-                    .map_err(|e| TlsError::Config(format!("CA certificate {}: {e}", ca.display())))?;
+                roots.add(c).map_err(|e| {
+                    TlsError::Config(format!("CA certificate {}: {e}", ca.display()))
+                })?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()

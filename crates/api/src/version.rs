@@ -28,7 +28,10 @@ pub fn compare(a: &str, b: &str) -> std::cmp::Ordering {
     let parse = |s: &str| -> Vec<u64> { s.split('.').map(|p| p.parse().unwrap_or(0)).collect() };
     let (a, b) = (parse(a), parse(b));
     for i in 0..a.len().max(b.len()) {
-        let (x, y) = (a.get(i).copied().unwrap_or(0), b.get(i).copied().unwrap_or(0));
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
         if x != y {
             return x.cmp(&y);
         }
@@ -49,10 +52,7 @@ fn split_version(path: &str) -> Option<(&str, &str)> {
 
 fn add_headers(resp: &mut Response) {
     let h = resp.headers_mut();
-    h.insert(
-        "Server",
-        HeaderValue::from_static(concat_server()),
-    );
+    h.insert("Server", HeaderValue::from_static(concat_server()));
     h.insert("API-Version", HeaderValue::from_static(API_VERSION));
     h.insert("OSType", HeaderValue::from_static("linux"));
 }
@@ -113,7 +113,10 @@ pub async fn negotiate(mut req: Request, next: Next) -> Response {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "panic".to_owned());
             tracing::error!("handler for {method} {path} panicked: {what}");
-            error_response(StatusCode::INTERNAL_SERVER_ERROR, &format!("internal error: {what}"))
+            error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("internal error: {what}"),
+            )
         }
     };
     tracing::debug!("{method} {path} -> {}", resp.status());
@@ -133,7 +136,10 @@ mod tests {
         assert!(compare("1.51", "1.50").is_gt());
         assert!(ApiVersion("1.44".into()).at_least("1.44"));
         assert!(!ApiVersion("1.43".into()).at_least("1.44"));
-        assert_eq!(split_version("/v1.43/images/json"), Some(("1.43", "/images/json")));
+        assert_eq!(
+            split_version("/v1.43/images/json"),
+            Some(("1.43", "/images/json"))
+        );
         assert_eq!(split_version("/v1.43"), Some(("1.43", "")));
         assert_eq!(split_version("/volumes"), None);
         assert_eq!(split_version("/version"), None);

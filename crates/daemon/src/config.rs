@@ -38,19 +38,37 @@ pub struct Flags {
     #[arg(long, value_name = "string")]
     pub tlskey: Option<PathBuf>,
     /// Root directory of persistent berth state
-    #[arg(long = "data-root", default_value = "/var/lib/berth", value_name = "string")]
+    #[arg(
+        long = "data-root",
+        default_value = "/var/lib/berth",
+        value_name = "string"
+    )]
     pub data_root: PathBuf,
     /// Root directory for execution state files
-    #[arg(long = "exec-root", default_value = "/run/berth", value_name = "string")]
+    #[arg(
+        long = "exec-root",
+        default_value = "/run/berth",
+        value_name = "string"
+    )]
     pub exec_root: PathBuf,
     /// Path to use for daemon PID file
-    #[arg(short = 'p', long, default_value = "/run/berth/berthd.pid", value_name = "string")]
+    #[arg(
+        short = 'p',
+        long,
+        default_value = "/run/berth/berthd.pid",
+        value_name = "string"
+    )]
     pub pidfile: PathBuf,
     /// Enable debug mode
     #[arg(short = 'D', long, action = ArgAction::SetTrue)]
     pub debug: bool,
     /// Set the logging level ("debug"|"info"|"warn"|"error"|"fatal")
-    #[arg(short = 'l', long = "log-level", default_value = "info", value_name = "string")]
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        default_value = "info",
+        value_name = "string"
+    )]
     pub log_level: String,
     /// Specify network bridge IP
     #[arg(long, value_name = "string")]
@@ -65,7 +83,11 @@ pub struct Flags {
     #[arg(short = 's', long = "storage-driver", value_name = "string")]
     pub storage_driver: Option<String>,
     /// Default OCI runtime for containers
-    #[arg(long = "default-runtime", default_value = "runc", value_name = "string")]
+    #[arg(
+        long = "default-runtime",
+        default_value = "runc",
+        value_name = "string"
+    )]
     pub default_runtime: String,
     /// Register an additional OCI compatible runtime (name=path)
     #[arg(long = "add-runtime", value_name = "runtime")]
@@ -170,10 +192,12 @@ fn flag_value_text(m: &clap::ArgMatches, id: &str) -> String {
 }
 
 fn str_of(file: &str, key: &str, v: &Value) -> Result<String, ConfigError> {
-    v.as_str().map(str::to_owned).ok_or_else(|| ConfigError::File {
-        file: file.to_owned(),
-        msg: format!("{key}: expected a string, got {v}"),
-    })
+    v.as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| ConfigError::File {
+            file: file.to_owned(),
+            msg: format!("{key}: expected a string, got {v}"),
+        })
 }
 
 fn bool_of(file: &str, key: &str, v: &Value) -> Result<bool, ConfigError> {
@@ -185,7 +209,11 @@ fn bool_of(file: &str, key: &str, v: &Value) -> Result<bool, ConfigError> {
 
 fn list_of(file: &str, key: &str, v: &Value) -> Result<Vec<String>, ConfigError> {
     v.as_array()
-        .and_then(|a| a.iter().map(|x| x.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>())
+        .and_then(|a| {
+            a.iter()
+                .map(|x| x.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+        })
         .ok_or_else(|| ConfigError::File {
             file: file.to_owned(),
             msg: format!("{key}: expected a list of strings, got {v}"),
@@ -206,9 +234,18 @@ where
         hosts: flags.host.clone(),
         tls: flags.tls.unwrap_or(false),
         tlsverify: flags.tlsverify.unwrap_or(false),
-        tlscacert: flags.tlscacert.clone().unwrap_or_else(|| cert_dir().join("ca.pem")),
-        tlscert: flags.tlscert.clone().unwrap_or_else(|| cert_dir().join("cert.pem")),
-        tlskey: flags.tlskey.clone().unwrap_or_else(|| cert_dir().join("key.pem")),
+        tlscacert: flags
+            .tlscacert
+            .clone()
+            .unwrap_or_else(|| cert_dir().join("ca.pem")),
+        tlscert: flags
+            .tlscert
+            .clone()
+            .unwrap_or_else(|| cert_dir().join("cert.pem")),
+        tlskey: flags
+            .tlskey
+            .clone()
+            .unwrap_or_else(|| cert_dir().join("key.pem")),
         data_root: flags.data_root.clone(),
         exec_root: flags.exec_root.clone(),
         pidfile: flags.pidfile.clone(),
@@ -229,8 +266,11 @@ where
         let (name, path) = r
             .split_once('=')
             .filter(|(n, p)| !n.is_empty() && !p.is_empty())
-            .ok_or_else(|| ConfigError::Invalid(format!("invalid runtime {r:?}: expected name=path")))?;
-        cfg.runtimes.insert(name.to_owned(), (path.to_owned(), Vec::new()));
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("invalid runtime {r:?}: expected name=path"))
+            })?;
+        cfg.runtimes
+            .insert(name.to_owned(), (path.to_owned(), Vec::new()));
     }
 
     // daemon.json: a missing default file is fine; a missing file named on the command line
@@ -251,12 +291,12 @@ where
         apply_file(&mut cfg, &mut storage_driver, &fname, &text, &matches)?;
     }
 
-    if let Some(d) = storage_driver.filter(|d| !d.is_empty()) {
-        if d != "overlay2" {
-            return Err(ConfigError::Invalid(format!(
-                "error initializing graphdriver: driver not supported: {d} (berthd supports only overlay2)"
-            )));
-        }
+    if let Some(d) = storage_driver.filter(|d| !d.is_empty())
+        && d != "overlay2"
+    {
+        return Err(ConfigError::Invalid(format!(
+            "error initializing graphdriver: driver not supported: {d} (berthd supports only overlay2)"
+        )));
     }
     if cfg.tlsverify {
         cfg.tls = true;
@@ -397,7 +437,11 @@ fn file_value_text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(a) => a
             .iter()
-            .map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string()))
+            .map(|x| {
+                x.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| x.to_string())
+            })
             .collect::<Vec<_>>()
             .join(", "),
         other => other.to_string(),

@@ -30,7 +30,11 @@ pub fn parse_host(s: &str, tls: bool) -> Result<Host, ListenError> {
     let bad = |why: &str| ListenError::Parse(s.to_owned(), why.to_owned());
     let s_trim = s.trim();
     if let Some(p) = s_trim.strip_prefix("unix://") {
-        let p = if p.is_empty() { "/run/berth/berth.sock" } else { p };
+        let p = if p.is_empty() {
+            "/run/berth/berth.sock"
+        } else {
+            p
+        };
         return Ok(Host::Unix(PathBuf::from(p)));
     }
     if let Some(rest) = s_trim.strip_prefix("fd://") {
@@ -42,9 +46,9 @@ pub fn parse_host(s: &str, tls: bool) -> Result<Host, ListenError> {
             .map(|n| Host::Fd(Some(n)))
             .map_err(|_| bad("fd:// takes a file descriptor number"));
     }
-    let rest = s_trim.strip_prefix("tcp://").ok_or_else(|| {
-        bad("unsupported protocol; use unix://, tcp:// or fd://")
-    })?;
+    let rest = s_trim
+        .strip_prefix("tcp://")
+        .ok_or_else(|| bad("unsupported protocol; use unix://, tcp:// or fd://"))?;
     let rest = rest.trim_end_matches('/');
     let default_port = if tls { 2376 } else { 2375 };
     let (host, port) = match rest.rsplit_once(':') {
@@ -62,7 +66,11 @@ pub fn parse_host(s: &str, tls: bool) -> Result<Host, ListenError> {
         }
         None => (rest.to_owned(), default_port),
     };
-    let host = if host.is_empty() { "0.0.0.0".to_owned() } else { host };
+    let host = if host.is_empty() {
+        "0.0.0.0".to_owned()
+    } else {
+        host
+    };
     Ok(Host::Tcp(format!("{host}:{port}")))
 }
 
@@ -85,7 +93,8 @@ fn group_gid(name: &str) -> Option<u32> {
 pub fn bind_unix(path: &Path, group: &str) -> Result<tokio::net::UnixListener, ListenError> {
     let p = path.display().to_string();
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| io_err(format!("creating {}", dir.display()), e))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| io_err(format!("creating {}", dir.display()), e))?;
     }
     if path.exists() {
         // A live daemon answers on it: refuse rather than steal its socket.
@@ -96,13 +105,14 @@ pub fn bind_unix(path: &Path, group: &str) -> Result<tokio::net::UnixListener, L
         }
         std::fs::remove_file(path).map_err(|e| io_err(format!("removing stale socket {p}"), e))?;
     }
-    let l = tokio::net::UnixListener::bind(path).map_err(|e| io_err(format!("listen unix {p}"), e))?;
+    let l =
+        tokio::net::UnixListener::bind(path).map_err(|e| io_err(format!("listen unix {p}"), e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| io_err(format!("chmod {p}"), e))?;
-    if let Some(gid) = group_gid(group) {
-        if let Err(e) = std::os::unix::fs::chown(path, None, Some(gid)) {
-            tracing::warn!("could not change group of {p} to {group}: {e}");
-        }
+    if let Some(gid) = group_gid(group)
+        && let Err(e) = std::os::unix::fs::chown(path, None, Some(gid))
+    {
+        tracing::warn!("could not change group of {p} to {group}: {e}");
     }
     Ok(l)
 }
@@ -127,28 +137,40 @@ fn socket_family(fd: RawFd) -> Option<libc::sa_family_t> {
     // SAFETY: getsockname writes at most `len` bytes into the storage we own.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    let r = unsafe { libc::getsockname(fd, (&mut addr as *mut libc::sockaddr_storage).cast(), &mut len) };
+    let r = unsafe {
+        libc::getsockname(
+            fd,
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
     (r == 0).then_some(addr.ss_family)
 }
 
 fn listener_from_fd(fd: RawFd, tls: Option<TlsAcceptor>) -> Result<Listener, ListenError> {
-    let family = socket_family(fd)
-        .ok_or_else(|| ListenError::Io(format!("fd://{fd}: not a socket")))?;
+    let family =
+        socket_family(fd).ok_or_else(|| ListenError::Io(format!("fd://{fd}: not a socket")))?;
     let fam = i32::from(family);
     if fam == libc::AF_UNIX {
         // SAFETY: systemd handed us this fd as a listening unix socket; we own it from here on.
         let l = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
-        l.set_nonblocking(true).map_err(|e| io_err(format!("fd://{fd}"), e))?;
-        let l = tokio::net::UnixListener::from_std(l).map_err(|e| io_err(format!("fd://{fd}"), e))?;
+        l.set_nonblocking(true)
+            .map_err(|e| io_err(format!("fd://{fd}"), e))?;
+        let l =
+            tokio::net::UnixListener::from_std(l).map_err(|e| io_err(format!("fd://{fd}"), e))?;
         Ok(Listener::Unix(l))
     } else if fam == libc::AF_INET || fam == libc::AF_INET6 {
         // SAFETY: as above, a listening TCP socket.
         let l = unsafe { std::net::TcpListener::from_raw_fd(fd) };
-        l.set_nonblocking(true).map_err(|e| io_err(format!("fd://{fd}"), e))?;
-        let l = tokio::net::TcpListener::from_std(l).map_err(|e| io_err(format!("fd://{fd}"), e))?;
+        l.set_nonblocking(true)
+            .map_err(|e| io_err(format!("fd://{fd}"), e))?;
+        let l =
+            tokio::net::TcpListener::from_std(l).map_err(|e| io_err(format!("fd://{fd}"), e))?;
         Ok(Listener::Tcp(l, tls))
     } else {
-        Err(ListenError::Io(format!("fd://{fd}: unsupported socket family {fam}")))
+        Err(ListenError::Io(format!(
+            "fd://{fd}: unsupported socket family {fam}"
+        )))
     }
 }
 
@@ -224,10 +246,22 @@ mod tests {
             parse_host("unix:///tmp/x.sock", false).unwrap(),
             Host::Unix("/tmp/x.sock".into())
         );
-        assert_eq!(parse_host("tcp://127.0.0.1:1234", false).unwrap(), Host::Tcp("127.0.0.1:1234".into()));
-        assert_eq!(parse_host("tcp://:2375", false).unwrap(), Host::Tcp("0.0.0.0:2375".into()));
-        assert_eq!(parse_host("tcp://127.0.0.1", true).unwrap(), Host::Tcp("127.0.0.1:2376".into()));
-        assert_eq!(parse_host("tcp://[::1]:99", false).unwrap(), Host::Tcp("[::1]:99".into()));
+        assert_eq!(
+            parse_host("tcp://127.0.0.1:1234", false).unwrap(),
+            Host::Tcp("127.0.0.1:1234".into())
+        );
+        assert_eq!(
+            parse_host("tcp://:2375", false).unwrap(),
+            Host::Tcp("0.0.0.0:2375".into())
+        );
+        assert_eq!(
+            parse_host("tcp://127.0.0.1", true).unwrap(),
+            Host::Tcp("127.0.0.1:2376".into())
+        );
+        assert_eq!(
+            parse_host("tcp://[::1]:99", false).unwrap(),
+            Host::Tcp("[::1]:99".into())
+        );
         assert_eq!(parse_host("fd://", false).unwrap(), Host::Fd(None));
         assert_eq!(parse_host("fd://3", false).unwrap(), Host::Fd(Some(3)));
         assert!(parse_host("http://x", false).is_err());

@@ -62,7 +62,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
-            eprintln!("berthd: {e}");
             ExitCode::from(EXIT_FAILURE)
         }
     }

@@ -61,7 +61,9 @@ fn words(s: &str) -> Vec<String> {
 fn pairs(instr: &str, args: &str) -> Result<Vec<(String, String)>> {
     let ws = words(args);
     if ws.is_empty() {
-        return Err(Error::invalid(format!("{instr} requires at least one argument")));
+        return Err(Error::invalid(format!(
+            "{instr} requires at least one argument"
+        )));
     }
     if !ws[0].contains('=') {
         let (k, v) = args
@@ -110,13 +112,18 @@ pub fn apply_changes(config: &mut ImageConfig, changes: &[String]) -> Result<()>
             "EXPOSE" => {
                 let ports = c.exposed_ports.get_or_insert_with(BTreeMap::new);
                 for p in words(args) {
-                    let p = if p.contains('/') { p } else { format!("{p}/tcp") };
+                    let p = if p.contains('/') {
+                        p
+                    } else {
+                        format!("{p}/tcp")
+                    };
                     ports.insert(p, Value::Object(Default::default()));
                 }
             }
             "VOLUME" => {
                 let vols = c.volumes.get_or_insert_with(BTreeMap::new);
-                let list = serde_json::from_str::<Vec<String>>(args).unwrap_or_else(|_| words(args));
+                let list =
+                    serde_json::from_str::<Vec<String>>(args).unwrap_or_else(|_| words(args));
                 for v in list {
                     vols.insert(v, Value::Object(Default::default()));
                 }
@@ -124,7 +131,10 @@ pub fn apply_changes(config: &mut ImageConfig, changes: &[String]) -> Result<()>
             "WORKDIR" => c.working_dir = Some(unquote(args)),
             "USER" => c.user = Some(unquote(args)),
             "STOPSIGNAL" => c.stop_signal = Some(unquote(args)),
-            "ONBUILD" => c.on_build.get_or_insert_with(Vec::new).push(args.to_owned()),
+            "ONBUILD" => c
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(args.to_owned()),
             _ => {
                 return Err(Error::invalid(format!(
                     "{instr} is not a valid change command"

@@ -45,7 +45,9 @@ impl Event {
     /// Build a message the way dockerd's `events.Log` does, stamped now.
     pub fn new(kind: &str, action: &str, actor: Actor) -> Event {
         let now = chrono::Utc::now();
-        let time_nano = now.timestamp_nanos_opt().unwrap_or(now.timestamp() * 1_000_000_000);
+        let time_nano = now
+            .timestamp_nanos_opt()
+            .unwrap_or(now.timestamp() * 1_000_000_000);
         let (status, id, from) = match kind {
             "container" => (
                 action.to_owned(),
@@ -77,8 +79,20 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub const KEYS: &'static [&'static str] = &[
-        "config", "container", "daemon", "event", "image", "label", "network", "node", "plugin",
-        "scope", "secret", "service", "type", "volume",
+        "config",
+        "container",
+        "daemon",
+        "event",
+        "image",
+        "label",
+        "network",
+        "node",
+        "plugin",
+        "scope",
+        "secret",
+        "service",
+        "type",
+        "volume",
     ];
 
     fn any(&self, key: &str, pred: impl Fn(&str) -> bool) -> bool {
@@ -103,7 +117,10 @@ impl EventFilter {
             })
             && self.any("image", |i| {
                 let targets: Vec<&str> = match ev.kind.as_str() {
-                    "image" => [Some(ev.actor.id.as_str()), name].into_iter().flatten().collect(),
+                    "image" => [Some(ev.actor.id.as_str()), name]
+                        .into_iter()
+                        .flatten()
+                        .collect(),
                     "container" => image_attr.into_iter().collect(),
                     _ => Vec::new(),
                 };
@@ -120,13 +137,15 @@ impl EventFilter {
                     (None, _) => false,
                 }
             })
-            && ["network", "volume", "plugin", "daemon", "service", "node", "secret", "config"]
-                .iter()
-                .all(|k| {
-                    self.any(k, |v| {
-                        ev.kind == *k && (same_id(v, &ev.actor.id) || name == Some(v))
-                    })
+            && [
+                "network", "volume", "plugin", "daemon", "service", "node", "secret", "config",
+            ]
+            .iter()
+            .all(|k| {
+                self.any(k, |v| {
+                    ev.kind == *k && (same_id(v, &ev.actor.id) || name == Some(v))
                 })
+            })
     }
 }
 

@@ -18,8 +18,8 @@ use crate::changes::apply_changes;
 use crate::error::{Error, Result};
 use crate::events::{Actor, EventBus};
 use crate::models::{
-    DeleteItem, DiskUsage, GraphDriver, HistoryItem, ImageInspect, ImageMetadata,
-    ImagePruneReport, ImageSummary, RootFs,
+    DeleteItem, DiskUsage, GraphDriver, HistoryItem, ImageInspect, ImageMetadata, ImagePruneReport,
+    ImageSummary, RootFs,
 };
 
 /// Query filters as Docker sends them (`{"key":{"value":true}}` already flattened).
@@ -57,9 +57,7 @@ pub struct Images {
 }
 
 /// Run a blocking store call off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await?
 }
 
@@ -82,7 +80,11 @@ fn to_i64(n: u64) -> i64 {
 fn summary(img: &Image) -> ImageSummary {
     ImageSummary {
         id: img.id.to_string(),
-        parent_id: img.parent.as_ref().map(Digest::to_string).unwrap_or_default(),
+        parent_id: img
+            .parent
+            .as_ref()
+            .map(Digest::to_string)
+            .unwrap_or_default(),
         repo_tags: familiar_list(&img.repo_tags),
         repo_digests: familiar_list(&img.repo_digests),
         created: created_unix(&img.config),
@@ -195,14 +197,16 @@ pub fn parse_timestamp(s: &str, now: i64) -> Result<i64> {
     if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S") {
         return Ok(t.and_utc().timestamp());
     }
-    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        if let Some(t) = d.and_hms_opt(0, 0, 0) {
-            return Ok(t.and_utc().timestamp());
-        }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        && let Some(t) = d.and_hms_opt(0, 0, 0)
+    {
+        return Ok(t.and_utc().timestamp());
     }
-    parse_duration(s)
-        .map(|d| now - d)
-        .ok_or_else(|| Error::invalid(format!("failed to parse value as time or duration: \"{s}\"")))
+    parse_duration(s).map(|d| now - d).ok_or_else(|| {
+        Error::invalid(format!(
+            "failed to parse value as time or duration: \"{s}\""
+        ))
+    })
 }
 
 /// Go's `time.ParseDuration` subset (h, m, s, ms), in whole seconds.
@@ -277,18 +281,33 @@ impl Images {
             let images = store.list()?;
             let f = &opts.filters;
             let dangling = bool_filter(f, "dangling")?;
-            let created_of = |name: &str| -> Result<i64> {
-                Ok(created_unix(&store.lookup(name)?.config))
-            };
-            let before = f.get("before").map(|v| v.iter().map(|n| created_of(n)).collect::<Result<Vec<_>>>()).transpose()?;
-            let since = f.get("since").map(|v| v.iter().map(|n| created_of(n)).collect::<Result<Vec<_>>>()).transpose()?;
+            let created_of =
+                |name: &str| -> Result<i64> { Ok(created_unix(&store.lookup(name)?.config)) };
+            let before = f
+                .get("before")
+                .map(|v| v.iter().map(|n| created_of(n)).collect::<Result<Vec<_>>>())
+                .transpose()?;
+            let since = f
+                .get("since")
+                .map(|v| v.iter().map(|n| created_of(n)).collect::<Result<Vec<_>>>())
+                .transpose()?;
             let now = chrono::Utc::now().timestamp();
-            let until = f.get("until").map(|v| v.iter().map(|t| parse_timestamp(t, now)).collect::<Result<Vec<_>>>()).transpose()?;
+            let until = f
+                .get("until")
+                .map(|v| {
+                    v.iter()
+                        .map(|t| parse_timestamp(t, now))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .transpose()?;
             let with_children: BTreeSet<Digest> =
                 images.iter().filter_map(|i| i.parent.clone()).collect();
             let shared = if opts.shared_size {
                 let du = store.disk_usage()?;
-                du.images.into_iter().map(|(id, _, s)| (id, s)).collect::<BTreeMap<_, _>>()
+                du.images
+                    .into_iter()
+                    .map(|(id, _, s)| (id, s))
+                    .collect::<BTreeMap<_, _>>()
             } else {
                 BTreeMap::new()
             };
@@ -300,26 +319,35 @@ impl Images {
                 if !opts.all && untagged && with_children.contains(&img.id) {
                     continue;
                 }
-                if let Some(d) = dangling {
-                    if d != img.repo_tags.is_empty() {
-                        continue;
-                    }
+                if let Some(d) = dangling
+                    && d != img.repo_tags.is_empty()
+                {
+                    continue;
                 }
                 let created = created_unix(&img.config);
-                if before.as_ref().is_some_and(|b| b.iter().any(|&t| created >= t)) {
+                if before
+                    .as_ref()
+                    .is_some_and(|b| b.iter().any(|&t| created >= t))
+                {
                     continue;
                 }
-                if since.as_ref().is_some_and(|s| s.iter().any(|&t| created <= t)) {
+                if since
+                    .as_ref()
+                    .is_some_and(|s| s.iter().any(|&t| created <= t))
+                {
                     continue;
                 }
-                if until.as_ref().is_some_and(|u| u.iter().any(|&t| created >= t)) {
+                if until
+                    .as_ref()
+                    .is_some_and(|u| u.iter().any(|&t| created >= t))
+                {
                     continue;
                 }
                 let labels = img.config.labels();
-                if let Some(ls) = f.get("label") {
-                    if !ls.iter().all(|l| label_matches(&labels, l)) {
-                        continue;
-                    }
+                if let Some(ls) = f.get("label")
+                    && !ls.iter().all(|l| label_matches(&labels, l))
+                {
+                    continue;
                 }
                 let mut s = summary(img);
                 if let Some(patterns) = f.get("reference") {
@@ -349,7 +377,10 @@ impl Images {
         let store = self.store.clone();
         blocking(move || {
             let img = store.lookup(&name)?;
-            let data = store.layer_dirs(&img.id).ok().and_then(|dirs| overlay_data(&dirs));
+            let data = store
+                .layer_dirs(&img.id)
+                .ok()
+                .and_then(|dirs| overlay_data(&dirs));
             let cfg = &img.config;
             let last_tag = chrono::DateTime::from_timestamp(img.added_at, 0)
                 .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
@@ -358,7 +389,11 @@ impl Images {
                 id: img.id.to_string(),
                 repo_tags: familiar_list(&img.repo_tags),
                 repo_digests: familiar_list(&img.repo_digests),
-                parent: img.parent.as_ref().map(Digest::to_string).unwrap_or_default(),
+                parent: img
+                    .parent
+                    .as_ref()
+                    .map(Digest::to_string)
+                    .unwrap_or_default(),
                 comment: cfg.comment.clone().unwrap_or_default(),
                 created: cfg.created.clone().unwrap_or_default(),
                 docker_version: cfg.docker_version.clone().unwrap_or_default(),
@@ -397,10 +432,17 @@ impl Images {
             Ok(items
                 .into_iter()
                 .map(|h| HistoryItem {
-                    id: h.id.map(|d| d.to_string()).unwrap_or_else(|| "<missing>".to_owned()),
+                    id: h
+                        .id
+                        .map(|d| d.to_string())
+                        .unwrap_or_else(|| "<missing>".to_owned()),
                     created: h.created,
                     created_by: h.created_by,
-                    tags: if h.tags.is_empty() { None } else { Some(h.tags) },
+                    tags: if h.tags.is_empty() {
+                        None
+                    } else {
+                        Some(h.tags)
+                    },
                     size: to_i64(h.size),
                     comment: h.comment,
                 })
@@ -412,11 +454,15 @@ impl Images {
     /// `POST /images/{name}/tag?repo=&tag=`.
     pub async fn tag(&self, source: String, repo: String, tag: String) -> Result<()> {
         if repo.is_empty() {
-            return Err(Error::invalid("repository name must have at least one component"));
+            return Err(Error::invalid(
+                "repository name must have at least one component",
+            ));
         }
         let mut reference = Reference::parse_normalized(&repo)?;
         if reference.digest.is_some() {
-            return Err(Error::invalid("refusing to create a tag with a digest reference"));
+            return Err(Error::invalid(
+                "refusing to create a tag with a digest reference",
+            ));
         }
         if berth_types::reference::is_full_hex_id(&reference.path) {
             return Err(Error::invalid(format!(
@@ -443,7 +489,14 @@ impl Images {
         Ok(())
     }
 
-    fn log_removals(&self, image: Option<&Digest>, events: &[RemoveEvent]) -> Vec<DeleteItem> {
+    /// Log dockerd's untag/delete events for what a removal did. `images` are the image IDs that
+    /// existed before: `Deleted` lines for layers get no event, as with dockerd.
+    fn log_removals(
+        &self,
+        image: Option<&Digest>,
+        images: &BTreeSet<Digest>,
+        events: &[RemoveEvent],
+    ) -> Vec<DeleteItem> {
         events
             .iter()
             .map(|e| match e {
@@ -454,7 +507,9 @@ impl Images {
                     DeleteItem::Untagged(r.clone())
                 }
                 RemoveEvent::Deleted(d) => {
-                    self.log("delete", d, &d.to_string(), BTreeMap::new());
+                    if images.contains(d) {
+                        self.log("delete", d, &d.to_string(), BTreeMap::new());
+                    }
                     DeleteItem::Deleted(d.to_string())
                 }
             })
@@ -462,19 +517,25 @@ impl Images {
     }
 
     /// `DELETE /images/{name}?force=&noprune=`.
-    pub async fn remove(&self, name: String, force: bool, noprune: bool) -> Result<Vec<DeleteItem>> {
+    pub async fn remove(
+        &self,
+        name: String,
+        force: bool,
+        noprune: bool,
+    ) -> Result<Vec<DeleteItem>> {
         let store = self.store.clone();
-        let (id, events) = blocking(move || {
+        let (id, ids, events) = blocking(move || {
             let img = store.lookup(&name)?;
+            let ids: BTreeSet<Digest> = store.list()?.into_iter().map(|i| i.id).collect();
             let opts = RemoveOptions {
                 force,
                 prune_parents: !noprune,
             };
             let events = store.remove(&name, opts, &EngineUsage)?;
-            Ok((img.id, events))
+            Ok((img.id, ids, events))
         })
         .await?;
-        Ok(self.log_removals(Some(&id), &events))
+        Ok(self.log_removals(Some(&id), &ids, &events))
     }
 
     /// `POST /images/prune?filters=`.
@@ -506,9 +567,13 @@ impl Images {
             }
         }
         let store = self.store.clone();
-        let report = blocking(move || Ok(store.prune(&opts, &EngineUsage)?)).await?;
-        // Untag events of prune carry no image ID we could name; dockerd logs them per image.
-        let deleted = self.log_removals(None, &report.deleted);
+        let (ids, report) = blocking(move || {
+            let ids: BTreeSet<Digest> = store.list()?.into_iter().map(|i| i.id).collect();
+            Ok((ids, store.prune(&opts, &EngineUsage)?))
+        })
+        .await?;
+        // Prune's untag lines carry no image ID, so only delete events are logged for them.
+        let deleted = self.log_removals(None, &ids, &report.deleted);
         let mut attributes = BTreeMap::new();
         attributes.insert("reclaimed".to_owned(), report.space_reclaimed.to_string());
         self.events.log(
@@ -520,7 +585,11 @@ impl Images {
             },
         );
         Ok(ImagePruneReport {
-            images_deleted: if deleted.is_empty() { None } else { Some(deleted) },
+            images_deleted: if deleted.is_empty() {
+                None
+            } else {
+                Some(deleted)
+            },
             space_reclaimed: report.space_reclaimed,
         })
     }
@@ -629,8 +698,11 @@ impl Images {
         let store = self.store.clone();
         blocking(move || {
             let du = store.disk_usage()?;
-            let shared: BTreeMap<Digest, (u64, u64)> =
-                du.images.into_iter().map(|(id, size, s)| (id, (size, s))).collect();
+            let shared: BTreeMap<Digest, (u64, u64)> = du
+                .images
+                .into_iter()
+                .map(|(id, size, s)| (id, (size, s)))
+                .collect();
             let mut images: Vec<ImageSummary> = store
                 .list()?
                 .iter()
@@ -641,7 +713,7 @@ impl Images {
                     s
                 })
                 .collect();
-            images.sort_by(|a, b| b.created.cmp(&a.created));
+            images.sort_by_key(|i| std::cmp::Reverse(i.created));
             Ok(DiskUsage {
                 layers_size: to_i64(du.layers_size),
                 images,
@@ -683,59 +755,24 @@ fn overlay_data(dirs: &[PathBuf]) -> Option<BTreeMap<String, String>> {
     let (top, lower) = dirs.split_last()?;
     let base = top.parent()?;
     let mut m = BTreeMap::new();
-    m.insert("MergedDir".to_owned(), base.join("merged").display().to_string());
+    m.insert(
+        "MergedDir".to_owned(),
+        base.join("merged").display().to_string(),
+    );
     m.insert("UpperDir".to_owned(), top.display().to_string());
-    m.insert("WorkDir".to_owned(), base.join("work").display().to_string());
+    m.insert(
+        "WorkDir".to_owned(),
+        base.join("work").display().to_string(),
+    );
     if !lower.is_empty() {
-        let l: Vec<String> = lower.iter().rev().map(|p| p.display().to_string()).collect();
+        let l: Vec<String> = lower
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
         m.insert("LowerDir".to_owned(), l.join(":"));
     }
     Some(m)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn glob() {
-        assert!(glob_match("busy*", "busybox"));
-        assert!(glob_match("busybox:*", "busybox:latest"));
-        assert!(!glob_match("*", "user/app"));
-        assert!(glob_match("*/*", "user/app"));
-        assert!(glob_match("b?sy[a-c]ox", "busybox"));
-        assert!(!glob_match("b?sy[^a-c]ox", "busybox"));
-    }
-
-    #[test]
-    fn tags() {
-        assert!(valid_tag("latest"));
-        assert!(valid_tag("1.0-rc_1"));
-        assert!(!valid_tag(".x"));
-        assert!(!valid_tag(""));
-        assert!(!valid_tag(&"a".repeat(129)));
-    }
-
-    #[test]
-    fn timestamps() {
-        assert_eq!(parse_timestamp("1700000000.123456789", 0).unwrap(), 1700000000);
-        assert_eq!(parse_timestamp("10m", 1000).unwrap(), 400);
-        assert_eq!(parse_timestamp("1h30m", 10000).unwrap(), 10000 - 5400);
-        assert_eq!(parse_timestamp("2024-01-01T00:00:00Z", 0).unwrap(), 1704067200);
-        assert!(parse_timestamp("soon", 0).is_err());
-    }
-
-    #[test]
-    fn overlay() {
-        let d = overlay_data(&[
-            PathBuf::from("/r/overlay2/a/diff"),
-            PathBuf::from("/r/overlay2/b/diff"),
-        ])
-        .unwrap();
-        assert_eq!(d["UpperDir"], "/r/overlay2/b/diff");
-        assert_eq!(d["MergedDir"], "/r/overlay2/b/merged");
-        assert_eq!(d["LowerDir"], "/r/overlay2/a/diff");
-    }
 }
 
 /// A blocking reader over chunks a download task sends.
@@ -774,10 +811,15 @@ impl Images {
                     "importing from https:// URLs is not supported yet; download the file and import it from stdin",
                 ));
             }
-            _ => return Err(Error::invalid(format!("invalid URL {url:?}: only http(s) sources can be imported"))),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "invalid URL {url:?}: only http(s) sources can be imported"
+                )));
+            }
         }
-        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http::<http_body_util::Empty<bytes::Bytes>>();
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<http_body_util::Empty<bytes::Bytes>>();
         let resp = client
             .get(uri)
             .await
@@ -802,7 +844,12 @@ impl Images {
                 let failed = item.is_err();
                 // The reader runs on a blocking thread; a full channel must not block this task.
                 let tx2 = tx.clone();
-                if tokio::task::spawn_blocking(move || tx2.send(item)).await.map(|r| r.is_err()).unwrap_or(true) || failed {
+                if tokio::task::spawn_blocking(move || tx2.send(item))
+                    .await
+                    .map(|r| r.is_err())
+                    .unwrap_or(true)
+                    || failed
+                {
                     return;
                 }
             }
@@ -811,5 +858,56 @@ impl Images {
             rx,
             cur: bytes::Bytes::new(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("busy*", "busybox"));
+        assert!(glob_match("busybox:*", "busybox:latest"));
+        assert!(!glob_match("*", "user/app"));
+        assert!(glob_match("*/*", "user/app"));
+        assert!(glob_match("b?sy[a-c]ox", "busybox"));
+        assert!(!glob_match("b?sy[^a-c]ox", "busybox"));
+    }
+
+    #[test]
+    fn tags() {
+        assert!(valid_tag("latest"));
+        assert!(valid_tag("1.0-rc_1"));
+        assert!(!valid_tag(".x"));
+        assert!(!valid_tag(""));
+        assert!(!valid_tag(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(
+            parse_timestamp("1700000000.123456789", 0).unwrap(),
+            1700000000
+        );
+        assert_eq!(parse_timestamp("10m", 1000).unwrap(), 400);
+        assert_eq!(parse_timestamp("1h30m", 10000).unwrap(), 10000 - 5400);
+        assert_eq!(
+            parse_timestamp("2024-01-01T00:00:00Z", 0).unwrap(),
+            1704067200
+        );
+        assert!(parse_timestamp("soon", 0).is_err());
+    }
+
+    #[test]
+    fn overlay() {
+        let d = overlay_data(&[
+            PathBuf::from("/r/overlay2/a/diff"),
+            PathBuf::from("/r/overlay2/b/diff"),
+        ])
+        .unwrap();
+        assert_eq!(d["UpperDir"], "/r/overlay2/b/diff");
+        assert_eq!(d["MergedDir"], "/r/overlay2/b/merged");
+        assert_eq!(d["LowerDir"], "/r/overlay2/a/diff");
     }
 }

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-
 use serde_json::{Value, json};
 
 use crate::{Engine, Result};

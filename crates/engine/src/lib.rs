@@ -93,15 +93,16 @@ fn engine_id(data_root: &std::path::Path) -> Result<String> {
             return Ok(s.to_owned());
         }
     }
-    let b: [u8; 16] = rand::random();
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
     let h = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
     let id = format!(
-        "{}-{}-4{}-{:x}{}-{}",
+        "{}-{}-{}-{}-{}",
         h(0..4),
         h(4..6),
-        &h(6..8)[1..],
-        8 | (b[8] & 3),
-        &h(8..10)[2..],
+        h(6..8),
+        h(8..10),
         h(10..16)
     );
     let tmp = data_root.join("engine-id.tmp");
@@ -132,13 +133,15 @@ impl Engine {
             events,
             images,
         });
-        if engine.config.load_hello_world {
-            if let Some(archive) = hello_world_archive() {
-                if let Err(e) = engine.images.ensure_loaded("hello-world:latest", archive).await {
-                    // Not fatal: the daemon is useful without it.
-                    tracing::warn!("loading the embedded hello-world image: {e}");
-                }
-            }
+        if engine.config.load_hello_world
+            && let Some(archive) = hello_world_archive()
+            && let Err(e) = engine
+                .images
+                .ensure_loaded("hello-world:latest", archive)
+                .await
+        {
+            // Not fatal: the daemon is useful without it.
+            tracing::warn!("loading the embedded hello-world image: {e}");
         }
         Ok(engine)
     }

@@ -30,7 +30,10 @@ pub async fn list(State(s): State<AppState>, req: Request) -> ApiResult<Response
     let mut filters = p.filters()?;
     // Pre-1.25 clients filter by name with `filter=`.
     if let Some(f) = p.get("filter").filter(|f| !f.is_empty()) {
-        filters.entry("reference".to_owned()).or_default().push(f.to_owned());
+        filters
+            .entry("reference".to_owned())
+            .or_default()
+            .push(f.to_owned());
     }
     let opts = ListOptions {
         all: p.bool("all"),
@@ -39,11 +42,11 @@ pub async fn list(State(s): State<AppState>, req: Request) -> ApiResult<Response
     };
     let images = s.engine.images.list(opts).await?;
     let mut out = serde_json::to_value(&images).map_err(internal)?;
-    if !v.at_least("1.44") {
-        if let Some(arr) = out.as_array_mut() {
-            for img in arr {
-                img["VirtualSize"] = img["Size"].clone();
-            }
+    if !v.at_least("1.44")
+        && let Some(arr) = out.as_array_mut()
+    {
+        for img in arr {
+            img["VirtualSize"] = img["Size"].clone();
         }
     }
     Ok(Json(out).into_response())
@@ -208,7 +211,11 @@ pub async fn create(State(s): State<AppState>, req: Request) -> Response {
         ))
         .into_response();
     }
-    let Some(src) = p.get("fromSrc").filter(|v| !v.is_empty()).map(str::to_owned) else {
+    let Some(src) = p
+        .get("fromSrc")
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+    else {
         return ApiError::invalid("fromImage or fromSrc is required").into_response();
     };
     let params = ImportParams {
@@ -230,7 +237,9 @@ pub async fn create(State(s): State<AppState>, req: Request) -> Response {
     tokio::spawn(async move {
         match engine.images.import(input, params, Box::new(|_| {})).await {
             Ok(id) => {
-                let _ = tx.send(Ok(json_line(&json!({ "status": id.to_string() })))).await;
+                let _ = tx
+                    .send(Ok(json_line(&json!({ "status": id.to_string() }))))
+                    .await;
             }
             Err(e) => {
                 let _ = tx.send(Err(e)).await;

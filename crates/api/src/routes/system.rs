@@ -21,11 +21,17 @@ use crate::version::ApiVersion;
 pub async fn ping() -> Response {
     let mut r = Response::new(Body::from("OK"));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     h.insert("Builder-Version", HeaderValue::from_static("1"));
     h.insert("Docker-Experimental", HeaderValue::from_static("false"));
     h.insert("Swarm", HeaderValue::from_static("inactive"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     r
 }
@@ -41,12 +47,13 @@ pub async fn info(State(s): State<AppState>) -> ApiResult<Response> {
 pub async fn df(State(s): State<AppState>, req: Request) -> ApiResult<Response> {
     let v = req.extensions().get::<ApiVersion>().cloned();
     let du = s.engine.images.disk_usage().await?;
-    let mut out = serde_json::to_value(&du).map_err(|e| ApiError(berth_engine::Error::internal(e.to_string())))?;
-    if let (Some(v), Some(images)) = (v, out.get_mut("Images").and_then(|i| i.as_array_mut())) {
-        if !v.at_least("1.44") {
-            for img in images {
-                img["VirtualSize"] = img["Size"].clone();
-            }
+    let mut out = serde_json::to_value(&du)
+        .map_err(|e| ApiError(berth_engine::Error::internal(e.to_string())))?;
+    if let (Some(v), Some(images)) = (v, out.get_mut("Images").and_then(|i| i.as_array_mut()))
+        && !v.at_least("1.44")
+    {
+        for img in images {
+            img["VirtualSize"] = img["Size"].clone();
         }
     }
     Ok(Json(out).into_response())
@@ -55,16 +62,17 @@ pub async fn df(State(s): State<AppState>, req: Request) -> ApiResult<Response> 
 /// `since`/`until` as the CLI sends them ("1700000000.000000000"), or any Docker timestamp.
 fn parse_nanos(s: &str, now: i64) -> Result<i64, ApiError> {
     let s = s.trim();
-    if let Some((secs, frac)) = s.split_once('.') {
-        if let (Ok(secs), true) = (secs.parse::<i64>(), frac.bytes().all(|b| b.is_ascii_digit())) {
-            let mut f = frac.to_owned();
-            f.truncate(9);
-            while f.len() < 9 {
-                f.push('0');
-            }
-            let nanos: i64 = f.parse().unwrap_or(0);
-            return Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
+    if let Some((secs, frac)) = s.split_once('.')
+        && let Ok(secs) = secs.parse::<i64>()
+        && frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        let mut f = frac.to_owned();
+        f.truncate(9);
+        while f.len() < 9 {
+            f.push('0');
         }
+        let nanos: i64 = f.parse().unwrap_or(0);
+        return Ok(secs.saturating_mul(1_000_000_000).saturating_add(nanos));
     }
     Ok(parse_timestamp(s, now)?.saturating_mul(1_000_000_000))
 }
@@ -80,12 +88,20 @@ pub async fn events(State(s): State<AppState>, req: Request) -> ApiResult<Respon
     let filter = EventFilter { filters };
     let now = chrono::Utc::now();
     let now_nano = now.timestamp_nanos_opt().unwrap_or(i64::MAX);
-    let since = p.get("since").filter(|v| !v.is_empty()).map(|v| parse_nanos(v, now.timestamp())).transpose()?;
-    let until = p.get("until").filter(|v| !v.is_empty()).map(|v| parse_nanos(v, now.timestamp())).transpose()?;
-    if let (Some(a), Some(b)) = (since, until) {
-        if a > b {
-            return Err(ApiError::invalid("`since` time is after `until` time"));
-        }
+    let since = p
+        .get("since")
+        .filter(|v| !v.is_empty())
+        .map(|v| parse_nanos(v, now.timestamp()))
+        .transpose()?;
+    let until = p
+        .get("until")
+        .filter(|v| !v.is_empty())
+        .map(|v| parse_nanos(v, now.timestamp()))
+        .transpose()?;
+    if let (Some(a), Some(b)) = (since, until)
+        && a > b
+    {
+        return Err(ApiError::invalid("`since` time is after `until` time"));
     }
     let (past, mut rx) = s.engine.events.subscribe(since);
     let encode = |e: &Event| -> Bytes {
@@ -107,7 +123,8 @@ pub async fn events(State(s): State<AppState>, req: Request) -> ApiResult<Respon
             return;
         }
         let deadline = live_until.map(|u| {
-            tokio::time::Instant::now() + Duration::from_nanos(u.saturating_sub(now_nano).max(0) as u64)
+            tokio::time::Instant::now()
+                + Duration::from_nanos(u.saturating_sub(now_nano).max(0) as u64)
         });
         loop {
             let next = async {
@@ -128,7 +145,9 @@ pub async fn events(State(s): State<AppState>, req: Request) -> ApiResult<Respon
                         return;
                     }
                 }
-                Some(Err(RecvError::Lagged(n))) => tracing::warn!("events listener lagged, {n} events dropped"),
+                Some(Err(RecvError::Lagged(n))) => {
+                    tracing::warn!("events listener lagged, {n} events dropped")
+                }
                 Some(Err(RecvError::Closed)) => return,
             }
         }
@@ -136,7 +155,10 @@ pub async fn events(State(s): State<AppState>, req: Request) -> ApiResult<Respon
     let stream = futures_util::stream::iter(history).chain(live);
     let mut r = Response::new(crate::stream::infallible_body(stream));
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(r)
 }
 
