@@ -1,0 +1,463 @@
+//! Runs the built `berth` and the real `docker` CLI against the same reference dockerd (own
+//! socket, data root and exec root in a temp dir) and requires identical stdout, stderr
+//! (with "docker" read as "berth") and exit codes. Skips with a message when dockerd/docker
+//! are missing or we are not root; always stops the daemon it started.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+struct RefDocker {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    host: String,
+}
+
+impl RefDocker {
+    fn start() -> Result<RefDocker, String> {
+        let dockerd = which("dockerd").ok_or("dockerd not installed")?;
+        which("docker").ok_or("docker CLI not installed")?;
+        if unsafe { libc::geteuid() } != 0 {
+            return Err("not root".into());
+        }
+        // Short path: unix socket paths are limited to 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("berthcli")
+            .tempdir_in("/tmp")
+            .map_err(|e| e.to_string())?;
+        let d = dir.path();
+        let sock = d.join("d.sock");
+        let host = format!("unix://{}", sock.display());
+        let log = std::fs::File::create(d.join("dockerd.log")).map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let child = Command::new(dockerd)
+            .arg("--data-root")
+            .arg(d.join("root"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("d.pid"))
+            .args(["-H", &host, "--bridge", "none", "--iptables=false"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut me = RefDocker { dir, child, host };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = Command::new("docker")
+                .args(["-H", &me.host, "version"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Ok(me);
+            }
+            if Instant::now() > deadline || me.child.try_wait().ok().flatten().is_some() {
+                let log =
+                    std::fs::read_to_string(me.dir.path().join("dockerd.log")).unwrap_or_default();
+                return Err(format!("dockerd did not come up:\n{log}"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, bin: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = Command::new(bin);
+        cmd.args(["-H", &self.host])
+            .args(args)
+            .env_remove("DOCKER_HOST")
+            .env_remove("BERTH_HOST")
+            .env("TZ", "UTC")
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn CLI");
+        if let Some(data) = stdin {
+            use std::io::Write;
+            let mut si = child.stdin.take().expect("stdin");
+            let data = data.to_vec();
+            std::thread::spawn(move || {
+                let _ = si.write_all(&data);
+            });
+        }
+        child.wait_with_output().expect("wait CLI")
+    }
+
+    fn docker(&self, args: &[&str]) -> Output {
+        self.run("docker", args, None)
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        self.run(env!("CARGO_BIN_EXE_berth"), args, None)
+    }
+}
+
+impl Drop for RefDocker {
+    fn drop(&mut self) {
+        // SIGTERM lets dockerd stop its containerd and unmount; then make sure it is gone.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Compare one command; retried because "N seconds ago" may tick between the two runs.
+fn same(d: &RefDocker, args: &[&str], failures: &mut Vec<String>) {
+    let mut last = String::new();
+    for _ in 0..3 {
+        let want = d.docker(args);
+        let got = d.berth(args);
+        let want_err = text(&want.stderr).replace("docker", "berth");
+        if want.stdout == got.stdout
+            && want_err == text(&got.stderr)
+            && want.status.code() == got.status.code()
+        {
+            return;
+        }
+        last = format!(
+            "`{}`\n--- docker (exit {:?})\n{}{}\n--- berth (exit {:?})\n{}{}",
+            args.join(" "),
+            want.status.code(),
+            text(&want.stdout),
+            want_err,
+            got.status.code(),
+            text(&got.stdout),
+            text(&got.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    failures.push(last);
+}
+
+fn ok(o: &Output, what: &str) -> String {
+    assert!(
+        o.status.success(),
+        "{what} failed: {}{}",
+        text(&o.stdout),
+        text(&o.stderr)
+    );
+    text(&o.stdout)
+}
+
+fn rootfs_tar(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir rootfs");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("copy busybox");
+    for l in ["sh", "ls", "echo", "true"] {
+        let _ = std::os::unix::fs::symlink("busybox", root.join("bin").join(l));
+    }
+    let tar = dir.join("rootfs.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    tar
+}
+
+#[test]
+fn berth_matches_docker_cli() {
+    if !Path::new("/bin/busybox").exists() {
+        eprintln!("SKIP: /bin/busybox (busybox-static) not installed");
+        return;
+    }
+    let d = match RefDocker::start() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SKIP: reference dockerd unavailable: {e}");
+            return;
+        }
+    };
+    let tar = rootfs_tar(d.path());
+    let tar_s = tar.to_string_lossy().to_string();
+    let start = chrono_like_now();
+    // Distinct creation seconds: the daemon orders same-second images arbitrarily.
+    let tick = || std::thread::sleep(Duration::from_millis(1100));
+    ok(
+        &d.docker(&["import", &tar_s, "busybox:latest"]),
+        "docker import",
+    );
+    tick();
+    ok(
+        &d.docker(&["tag", "busybox:latest", "busybox:v2"]),
+        "docker tag",
+    );
+    // Made with berth: import with changes and a message.
+    let id = ok(
+        &d.berth(&[
+            "import",
+            "-c",
+            "ENV A=1",
+            "-c",
+            "CMD [\"sh\"]",
+            "-m",
+            "from berth",
+            &tar_s,
+            "imp:1",
+        ]),
+        "berth import",
+    );
+    assert!(
+        id.starts_with("sha256:") && id.trim().len() == 71,
+        "import printed {id:?}"
+    );
+    let cfg = ok(
+        &d.docker(&[
+            "inspect",
+            "-f",
+            "{{.Config.Env}} {{.Config.Cmd}} {{.Comment}}",
+            "imp:1",
+        ]),
+        "inspect",
+    );
+    assert_eq!(cfg, "[A=1] [sh] from berth\n");
+    tick();
+    // A dangling image: re-import under a tag in use.
+    ok(&d.docker(&["import", &tar_s, "dang:1"]), "import");
+    tick();
+    ok(
+        &d.docker(&["import", "-m", "x", &tar_s, "dang:1"]),
+        "import",
+    );
+
+    let mut f = Vec::new();
+    for args in [
+        &["images"][..],
+        &["images", "-a"],
+        &["images", "-q"],
+        &["images", "--digests"],
+        &["images", "--no-trunc"],
+        &["images", "--format", "json"],
+        &[
+            "images",
+            "--format",
+            "table {{.ID}}\\t{{.Tag}}\\t{{.CreatedAt}}",
+        ],
+        &[
+            "images",
+            "--format",
+            "{{.Repository}} {{upper .Tag}} {{pad .ID 1 1}}|{{truncate .Repository 3}}",
+        ],
+        &["images", "busybox"],
+        &["images", "-f", "dangling=true"],
+        &["images", "-f", "bad=1"],
+        &["images", "a", "b"],
+        &["images", "--bogus"],
+        &["image", "ls"],
+        &["image", "list", "-q"],
+        &["inspect", "busybox"],
+        &["image", "inspect", "busybox", "imp:1"],
+        &["inspect", "nosuch"],
+        &["image", "inspect", "nosuch"],
+        &["inspect", "--type", "image", "busybox", "nosuch"],
+        &[
+            "inspect",
+            "-f",
+            "{{.Id}} {{json .RepoTags}} {{.Config.Cmd}} {{json .Config}}",
+            "imp:1",
+        ],
+        &["inspect", "--type", "foo", "x"],
+        &["history", "busybox"],
+        &["history", "--no-trunc", "imp:1"],
+        &["history", "-H=false", "busybox"],
+        &["history", "-q", "busybox"],
+        &["history", "--format", "json", "busybox"],
+        &["history", "nosuch"],
+        &["tag", "a"],
+        &["tag", "busybox", "Bad:x"],
+        &["tag", "nosuch", "x:y"],
+        &["rmi"],
+        &["rmi", "nosuch"],
+        &["nosuch"],
+        &["image", "nosuch"],
+        &["version", "x"],
+        &["system", "df"],
+        &["system", "df", "-v"],
+        &["system", "df", "--format", "json"],
+        &["events", "--since", &start, "--until", "0s"],
+        &[
+            "events",
+            "--since",
+            &start,
+            "--until",
+            "0s",
+            "--format",
+            "{{json .}}",
+        ],
+        &[
+            "events",
+            "--since",
+            &start,
+            "--until",
+            "0s",
+            "--filter",
+            "event=tag",
+            "--format",
+            "{{.Status}} {{.Actor.Attributes.name}}",
+        ],
+    ] {
+        same(&d, args, &mut f);
+    }
+
+    // Server sections of version/info are the daemon's; the client sections are ours.
+    for cmd in [&["version"][..], &["info"]] {
+        let want = text(&d.docker(cmd).stdout);
+        let got = text(&d.berth(cmd).stdout);
+        let server = |s: &str| s.split("\nServer:").nth(1).map(str::to_string);
+        if server(&want) != server(&got) || server(&got).is_none() {
+            f.push(format!(
+                "`{}` server section differs:\n{want}\n---\n{got}",
+                cmd.join(" ")
+            ));
+        }
+    }
+
+    // Mutations produce docker's messages.
+    ok(&d.docker(&["tag", "busybox", "t:1"]), "tag");
+    let want = d.docker(&["rmi", "t:1"]);
+    ok(&d.berth(&["tag", "busybox", "t:1"]), "berth tag");
+    let got = d.berth(&["rmi", "t:1"]);
+    if want.stdout != got.stdout || text(&got.stdout) != "Untagged: t:1\n" {
+        f.push(format!(
+            "rmi: {:?} vs {:?}",
+            text(&want.stdout),
+            text(&got.stdout)
+        ));
+    }
+
+    // save of one image is byte-identical (several: the daemon's entry order varies).
+    let f1 = d.path().join("b.tar");
+    ok(
+        &d.berth(&["save", "-o", &f1.to_string_lossy(), "imp:1"]),
+        "berth save",
+    );
+    let f2 = d.path().join("d.tar");
+    ok(
+        &d.docker(&["save", "-o", &f2.to_string_lossy(), "imp:1"]),
+        "docker save",
+    );
+    if std::fs::read(&f1).ok() != std::fs::read(&f2).ok() {
+        f.push("save -o output differs from docker's".into());
+    }
+    let piped = d.berth(&["save", "imp:1"]);
+    if Some(piped.stdout) != std::fs::read(&f2).ok() {
+        f.push("save to stdout differs from docker's".into());
+    }
+    let both = d.berth(&["save", "busybox", "imp:1"]);
+    if !both.status.success() || both.stdout.len() <= tar_len(&f2) {
+        f.push("save of two images failed".into());
+    }
+    ok(&d.docker(&["rmi", "imp:1"]), "rmi");
+    let loaded = ok(
+        &d.berth(&["load", "-i", &f1.to_string_lossy()]),
+        "berth load",
+    );
+    let tar_bytes = std::fs::read(&f1).unwrap_or_default();
+    let loaded_stdin = d.run(env!("CARGO_BIN_EXE_berth"), &["load"], Some(&tar_bytes));
+    let want = d.run("docker", &["load"], Some(&tar_bytes));
+    if text(&loaded_stdin.stdout) != text(&want.stdout) || loaded != text(&want.stdout) {
+        f.push(format!(
+            "load: {loaded:?} / {:?} vs {:?}",
+            text(&loaded_stdin.stdout),
+            text(&want.stdout)
+        ));
+    }
+    same(&d, &["load", "-i", "/nonexistent.tar"], &mut f);
+
+    // prune: the question without -f (answered "n": nothing happens), then -f.
+    let asked = d.run(
+        env!("CARGO_BIN_EXE_berth"),
+        &["image", "prune"],
+        Some(b"n\n"),
+    );
+    let want = d.run("docker", &["image", "prune"], Some(b"n\n"));
+    if asked.stdout != want.stdout || asked.status.code() != want.status.code() {
+        f.push(format!(
+            "prune prompt: {:?} vs {:?}",
+            text(&asked.stdout),
+            text(&want.stdout)
+        ));
+    }
+    let pruned = ok(&d.berth(&["image", "prune", "-f"]), "prune -f");
+    if !pruned.starts_with("Deleted Images:\ndeleted: sha256:")
+        || !pruned.contains("\n\nTotal reclaimed space: ")
+    {
+        f.push(format!("prune -f printed {pruned:?}"));
+    }
+    same(&d, &["images", "-a"], &mut f);
+
+    assert!(
+        f.is_empty(),
+        "{} differences:\n\n{}",
+        f.len(),
+        f.join("\n\n")
+    );
+}
+
+fn tar_len(p: &Path) -> usize {
+    std::fs::metadata(p).map(|m| m.len() as usize).unwrap_or(0)
+}
+
+/// An RFC3339 timestamp a little in the past, for a stable `events --since`.
+fn chrono_like_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    (secs - 1).to_string()
+}
+
+#[test]
+fn usage_errors_need_no_daemon() {
+    let berth = env!("CARGO_BIN_EXE_berth");
+    let o = Command::new(berth)
+        .args(["-H", "unix:///nonexistent/berth.sock", "images", "--bogus"])
+        .output()
+        .expect("run berth");
+    assert_eq!(o.status.code(), Some(125));
+    assert!(text(&o.stderr).starts_with("unknown flag: --bogus\n\nUsage:  berth images"));
+    let o = Command::new(berth)
+        .args(["-H", "unix:///nonexistent/berth.sock", "images"])
+        .output()
+        .expect("run berth");
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        text(&o.stderr),
+        "Cannot connect to the berth daemon at unix:///nonexistent/berth.sock. Is the berth daemon running?\n"
+    );
+}
