@@ -256,6 +256,8 @@ pub struct PlannedImage {
     /// Archive paths of the layer files, bottom to top (same length as diff_ids).
     pub layer_paths: Vec<String>,
     pub tags: Vec<Reference>,
+    /// `Parent` from manifest.json (kept only if the store validates it).
+    pub parent: Option<Digest>,
 }
 
 fn parse_digest(s: &str, what: &str) -> Result<Digest> {
@@ -297,7 +299,9 @@ pub fn plan(spool: &Spool) -> Result<Vec<PlannedImage>> {
                 .iter()
                 .map(|t| Reference::parse_tagged(t))
                 .collect::<std::result::Result<Vec<_>, _>>()?;
-            out.push(planned(spool, &item.config, item.layers, tags)?);
+            let mut p = planned(spool, &item.config, item.layers, tags)?;
+            p.parent = item.parent.as_deref().and_then(|s| s.parse().ok());
+            out.push(p);
         }
     } else if spool.get("index.json").is_ok() {
         if let Ok(layout) = spool.read_json::<serde_json::Value>("oci-layout")
@@ -421,5 +425,6 @@ fn planned(
         config,
         layer_paths,
         tags,
+        parent: None,
     })
 }

@@ -181,6 +181,12 @@ CREATE TABLE IF NOT EXISTS layer_holders (
 );
 ";
 
+// The engine shares one store between threads.
+const _: fn() = || {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<ImageStore>();
+};
+
 #[derive(Debug, Clone)]
 struct LayerRow {
     chain_id: Digest,
@@ -759,11 +765,25 @@ impl ImageStore {
                 let nl = self.unpack_new(file, Some(diff), chain, parent, &mut guard, progress)?;
                 new_layers.push(nl);
             }
+            // Docker keeps a saved parent link only when the parent is here and its history is
+            // a strict prefix of the child's.
+            let parent = p
+                .parent
+                .as_ref()
+                .filter(|pid| {
+                    plans
+                        .iter()
+                        .find(|x| &x.id == *pid)
+                        .map(|x| x.config.clone())
+                        .or_else(|| self.read_config(pid).ok())
+                        .is_some_and(|pc| valid_parent(&p.config, &pc))
+                })
+                .cloned();
             images.push(NewImage {
                 id: p.id.clone(),
                 config_bytes: p.config_bytes.clone(),
                 top_layer: chains.last().cloned(),
-                parent: None,
+                parent,
                 tags: p.tags.clone(),
             });
         }
@@ -1092,7 +1112,11 @@ impl ImageStore {
                 config: format!("blobs/sha256/{}", img.id.hex()),
                 repo_tags: (!tags.is_empty()).then_some(tags),
                 layers: layer_paths,
-                parent: None,
+                parent: img
+                    .parent
+                    .as_ref()
+                    .filter(|p| items.iter().any(|(i, _, _)| &i.id == *p))
+                    .map(|p| p.to_string()),
                 layer_sources: None,
             });
         }
@@ -1538,6 +1562,19 @@ impl ImageStore {
         g.files.push(self.overlay.join("l").join(&l.link));
         g.freed += l.size;
     }
+}
+
+/// Docker's checkValidParent: the parent's history is a strict prefix of the child's.
+fn valid_parent(child: &ImageConfig, parent: &ImageConfig) -> bool {
+    if child.history.is_empty() && parent.history.is_empty() {
+        return true;
+    }
+    parent.history.len() < child.history.len()
+        && parent
+            .history
+            .iter()
+            .zip(&child.history)
+            .all(|(a, b)| a == b)
 }
 
 /// `label=k`, `label=k=v`, `label!=k[=v]` as Docker's prune filter.

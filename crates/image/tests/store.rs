@@ -765,3 +765,107 @@ fn kill_9_during_load_leaves_nothing() {
         }
     }
 }
+
+fn config_with_history(layers: &[&[u8]], steps: &[&str]) -> Vec<u8> {
+    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::of(l).to_string()).collect();
+    let history: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|s| serde_json::json!({"created": "2024-01-02T03:04:05Z", "created_by": s}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": "2024-01-02T03:04:05Z",
+        "history": history, "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn parent_links_survive_load_and_save() {
+    let t = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(t.path()).unwrap();
+    let l0 = base_layer();
+    let l1 = layer(&[("child", b"c")]);
+    let base = config_with_history(&[&l0], &["base"]);
+    let child = config_with_history(&[&l0, &l1], &["base", "child"]);
+    let (bid, cid) = (Digest::of(&base), Digest::of(&child));
+    let archive = docker_archive(&[
+        Img {
+            config: base.clone(),
+            tags: vec!["base:1"],
+            layers: vec![l0.clone()],
+        },
+        Img {
+            config: child.clone(),
+            tags: vec!["child:1"],
+            layers: vec![l0.clone(), l1.clone()],
+        },
+    ]);
+    // Add "Parent" to the child's manifest entry.
+    let mut entries = read_tar(&archive);
+    for (n, d) in entries.iter_mut() {
+        if n == "manifest.json" {
+            let mut m: serde_json::Value = serde_json::from_slice(d).unwrap();
+            m[1]["Parent"] = serde_json::json!(bid.to_string());
+            *d = serde_json::to_vec(&m).unwrap();
+        }
+    }
+    let mut b = tar::Builder::new(Vec::new());
+    for (n, d) in &entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(d.len() as u64);
+        h.set_mode(0o644);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, n, &d[..]).unwrap();
+    }
+    load(&store, &b.into_inner().unwrap()).unwrap();
+    assert_eq!(store.get(&cid).unwrap().parent, Some(bid.clone()));
+    assert_eq!(store.children(&bid).unwrap(), vec![cid.clone()]);
+
+    let h = store.history(&cid).unwrap();
+    assert_eq!(h[0].id.as_ref(), Some(&cid));
+    assert_eq!(h[1].id.as_ref(), Some(&bid));
+    assert_eq!(h[1].tags, vec!["base:1".to_owned()]);
+
+    let e = store
+        .remove(&bid.hex()[..12], RemoveOptions::default(), &NoUsage)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "conflict: unable to delete {} (cannot be forced) - image has dependent child images",
+            bid.short()
+        )
+    );
+    // Untagging the base keeps it (it has a child); removing the child prunes the untagged parent.
+    let ev = store
+        .remove("base:1", RemoveOptions::default(), &NoUsage)
+        .unwrap();
+    assert_eq!(ev, vec![RemoveEvent::Untagged("base:1".into())]);
+    assert!(store.get(&bid).is_ok());
+
+    let mut out = Vec::new();
+    store
+        .save(&["child:1".into(), bid.to_string()], &mut out)
+        .unwrap();
+    let man = read_tar(&out)
+        .into_iter()
+        .find(|(n, _)| n == "manifest.json")
+        .unwrap()
+        .1;
+    let v: serde_json::Value = serde_json::from_slice(&man).unwrap();
+    assert_eq!(v[0]["Parent"], bid.to_string());
+
+    let ev = store
+        .remove(
+            "child:1",
+            RemoveOptions {
+                force: false,
+                prune_parents: true,
+            },
+            &NoUsage,
+        )
+        .unwrap();
+    assert!(ev.contains(&RemoveEvent::Deleted(cid)));
+    assert!(ev.contains(&RemoveEvent::Deleted(bid)));
+    assert!(store.list().unwrap().is_empty());
+}
