@@ -30,7 +30,14 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
     // Argument checks and local refusals come before connecting, as in docker.
     let pre = precheck(&cmd, &path);
     pre?;
-    let client = Client::connect(cli.host.as_deref(), &tls).await?;
+    let connected = Client::connect(cli.host.as_deref(), &tls).await;
+    // version and info print their client part even without a daemon.
+    let cmd = match cmd {
+        Cmd::Version(a) => return system::version(connected, a).await,
+        Cmd::Info(a) | Cmd::System(SystemCmd::Info(a)) => return system::info(connected, a).await,
+        other => other,
+    };
+    let client = connected?;
     match cmd {
         Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => image::list(&client, &path, a).await,
         Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => image::remove(&client, a).await,
@@ -44,8 +51,7 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
             inspect::run(&client, &a.args, &a.format, "image", false).await
         }
         Cmd::Inspect(a) => inspect::run(&client, &a.args, &a.format, &a.kind, a.size).await,
-        Cmd::Version(a) => system::version(&client, a).await,
-        Cmd::Info(a) | Cmd::System(SystemCmd::Info(a)) => system::info(&client, a).await,
+        Cmd::Version(_) | Cmd::Info(_) | Cmd::System(SystemCmd::Info(_)) => Ok(()),
         Cmd::System(SystemCmd::Df(a)) => system::df(&client, a).await,
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => system::events(&client, a).await,
     }

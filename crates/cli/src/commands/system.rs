@@ -30,11 +30,11 @@ fn scalar(v: Option<&Ordered>) -> String {
     }
 }
 
-fn client_version_json(client: &Client) -> Ordered {
+fn client_version_json(api_version: &str) -> Ordered {
     let st = |x: &str| Ordered::String(x.to_string());
     Ordered::Object(vec![
         ("Version".into(), st(env!("CARGO_PKG_VERSION"))),
-        ("ApiVersion".into(), st(&client.api_version)),
+        ("ApiVersion".into(), st(api_version)),
         ("DefaultAPIVersion".into(), st(CLIENT_API_VERSION)),
         ("GitCommit".into(), st(GIT_COMMIT)),
         ("GoVersion".into(), st(RUST_VERSION)),
@@ -56,6 +56,30 @@ fn go_arch() -> &'static str {
 
 /// Go field names where the API's JSON names differ.
 const VERSION_ALIASES: &[(&str, &str)] = &[("ApiVersion", "APIVersion")];
+
+fn client_version_text(cv: &Ordered) -> String {
+    let mut t = String::new();
+    t.push_str("Client:\n");
+    t.push_str(&format!(" Version:\t{}\n", s(cv, "Version")));
+    let api = s(cv, "ApiVersion");
+    if api != CLIENT_API_VERSION {
+        t.push_str(&format!(
+            " API version:\t{api} (downgraded from {CLIENT_API_VERSION})\n"
+        ));
+    } else {
+        t.push_str(&format!(" API version:\t{api}\n"));
+    }
+    t.push_str(&format!(" Go version:\t{RUST_VERSION}\n"));
+    t.push_str(&format!(" Git commit:\t{GIT_COMMIT}\n"));
+    t.push_str(&format!(" Built:\t{BUILD_TIME}\n"));
+    t.push_str(&format!(
+        " OS/Arch:\t{}/{}\n",
+        std::env::consts::OS,
+        go_arch()
+    ));
+    t.push_str(" Context:\tdefault\n");
+    t
+}
 
 /// docker prints components' RFC3339 build times as time.ANSIC ("Mon Jan  2 15:04:05 2006").
 fn ansic(v: &mut Ordered) {
@@ -87,10 +111,27 @@ fn fix_build_times(server: &mut Ordered) {
     }
 }
 
-pub async fn version(client: &Client, a: VersionArgs) -> Result<(), CliError> {
-    let mut server = client.get_json("/version").await?;
-    fix_build_times(&mut server);
-    let cv = client_version_json(client);
+/// `version` prints the client part even when the daemon is unreachable, like docker.
+pub async fn version(client: Result<Client, CliError>, a: VersionArgs) -> Result<(), CliError> {
+    let (mut server, cv) = match &client {
+        Ok(c) => (
+            c.get_json("/version").await,
+            client_version_json(&c.api_version),
+        ),
+        Err(e) => (Err(e.clone()), client_version_json(CLIENT_API_VERSION)),
+    };
+    if let Err(e) = server {
+        if a.format.is_empty() {
+            let mut tw = TabWriter::new(20, 1);
+            tw.write_str(&client_version_text(&cv));
+            out(&tw.flush())?;
+        }
+        return Err(e);
+    }
+    if let Ok(s) = server.as_mut() {
+        fix_build_times(s);
+    }
+    let server = server.unwrap_or(Ordered::Null);
     if !a.format.is_empty() {
         let doc = Ordered::Object(vec![("Client".into(), cv), ("Server".into(), server)]);
         let f = Format::new(&a.format, "");
@@ -99,26 +140,8 @@ pub async fn version(client: &Client, a: VersionArgs) -> Result<(), CliError> {
             .map_err(CliError::msg)?;
         return out(&format!("{text}\n"));
     }
-    let mut t = String::new();
-    t.push_str("Client:\n");
-    t.push_str(&format!(" Version:\t{}\n", s(&cv, "Version")));
-    let api = s(&cv, "ApiVersion");
-    if api != CLIENT_API_VERSION {
-        t.push_str(&format!(
-            " API version:\t{api} (downgraded from {CLIENT_API_VERSION})\n"
-        ));
-    } else {
-        t.push_str(&format!(" API version:\t{api}\n"));
-    }
-    t.push_str(&format!(" Go version:\t{RUST_VERSION}\n"));
-    t.push_str(&format!(" Git commit:\t{GIT_COMMIT}\n"));
-    t.push_str(&format!(" Built:\t{BUILD_TIME}\n"));
-    t.push_str(&format!(
-        " OS/Arch:\t{}/{}\n",
-        std::env::consts::OS,
-        go_arch()
-    ));
-    t.push_str(" Context:\tdefault\n\n");
+    let mut t = client_version_text(&cv);
+    t.push('\n');
     let platform = server.get("Platform").map(|p| s(p, "Name")).unwrap_or("");
     if platform.is_empty() {
         t.push_str("Server:\n");
@@ -179,8 +202,21 @@ fn strs(v: Option<&Ordered>) -> Vec<String> {
     }
 }
 
-pub async fn info(client: &Client, a: InfoArgs) -> Result<(), CliError> {
-    let info = client.get_json("/info").await?;
+/// `info` prints the client part, then the server part or the connection error.
+pub async fn info(client: Result<Client, CliError>, a: InfoArgs) -> Result<(), CliError> {
+    let info = match &client {
+        Ok(c) => c.get_json("/info").await,
+        Err(e) => Err(e.clone()),
+    };
+    let info = match info {
+        Ok(i) => i,
+        Err(e) => {
+            if a.format.is_empty() {
+                out(&format!("{}\nServer:\n", client_info_text()))?;
+            }
+            return Err(e);
+        }
+    };
     if !a.format.is_empty() {
         let mut doc = match info {
             Ordered::Object(o) => o,
@@ -206,17 +242,8 @@ pub async fn info(client: &Client, a: InfoArgs) -> Result<(), CliError> {
             .map_err(CliError::msg)?;
         return out(&format!("{text}\n"));
     }
-    let mut t = String::new();
-    let mut line = |parts: &[&str]| {
-        t.push_str(&parts.join(" "));
-        t.push('\n');
-    };
-    line(&["Client:"]);
-    line(&[" Version:   ", env!("CARGO_PKG_VERSION")]);
-    line(&[" Context:   ", "default"]);
-    line(&[" Debug Mode:", "false"]);
-    line(&[]);
-    line(&["Server:"]);
+    let mut t = client_info_text();
+    t.push_str("\nServer:\n");
     let g = |k: &str| scalar(info.get(k));
     let nonempty = |t: &mut String, label: &str, v: String| {
         if !v.is_empty() {
@@ -391,6 +418,13 @@ pub async fn info(client: &Client, a: InfoArgs) -> Result<(), CliError> {
         eprintln!("{}", warnings.join("\n"));
     }
     Ok(())
+}
+
+fn client_info_text() -> String {
+    format!(
+        "Client:\n Version:    {}\n Context:    default\n Debug Mode: false\n",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
 fn num(v: Option<&Ordered>) -> i64 {
