@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::UnsyncBoxBody as BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -179,30 +180,44 @@ impl Client {
         body: Option<Bytes>,
     ) -> Result<RawResponse, CliError> {
         let full = format!("/v{}{}", self.api_version, path);
-        self.raw_unversioned(method, &full, body.map(|b| (b, "application/json")))
+        let body = body.map(|b| (full_body(b), "application/json"));
+        self.raw_unversioned(method, &full, body)
             .await
             .map_err(|_| cannot_connect(&self.host_str))
     }
 
-    /// A raw request with a body of the given content type (tar uploads).
-    pub async fn raw_with_type(
+    /// Stream `input` as the request body (tar uploads of any size).
+    pub async fn upload(
         &self,
         method: Method,
         path: &str,
-        body: Bytes,
+        input: Box<dyn AsyncRead + Send + Unpin>,
         content_type: &'static str,
     ) -> Result<RawResponse, CliError> {
         let full = format!("/v{}{}", self.api_version, path);
+        let frames = futures_util::StreamExt::map(
+            tokio_util::io::ReaderStream::with_capacity(input, 256 * 1024),
+            |r| r.map(hyper::body::Frame::data),
+        );
+        let body = BoxBody::new(StreamBody::new(frames));
         self.raw_unversioned(method, &full, Some((body, content_type)))
             .await
-            .map_err(|_| cannot_connect(&self.host_str))
+            .map_err(|e| {
+                // A local read error is ours to report; anything else is the connection.
+                match e.downcast_ref::<std::io::Error>() {
+                    Some(io) if io.kind() != std::io::ErrorKind::ConnectionRefused => {
+                        CliError::msg(io.to_string())
+                    }
+                    _ => cannot_connect(&self.host_str),
+                }
+            })
     }
 
     async fn raw_unversioned(
         &self,
         method: Method,
         full: &str,
-        body: Option<(Bytes, &'static str)>,
+        body: Option<(BoxBody<Bytes, std::io::Error>, &'static str)>,
     ) -> Result<RawResponse, Box<dyn std::error::Error + Send + Sync>> {
         let io = TokioIo::new(self.stream().await?);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
@@ -222,9 +237,9 @@ impl Client {
                 req = req.header("Content-Type", ct);
                 b
             }
-            None => Bytes::new(),
+            None => full_body(Bytes::new()),
         };
-        let req = req.body(Full::new(body))?;
+        let req = req.body(body)?;
         let resp = sender.send_request(req).await?;
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -303,6 +318,10 @@ impl Client {
     pub fn bollard_err(&self, e: bollard::errors::Error) -> CliError {
         crate::error::from_bollard(e, &self.host_str)
     }
+}
+
+fn full_body(b: Bytes) -> BoxBody<Bytes, std::io::Error> {
+    BoxBody::new(Full::new(b).map_err(|never| match never {}))
 }
 
 /// Only a stand-in until negotiation is done; never used for requests.

@@ -515,13 +515,16 @@ fn print_json_messages(body: &[u8]) -> Result<(), CliError> {
     }
 }
 
-fn read_input(path: Option<&str>, what: &str) -> Result<Vec<u8>, CliError> {
-    let mut buf = Vec::new();
+/// Open the tar to upload: a file, or stdin (refused when it is a terminal, like docker).
+fn open_input(
+    path: Option<&str>,
+    what: &str,
+) -> Result<Box<dyn tokio::io::AsyncRead + Send + Unpin>, CliError> {
     match path {
         Some(p) => {
-            std::fs::File::open(p)
-                .and_then(|mut f| f.read_to_end(&mut buf))
+            let f = std::fs::File::open(p)
                 .map_err(|e| CliError::msg(format!("open {p}: {}", os_msg(&e))))?;
+            Ok(Box::new(tokio::fs::File::from_std(f)))
         }
         None => {
             if std::io::stdin().is_terminal() {
@@ -529,10 +532,9 @@ fn read_input(path: Option<&str>, what: &str) -> Result<Vec<u8>, CliError> {
                     "requested {what} from stdin, but stdin is empty"
                 )));
             }
-            std::io::stdin().lock().read_to_end(&mut buf)?;
+            Ok(Box::new(tokio::io::stdin()))
         }
     }
-    Ok(buf)
 }
 
 /// Go-style OS error text ("no such file or directory").
@@ -547,16 +549,11 @@ fn os_msg(e: &std::io::Error) -> String {
 }
 
 pub async fn load(client: &Client, a: LoadArgs) -> Result<(), CliError> {
-    let body = read_input(a.input.as_deref(), "load")?;
+    let body = open_input(a.input.as_deref(), "load")?;
     let quiet = a.quiet || !std::io::stdout().is_terminal();
     let q = format!("/images/load{}", if quiet { "?quiet=1" } else { "" });
     let r = client
-        .raw_with_type(
-            Method::POST,
-            &q,
-            bytes::Bytes::from(body),
-            "application/x-tar",
-        )
+        .upload(Method::POST, &q, body, "application/x-tar")
         .await?;
     if !r.status.is_success() {
         return Err(CliError::daemon(r.message()));
@@ -580,12 +577,13 @@ pub async fn import(client: &Client, a: ImportArgs) -> Result<(), CliError> {
         berth_types::Reference::parse_normalized(&repo)
             .map_err(|e| CliError::msg(e.to_string()))?;
     }
-    let (from_src, body) = if src == "-" {
-        ("-".to_string(), read_input(None, "import")?)
+    let (from_src, body): (String, Box<dyn tokio::io::AsyncRead + Send + Unpin>) = if src == "-" {
+        ("-".to_string(), open_input(None, "import")?)
     } else if src.contains("://") {
-        (src.clone(), Vec::new())
+        // The daemon fetches URLs itself.
+        (src.clone(), Box::new(tokio::io::empty()))
     } else {
-        ("-".to_string(), read_input(Some(src), "import")?)
+        ("-".to_string(), open_input(Some(src), "import")?)
     };
     let mut q = format!(
         "/images/create?fromSrc={}&message={}&repo={}&tag=",
@@ -600,12 +598,7 @@ pub async fn import(client: &Client, a: ImportArgs) -> Result<(), CliError> {
         q.push_str(&format!("&platform={}", urlencode(&p.to_lowercase())));
     }
     let r = client
-        .raw_with_type(
-            Method::POST,
-            &q,
-            bytes::Bytes::from(body),
-            "application/x-tar",
-        )
+        .upload(Method::POST, &q, body, "application/x-tar")
         .await?;
     if !r.status.is_success() {
         return Err(CliError::daemon(r.message()));
