@@ -1282,8 +1282,7 @@ impl ImageStore {
             comment: Some(comment),
             ..Default::default()
         }];
-        let bytes =
-            serde_json::to_vec(&config).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let bytes = config_json(&config)?;
         let id = Digest::of(&bytes);
         let img = NewImage {
             id: id.clone(),
@@ -1655,6 +1654,12 @@ fn gc_layers(
         cur = row.parent;
     }
     Ok(())
+}
+
+/// A new config blob the way Docker writes one: compact, fields in Docker's order (the
+/// `ImageConfig` model declares them that way).
+pub fn config_json(config: &ImageConfig) -> Result<Vec<u8>> {
+    to_json(config)
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>> {
