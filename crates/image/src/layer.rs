@@ -412,6 +412,11 @@ fn entry_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
             let val = ext.value_bytes();
             let num = || std::str::from_utf8(val).ok();
             if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                // overlay's own xattrs (redirect, metacopy, opaque...) would change how the
+                // mount resolves lower layers: only whiteout entries may produce them.
+                if name.starts_with(b"trusted.overlay.") {
+                    continue;
+                }
                 meta.xattrs
                     .push((OsStr::from_bytes(name).to_owned(), val.to_vec()));
             } else if key == b"uid" {
@@ -588,6 +593,11 @@ fn unpack_entry<R: Read>(
             .map_err(|e| match e {
                 Errno::NOENT => bad(format!(
                     "invalid hardlink {:?} -> {:?}: target does not exist",
+                    full,
+                    OsStr::from_bytes(&target)
+                )),
+                Errno::PERM => bad(format!(
+                    "invalid hardlink {:?} -> {:?}: target is a directory",
                     full,
                     OsStr::from_bytes(&target)
                 )),

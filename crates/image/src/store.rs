@@ -817,12 +817,14 @@ impl ImageStore {
         let diff_dir = tmp.join("diff");
         std::fs::create_dir_all(&diff_dir).map_err(io_err("creating layer directory"))?;
         let total = raw.size;
-        let shown = expected.cloned().unwrap_or_else(|| chain.clone());
-        progress(LoadProgress::Layer {
-            diff_id: shown.clone(),
-            current: 0,
-            total: Some(total),
-        });
+        // Import learns the diff ID only after unpacking: then only the final event is sent.
+        if let Some(exp) = expected {
+            progress(LoadProgress::Layer {
+                diff_id: exp.clone(),
+                current: 0,
+                total: Some(total),
+            });
+        }
         let mut f = File::open(&raw.path).map_err(io_err("opening spooled layer"))?;
         let stats = layer::unpack_layer(&mut f, &diff_dir, &mut |_| {})?;
         if let Some(exp) = expected
@@ -835,7 +837,7 @@ impl ImageStore {
             });
         }
         progress(LoadProgress::Layer {
-            diff_id: shown,
+            diff_id: stats.diff_id.clone(),
             current: total,
             total: Some(total),
         });

@@ -329,3 +329,23 @@ fn upper_dir_to_tar_and_back() {
     let (d3, _) = layer::write_layer_tar(&back, &mut c).unwrap();
     assert_eq!(d3, d1);
 }
+
+#[test]
+fn overlay_xattrs_from_tar_are_dropped_and_dir_hardlinks_rejected() {
+    let s = scratch();
+    let mut f = E::file("f", b"x");
+    f.pax = vec![
+        ("SCHILY.xattr.trusted.overlay.redirect", b"/etc"),
+        ("SCHILY.xattr.user.keep", b"1"),
+    ];
+    unpack(&s.layer, &tar_of(&[f])).unwrap();
+    assert_eq!(xattr(&s.layer.join("f"), "trusted.overlay.redirect"), None);
+    assert_eq!(
+        xattr(&s.layer.join("f"), "user.keep").as_deref(),
+        Some(&b"1"[..])
+    );
+    assert_rejected(
+        &tar_of(&[E::dir("d/"), E::hardlink("h", "d")]),
+        "invalid hardlink",
+    );
+}
