@@ -63,11 +63,39 @@ impl Host {
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// How to open one connection to the daemon.
+#[derive(Clone)]
+struct Conn {
+    host: Host,
+    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
+impl Conn {
+    async fn stream(&self) -> Result<Box<dyn Io>, std::io::Error> {
+        match &self.host {
+            Host::Unix(p) => Ok(Box::new(tokio::net::UnixStream::connect(p).await?)),
+            Host::Tcp(a) => {
+                let tcp = tokio::net::TcpStream::connect(a).await?;
+                match &self.tls {
+                    None => Ok(Box::new(tcp)),
+                    Some(cfg) => {
+                        let hostname = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
+                        let hostname = hostname.trim_start_matches('[').trim_end_matches(']');
+                        let name = rustls::pki_types::ServerName::try_from(hostname.to_string())
+                            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                        let conn = tokio_rustls::TlsConnector::from(cfg.clone());
+                        Ok(Box::new(conn.connect(name, tcp).await?))
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A connected, version-negotiated client.
 pub struct Client {
     pub host_str: String,
-    host: Host,
-    tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    conn: Conn,
     pub api_version: String,
     pub docker: bollard::Docker,
 }
@@ -108,8 +136,7 @@ impl Client {
         };
         let mut client = Client {
             host_str: host_str.clone(),
-            host,
-            tls: tls_cfg,
+            conn: Conn { host, tls: tls_cfg },
             api_version: CLIENT_API_VERSION.to_string(),
             docker: placeholder_docker()?,
         };
@@ -128,11 +155,13 @@ impl Client {
             .unwrap_or(FALLBACK_API_VERSION)
             .to_string();
         client.api_version = min_version(&server, CLIENT_API_VERSION);
-        client.docker = client.bollard(tls)?;
+        client.docker = client.bollard()?;
         Ok(client)
     }
 
-    fn bollard(&self, tls: &TlsOptions) -> Result<bollard::Docker, CliError> {
+    /// bollard on top of our own connections, so every transport we support (unix, tcp,
+    /// TLS with or without verification) serves typed calls and raw calls alike.
+    fn bollard(&self) -> Result<bollard::Docker, CliError> {
         let v = parse_version(&self.api_version);
         let cv = bollard::ClientVersion {
             major_version: v.0 as usize,
@@ -140,36 +169,35 @@ impl Client {
         };
         // No client-side timeout: docker has none (events, load of big archives...).
         const NO_TIMEOUT: u64 = 60 * 60 * 24 * 365;
-        let r = match &self.host {
-            Host::Unix(p) => {
-                bollard::Docker::connect_with_unix(&p.to_string_lossy(), NO_TIMEOUT, &cv)
+        let conn = self.conn.clone();
+        let transport = move |mut req: bollard::BollardRequest| {
+            let conn = conn.clone();
+            async move {
+                let pq = req
+                    .uri()
+                    .path_and_query()
+                    .map_or("/".to_string(), |p| p.as_str().to_string());
+                *req.uri_mut() = pq
+                    .parse()
+                    .map_err(|e| std::io::Error::other(format!("bad request URI: {e}")))?;
+                req.headers_mut()
+                    .insert(http::header::HOST, http::HeaderValue::from_static("berth"));
+                let io = TokioIo::new(conn.stream().await?);
+                let (mut sender, c) = hyper::client::conn::http1::handshake(io).await?;
+                tokio::spawn(async move {
+                    // Upgrades keep hijacked connections (attach/exec) usable later.
+                    let _ = c.with_upgrades().await;
+                });
+                Ok(sender.send_request(req).await?)
             }
-            Host::Tcp(a) if self.tls.is_some() => {
-                let (ca, cert, key) = cert_paths(tls);
-                bollard::Docker::connect_with_ssl(a, &key, &cert, &ca, NO_TIMEOUT, &cv)
-            }
-            Host::Tcp(a) => bollard::Docker::connect_with_http(a, NO_TIMEOUT, &cv),
         };
-        r.map_err(|e| CliError::msg(e.to_string()))
-    }
-
-    async fn stream(&self) -> Result<Box<dyn Io>, std::io::Error> {
-        match &self.host {
-            Host::Unix(p) => Ok(Box::new(tokio::net::UnixStream::connect(p).await?)),
-            Host::Tcp(a) => {
-                let tcp = tokio::net::TcpStream::connect(a).await?;
-                match &self.tls {
-                    None => Ok(Box::new(tcp)),
-                    Some(cfg) => {
-                        let hostname = a.rsplit_once(':').map_or(a.as_str(), |(h, _)| h);
-                        let name = rustls::pki_types::ServerName::try_from(hostname.to_string())
-                            .map_err(|e| std::io::Error::other(e.to_string()))?;
-                        let conn = tokio_rustls::TlsConnector::from(cfg.clone());
-                        Ok(Box::new(conn.connect(name, tcp).await?))
-                    }
-                }
-            }
-        }
+        bollard::Docker::connect_with_custom_transport(
+            transport,
+            Some("http://berth"),
+            NO_TIMEOUT,
+            &cv,
+        )
+        .map_err(|e| CliError::msg(e.to_string()))
     }
 
     /// One raw request on a fresh connection; `path` is unversioned ("/images/json?...").
@@ -219,7 +247,7 @@ impl Client {
         full: &str,
         body: Option<(BoxBody<Bytes, std::io::Error>, &'static str)>,
     ) -> Result<RawResponse, Box<dyn std::error::Error + Send + Sync>> {
-        let io = TokioIo::new(self.stream().await?);
+        let io = TokioIo::new(self.conn.stream().await?);
         let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await?;
         tokio::spawn(async move {
             let _ = conn.await;
@@ -255,7 +283,8 @@ impl Client {
     pub async fn get_stream(&self, path: &str) -> Result<hyper::body::Incoming, CliError> {
         let full = format!("/v{}{}", self.api_version, path);
         let io = TokioIo::new(
-            self.stream()
+            self.conn
+                .stream()
                 .await
                 .map_err(|_| cannot_connect(&self.host_str))?,
         );
