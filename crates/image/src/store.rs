@@ -7,7 +7,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
-use berth_types::image_config::ImageConfig;
+use berth_types::image_config::{History, ImageConfig, RootFs};
 use berth_types::{Digest, Reference};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
@@ -36,6 +36,14 @@ pub struct Image {
     pub size: u64,
     /// When the image entered this store (unix seconds). `created` is in `config`.
     pub added_at: i64,
+}
+
+impl Image {
+    /// No tags (images that only have repo digests count as dangling, as `docker image prune`
+    /// and `docker images -f dangling=true` treat them).
+    pub fn is_dangling(&self) -> bool {
+        self.repo_tags.is_empty()
+    }
 }
 
 /// One line of `docker image rm` output.
@@ -1243,65 +1251,115 @@ impl ImageStore {
         opts: ImportOptions,
         progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<Digest> {
-        let work = self.new_tmp_dir("import")?;
-        let raw_path = work.0.join("layer");
-        let mut f = File::create(&raw_path).map_err(io_err("creating temp file"))?;
-        let mut hr = HashReader::new(input);
-        io::copy(&mut hr, &mut f).map_err(io_err("reading import stream"))?;
-        drop(f);
-        let (digest, size) = hr.finish().map_err(io_err("reading import stream"))?;
-        let raw = SpooledFile {
-            path: raw_path,
-            digest,
-            size,
-        };
-        let mut guard = LayerGuard {
-            store: self,
-            layers: Vec::new(),
-        };
-        // The chain ID of a bottom layer is its diff ID, known only after unpacking: unpack
-        // under a placeholder and fix the row's key below.
-        let mut nl = self.unpack_new(raw, None, &Digest::of(b""), None, &mut guard, progress)?;
-        nl.chain_id = nl.diff_id.clone();
-        let existing = get_layer(&self.conn(), &nl.chain_id)?.is_some();
-        let mut config = opts.config.clone();
+        let mut config = opts.config;
         let created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
         let comment = opts
             .message
-            .clone()
             .filter(|m| !m.is_empty())
             .unwrap_or_else(|| "Imported from -".to_owned());
         config.architecture = "amd64".into();
         config.os = "linux".into();
         config.created = Some(created.clone());
         config.comment = Some(comment.clone());
-        config.rootfs = berth_types::image_config::RootFs {
-            kind: "layers".into(),
-            diff_ids: vec![nl.diff_id.clone()],
-        };
-        config.history = vec![berth_types::image_config::History {
+        let history = History {
             created: Some(created),
             comment: Some(comment),
             ..Default::default()
-        }];
+        };
+        self.create_image(
+            None,
+            Some(input),
+            config,
+            history,
+            opts.reference.as_ref(),
+            progress,
+        )
+    }
+
+    /// Create an image from an optional new layer on top of `parent` (import, and later commit
+    /// and build). `config` is completed here: its rootfs gets the parent's diff IDs plus the
+    /// new layer's, its history the parent's entries plus `history` (marked `empty_layer` when
+    /// there is no layer). The new image's Parent is `parent`. The layer tar may be plain, gzip
+    /// or zstd (for a container's changes: [`crate::layer::write_layer_tar`] of its upper dir).
+    pub fn create_image(
+        &self,
+        parent: Option<&Digest>,
+        layer: Option<&mut dyn Read>,
+        mut config: ImageConfig,
+        mut history: History,
+        reference: Option<&Reference>,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Digest> {
+        let (mut diffs, mut all_history, base_top) = match parent {
+            Some(p) => {
+                let img = self.get(p)?;
+                let top = self.layer_rows(p)?.last().map(|l| l.chain_id.clone());
+                (img.config.rootfs.diff_ids, img.config.history, top)
+            }
+            None => (Vec::new(), Vec::new(), None),
+        };
+        let work = self.new_tmp_dir("create")?;
+        let mut guard = LayerGuard {
+            store: self,
+            layers: Vec::new(),
+        };
+        let mut new_layers = Vec::new();
+        let mut top = base_top.clone();
+        match layer {
+            Some(input) => {
+                let raw_path = work.0.join("layer");
+                let mut f = File::create(&raw_path).map_err(io_err("creating temp file"))?;
+                let mut hr = HashReader::new(input);
+                io::copy(&mut hr, &mut f).map_err(io_err("reading layer stream"))?;
+                drop(f);
+                let (digest, size) = hr.finish().map_err(io_err("reading layer stream"))?;
+                let raw = SpooledFile {
+                    path: raw_path,
+                    digest,
+                    size,
+                };
+                // The chain ID needs the diff ID, known only after unpacking: unpack under a
+                // placeholder and set the row's key below.
+                let mut nl = self.unpack_new(
+                    raw,
+                    None,
+                    &Digest::of(b""),
+                    base_top.clone(),
+                    &mut guard,
+                    progress,
+                )?;
+                nl.chain_id = match &base_top {
+                    None => nl.diff_id.clone(),
+                    Some(t) => Digest::of(format!("{t} {}", nl.diff_id).as_bytes()),
+                };
+                diffs.push(nl.diff_id.clone());
+                top = Some(nl.chain_id.clone());
+                if get_layer(&self.conn(), &nl.chain_id)?.is_some() {
+                    // Identical layer already stored: drop the one just unpacked.
+                    guard.layers.clear();
+                    self.remove_layer_files(&nl.cache_id, &nl.link);
+                } else {
+                    new_layers.push(nl);
+                }
+            }
+            None => history.empty_layer = true,
+        }
+        all_history.push(history);
+        config.rootfs = RootFs {
+            kind: "layers".into(),
+            diff_ids: diffs,
+        };
+        config.history = all_history;
         let bytes = config_json(&config)?;
         let id = Digest::of(&bytes);
         let img = NewImage {
             id: id.clone(),
             config_bytes: bytes,
-            top_layer: Some(nl.chain_id.clone()),
-            parent: None,
-            tags: opts.reference.iter().cloned().collect(),
+            top_layer: top,
+            parent: parent.cloned(),
+            tags: reference.into_iter().cloned().collect(),
         };
-        let layers = if existing {
-            // Identical layer already stored: drop the one just unpacked.
-            guard.layers.clear();
-            self.remove_layer_files(&nl.cache_id, &nl.link);
-            Vec::new()
-        } else {
-            vec![nl]
-        };
-        self.commit(layers, &[img], guard)?;
+        self.commit(new_layers, &[img], guard)?;
         drop(work);
         Ok(id)
     }

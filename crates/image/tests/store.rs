@@ -869,3 +869,87 @@ fn parent_links_survive_load_and_save() {
     assert!(ev.contains(&RemoveEvent::Deleted(bid)));
     assert!(store.list().unwrap().is_empty());
 }
+
+#[test]
+fn create_image_on_a_parent_like_commit() {
+    let t = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(&t.path().join("root")).unwrap();
+    let rootfs = tar_of(&[
+        E::dir("etc/"),
+        E::file("etc/motd", b"hi"),
+        E::file("etc/keep", b"k"),
+    ]);
+    let base = store
+        .import(
+            &mut &rootfs[..],
+            ImportOptions {
+                reference: Some(Reference::parse_tagged("base").unwrap()),
+                ..Default::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+    // A container's upper dir: one new file, one deletion (overlay whiteout).
+    let upper = t.path().join("upper");
+    std::fs::create_dir_all(upper.join("etc")).unwrap();
+    std::fs::write(upper.join("etc/new"), b"n").unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        upper.join("etc/motd"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .unwrap();
+    let mut tar = Vec::new();
+    let (diff, _) = berth_image::layer::write_layer_tar(&upper, &mut tar).unwrap();
+    let base_cfg = store.get(&base).unwrap().config;
+    let h = berth_types::image_config::History {
+        created: Some("2025-01-01T00:00:00Z".into()),
+        created_by: Some("/bin/sh -c rm /etc/motd".into()),
+        ..Default::default()
+    };
+    let child = store
+        .create_image(
+            Some(&base),
+            Some(&mut &tar[..]),
+            base_cfg.clone(),
+            h.clone(),
+            Some(&Reference::parse_tagged("child:1").unwrap()),
+            &mut |_| {},
+        )
+        .unwrap();
+    let img = store.get(&child).unwrap();
+    assert_eq!(img.parent, Some(base.clone()));
+    assert_eq!(img.layers, vec![Digest::of(&rootfs), diff]);
+    assert_eq!(img.config.history.len(), 2);
+    assert_eq!(store.children(&base).unwrap(), vec![child.clone()]);
+    let dirs = store.layer_dirs(&child).unwrap();
+    assert_eq!(dirs[0], store.layer_dirs(&base).unwrap()[0]);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        std::fs::symlink_metadata(dirs[1].join("etc/motd"))
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+    let hist = store.history(&child).unwrap();
+    assert_eq!(hist[0].id.as_ref(), Some(&child));
+    assert_eq!(hist[1].id.as_ref(), Some(&base));
+
+    // A config-only step: no layer, empty_layer history.
+    let cfg_only = store
+        .create_image(Some(&child), None, img.config.clone(), h, None, &mut |_| {})
+        .unwrap();
+    let c = store.get(&cfg_only).unwrap();
+    assert_eq!(c.layers.len(), 2);
+    assert!(c.config.history[2].empty_layer);
+    assert!(c.is_dangling());
+    assert_eq!(store.layer_dirs(&cfg_only).unwrap(), dirs);
+
+    // Save and load elsewhere: identical IDs.
+    let mut out = Vec::new();
+    store.save(&["child:1".into()], &mut out).unwrap();
+    let other = ImageStore::open(&t.path().join("other")).unwrap();
+    assert_eq!(load(&other, &out).unwrap()[0].id, child);
+}
