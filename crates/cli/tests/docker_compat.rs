@@ -18,10 +18,21 @@ struct RefDocker {
     dir: tempfile::TempDir,
     child: std::process::Child,
     host: String,
+    client_args: Vec<String>,
 }
 
 impl RefDocker {
     fn start() -> Result<RefDocker, String> {
+        RefDocker::start_with(None, &[], &[])
+    }
+
+    /// `tcp`: listen there instead of a unix socket; `client_args` are what a CLI needs to
+    /// reach it (TLS flags); `daemon_args` go to dockerd.
+    fn start_with(
+        tcp: Option<&str>,
+        daemon_args: &[String],
+        client_args: &[String],
+    ) -> Result<RefDocker, String> {
         let dockerd = which("dockerd").ok_or("dockerd not installed")?;
         which("docker").ok_or("docker CLI not installed")?;
         if unsafe { libc::geteuid() } != 0 {
@@ -34,7 +45,10 @@ impl RefDocker {
             .map_err(|e| e.to_string())?;
         let d = dir.path();
         let sock = d.join("d.sock");
-        let host = format!("unix://{}", sock.display());
+        let host = match tcp {
+            Some(t) => format!("tcp://{t}"),
+            None => format!("unix://{}", sock.display()),
+        };
         let log = std::fs::File::create(d.join("dockerd.log")).map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(dockerd)
@@ -45,15 +59,22 @@ impl RefDocker {
             .arg("--pidfile")
             .arg(d.join("d.pid"))
             .args(["-H", &host, "--bridge", "none", "--iptables=false"])
+            .args(daemon_args)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
             .spawn()
             .map_err(|e| e.to_string())?;
-        let mut me = RefDocker { dir, child, host };
+        let mut me = RefDocker {
+            dir,
+            child,
+            host,
+            client_args: client_args.to_vec(),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let ok = Command::new("docker")
+                .args(&me.client_args)
                 .args(["-H", &me.host, "version"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -77,7 +98,8 @@ impl RefDocker {
 
     fn run(&self, bin: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut cmd = Command::new(bin);
-        cmd.args(["-H", &self.host])
+        cmd.args(&self.client_args)
+            .args(["-H", &self.host])
             .args(args)
             .env_remove("DOCKER_HOST")
             .env_remove("BERTH_HOST")
@@ -460,4 +482,193 @@ fn usage_errors_need_no_daemon() {
         text(&o.stderr),
         "Cannot connect to the berth daemon at unix:///nonexistent/berth.sock. Is the berth daemon running?\n"
     );
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> bool {
+    Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A CA, a server cert for 127.0.0.1 and a client cert, as `docker --tlsverify` uses them.
+fn make_certs(dir: &Path) -> bool {
+    std::fs::write(
+        dir.join("s.ext"),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+    )
+    .is_ok()
+        && std::fs::write(dir.join("c.ext"), "extendedKeyUsage=clientAuth\n").is_ok()
+        && openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "ca-key.pem",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=ca",
+            ],
+        )
+        && openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "server-key.pem",
+                "-out",
+                "s.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        )
+        && openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "s.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                "server-cert.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "s.ext",
+            ],
+        )
+        && openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "c.csr",
+                "-subj",
+                "/CN=client",
+            ],
+        )
+        && openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "c.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-out",
+                "cert.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "c.ext",
+            ],
+        )
+}
+
+#[test]
+fn tls_verify_over_tcp() {
+    if which("openssl").is_none() {
+        eprintln!("SKIP: openssl not installed");
+        return;
+    }
+    let certs = match tempfile::tempdir() {
+        Ok(c) => c,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    assert!(make_certs(certs.path()), "could not make test certificates");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let p = |f: &str| certs.path().join(f).to_string_lossy().to_string();
+    let daemon_args = vec![
+        "--tlsverify".to_string(),
+        "--tlscacert".into(),
+        p("ca.pem"),
+        "--tlscert".into(),
+        p("server-cert.pem"),
+        "--tlskey".into(),
+        p("server-key.pem"),
+    ];
+    let client_args = vec![
+        "--tlsverify".to_string(),
+        "--tlscacert".into(),
+        p("ca.pem"),
+        "--tlscert".into(),
+        p("cert.pem"),
+        "--tlskey".into(),
+        p("key.pem"),
+    ];
+    let addr = format!("127.0.0.1:{port}");
+    let d = match RefDocker::start_with(Some(&addr), &daemon_args, &client_args) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("SKIP: reference dockerd unavailable: {e}");
+            return;
+        }
+    };
+    let tar = rootfs_tar(d.path());
+    // Raw calls (import, inspect) and bollard calls (tag, rmi, save) both go over TLS.
+    ok(
+        &d.berth(&["import", &tar.to_string_lossy(), "tls:1"]),
+        "import over TLS",
+    );
+    ok(&d.berth(&["tag", "tls:1", "tls:2"]), "tag over TLS");
+    let mut f = Vec::new();
+    for args in [
+        &["images"][..],
+        &["inspect", "tls:1"],
+        &["rmi", "tls:2"],
+        &["images", "-q"],
+    ] {
+        same(&d, args, &mut f);
+    }
+    let saved = d.berth(&["save", "tls:1"]);
+    if !saved.status.success() || saved.stdout.len() < 1000 {
+        f.push("save over TLS failed".into());
+    }
+    // Without the client certificate the daemon refuses us.
+    let o = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args([
+            "--tlsverify",
+            "--tlscacert",
+            &p("ca.pem"),
+            "-H",
+            &d.host,
+            "images",
+        ])
+        .env("DOCKER_CERT_PATH", "/nonexistent")
+        .output()
+        .expect("run berth");
+    if o.status.success() {
+        f.push("a client without certificate was accepted".into());
+    }
+    assert!(f.is_empty(), "{}", f.join("\n\n"));
 }
