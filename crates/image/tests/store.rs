@@ -730,40 +730,66 @@ fn kill_9_during_load_leaves_nothing() {
         }]),
     )
     .unwrap();
-    for delay in [150u64, 400, 700] {
-        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    let spawn = || {
+        std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "child_slow_load", "--ignored", "--nocapture"])
             .env("BERTH_TEST_CRASH_ROOT", &root)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap()
+    };
+    let check = |root: &Path| -> bool {
+        let store = ImageStore::open(root).unwrap();
+        let imgs = store.list().unwrap();
+        if imgs.is_empty() {
+            assert_eq!(disk_state(root), before);
+            return false;
+        }
+        // Finished before the kill: then it is whole, and prune -a returns to empty.
+        assert_eq!(imgs[0].layers.len(), 6);
+        for d in store.layer_dirs(&imgs[0].id).unwrap() {
+            assert!(d.exists());
+        }
+        let all = PruneOptions {
+            all: true,
+            ..Default::default()
+        };
+        store.prune(&all, &NoUsage).unwrap();
+        assert_eq!(disk_state(root), before);
+        true
+    };
+    let mut interrupted = 0;
+    // Killed while spooling the archive.
+    for delay in [150u64, 400] {
+        let mut child = spawn();
         std::thread::sleep(std::time::Duration::from_millis(delay));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        let store = ImageStore::open(&root).unwrap();
-        let imgs = store.list().unwrap();
-        if imgs.is_empty() {
-            assert_eq!(disk_state(&root), before, "delay {delay}");
-        } else {
-            // Finished before the kill: then it is whole.
-            assert_eq!(imgs[0].layers.len(), 6);
-            for d in store.layer_dirs(&imgs[0].id).unwrap() {
-                assert!(d.exists());
-            }
-            // And prune -a returns to empty.
-            store
-                .prune(
-                    &PruneOptions {
-                        all: true,
-                        ..Default::default()
-                    },
-                    &NoUsage,
-                )
-                .unwrap();
-            assert_eq!(disk_state(&root), before);
+        if !check(&root) {
+            interrupted += 1;
         }
     }
+    // Killed the moment the first layer directory is in place (before the commit).
+    let mut child = spawn();
+    let ov = root.join("overlay2");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let placed = std::fs::read_dir(&ov).unwrap().flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n != "l" && !n.contains(".tmp-")
+        });
+        if placed || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    if !check(&root) {
+        interrupted += 1;
+    }
+    assert!(interrupted >= 2, "the kills did not interrupt the load");
 }
 
 fn config_with_history(layers: &[&[u8]], steps: &[&str]) -> Vec<u8> {
