@@ -487,20 +487,35 @@ fn display_json_messages(body: &[u8]) -> (String, Option<String>) {
         {
             return (s, Some(err.to_string()));
         }
-        if let Some(st) = m.get("stream").and_then(|x| x.as_str()) {
-            s.push_str(st);
+        // Non-terminal output, as docker's JSONMessage.Display: aux and progress-bar
+        // updates are not shown.
+        if m.get("aux").is_some() {
             continue;
         }
-        let id = m.get("id").and_then(|x| x.as_str()).unwrap_or("");
-        let status = m.get("status").and_then(|x| x.as_str()).unwrap_or("");
-        if status.is_empty() {
+        let detail = |k: &str| {
+            m.get("progressDetail")
+                .and_then(|d| d.get(k))
+                .and_then(|v| v.as_i64())
+                .unwrap_or(0)
+        };
+        if detail("current") > 0 || detail("total") > 0 {
             continue;
         }
-        if !id.is_empty() {
-            s.push_str(&format!("{id}: "));
+        let field = |k: &str| m.get(k).and_then(|x| x.as_str()).unwrap_or("");
+        if !field("id").is_empty() {
+            s.push_str(&format!("{}: ", field("id")));
         }
-        s.push_str(status);
-        s.push('\n');
+        if !field("from").is_empty() {
+            s.push_str(&format!("(from {}) ", field("from")));
+        }
+        if !field("progress").is_empty() {
+            s.push_str(&format!("{} {}", field("status"), field("progress")));
+        } else if !field("stream").is_empty() {
+            s.push_str(field("stream"));
+        } else {
+            s.push_str(field("status"));
+            s.push('\n');
+        }
     }
     (s, None)
 }
