@@ -152,6 +152,10 @@ pub struct ImageStore {
     tmp: PathBuf,
     overlay: PathBuf,
     db: Mutex<Connection>,
+    /// Held by commits (from placing blobs to the end of the transaction) and by deletions
+    /// (from the transaction to removing the files), so a deletion never removes a blob or
+    /// directory a concurrent commit has just decided to reuse.
+    files: Mutex<()>,
 }
 
 const SCHEMA: &str = "
@@ -489,9 +493,14 @@ impl ImageStore {
             tmp,
             overlay,
             db: Mutex::new(conn),
+            files: Mutex::new(()),
         };
         store.cleanup()?;
         Ok(store)
+    }
+
+    fn files_lock(&self) -> MutexGuard<'_, ()> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -704,6 +713,7 @@ impl ImageStore {
         opts: RemoveOptions,
         usage: &dyn ImageUsage,
     ) -> Result<Vec<RemoveEvent>> {
+        let _files = self.files_lock();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let mut garbage = Garbage::default();
@@ -908,6 +918,7 @@ impl ImageStore {
         images: &[NewImage],
         mut guard: LayerGuard<'_>,
     ) -> Result<()> {
+        let _files = self.files_lock();
         for l in &layers {
             self.put_blob_file(&l.raw)?;
         }
@@ -1022,6 +1033,13 @@ impl ImageStore {
                 if any {
                     continue;
                 }
+                // No such repository: maybe a short ID; Docker's error names the input as typed.
+                let (id, matched) = resolve(&conn, name).map_err(|e| match e {
+                    Error::NotFound(_) => Error::NotFound(name.clone()),
+                    other => other,
+                })?;
+                add(id, matched);
+                continue;
             }
             let (id, matched) = resolve(&conn, name)?;
             add(id, matched);
@@ -1418,6 +1436,7 @@ impl ImageStore {
 
     /// `docker image prune`.
     pub fn prune(&self, opts: &PruneOptions, usage: &dyn ImageUsage) -> Result<PruneReport> {
+        let _files = self.files_lock();
         let mut conn = self.conn();
         let mut tx = conn.transaction()?;
         let ids: Vec<String> = tx
@@ -1585,6 +1604,7 @@ impl ImageStore {
 
     /// Drop a hold; layers no image or holder uses any more are deleted.
     pub fn release_layers(&self, holder: &str) -> Result<()> {
+        let _files = self.files_lock();
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let chain: Option<String> = tx
@@ -1738,9 +1758,9 @@ struct DeleteConflict {
     used: bool,
 }
 
-fn short_id(s: &str) -> &str {
+fn short_id(s: &str) -> String {
     let s = s.strip_prefix("sha256:").unwrap_or(s);
-    &s[..s.len().min(12)]
+    s.chars().take(12).collect()
 }
 
 /// Docker's checkImageDeleteConflict.
