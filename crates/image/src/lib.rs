@@ -7,6 +7,13 @@
 //! Crash safety: every write is temp + fsync + rename or a transaction; `open` removes
 //! half-written leftovers.
 //!
+//! On disk: `image/image.db` (tables `layers`, `images`, `refs`, `layer_holders`),
+//! `image/blobs/sha256/<hex>` (configs and every layer tar exactly as received, so `save` writes
+//! the original bytes), `image/tmp/` (spool, always emptied), `overlay2/<cache-id>/{diff,link}`
+//! and `overlay2/l/<26 chars>` -> `../<cache-id>/diff` (short lowerdir names, as Docker's
+//! overlay2 driver). Layer tars are unpacked only through `layer::unpack_layer`, which resolves
+//! every path with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) under the layer root.
+//!
 //! Must not: know about HTTP, containers or the daemon. The API is synchronous and blocking;
 //! async callers use `spawn_blocking`. Policy that needs container knowledge (is this image in
 //! use?) comes in as arguments.
