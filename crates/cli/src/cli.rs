@@ -79,10 +79,10 @@ pub enum Cmd {
     /// Get real time events from the server
     Events(EventsArgs),
     /// Manage images
-    #[command(subcommand)]
+    #[command(subcommand, arg_required_else_help = true)]
     Image(ImageCmd),
     /// Manage Docker
-    #[command(subcommand)]
+    #[command(subcommand, arg_required_else_help = true)]
     System(SystemCmd),
 }
 
@@ -432,8 +432,8 @@ pub fn clap_error(e: clap::Error, argv: &[String]) -> CliError {
         ErrorKind::DisplayHelp
         | ErrorKind::DisplayVersion
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            // clap renders the help; docker exits 0 for `docker image` alone too.
-            let _ = e.print();
+            // Help goes to stdout with status 0, also for `berth image` alone (like docker).
+            print!("{}", e.render());
             CliError::silent(0)
         }
         ErrorKind::InvalidSubcommand => {

@@ -34,7 +34,9 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
     // version and info print their client part even without a daemon.
     let cmd = match cmd {
         Cmd::Version(a) => return system::version(connected, a).await,
-        Cmd::Info(a) | Cmd::System(SystemCmd::Info(a)) => return system::info(connected, a).await,
+        Cmd::Info(a) | Cmd::System(SystemCmd::Info(a)) => {
+            return system::info(connected, a, cli.debug).await;
+        }
         other => other,
     };
     let client = connected?;

@@ -203,7 +203,11 @@ fn strs(v: Option<&Ordered>) -> Vec<String> {
 }
 
 /// `info` prints the client part, then the server part or the connection error.
-pub async fn info(client: Result<Client, CliError>, a: InfoArgs) -> Result<(), CliError> {
+pub async fn info(
+    client: Result<Client, CliError>,
+    a: InfoArgs,
+    debug: bool,
+) -> Result<(), CliError> {
     let info = match &client {
         Ok(c) => c.get_json("/info").await,
         Err(e) => Err(e.clone()),
@@ -212,7 +216,7 @@ pub async fn info(client: Result<Client, CliError>, a: InfoArgs) -> Result<(), C
         Ok(i) => i,
         Err(e) => {
             if a.format.is_empty() {
-                out(&format!("{}\nServer:\n", client_info_text()))?;
+                out(&format!("{}\nServer:\n", client_info_text(debug)))?;
             }
             return Err(e);
         }
@@ -225,7 +229,7 @@ pub async fn info(client: Result<Client, CliError>, a: InfoArgs) -> Result<(), C
         doc.push((
             "ClientInfo".into(),
             Ordered::Object(vec![
-                ("Debug".into(), Ordered::Bool(false)),
+                ("Debug".into(), Ordered::Bool(debug)),
                 (
                     "Version".into(),
                     Ordered::String(env!("CARGO_PKG_VERSION").into()),
@@ -242,7 +246,7 @@ pub async fn info(client: Result<Client, CliError>, a: InfoArgs) -> Result<(), C
             .map_err(CliError::msg)?;
         return out(&format!("{text}\n"));
     }
-    let mut t = client_info_text();
+    let mut t = client_info_text(debug);
     t.push_str("\nServer:\n");
     let g = |k: &str| scalar(info.get(k));
     let nonempty = |t: &mut String, label: &str, v: String| {
@@ -352,7 +356,8 @@ pub async fn info(client: Result<Client, CliError>, a: InfoArgs) -> Result<(), C
     nonempty(&mut t, " ID:", g("ID"));
     t.push_str(&format!(" Docker Root Dir: {}\n", g("DockerRootDir")));
     t.push_str(&format!(" Debug Mode: {}\n", g("Debug")));
-    if g("Debug") == "true" {
+    // Daemon debug facts show when either side is in debug mode, as in docker.
+    if g("Debug") == "true" || debug {
         t.push_str(&format!("  File Descriptors: {}\n", g("NFd")));
         t.push_str(&format!("  Goroutines: {}\n", g("NGoroutines")));
         t.push_str(&format!("  System Time: {}\n", g("SystemTime")));
@@ -420,9 +425,9 @@ pub async fn info(client: Result<Client, CliError>, a: InfoArgs) -> Result<(), C
     Ok(())
 }
 
-fn client_info_text() -> String {
+fn client_info_text(debug: bool) -> String {
     format!(
-        "Client:\n Version:    {}\n Context:    default\n Debug Mode: false\n",
+        "Client:\n Version:    {}\n Context:    default\n Debug Mode: {debug}\n",
         env!("CARGO_PKG_VERSION")
     )
 }
