@@ -567,12 +567,29 @@ impl Images {
             }
         }
         let store = self.store.clone();
-        let (ids, report) = blocking(move || {
-            let ids: BTreeSet<Digest> = store.list()?.into_iter().map(|i| i.id).collect();
-            Ok((ids, store.prune(&opts, &EngineUsage)?))
+        let (ids, owners, report) = blocking(move || {
+            let images = store.list()?;
+            let ids: BTreeSet<Digest> = images.iter().map(|i| i.id.clone()).collect();
+            // Prune's untag lines name only the reference: remember whose it was for the event.
+            let owners: BTreeMap<String, Digest> = images
+                .iter()
+                .flat_map(|i| {
+                    i.repo_tags
+                        .iter()
+                        .chain(&i.repo_digests)
+                        .map(|r| (r.familiar(), i.id.clone()))
+                })
+                .collect();
+            Ok((ids, owners, store.prune(&opts, &EngineUsage)?))
         })
         .await?;
-        // Prune's untag lines carry no image ID, so only delete events are logged for them.
+        for e in &report.deleted {
+            if let RemoveEvent::Untagged(r) = e
+                && let Some(id) = owners.get(r)
+            {
+                self.log("untag", id, &id.to_string(), BTreeMap::new());
+            }
+        }
         let deleted = self.log_removals(None, &ids, &report.deleted);
         let mut attributes = BTreeMap::new();
         attributes.insert("reclaimed".to_owned(), report.space_reclaimed.to_string());
