@@ -511,6 +511,9 @@ impl ImageStore {
 
     /// Where the overlay2 layer directories live (`<data-root>/overlay2`): mount with this as
     /// the working directory and [`ImageStore::layer_links`] as lowerdir to keep options short.
+    /// Other subsystems may add their own entries here (e.g. container `<id>-rw` dirs and
+    /// `l/` links to them) as long as the names are not bare 64-hex strings: `open` only cleans
+    /// up names it creates.
     pub fn overlay_root(&self) -> &Path {
         &self.overlay
     }
@@ -549,10 +552,16 @@ impl ImageStore {
             }
         }
         drop(conn);
+        // Only names this store creates are touched (64-hex cache IDs and their `.tmp-`
+        // siblings): other subsystems may keep their own directories under overlay2/.
+        let ours = |name: &str| {
+            let base = name.split(".tmp-").next().unwrap_or(name);
+            berth_types::reference::is_full_hex_id(base)
+        };
         if let Ok(rd) = std::fs::read_dir(&self.overlay) {
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name == "l" || caches.contains(&name) {
+                if !ours(&name) || (caches.contains(&name) && !name.contains(".tmp-")) {
                     continue;
                 }
                 tracing::info!(dir = %name, "removing unreferenced layer directory");
@@ -561,7 +570,18 @@ impl ImageStore {
         }
         if let Ok(rd) = std::fs::read_dir(self.overlay.join("l")) {
             for e in rd.flatten() {
-                if !links.contains(&*e.file_name().to_string_lossy()) {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if links.contains(&name) {
+                    continue;
+                }
+                // A link is ours if it points at a layer directory of ours (or at nothing).
+                let target = std::fs::read_link(e.path()).unwrap_or_default();
+                let dir = target
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                if ours(&dir) || !e.path().exists() {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -1558,6 +1578,14 @@ impl ImageStore {
             .iter()
             .map(|l| format!("l/{}", l.link))
             .collect())
+    }
+
+    /// overlay's `lowerdir=` value for an image, relative to [`ImageStore::overlay_root`]:
+    /// `l/TOP:...:l/BOTTOM`. Empty for an image without layers.
+    pub fn lowerdir(&self, id: &Digest) -> Result<String> {
+        let mut links = self.layer_links(id)?;
+        links.reverse();
+        Ok(links.join(":"))
     }
 
     fn layer_rows(&self, id: &Digest) -> Result<Vec<LayerRow>> {

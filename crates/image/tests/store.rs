@@ -661,13 +661,15 @@ fn open_removes_crash_leftovers() {
     let good = disk_state(t.path());
     // What a kill -9 in the middle of load/import/rmi can leave behind.
     let ov = t.path().join("overlay2");
-    std::fs::create_dir_all(ov.join("abc.tmp-1234/diff/etc")).unwrap();
-    std::fs::create_dir_all(ov.join("0123456789abcdef/diff")).unwrap();
+    let (a64, b64) = ("a".repeat(64), "b".repeat(64));
+    std::fs::create_dir_all(ov.join(format!("{a64}.tmp-1234/diff/etc"))).unwrap();
+    std::fs::create_dir_all(ov.join(&b64).join("diff")).unwrap();
     std::os::unix::fs::symlink(
-        "../0123456789abcdef/diff",
-        ov.join("l/DANGLINGLINKAAAAAAAAAAAAAA"),
+        format!("../{b64}/diff"),
+        ov.join("l/ORPHANLINKAAAAAAAAAAAAAAAA"),
     )
     .unwrap();
+    std::os::unix::fs::symlink("../gone/diff", ov.join("l/DANGLINGLINKAAAAAAAAAAAAAA")).unwrap();
     std::fs::create_dir_all(t.path().join("image/tmp/load-1")).unwrap();
     std::fs::write(t.path().join("image/tmp/load-1/f0"), b"x").unwrap();
     std::fs::write(t.path().join("image/tmp/blob-1"), b"x").unwrap();
@@ -978,4 +980,27 @@ fn create_image_on_a_parent_like_commit() {
     store.save(&["child:1".into()], &mut out).unwrap();
     let other = ImageStore::open(&t.path().join("other")).unwrap();
     assert_eq!(load(&other, &out).unwrap()[0].id, child);
+}
+
+#[test]
+fn open_leaves_other_subsystems_entries_alone() {
+    let t = tempfile::tempdir().unwrap();
+    let (a, id, _) = simple_image("x:1", "x");
+    {
+        let store = ImageStore::open(t.path()).unwrap();
+        load(&store, &a).unwrap();
+        let lower = store.lowerdir(&id).unwrap();
+        let links = store.layer_links(&id).unwrap();
+        assert_eq!(lower, format!("{}:{}", links[1], links[0]));
+    }
+    let ov = t.path().join("overlay2");
+    std::fs::create_dir_all(ov.join("c0ffee-rw/diff")).unwrap();
+    std::os::unix::fs::symlink(
+        "../c0ffee-rw/diff",
+        ov.join("l/CONTAINERLINKAAAAAAAAAAAAAA"),
+    )
+    .unwrap();
+    ImageStore::open(t.path()).unwrap();
+    assert!(ov.join("c0ffee-rw/diff").exists());
+    assert!(ov.join("l/CONTAINERLINKAAAAAAAAAAAAAA").exists());
 }
