@@ -99,10 +99,15 @@ impl Format {
     /// Execute against an inspect object. Docker's image/container inspect templates mostly
     /// end up on its raw-map fallback (any JSON-named field such as `.Id` fails on the typed
     /// struct), where `json` prints objects with sorted keys; do the same.
+    /// Objects are strict here: a missing field is an error ("map has no entry for key"),
+    /// as in docker, so `inspect -f '{{.State.Running}}'` on the wrong kind fails.
     pub fn render_value(&self, v: &Ordered) -> Result<String, String> {
         let tmpl = parse(&self.text, false)?;
         KEY_ORDER.with(|m| m.borrow_mut().clear());
-        exec(&tmpl, &from_json(v))
+        RAW_MODE.with(|m| m.set(true));
+        let r = exec(&tmpl, &from_json_strict(v));
+        RAW_MODE.with(|m| m.set(false));
+        r
     }
 
     /// Like [`Format::render_value`], with Go field names added next to JSON names that
@@ -269,8 +274,19 @@ fn parse(text: &str, header: bool) -> Result<Template, String> {
 }
 
 fn exec(t: &Template, v: &Value) -> Result<String, String> {
-    t.render(&Context::from(v.clone()))
-        .map_err(|e| format!("template parsing error: {e}"))
+    t.render(&Context::from(v.clone())).map_err(|e| {
+        let msg = e.to_string();
+        // gtmpl says "no field X for <whole value>"; docker says this.
+        match msg
+            .split_once("no field ")
+            .and_then(|(_, r)| r.split_once(" for "))
+        {
+            Some((field, _)) => {
+                format!("template parsing error: map has no entry for key \"{field}\"")
+            }
+            None => format!("template parsing error: {msg}"),
+        }
+    })
 }
 
 /// JSON -> template value with Go-name aliases; remembers each object's key order.
@@ -299,6 +315,19 @@ pub fn from_json_aliased(v: &Ordered, aliases: &[(&str, &str)]) -> Value {
     }
 }
 
+/// JSON -> template value with objects as strict `Object`s (missing field = error).
+fn from_json_strict(v: &Ordered) -> Value {
+    match v {
+        Ordered::Array(a) => Value::Array(a.iter().map(from_json_strict).collect()),
+        Ordered::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), from_json_strict(v)))
+                .collect(),
+        ),
+        other => from_json(other),
+    }
+}
+
 /// JSON from the daemon -> template value. Objects become maps (missing key = `<no value>`,
 /// like docker's raw fallback); integers stay integers so they print like Go's.
 pub fn from_json(v: &Ordered) -> Value {
@@ -323,6 +352,9 @@ pub fn from_json(v: &Ordered) -> Value {
 }
 
 thread_local! {
+    // Set while rendering daemon data (inspect): Objects there are data, not formatter
+    // contexts, so `json` must not HTML-escape them.
+    static RAW_MODE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     // gtmpl maps are unordered; Go marshals structs in declaration order, which is the order
     // the daemon sent. Remember that order per key set so `json` can reproduce it.
     static KEY_ORDER: RefCell<HashMap<String, Vec<String>>> = RefCell::new(HashMap::new());
@@ -363,7 +395,7 @@ pub fn to_json(v: &Value, html: bool) -> String {
             keys.sort();
             let parts: Vec<String> = keys
                 .iter()
-                .map(|k| format!("{}:{}", quote(k, true), to_json(&o[*k], true)))
+                .map(|k| format!("{}:{}", quote(k, html), to_json(&o[*k], html)))
                 .collect();
             format!("{{{}}}", parts.join(","))
         }
@@ -415,7 +447,7 @@ fn f_json(args: &[Value]) -> Result<Value, FuncError> {
         .ok_or(FuncError::ExactlyXArgs("json".into(), 1))?;
     // Formatter contexts go through json.Marshal (escapes HTML); plain values through an
     // Encoder with SetEscapeHTML(false), as docker's `json` function does.
-    let html = matches!(v, Value::Object(_));
+    let html = matches!(v, Value::Object(_)) && !RAW_MODE.with(|m| m.get());
     Ok(Value::from(to_json(v, html)))
 }
 
@@ -547,9 +579,15 @@ mod tests {
             f.render_value_aliased(&v, &[]).unwrap(),
             "{\"Z\":1,\"A\":[\"a\"],\"M\":\"<\"} x <no value>"
         );
+        let f = Format::new("{{json .Config}} {{.Id}}", "");
         assert_eq!(
             f.render_value(&v).unwrap(),
-            "{\"A\":[\"a\"],\"M\":\"<\",\"Z\":1} x <no value>"
+            "{\"A\":[\"a\"],\"M\":\"<\",\"Z\":1} x"
+        );
+        let f = Format::new("{{.Nope}}", "");
+        assert_eq!(
+            f.render_value(&v).unwrap_err(),
+            "template parsing error: map has no entry for key \"Nope\""
         );
     }
 
@@ -562,7 +600,7 @@ mod tests {
             "",
         );
         assert_eq!(
-            f.render_value(&v).unwrap(),
+            f.render_value_aliased(&v, &[]).unwrap(),
             "[sh -c]|map[a:1 b:2]|<no value>|3| sh -c|3|}}"
         );
     }
