@@ -374,6 +374,29 @@ mod tests {
                 .unwrap()
                 .is_name_only()
         );
+        // Cases from distribution/reference's normalize tests.
+        assert_eq!(full("test_com"), "docker.io/library/test_com:latest");
+        assert_eq!(full("test.com:tag"), "docker.io/library/test.com:tag");
+        assert_eq!(full("test.com:5000"), "docker.io/library/test.com:5000");
+        assert_eq!(full("test.com/repo:tag"), "test.com/repo:tag");
+        assert_eq!(full("test:5000/repo"), "test:5000/repo:latest");
+        assert_eq!(
+            full("lowercase:Uppercase"),
+            "docker.io/library/lowercase:Uppercase"
+        );
+        assert_eq!(
+            full("sub-dom1.foo.com/bar/baz/quux"),
+            "sub-dom1.foo.com/bar/baz/quux:latest"
+        );
+        assert_eq!(
+            full("foo_bar.com:8080"),
+            "docker.io/library/foo_bar.com:8080"
+        );
+        assert_eq!(
+            full("foo/foo_bar.com:8080"),
+            "docker.io/foo/foo_bar.com:8080"
+        );
+        assert_eq!(full("192.168.1.1:5000/a"), "192.168.1.1:5000/a:latest");
         // Uppercase first component is a domain (Docker: "Foo" can't be a path component).
         assert_eq!(full("Foo/bar"), "Foo/bar:latest");
     }
@@ -407,7 +430,14 @@ mod tests {
             err(HEX),
             format!("invalid repository name ({HEX}), cannot specify 64-byte hexadecimal strings")
         );
+        assert_eq!(
+            err("test:5000/Uppercase/lowercase:tag"),
+            "invalid reference format: repository name (Uppercase/lowercase) must be lowercase"
+        );
         for bad in [
+            "aa/asdf$$^/aa",
+            "[fe80::1%eth0]:5000/repo",
+            "a/a:tag@",
             "",
             ":",
             "busybox:",
