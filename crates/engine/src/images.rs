@@ -792,89 +792,10 @@ fn overlay_data(dirs: &[PathBuf]) -> Option<BTreeMap<String, String>> {
     Some(m)
 }
 
-/// A blocking reader over chunks a download task sends.
-struct ChunkReader {
-    rx: std::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
-    cur: bytes::Bytes,
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.recv() {
-                Ok(Ok(b)) => self.cur = b,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0), // sender done: end of body
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        bytes::Buf::advance(&mut self.cur, n);
-        Ok(n)
-    }
-}
-
 impl Images {
-    /// `docker import URL`: stream an http:// source into a blocking reader.
+    /// `docker import URL`: stream an http(s) source into a blocking reader.
     pub async fn download(&self, url: &str) -> Result<Box<dyn Read + Send>> {
-        use http_body_util::BodyExt;
-        let uri: hyper::Uri = url
-            .parse()
-            .map_err(|e| Error::invalid(format!("invalid URL {url:?}: {e}")))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(Error::not_implemented(
-                    "importing from https:// URLs is not supported yet; download the file and import it from stdin",
-                ));
-            }
-            _ => {
-                return Err(Error::invalid(format!(
-                    "invalid URL {url:?}: only http(s) sources can be imported"
-                )));
-            }
-        }
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<http_body_util::Empty<bytes::Bytes>>();
-        let resp = client
-            .get(uri)
-            .await
-            .map_err(|e| Error::invalid(format!("Get \"{url}\": {e}")))?;
-        if !resp.status().is_success() {
-            return Err(Error::invalid(format!(
-                "Get \"{url}\": unexpected status {}",
-                resp.status()
-            )));
-        }
-        let (tx, rx) = std::sync::mpsc::sync_channel(8);
-        let mut body = resp.into_body();
-        tokio::spawn(async move {
-            while let Some(frame) = body.frame().await {
-                let item = match frame {
-                    Ok(f) => match f.into_data() {
-                        Ok(d) => Ok(d),
-                        Err(_) => continue, // trailers
-                    },
-                    Err(e) => Err(std::io::Error::other(e)),
-                };
-                let failed = item.is_err();
-                // The reader runs on a blocking thread; a full channel must not block this task.
-                let tx2 = tx.clone();
-                if tokio::task::spawn_blocking(move || tx2.send(item))
-                    .await
-                    .map(|r| r.is_err())
-                    .unwrap_or(true)
-                    || failed
-                {
-                    return;
-                }
-            }
-        });
-        Ok(Box::new(ChunkReader {
-            rx,
-            cur: bytes::Bytes::new(),
-        }))
+        crate::fetch::get_reader(url).await
     }
 }
 

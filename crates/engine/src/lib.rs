@@ -9,6 +9,7 @@
 pub mod changes;
 pub mod error;
 pub mod events;
+pub mod fetch;
 pub mod images;
 pub mod info;
 pub mod models;
