@@ -1004,3 +1004,63 @@ fn open_leaves_other_subsystems_entries_alone() {
     assert!(ov.join("c0ffee-rw/diff").exists());
     assert!(ov.join("l/CONTAINERLINKAAAAAAAAAAAAAA").exists());
 }
+
+#[test]
+fn repo_digests_follow_dockers_rules() {
+    let t = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(t.path()).unwrap();
+    let (a, id, _) = simple_image("busybox:1", "d");
+    load(&store, &a).unwrap();
+    let m = Digest::of(b"manifest");
+    let canonical = Reference::parse_normalized(&format!("busybox@{m}")).unwrap();
+    store.add_repo_digest(&id, &canonical).unwrap();
+    let img = store.lookup(&format!("busybox@{m}")).unwrap();
+    assert_eq!(img.id, id);
+    assert_eq!(img.repo_digests, vec![canonical.clone()]);
+    assert!(!img.is_dangling());
+    // Removing the repository's last tag also drops its digest references, then the image.
+    let ev = store
+        .remove("busybox:1", RemoveOptions::default(), &NoUsage)
+        .unwrap();
+    assert_eq!(ev[0], RemoveEvent::Untagged("busybox:1".into()));
+    assert_eq!(ev[1], RemoveEvent::Untagged(format!("busybox@{m}")));
+    assert_eq!(ev[2], RemoveEvent::Deleted(id.clone()));
+
+    // The last tag of an image a container uses needs force.
+    load(&store, &a).unwrap();
+    store.add_repo_digest(&id, &canonical).unwrap();
+    store
+        .remove(
+            "busybox:1",
+            RemoveOptions::default(),
+            &Users(vec![("c".repeat(64), false)]),
+        )
+        .unwrap_err();
+    let r = Reference::parse_tagged("busybox:1").unwrap();
+    let ev = store
+        .remove(
+            "busybox:1",
+            RemoveOptions {
+                force: true,
+                prune_parents: true,
+            },
+            &NoUsage,
+        )
+        .unwrap();
+    assert!(ev.contains(&RemoveEvent::Deleted(id.clone())));
+    // An image with only a digest reference is pruned as dangling.
+    load(&store, &a).unwrap();
+    store.add_repo_digest(&id, &canonical).unwrap();
+    // Move the tag away: now only the digest reference is left.
+    let (b, idb, _) = simple_image("busybox:1", "other");
+    load(&store, &b).unwrap();
+    assert_eq!(store.lookup(&r.to_string()).unwrap().id, idb);
+    assert!(store.get(&id).unwrap().is_dangling());
+    let rep = store.prune(&PruneOptions::default(), &NoUsage).unwrap();
+    assert!(
+        rep.deleted
+            .contains(&RemoveEvent::Untagged(format!("busybox@{m}")))
+    );
+    assert!(rep.deleted.contains(&RemoveEvent::Deleted(id)));
+    assert!(store.get(&idb).is_ok());
+}
