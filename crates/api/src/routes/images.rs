@@ -64,7 +64,11 @@ pub async fn get_dispatch(
 ) -> ApiResult<Response> {
     if let Some(name) = rest.strip_suffix("/json") {
         let img = s.engine.images.inspect(name.to_owned()).await?;
-        return Ok(Json(img).into_response());
+        let mut v = serde_json::to_value(&img).map_err(internal)?;
+        if !version_of(&req).at_least("1.44") {
+            v["VirtualSize"] = v["Size"].clone();
+        }
+        return Ok(Json(v).into_response());
     }
     if let Some(name) = rest.strip_suffix("/history") {
         let h = s.engine.images.history(name.to_owned()).await?;
@@ -73,7 +77,6 @@ pub async fn get_dispatch(
     if let Some(name) = rest.strip_suffix("/get") {
         return Ok(save(s, vec![name.to_owned()]).await);
     }
-    let _ = req;
     Ok(super::not_found().await)
 }
 
