@@ -360,7 +360,22 @@ fn berth_matches_docker_cli() {
     for cmd in [&["version"][..], &["info"]] {
         let want = text(&d.docker(cmd).stdout);
         let got = text(&d.berth(cmd).stdout);
-        let server = |s: &str| s.split("\nServer:").nth(1).map(str::to_string);
+        // docker lists runtimes in Go map order (random); berth sorts them.
+        let server = |s: &str| {
+            s.split("\nServer:").nth(1).map(|srv| {
+                srv.lines()
+                    .map(|l| match l.strip_prefix(" Runtimes: ") {
+                        Some(r) => {
+                            let mut v: Vec<&str> = r.split(' ').collect();
+                            v.sort();
+                            format!(" Runtimes: {}", v.join(" "))
+                        }
+                        None => l.to_string(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        };
         if server(&want) != server(&got) || server(&got).is_none() {
             f.push(format!(
                 "`{}` server section differs:\n{want}\n---\n{got}",
