@@ -211,6 +211,9 @@ struct LayerRow {
     tar_size: u64,
 }
 
+/// One image of a `save`: the image, the references to write, its layers, its config bytes.
+type SaveItem = (Image, Vec<Reference>, Vec<LayerRow>, Vec<u8>);
+
 /// A layer unpacked by the current operation but not yet committed.
 struct NewLayer {
     chain_id: Digest,
@@ -1076,17 +1079,35 @@ impl ImageStore {
                 .map(|s| parse_digest_col(&s))
                 .transpose()?;
             let stack = layer_stack(&conn, top.as_ref())?;
-            items.push((img, refs.clone(), stack));
+            let cfg = self.config_bytes(id)?;
+            items.push((img, refs.clone(), stack, cfg));
         }
+        // Hold the layers while streaming (the lock is released): a concurrent rmi must not
+        // delete the blobs being written.
+        let holders: Vec<String> = items
+            .iter()
+            .filter_map(|(_, _, stack, _)| stack.last())
+            .enumerate()
+            .map(|(i, top)| {
+                let h = format!("save:{}:{i}", random_hex(8));
+                conn.execute(
+                    "INSERT INTO layer_holders (holder, chain_id) VALUES (?1, ?2)",
+                    [&h, &top.chain_id.to_string()],
+                )
+                .map(|_| h)
+            })
+            .collect::<rusqlite::Result<_>>()?;
         drop(conn);
-        self.write_save(&items, out)
+        let res = self.write_save(&items, out);
+        for h in holders {
+            if let Err(e) = self.release_layers(&h) {
+                tracing::warn!(error = %e, "releasing save hold");
+            }
+        }
+        res
     }
 
-    fn write_save(
-        &self,
-        items: &[(Image, Vec<Reference>, Vec<LayerRow>)],
-        out: &mut dyn Write,
-    ) -> Result<()> {
+    fn write_save(&self, items: &[SaveItem], out: &mut dyn Write) -> Result<()> {
         enum Src<'a> {
             Bytes(Vec<u8>),
             Layer(&'a LayerRow),
@@ -1095,11 +1116,10 @@ impl ImageStore {
         let mut manifest_items = Vec::new();
         let mut index_manifests = Vec::new();
         let mut repos: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        for (img, refs, stack) in items {
+        for (img, refs, stack, cfg) in items {
             let created = parse_created(img.config.created.as_deref()).max(0) as u64;
-            let cfg = self.config_bytes(&img.id)?;
             let cfg_len = cfg.len();
-            blobs.insert(img.id.hex().to_owned(), (Src::Bytes(cfg), created));
+            blobs.insert(img.id.hex().to_owned(), (Src::Bytes(cfg.clone()), created));
             let mut layer_descs = Vec::new();
             let mut layer_paths = Vec::new();
             for l in stack {
@@ -1163,7 +1183,7 @@ impl ImageStore {
                 parent: img
                     .parent
                     .as_ref()
-                    .filter(|p| items.iter().any(|(i, _, _)| &i.id == *p))
+                    .filter(|p| items.iter().any(|(i, _, _, _)| &i.id == *p))
                     .map(|p| p.to_string()),
                 layer_sources: None,
             });

@@ -1064,3 +1064,47 @@ fn repo_digests_follow_dockers_rules() {
     assert!(rep.deleted.contains(&RemoveEvent::Deleted(id)));
     assert!(store.get(&idb).is_ok());
 }
+
+#[test]
+fn save_survives_a_concurrent_rmi() {
+    let t = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(t.path()).unwrap();
+    let (a, id, _) = simple_image("gone:1", "g");
+    load(&store, &a).unwrap();
+    struct RemovingWriter<'a> {
+        store: &'a ImageStore,
+        out: Vec<u8>,
+        removed: bool,
+    }
+    impl std::io::Write for RemovingWriter<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if !self.removed {
+                self.removed = true;
+                self.store
+                    .remove("gone:1", RemoveOptions::default(), &NoUsage)
+                    .unwrap();
+            }
+            self.out.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = RemovingWriter {
+        store: &store,
+        out: Vec::new(),
+        removed: false,
+    };
+    store.save(&["gone:1".into()], &mut w).unwrap();
+    assert!(w.removed);
+    assert!(store.get(&id).is_err());
+    // The archive is complete and the held layers are gone once the save finished.
+    let other = ImageStore::open(&t.path().join("other")).unwrap();
+    assert_eq!(load(&other, &w.out).unwrap()[0].id, id);
+    let dirs = std::fs::read_dir(t.path().join("overlay2"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "l")
+        .count();
+    assert_eq!(dirs, 0);
+}
