@@ -56,7 +56,9 @@ impl Host {
         if s.starts_with('/') {
             return Ok(Host::Unix(PathBuf::from(s)));
         }
-        Err(CliError::msg(format!("unable to parse docker host `{s}`")))
+        Err(CliError::msg(format!(
+            "Failed to initialize: unable to resolve docker endpoint: invalid bind address format: {s}"
+        )))
     }
 }
 
@@ -154,7 +156,11 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .unwrap_or(FALLBACK_API_VERSION)
             .to_string();
-        client.api_version = min_version(&server, CLIENT_API_VERSION);
+        // A pinned version (DOCKER_API_VERSION, as the docker CLI honours) skips negotiation.
+        client.api_version = match env("BERTH_API_VERSION").or_else(|| env("DOCKER_API_VERSION")) {
+            Some(v) => v,
+            None => min_version(&server, CLIENT_API_VERSION),
+        };
         client.docker = client.bollard()?;
         Ok(client)
     }
