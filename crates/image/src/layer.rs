@@ -237,12 +237,19 @@ fn open_parent_creating(root: &OwnedFd, comps: &[OsString], full: &OsStr) -> Res
         match rustix::fs::openat2(&cur, c.as_os_str(), dir_flags(), Mode::empty(), RESOLVE) {
             Ok(fd) => cur = fd,
             Err(Errno::NOENT) => {
-                match rustix::fs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(0o755)) {
-                    Ok(()) | Err(Errno::EXIST) => {}
-                    Err(e) => return Err(resolve_error(full, e)),
-                }
+                let created =
+                    match rustix::fs::mkdirat(&cur, c.as_os_str(), Mode::from_raw_mode(0o755)) {
+                        Ok(()) => true,
+                        Err(Errno::EXIST) => false,
+                        Err(e) => return Err(resolve_error(full, e)),
+                    };
                 cur = rustix::fs::openat2(&cur, c.as_os_str(), dir_flags(), Mode::empty(), RESOLVE)
                     .map_err(|e| resolve_error(full, e))?;
+                if created {
+                    // 0755 whatever the process umask is, as Docker does for implied parents.
+                    rustix::fs::fchmod(&cur, Mode::from_raw_mode(0o755))
+                        .map_err(|e| Error::io("chmod", e.into()))?;
+                }
             }
             Err(e) => return Err(resolve_error(full, e)),
         }

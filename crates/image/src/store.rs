@@ -857,6 +857,12 @@ impl ImageStore {
         let tmp_guard = TempDir(tmp.clone());
         let diff_dir = tmp.join("diff");
         std::fs::create_dir_all(&diff_dir).map_err(io_err("creating layer directory"))?;
+        // The layer root is the container's `/` when nothing above changes it: 0755, not umask.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&diff_dir, std::fs::Permissions::from_mode(0o755))
+                .map_err(io_err("chmod layer directory"))?;
+        }
         let total = raw.size;
         // Import learns the diff ID only after unpacking: then only the final event is sent.
         if let Some(exp) = expected {
