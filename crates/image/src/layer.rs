@@ -364,8 +364,7 @@ fn apply_path_meta(parent: &OwnedFd, name: &OsStr, meta: &Meta, chmod: bool) -> 
 }
 
 /// Unpack a layer tar (plain, gzip or zstd) into `dest`, which must exist and be empty.
-/// `progress` gets the number of (compressed) input bytes consumed so far... as uncompressed
-/// tar bytes read, which is what Docker's "Loading layer" bar shows.
+/// `progress` gets the number of uncompressed tar bytes read so far, after each entry.
 pub fn unpack_layer(
     input: &mut dyn Read,
     dest: &Path,
