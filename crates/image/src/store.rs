@@ -1529,10 +1529,15 @@ impl ImageStore {
                 };
                 // Docker skips images that fail (in use, conflicts) and goes on.
                 let sp = tx.savepoint()?;
-                match self.remove_in(&sp, &t, opts, usage, &mut garbage) {
+                // Files of a removal that gets rolled back must stay: collect per target.
+                let mut g = Garbage::default();
+                match self.remove_in(&sp, &t, opts, usage, &mut g) {
                     Ok(ev) => {
                         sp.commit()?;
                         report.deleted.extend(ev);
+                        garbage.dirs.extend(g.dirs);
+                        garbage.files.extend(g.files);
+                        garbage.freed += g.freed;
                     }
                     Err(Error::Conflict(_)) | Err(Error::NotFound(_)) => {}
                     Err(e) => return Err(e),
