@@ -1493,12 +1493,12 @@ impl ImageStore {
         for s in &ids {
             let id = parse_digest_col(s)?;
             let has_children = !children_of(&tx, &id)?.is_empty();
-            // Dangling-only prunes heads (images without children); intermediate images go
-            // with their last child.
-            if has_children {
+            let refs = refs_of(&tx, &id)?;
+            // Docker: dangling-only looks at heads (images without children); -a at every
+            // image except untagged intermediates (they go with their last child).
+            if has_children && (!opts.all || refs.is_empty()) {
                 continue;
             }
-            let refs = refs_of(&tx, &id)?;
             let cfg = self.read_config(&id)?;
             if let Some(until) = opts.until {
                 match cfg.created.as_deref() {
