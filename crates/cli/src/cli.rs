@@ -18,13 +18,18 @@ use crate::error::{CliError, EXIT_FAILURE, EXIT_USAGE};
 )]
 pub struct Cli {
     /// Daemon socket to connect to
-    #[arg(short = 'H', long = "host", value_name = "HOST")]
+    #[arg(short = 'H', long = "host", value_name = "list")]
     pub host: Option<String>,
     /// Enable debug mode
     #[arg(short = 'D', long)]
     pub debug: bool,
     /// Set the logging level ("debug", "info", "warn", "error", "fatal")
-    #[arg(short = 'l', long = "log-level", default_value = "info")]
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        value_name = "string",
+        default_value = "info"
+    )]
     pub log_level: String,
     /// Use TLS; implied by --tlsverify
     #[arg(long)]
@@ -33,13 +38,13 @@ pub struct Cli {
     #[arg(long)]
     pub tlsverify: bool,
     /// Trust certs signed only by this CA
-    #[arg(long)]
+    #[arg(long, value_name = "string")]
     pub tlscacert: Option<std::path::PathBuf>,
     /// Path to TLS certificate file
-    #[arg(long)]
+    #[arg(long, value_name = "string")]
     pub tlscert: Option<std::path::PathBuf>,
     /// Path to TLS key file
-    #[arg(long)]
+    #[arg(long, value_name = "string")]
     pub tlskey: Option<std::path::PathBuf>,
     /// Location of client config files (accepted for compatibility)
     #[arg(long, value_name = "string")]
@@ -433,7 +438,10 @@ pub fn clap_error(e: clap::Error, argv: &[String]) -> CliError {
         | ErrorKind::DisplayVersion
         | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             // Help goes to stdout with status 0, also for `berth image` alone (like docker).
-            print!("{}", e.render());
+            match crate::help::render(&path) {
+                Some(h) => print!("{h}"),
+                None => print!("{}", e.render()),
+            }
             CliError::silent(0)
         }
         ErrorKind::InvalidSubcommand => {

@@ -11,6 +11,7 @@ mod client;
 mod commands;
 mod error;
 mod format;
+mod help;
 
 use std::io::Write;
 

@@ -7,8 +7,6 @@ pub mod system;
 
 use std::io::Write;
 
-use clap::CommandFactory;
-
 use crate::cli::{Cli, Cmd, ImageCmd, SystemCmd};
 use crate::client::{Client, TlsOptions};
 use crate::error::CliError;
@@ -17,7 +15,7 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
     let path = crate::cli::command_path(argv);
     let Some(cmd) = cli.command else {
         // `berth` alone prints help, like `docker`.
-        let _ = Cli::command().print_help();
+        print!("{}", crate::help::render("").unwrap_or_default());
         return Ok(());
     };
     let tls = TlsOptions {

@@ -1,0 +1,151 @@
+//! `--help` in the docker CLI's (cobra/pflag) layout, rendered from the clap definitions.
+
+use clap::{ArgAction, Command, CommandFactory};
+
+use crate::cli::{Cli, usage};
+
+/// docker's alias lists, shown under "Aliases:".
+fn aliases(path: &str) -> Option<&'static str> {
+    Some(match path {
+        "images" | "image ls" => "berth image ls, berth image list, berth images",
+        "rmi" | "image rm" => "berth image rm, berth image remove, berth rmi",
+        "history" | "image history" => "berth image history, berth history",
+        "tag" | "image tag" => "berth image tag, berth tag",
+        "save" | "image save" => "berth image save, berth save",
+        "load" | "image load" => "berth image load, berth load",
+        "import" | "image import" => "berth image import, berth import",
+        "info" | "system info" => "berth system info, berth info",
+        "events" | "system events" => "berth system events, berth events",
+        _ => return None,
+    })
+}
+
+/// pflag's FlagUsages: "  -a, --all   text", description column after the longest flag.
+fn flag_lines(cmd: &Command) -> String {
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    for a in cmd.get_arguments() {
+        if a.is_positional() || a.is_hide_set() || a.get_id() == "help" {
+            continue;
+        }
+        let Some(long) = a.get_long() else { continue };
+        let mut left = match a.get_short() {
+            Some(s) => format!("  -{s}, --{long}"),
+            None => format!("      --{long}"),
+        };
+        let takes_value = matches!(a.get_action(), ArgAction::Set | ArgAction::Append);
+        let vname = a
+            .get_value_names()
+            .and_then(|v| v.first())
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        if takes_value && vname != "bool" {
+            left.push(' ');
+            left.push_str(if vname.is_empty() { "string" } else { &vname });
+        }
+        let mut text = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let default: Vec<String> = a
+            .get_default_values()
+            .iter()
+            .map(|v| v.to_string_lossy().into_owned())
+            .collect();
+        if let Some(d) = default.first().filter(|d| !d.is_empty() && takes_value) {
+            if vname == "bool" {
+                text.push_str(&format!(" (default {d})"));
+            } else {
+                text.push_str(&format!(" (default \"{d}\")"));
+            }
+        }
+        rows.push((long.to_string(), left, text));
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    let width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    rows.iter()
+        .map(|(_, l, t)| format!("{l:width$}   {t}\n"))
+        .collect()
+}
+
+fn command_lines(cmds: &[&Command]) -> String {
+    cmds.iter()
+        .map(|c| {
+            let about = c.get_about().map(|a| a.to_string()).unwrap_or_default();
+            format!("  {:<11} {about}\n", c.get_name())
+        })
+        .collect()
+}
+
+/// Help text for a command path ("", "image", "image ls", "images"), or None if unknown.
+pub fn render(path: &str) -> Option<String> {
+    let root = Cli::command();
+    if path.is_empty() {
+        let pick = |names: &[&str]| -> Vec<&Command> {
+            names
+                .iter()
+                .filter_map(|n| root.get_subcommands().find(|c| c.get_name() == *n))
+                .collect()
+        };
+        let mut rest: Vec<&Command> = root
+            .get_subcommands()
+            .filter(|c| {
+                !matches!(
+                    c.get_name(),
+                    "images" | "version" | "info" | "image" | "system"
+                )
+            })
+            .collect();
+        rest.sort_by_key(|c| c.get_name());
+        return Some(format!(
+            "Usage:  {}\n\nA self-sufficient runtime for containers\n\nCommon Commands:\n{}\nManagement Commands:\n{}\nCommands:\n{}\nGlobal Options:\n{}\nRun 'berth COMMAND --help' for more information on a command.\n",
+            usage("").replace(" [ARG...]", ""),
+            command_lines(&pick(&["images", "version", "info"])),
+            command_lines(&pick(&["image", "system"])),
+            command_lines(&rest),
+            flag_lines(&root),
+        ));
+    }
+    let mut cmd = &root;
+    for word in path.split(' ') {
+        cmd = cmd.get_subcommands().find(|c| c.get_name() == word)?;
+    }
+    let about = cmd.get_about().map(|a| a.to_string()).unwrap_or_default();
+    if cmd.has_subcommands() {
+        let mut subs: Vec<&Command> = cmd.get_subcommands().collect();
+        subs.sort_by_key(|c| c.get_name());
+        return Some(format!(
+            "Usage:  berth {path} COMMAND\n\n{about}\n\nCommands:\n{}\nRun 'berth {path} COMMAND --help' for more information on a command.\n",
+            command_lines(&subs)
+        ));
+    }
+    let mut out = format!("Usage:  {}\n\n{about}\n", usage(path));
+    if let Some(a) = aliases(path) {
+        out.push_str(&format!("\nAliases:\n  {a}\n"));
+    }
+    let flags = flag_lines(cmd);
+    if !flags.is_empty() {
+        out.push_str(&format!("\nOptions:\n{flags}"));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaf_help_in_docker_layout() {
+        let h = render("images").unwrap();
+        assert!(h.starts_with("Usage:  berth images [OPTIONS] [REPOSITORY[:TAG]]\n\nList images\n\nAliases:\n  berth image ls, berth image list, berth images\n\nOptions:\n  -a, --all             Show all images"));
+        assert!(h.contains("\n  -f, --filter filter   Filter output"));
+        let h = render("history").unwrap();
+        assert!(h.contains("  -H, --human           Print sizes and dates in human readable format (default true)\n"));
+    }
+
+    #[test]
+    fn group_and_top_help() {
+        let h = render("image").unwrap();
+        assert!(h.starts_with("Usage:  berth image COMMAND\n\nManage images\n\nCommands:\n"));
+        assert!(h.contains("\n  ls          List images\n"));
+        let h = render("").unwrap();
+        assert!(h.contains("\nGlobal Options:\n"));
+        assert!(h.contains("  -l, --log-level string   Set the logging level"));
+    }
+}
