@@ -20,4 +20,12 @@ fn main() {
     println!("cargo:rustc-env=BERTH_BUILD_TIME={date}");
     println!("cargo:rustc-env=BERTH_RUSTC_VERSION={rustc_v}");
     println!("cargo:rerun-if-changed=build.rs");
+    // Re-stamp when a commit lands (HEAD or the current branch's ref moves), not on every build.
+    let git = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.git");
+    if let Ok(head) = std::fs::read_to_string(git.join("HEAD")) {
+        println!("cargo:rerun-if-changed={}", git.join("HEAD").display());
+        if let Some(r) = head.trim().strip_prefix("ref: ") {
+            println!("cargo:rerun-if-changed={}", git.join(r).display());
+        }
+    }
 }
