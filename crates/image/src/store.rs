@@ -156,6 +156,10 @@ pub struct ImageStore {
     /// (from the transaction to removing the files), so a deletion never removes a blob or
     /// directory a concurrent commit has just decided to reuse.
     files: Mutex<()>,
+    /// An exclusive flock on `image/lock` for the store's lifetime: `open` cleans up whatever
+    /// it does not know, so a second process on the same data root would destroy the first
+    /// one's work in progress.
+    _lock: std::fs::File,
 }
 
 const SCHEMA: &str = "
@@ -485,6 +489,7 @@ impl ImageStore {
         for d in [&blobs, &tmp, &overlay.join("l")] {
             std::fs::create_dir_all(d).map_err(io_err(format!("creating {}", d.display())))?;
         }
+        let lock = lock_data_root(&image_dir.join("lock"), data_root)?;
         let conn = Connection::open(image_dir.join("image.db"))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -497,6 +502,7 @@ impl ImageStore {
             overlay,
             db: Mutex::new(conn),
             files: Mutex::new(()),
+            _lock: lock,
         };
         store.cleanup()?;
         Ok(store)
@@ -2009,5 +2015,23 @@ impl ImageStore {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// Take the store's exclusive lock, or say which data root is busy.
+fn lock_data_root(path: &Path, data_root: &Path) -> Result<std::fs::File> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err(format!("opening {}", path.display())))?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(f),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Conflict(format!(
+            "data root {} is in use by another berthd",
+            data_root.display()
+        ))),
+        Err(e) => Err(Error::io(format!("locking {}", path.display()), e.into())),
     }
 }

@@ -1108,3 +1108,18 @@ fn save_survives_a_concurrent_rmi() {
         .count();
     assert_eq!(dirs, 0);
 }
+
+#[test]
+fn second_open_of_the_same_data_root_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = berth_image::ImageStore::open(dir.path()).unwrap();
+    let err = berth_image::ImageStore::open(dir.path())
+        .err()
+        .expect("second open must fail");
+    assert!(
+        err.to_string().contains("in use by another berthd"),
+        "{err}"
+    );
+    drop(first);
+    berth_image::ImageStore::open(dir.path()).unwrap();
+}
