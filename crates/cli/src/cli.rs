@@ -375,6 +375,20 @@ pub fn check_args(path: &str, args: &[String], arity: Arity) -> Result<(), CliEr
     ))
 }
 
+/// `--filter` values must be name=value; docker rejects others as a flag error (125).
+pub fn check_filters(path: &str, filters: &[String], flag: &str) -> Result<(), CliError> {
+    match filters.iter().find(|f| !f.contains('=')) {
+        Some(f) => Err(CliError::new(
+            format!(
+                "invalid argument \"{f}\" for \"{flag}\" flag: bad format of filter (expected name=value)\n\nUsage:  {}\n\nRun 'berth {path} --help' for more information",
+                usage(path)
+            ),
+            EXIT_USAGE,
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The command path the user typed ("image ls"), for messages; aliases are canonicalized.
 pub fn command_path(argv: &[String]) -> String {
     let mut words = Vec::new();

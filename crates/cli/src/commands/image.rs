@@ -196,6 +196,11 @@ pub async fn remove(client: &Client, a: RmiArgs) -> Result<(), CliError> {
                 }
                 out(&s)?;
             }
+            // With -f, a missing image is reported but is not a failure (docker 28).
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) if a.force => eprintln!("Error response from daemon: {message}"),
             Err(e) => errs.push(client.bollard_err(e).message),
         }
     }
@@ -404,8 +409,31 @@ pub async fn prune(client: &Client, a: PruneArgs) -> Result<(), CliError> {
     out(&s)
 }
 
-/// `save` refuses to write a tar to a terminal before asking the daemon anything.
+/// `save` refuses to write a tar to a terminal, or into a missing directory, before asking
+/// the daemon anything.
 pub fn save_precheck(a: &SaveArgs) -> Result<(), CliError> {
+    if let Some(o) = &a.output {
+        let dir = std::path::Path::new(o)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        match std::fs::metadata(dir) {
+            Err(e) => {
+                return Err(CliError::msg(format!(
+                    "failed to save image: invalid output path: stat {}: {}",
+                    dir.display(),
+                    os_msg(&e)
+                )));
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(CliError::msg(format!(
+                    "failed to save image: invalid output path: stat {}: not a directory",
+                    dir.display()
+                )));
+            }
+            Ok(_) => {}
+        }
+    }
     if a.output.is_none() && std::io::stdout().is_terminal() {
         return Err(CliError::msg(
             "cowardly refusing to save to a terminal. Use the -o flag or redirect",

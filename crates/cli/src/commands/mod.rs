@@ -59,16 +59,22 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
 
 /// Local validation that docker does before any request.
 fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
-    use crate::cli::{Arity, check_args};
+    use crate::cli::{Arity, check_args, check_filters};
     match cmd {
-        Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => check_args(path, &a.args, Arity::AtMost(1)),
+        Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => {
+            check_filters(path, &a.filter, "-f, --filter")?;
+            check_args(path, &a.args, Arity::AtMost(1))
+        }
         Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
         Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => {
             check_args(path, &a.args, Arity::Exact(1))?;
             image::parse_bool_flag(&a.human, "-H, --human").map(|_| ())
         }
         Cmd::Tag(a) | Cmd::Image(ImageCmd::Tag(a)) => check_args(path, &a.args, Arity::Exact(2)),
-        Cmd::Image(ImageCmd::Prune(a)) => check_args(path, &a.args, Arity::None),
+        Cmd::Image(ImageCmd::Prune(a)) => {
+            check_filters(path, &a.filter, "--filter")?;
+            check_args(path, &a.args, Arity::None)
+        }
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => {
             check_args(path, &a.args, Arity::AtLeast(1))?;
             image::save_precheck(a)
@@ -83,6 +89,7 @@ fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
         Cmd::Info(a) | Cmd::System(SystemCmd::Info(a)) => check_args(path, &a.args, Arity::None),
         Cmd::System(SystemCmd::Df(a)) => check_args(path, &a.args, Arity::None),
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => {
+            check_filters(path, &a.filter, "-f, --filter")?;
             check_args(path, &a.args, Arity::None)
         }
     }
