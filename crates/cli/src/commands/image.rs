@@ -212,13 +212,14 @@ pub async fn remove(client: &Client, a: RmiArgs) -> Result<(), CliError> {
 }
 
 /// cobra-style boolean flag value ("true", "false", "1", "0", ...).
-pub fn parse_bool_flag(v: &str, flag: &str) -> Result<bool, CliError> {
+pub fn parse_bool_flag(v: &str, flag: &str, path: &str) -> Result<bool, CliError> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
         _ => Err(CliError::new(
             format!(
-                "invalid argument \"{v}\" for \"{flag}\" flag: strconv.ParseBool: parsing \"{v}\": invalid syntax"
+                "invalid argument \"{v}\" for \"{flag}\" flag: strconv.ParseBool: parsing \"{v}\": invalid syntax\n\nUsage:  {}\n\nRun 'berth {path} --help' for more information",
+                crate::cli::usage(path)
             ),
             EXIT_USAGE,
         )),
@@ -237,7 +238,8 @@ fn ellipsis(s: &str, max: usize) -> String {
 }
 
 pub async fn history(client: &Client, a: HistoryArgs) -> Result<(), CliError> {
-    let human = parse_bool_flag(&a.human, "-H, --human")?;
+    // Validated in precheck with the right usage text; here only the value matters.
+    let human = parse_bool_flag(&a.human, "-H, --human", "history")?;
     let name = &a.args[0];
     let v = client
         .get_json(&format!("/images/{}/history", path_escape(name)))
@@ -684,8 +686,8 @@ mod tests {
 
     #[test]
     fn bool_flags() {
-        assert!(!parse_bool_flag("false", "-H").unwrap());
-        assert_eq!(parse_bool_flag("x", "-H").unwrap_err().code, 125);
+        assert!(!parse_bool_flag("false", "-H", "history").unwrap());
+        assert_eq!(parse_bool_flag("x", "-H", "history").unwrap_err().code, 125);
     }
 
     #[test]

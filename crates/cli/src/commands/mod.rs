@@ -67,8 +67,9 @@ fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
         }
         Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
         Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => {
-            check_args(path, &a.args, Arity::Exact(1))?;
-            image::parse_bool_flag(&a.human, "-H, --human").map(|_| ())
+            // Flag values are checked before argument counts, as cobra does.
+            image::parse_bool_flag(&a.human, "-H, --human", path)?;
+            check_args(path, &a.args, Arity::Exact(1))
         }
         Cmd::Tag(a) | Cmd::Image(ImageCmd::Tag(a)) => check_args(path, &a.args, Arity::Exact(2)),
         Cmd::Image(ImageCmd::Prune(a)) => {
