@@ -46,7 +46,10 @@ pub fn layer(entries: &[Entry]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
         let (h, data): (tar::Header, &[u8]) = match e {
-            Entry::File(p, d) => (raw_header(p, tar::EntryType::Regular, d.len() as u64, 0o644, ""), d),
+            Entry::File(p, d) => (
+                raw_header(p, tar::EntryType::Regular, d.len() as u64, 0o644, ""),
+                d,
+            ),
             Entry::Dir(p) => (raw_header(p, tar::EntryType::Directory, 0, 0o755, ""), &[]),
             Entry::Symlink(p, t) => (raw_header(p, tar::EntryType::Symlink, 0, 0o777, t), &[]),
             Entry::Hardlink(p, t) => (raw_header(p, tar::EntryType::Link, 0, 0o644, t), &[]),
@@ -75,8 +78,17 @@ pub fn busybox_rootfs() -> Vec<u8> {
         let h = raw_header(path, kind, data.len() as u64, mode, link);
         b.append(&h, data).expect("append");
     };
-    for d in ["bin/", "etc/", "tmp/", "root/", "home/", "var/", "proc/", "sys/", "dev/", "usr/", "usr/bin/"] {
-        add(d, tar::EntryType::Directory, if d == "tmp/" { 0o1777 } else { 0o755 }, &[], "");
+    for d in [
+        "bin/", "etc/", "tmp/", "root/", "home/", "var/", "proc/", "sys/", "dev/", "usr/",
+        "usr/bin/",
+    ] {
+        add(
+            d,
+            tar::EntryType::Directory,
+            if d == "tmp/" { 0o1777 } else { 0o755 },
+            &[],
+            "",
+        );
     }
     add("bin/busybox", tar::EntryType::Regular, 0o755, &busybox, "");
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
@@ -84,7 +96,13 @@ pub fn busybox_rootfs() -> Vec<u8> {
         if applet.is_empty() || applet == "busybox" {
             continue;
         }
-        add(&format!("bin/{applet}"), tar::EntryType::Symlink, 0o777, &[], "busybox");
+        add(
+            &format!("bin/{applet}"),
+            tar::EntryType::Symlink,
+            0o777,
+            &[],
+            "busybox",
+        );
     }
     add(
         "etc/passwd",
@@ -106,7 +124,10 @@ pub fn busybox_rootfs() -> Vec<u8> {
 
 /// An image config JSON for the given layers.
 pub fn config(layers: &[Vec<u8>], cmd: &[&str], created: &str) -> Vec<u8> {
-    let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", sha256_hex(l))).collect();
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256_hex(l)))
+        .collect();
     let history: Vec<serde_json::Value> = layers
         .iter()
         .enumerate()
@@ -142,8 +163,12 @@ pub fn docker_archive(layers: &[Vec<u8>], config: &[u8], tags: &[&str]) -> Vec<u
         layer_paths.push(format!("{dir}/layer.tar"));
     }
     add(&format!("{config_hex}.json"), config);
-    let manifest = json!([{"Config": format!("{config_hex}.json"), "RepoTags": tags, "Layers": layer_paths}]);
-    add("manifest.json", &serde_json::to_vec(&manifest).expect("json"));
+    let manifest =
+        json!([{"Config": format!("{config_hex}.json"), "RepoTags": tags, "Layers": layer_paths}]);
+    add(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).expect("json"),
+    );
     drop(add);
     b.into_inner().expect("finish tar")
 }

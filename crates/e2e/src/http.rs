@@ -19,8 +19,13 @@ impl Response {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("status {}: body is not JSON ({e}): {}", self.status, self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {}: body is not JSON ({e}): {}",
+                self.status,
+                self.text()
+            )
+        })
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -39,7 +44,10 @@ impl Response {
         }
         self.text().lines().rev().find_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            v.get("errorDetail")?.get("message")?.as_str().map(str::to_owned)
+            v.get("errorDetail")?
+                .get("message")?
+                .as_str()
+                .map(str::to_owned)
         })
     }
 }
@@ -59,7 +67,10 @@ pub fn request(
     }
     if let Some(b) = body {
         head.push_str(&format!("Content-Length: {}\r\n", b.len()));
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
             head.push_str("Content-Type: application/x-tar\r\n");
         }
     }
@@ -79,7 +90,12 @@ fn read_response<R: BufRead>(mut r: R, head_only: bool) -> io::Result<Response> 
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("bad status line {line:?}")))?;
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("bad status line {line:?}"),
+            )
+        })?;
     let mut headers = Vec::new();
     loop {
         line.clear();
@@ -118,7 +134,10 @@ fn read_response<R: BufRead>(mut r: R, head_only: bool) -> io::Result<Response> 
             line.clear();
             r.read_line(&mut line)?;
         }
-    } else if let Some(n) = resp.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+    } else if let Some(n) = resp
+        .header("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         let mut b = vec![0; n];
         r.read_exact(&mut b)?;
         resp.body = b;

@@ -203,7 +203,9 @@ impl Daemon {
 
     pub fn berth_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let mut c = Command::new(bin_dir().join("berth"));
-        c.args(args).env("BERTH_HOST", self.host()).env_remove("DOCKER_HOST");
+        c.args(args)
+            .env("BERTH_HOST", self.host())
+            .env_remove("DOCKER_HOST");
         run(c, stdin)
     }
 
@@ -253,9 +255,13 @@ pub fn docker_cli(host: &str, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -
 }
 
 fn run(mut c: Command, stdin: Option<&[u8]>) -> Output {
-    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    c.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap_or_else(|e| panic!("spawn {c:?}: {e}"));
     if let Some(data) = stdin {
         let mut w = child.stdin.take().expect("stdin piped");

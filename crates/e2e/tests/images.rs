@@ -22,7 +22,11 @@ fn image_ids(d: &Daemon) -> BTreeSet<String> {
 /// Load a busybox image built here and return its ID.
 fn load_busybox(d: &Daemon, tag: &str) -> String {
     let layer = archive::busybox_rootfs();
-    let config = archive::config(std::slice::from_ref(&layer), &["sh"], "2024-01-01T00:00:00Z");
+    let config = archive::config(
+        std::slice::from_ref(&layer),
+        &["sh"],
+        "2024-01-01T00:00:00Z",
+    );
     let tar = archive::docker_archive(&[layer], &config, &[tag]);
     let r = d.api("POST", "/images/load?quiet=1", Some(&tar));
     assert_eq!(r.status, 200, "{}", r.text());
@@ -35,7 +39,11 @@ fn hello_world_is_embedded() {
     let d = Daemon::start();
     let out = d.docker(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     out.ok();
-    assert!(out.stdout_str().contains("hello-world:latest"), "{}", out.stdout_str());
+    assert!(
+        out.stdout_str().contains("hello-world:latest"),
+        "{}",
+        out.stdout_str()
+    );
 }
 
 #[test]
@@ -45,9 +53,17 @@ fn docker_cli_version_info_ping() {
         return;
     }
     let d = Daemon::start();
-    let v = d.docker(&["version", "--format", "{{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{.Server.Os}}"]);
+    let v = d.docker(&[
+        "version",
+        "--format",
+        "{{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{.Server.Os}}",
+    ]);
     assert_eq!(v.ok().stdout_str().trim(), "1.50 1.24 linux");
-    let info = d.docker(&["info", "--format", "{{.Driver}} {{.DockerRootDir}} {{.OSType}}"]);
+    let info = d.docker(&[
+        "info",
+        "--format",
+        "{{.Driver}} {{.DockerRootDir}} {{.OSType}}",
+    ]);
     assert_eq!(
         info.ok().stdout_str().trim(),
         format!("overlay2 {} linux", d.data_root.display())
@@ -55,14 +71,22 @@ fn docker_cli_version_info_ping() {
     // Plain `docker info` must print cleanly (no template errors, no server errors section).
     let info = d.docker(&["info"]);
     info.ok();
-    assert!(!info.stdout_str().contains("ERROR"), "{}", info.stdout_str());
+    assert!(
+        !info.stdout_str().contains("ERROR"),
+        "{}",
+        info.stdout_str()
+    );
 
     let ping = d.api("HEAD", "/_ping", None);
     assert_eq!(ping.status, 200);
     assert_eq!(ping.header("API-Version"), Some("1.50"));
     let old = d.api("GET", "/v1.23/version", None);
     assert_eq!(old.status, 400);
-    assert!(old.error_message().unwrap_or_default().contains("too old"), "{}", old.text());
+    assert!(
+        old.error_message().unwrap_or_default().contains("too old"),
+        "{}",
+        old.text()
+    );
     let new = d.api("GET", "/v1.24/version", None);
     assert_eq!(new.status, 200);
     let missing = d.api("GET", "/v1.50/nonsense", None);
@@ -82,22 +106,48 @@ fn docker_cli_image_commands() {
     let ls = d.docker(&["images"]);
     let out = ls.ok().stdout_str();
     assert!(out.starts_with("REPOSITORY"), "{out}");
-    assert!(out.lines().any(|l| l.starts_with("busybox ") && l.contains(short)), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("busybox ") && l.contains(short)),
+        "{out}"
+    );
 
-    d.docker(&["tag", "busybox", "example.com:5000/team/bb:v1"]).ok();
+    d.docker(&["tag", "busybox", "example.com:5000/team/bb:v1"])
+        .ok();
     let q = d.docker(&["images", "-q", "--no-trunc", "example.com:5000/team/bb"]);
     assert_eq!(q.ok().stdout_str().trim(), id);
 
-    let insp = d.docker(&["image", "inspect", "--format", "{{.Id}} {{.Os}} {{index .RepoTags 0}}", "busybox"]);
-    assert_eq!(insp.ok().stdout_str().trim(), format!("{id} linux busybox:latest"));
+    let insp = d.docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}} {{.Os}} {{index .RepoTags 0}}",
+        "busybox",
+    ]);
+    assert_eq!(
+        insp.ok().stdout_str().trim(),
+        format!("{id} linux busybox:latest")
+    );
 
-    let hist = d.docker(&["history", "--no-trunc", "--format", "{{.ID}}|{{.CreatedBy}}", "busybox"]);
+    let hist = d.docker(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.ID}}|{{.CreatedBy}}",
+        "busybox",
+    ]);
     let hist = hist.ok().stdout_str();
-    assert!(hist.lines().next().unwrap_or_default().starts_with(&id), "{hist}");
+    assert!(
+        hist.lines().next().unwrap_or_default().starts_with(&id),
+        "{hist}"
+    );
 
     // Removing one of two tags only untags.
     let rmi = d.docker(&["rmi", "example.com:5000/team/bb:v1"]);
-    assert_eq!(rmi.ok().stdout_str().trim(), "Untagged: example.com:5000/team/bb:v1");
+    assert_eq!(
+        rmi.ok().stdout_str().trim(),
+        "Untagged: example.com:5000/team/bb:v1"
+    );
 
     // save | load through the docker CLI keeps the ID.
     let tar = d.docker(&["save", "busybox"]);
@@ -105,19 +155,34 @@ fn docker_cli_image_commands() {
     d.docker(&["rmi", "busybox"]).ok();
     assert!(!image_ids(&d).contains(&id));
     let load = d.docker_stdin(&["load"], Some(&tar));
-    assert_eq!(load.ok().stdout_str().trim(), "Loaded image: busybox:latest");
+    assert_eq!(
+        load.ok().stdout_str().trim(),
+        "Loaded image: busybox:latest"
+    );
     assert!(image_ids(&d).contains(&id));
 
     let df = d.docker(&["system", "df"]);
-    assert!(df.ok().stdout_str().starts_with("TYPE"), "{}", df.stdout_str());
+    assert!(
+        df.ok().stdout_str().starts_with("TYPE"),
+        "{}",
+        df.stdout_str()
+    );
 
     // A bad reference is a 400 with Docker's message, and docker exits non-zero.
     let bad = d.docker(&["tag", "busybox", "Bad/Name"]);
     assert_ne!(bad.code(), 0);
-    assert!(bad.stderr_str().contains("invalid reference format"), "{}", bad.stderr_str());
+    assert!(
+        bad.stderr_str().contains("invalid reference format"),
+        "{}",
+        bad.stderr_str()
+    );
     let none = d.docker(&["image", "inspect", "nosuchimage"]);
     assert_ne!(none.code(), 0);
-    assert!(none.stderr_str().contains("No such image"), "{}", none.stderr_str());
+    assert!(
+        none.stderr_str().contains("No such image"),
+        "{}",
+        none.stderr_str()
+    );
 }
 
 #[test]
@@ -127,7 +192,9 @@ fn docker_events_report_image_actions() {
         return;
     }
     let d = Daemon::start();
-    let since = d.api("GET", "/info", None).json()["SystemTime"].as_str().map(str::to_owned);
+    let since = d.api("GET", "/info", None).json()["SystemTime"]
+        .as_str()
+        .map(str::to_owned);
     load_busybox(&d, "busybox:latest");
     d.docker(&["tag", "busybox", "bb:two"]).ok();
     d.docker(&["rmi", "bb:two"]).ok();
@@ -158,18 +225,33 @@ fn unix_now() -> u64 {
 /// the real Docker with the same ID; berth save -> berth load keeps the layer bytes.
 #[test]
 fn save_load_interop_with_real_docker() {
-    let Some(refd) = RefDocker::start() else { return };
+    let Some(refd) = RefDocker::start() else {
+        return;
+    };
     let rootfs = archive::busybox_rootfs();
-    let imp = refd.docker_stdin(&["import", "-c", "CMD [\"sh\"]", "-", "interop:v1"], &rootfs);
+    let imp = refd.docker_stdin(
+        &["import", "-c", "CMD [\"sh\"]", "-", "interop:v1"],
+        &rootfs,
+    );
     let docker_id = imp.ok().stdout_str().trim().to_owned();
     let saved = refd.docker(&["save", "interop:v1"]);
     let saved = saved.ok().stdout.clone();
 
     let d = Daemon::start();
     let load = d.berth_stdin(&["load"], Some(&saved));
-    assert!(load.ok().stdout_str().contains("Loaded image: interop:v1"), "{}", load.stdout_str());
+    assert!(
+        load.ok().stdout_str().contains("Loaded image: interop:v1"),
+        "{}",
+        load.stdout_str()
+    );
     let id = d.docker(&["image", "inspect", "--format", "{{.Id}}", "interop:v1"]);
     assert_eq!(id.ok().stdout_str().trim(), docker_id);
+    // Sizes are measured as Docker measures them (symlinks count, hardlinks once).
+    let size = |out: std::process::Output| out.ok().stdout_str().trim().to_owned();
+    assert_eq!(
+        size(d.docker(&["image", "inspect", "--format", "{{.Size}}", "interop:v1"])),
+        size(refd.docker(&["image", "inspect", "--format", "{{.Size}}", "interop:v1"]))
+    );
 
     let ours = d.berth(&["save", "interop:v1"]);
     let ours = ours.ok().stdout.clone();
@@ -231,28 +313,57 @@ fn hostile_archives_are_refused() {
     let created = "2024-01-01T00:00:00Z";
     let mut cases: Vec<(&str, Vec<u8>, &str)> = Vec::new();
 
-    let dotdot = archive::layer(&[Entry::File("../../../../../../../../tmp/berth-escape", b"x")]);
+    let dotdot = archive::layer(&[Entry::File(
+        "../../../../../../../../tmp/berth-escape",
+        b"x",
+    )]);
     let cfg = archive::config(std::slice::from_ref(&dotdot), &cmd, created);
-    cases.push(("dot-dot path", archive::docker_archive(&[dotdot], &cfg, &["evil:1"]), ""));
+    cases.push((
+        "dot-dot path",
+        archive::docker_archive(&[dotdot], &cfg, &["evil:1"]),
+        "",
+    ));
 
     let link_abs = format!("{outside_s}");
-    let symlink = archive::layer(&[Entry::Symlink("evil", &link_abs), Entry::File("evil/pwned", b"x")]);
+    let symlink = archive::layer(&[
+        Entry::Symlink("evil", &link_abs),
+        Entry::File("evil/pwned", b"x"),
+    ]);
     let cfg = archive::config(std::slice::from_ref(&symlink), &cmd, created);
-    cases.push(("write through absolute symlink", archive::docker_archive(&[symlink], &cfg, &["evil:2"]), ""));
+    cases.push((
+        "write through absolute symlink",
+        archive::docker_archive(&[symlink], &cfg, &["evil:2"]),
+        "",
+    ));
 
     let rel = archive::layer(&[
         Entry::Symlink("up", "../../../../../../../../../.."),
         Entry::File("up/tmp/berth-escape2", b"x"),
     ]);
     let cfg = archive::config(std::slice::from_ref(&rel), &cmd, created);
-    cases.push(("write through relative symlink", archive::docker_archive(&[rel], &cfg, &["evil:3"]), ""));
+    cases.push((
+        "write through relative symlink",
+        archive::docker_archive(&[rel], &cfg, &["evil:3"]),
+        "",
+    ));
 
-    let hard = archive::layer(&[Entry::Hardlink("passwd", "../../../../../../../../etc/passwd")]);
+    let hard = archive::layer(&[Entry::Hardlink(
+        "passwd",
+        "../../../../../../../../etc/passwd",
+    )]);
     let cfg = archive::config(std::slice::from_ref(&hard), &cmd, created);
-    cases.push(("hardlink out of root", archive::docker_archive(&[hard], &cfg, &["evil:4"]), ""));
+    cases.push((
+        "hardlink out of root",
+        archive::docker_archive(&[hard], &cfg, &["evil:4"]),
+        "",
+    ));
 
     let good = archive::layer(&[Entry::Dir("etc/"), Entry::File("etc/hostname", b"x\n")]);
-    let wrong_cfg = archive::config(&[archive::layer(&[Entry::File("other", b"y")])], &cmd, created);
+    let wrong_cfg = archive::config(
+        &[archive::layer(&[Entry::File("other", b"y")])],
+        &cmd,
+        created,
+    );
     cases.push((
         "diff id mismatch",
         archive::docker_archive(std::slice::from_ref(&good), &wrong_cfg, &["evil:5"]),
@@ -274,8 +385,15 @@ fn hostile_archives_are_refused() {
         assert_refused(&mut d, what, tar, expect);
     }
     assert!(!Path::new("/tmp/berth-escape").exists(), "dot-dot escaped");
-    assert!(!Path::new("/tmp/berth-escape2").exists(), "relative symlink escaped");
-    assert_eq!(std::fs::read_dir(&outside).map(|r| r.count()).unwrap_or(0), 0, "absolute symlink escaped");
+    assert!(
+        !Path::new("/tmp/berth-escape2").exists(),
+        "relative symlink escaped"
+    );
+    assert_eq!(
+        std::fs::read_dir(&outside).map(|r| r.count()).unwrap_or(0),
+        0,
+        "absolute symlink escaped"
+    );
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -309,10 +427,14 @@ fn crash_during_load_is_all_or_nothing() {
         let sock = d.sock.clone();
         let body = tar.clone();
         let t = std::thread::spawn(move || {
-            let _ = berth_e2e::http::request(&sock, "POST", "/images/load?quiet=1", &[], Some(&body));
+            let _ =
+                berth_e2e::http::request(&sock, "POST", "/images/load?quiet=1", &[], Some(&body));
         });
         std::thread::sleep(Duration::from_millis(delay_ms));
-        assert!(!t.is_finished(), "load finished before the kill at {delay_ms} ms (full load took {full:?})");
+        assert!(
+            !t.is_finished(),
+            "load finished before the kill at {delay_ms} ms (full load took {full:?})"
+        );
         d.kill9();
         let _ = t.join();
         d.restart();
@@ -323,7 +445,11 @@ fn crash_during_load_is_all_or_nothing() {
         if loaded {
             d.docker(&["rmi", "big:1"]).ok();
         }
-        d.api("POST", "/images/prune?filters=%7B%22dangling%22%3A%5B%22false%22%5D%7D", None);
+        d.api(
+            "POST",
+            "/images/prune?filters=%7B%22dangling%22%3A%5B%22false%22%5D%7D",
+            None,
+        );
         let layer_dirs = std::fs::read_dir(d.data_root.join("overlay2"))
             .map(|r| {
                 r.filter_map(|e| e.ok())
@@ -332,6 +458,9 @@ fn crash_during_load_is_all_or_nothing() {
             })
             .unwrap_or(0);
         // Only hello-world's layer may remain.
-        assert!(layer_dirs <= 1, "orphaned layers after crash at {delay_ms} ms: {layer_dirs}");
+        assert!(
+            layer_dirs <= 1,
+            "orphaned layers after crash at {delay_ms} ms: {layer_dirs}"
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! layer root, and the entry itself is created with `*at()` calls that do not follow symlinks.
 //! A tar that tries to leave the root, or to write through a symlink it planted, is rejected.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -376,14 +376,13 @@ pub fn unpack_layer(
         File::open(dest).map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
     let root: OwnedFd = root_file.into();
     let mut archive = tar::Archive::new(hashing);
-    let mut size = 0u64;
     let mut dir_times: Vec<(Vec<OsString>, i64)> = Vec::new();
     let euid_root = is_root();
     {
         let entries = archive.entries().map_err(tar_err)?;
         for entry in entries {
             let mut entry = entry.map_err(tar_err)?;
-            size += unpack_entry(&root, &mut entry, &mut dir_times, euid_root)?;
+            unpack_entry(&root, &mut entry, &mut dir_times, euid_root)?;
             progress(entry.raw_header_position() + 512 + entry.size());
         }
     }
@@ -397,7 +396,9 @@ pub fn unpack_layer(
     Ok(UnpackStats {
         diff_id,
         tar_size,
-        size,
+        // Measured on disk like Docker's overlay2 driver, not summed from the tar: entries that
+        // overwrite each other and symlinks then count as Docker counts them.
+        size: dir_size(dest),
         compression,
     })
 }
@@ -447,13 +448,13 @@ fn entry_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
     Ok(meta)
 }
 
-/// Unpack one entry; returns the bytes of file content written.
+/// Unpack one entry.
 fn unpack_entry<R: Read>(
     root: &OwnedFd,
     entry: &mut tar::Entry<'_, R>,
     dir_times: &mut Vec<(Vec<OsString>, i64)>,
     euid_root: bool,
-) -> Result<u64> {
+) -> Result<()> {
     let raw_path = entry.path_bytes().into_owned();
     let full = OsStr::from_bytes(&raw_path).to_owned();
     let comps = clean_components(&raw_path, "archive entry")?;
@@ -461,7 +462,7 @@ fn unpack_entry<R: Read>(
     let meta = entry_meta(entry)?;
     let Some((name, parent_comps)) = comps.split_last() else {
         // The root itself ("./"): nothing to create.
-        return Ok(0);
+        return Ok(());
     };
     let name_bytes = name.as_bytes();
 
@@ -471,11 +472,11 @@ fn unpack_entry<R: Read>(
         if name_bytes == WHITEOUT_OPAQUE.as_bytes() {
             rustix::fs::fsetxattr(&parent, OPAQUE_XATTR, b"y", XattrFlags::empty())
                 .map_err(|e| Error::io("setting opaque xattr", e.into()))?;
-            return Ok(0);
+            return Ok(());
         }
         if name_bytes.starts_with(WHITEOUT_META_PREFIX.as_bytes()) {
             // aufs metadata (.wh..wh.plnk etc.): meaningless for overlay.
-            return Ok(0);
+            return Ok(());
         }
         if rest.is_empty() || rest == b"." || rest == b".." || rest.contains(&b'/') {
             return Err(bad(format!("invalid whiteout entry {:?}", full)));
@@ -495,7 +496,15 @@ fn unpack_entry<R: Read>(
             rustix::fs::chownat(&parent, target, u, g, AtFlags::SYMLINK_NOFOLLOW)
                 .map_err(|e| Error::io("chown whiteout", e.into()))?;
         }
-        return Ok(0);
+        // The entry's mtime, not "now": re-taring this layer must give the same bytes.
+        rustix::fs::utimensat(
+            &parent,
+            target,
+            &times(meta.mtime),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| Error::io("utimes whiteout", e.into()))?;
+        return Ok(());
     }
 
     let parent = open_parent_creating(root, parent_comps, &full)?;
@@ -517,7 +526,7 @@ fn unpack_entry<R: Read>(
             }
             let fd: OwnedFd = file.into();
             apply_fd_meta(&fd, &meta, true)?;
-            Ok(written)
+            Ok(())
         }
         tar::EntryType::Directory => {
             if !clear_existing(&parent, name, true)? {
@@ -534,7 +543,7 @@ fn unpack_entry<R: Read>(
             .map_err(|e| resolve_error(&full, e))?;
             apply_fd_meta(&fd, &meta, false)?;
             dir_times.push((comps.clone(), meta.mtime));
-            Ok(0)
+            Ok(())
         }
         tar::EntryType::Symlink => {
             let target = entry
@@ -562,7 +571,7 @@ fn unpack_entry<R: Read>(
             rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name.as_os_str())
                 .map_err(|e| resolve_error(&full, e))?;
             apply_path_meta(&parent, name, &meta, false)?;
-            Ok(0)
+            Ok(())
         }
         tar::EntryType::Link => {
             let target = entry
@@ -609,7 +618,7 @@ fn unpack_entry<R: Read>(
                 )),
                 other => Error::io("creating hardlink", other.into()),
             })?;
-            Ok(0)
+            Ok(())
         }
         tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
             let ft = match kind {
@@ -621,7 +630,7 @@ fn unpack_entry<R: Read>(
                 // Device nodes need CAP_MKNOD; unprivileged unpacking skips them (as rootless
                 // Docker does) rather than failing the whole image.
                 tracing::warn!(path = %full.to_string_lossy(), "skipping device node: not root");
-                return Ok(0);
+                return Ok(());
             }
             let h = entry.header();
             let (major, minor) = if ft == FileType::Fifo {
@@ -642,11 +651,11 @@ fn unpack_entry<R: Read>(
             )
             .map_err(|e| resolve_error(&full, e))?;
             apply_path_meta(&parent, name, &meta, true)?;
-            Ok(0)
+            Ok(())
         }
         // Metadata entries are consumed by the tar crate; anything else is not a filesystem
         // object we can represent.
-        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => Ok(0),
+        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => Ok(()),
         other => Err(bad(format!(
             "unhandled tar header type {:?} for {:?}",
             other.as_byte() as char,
@@ -825,17 +834,26 @@ fn walk(
 
 /// Total bytes of regular files under `dir` (for layers whose size is not recorded).
 pub fn dir_size(dir: &Path) -> u64 {
+    let mut seen = HashSet::new();
+    dir_size_inner(dir, &mut seen)
+}
+
+/// Docker's `directory.Size`: every non-directory entry's lstat size (symlinks count their
+/// target's length, whiteout devices 0), hardlinked inodes once.
+fn dir_size_inner(dir: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
+    use std::os::unix::fs::MetadataExt;
     let mut total = 0;
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
     };
     for e in rd.flatten() {
-        if let Ok(md) = e.path().symlink_metadata() {
-            if md.is_dir() {
-                total += dir_size(&e.path());
-            } else if md.is_file() {
-                total += md.len();
-            }
+        let Ok(md) = e.path().symlink_metadata() else {
+            continue;
+        };
+        if md.is_dir() {
+            total += dir_size_inner(&e.path(), seen);
+        } else if md.nlink() <= 1 || seen.insert((md.dev(), md.ino())) {
+            total += md.len();
         }
     }
     total

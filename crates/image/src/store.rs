@@ -12,6 +12,11 @@ use berth_types::{Digest, Reference};
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
+// Registry pull/push support; a child module so it can reuse the private commit machinery.
+#[path = "pull.rs"]
+mod pull;
+pub use pull::{LayerTar, PullLayer, PullSession, PushLayer};
+
 use crate::archive::{self, Descriptor, ManifestItem, OciIndex, OciManifest, SpooledFile};
 use crate::layer::{self, Compression, HashReader};
 use crate::{Error, Result};

@@ -75,7 +75,11 @@ fn unpacks_metadata_links_devices_and_xattrs() {
     assert_eq!(stats.diff_id, Digest::of(&tar));
     assert_eq!(stats.tar_size, tar.len() as u64);
     assert_eq!(stats.compression, Compression::None);
-    assert_eq!(stats.size, 2 + 4 + 1);
+    // Docker's size: file contents (the hardlink once) plus the symlinks' target lengths.
+    assert_eq!(
+        stats.size,
+        2 + 4 + 1 + "/bin/busybox".len() as u64 + "../bin/su".len() as u64
+    );
 
     let md = std::fs::metadata(s.layer.join("bin/su")).unwrap();
     assert_eq!(md.mode() & 0o7777, 0o4755);
@@ -274,6 +278,23 @@ fn upper_dir_to_tar_and_back() {
         rustix::fs::FileType::CharacterDevice,
         rustix::fs::Mode::empty(),
         0,
+    )
+    .unwrap();
+    // An mtime far from "now": the unpacked copy must carry it over, not the unpack time.
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        up.join("etc/gone"),
+        &rustix::fs::Timestamps {
+            last_access: rustix::fs::Timespec {
+                tv_sec: 1_000_000_000,
+                tv_nsec: 0,
+            },
+            last_modification: rustix::fs::Timespec {
+                tv_sec: 1_000_000_000,
+                tv_nsec: 0,
+            },
+        },
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
     .unwrap();
     rustix::fs::lsetxattr(
