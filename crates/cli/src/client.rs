@@ -506,15 +506,27 @@ async fn autostart_berthd(client: &Client) -> Result<(), CliError> {
             Ok(())
         });
     }
-    cmd.spawn().map_err(|_| cannot_connect(&host))?;
+    let mut child = cmd.spawn().map_err(|_| cannot_connect(&host))?;
+    let failed = |why: String| {
+        let mut e = cannot_connect(&host);
+        e.message.push_str(&format!(
+            "\n{} {why}; see /run/berth/berthd.log",
+            exe.display()
+        ));
+        e
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if client.ping().await.is_ok() {
             return Ok(());
         }
+        // Stop waiting as soon as berthd has given up.
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(failed(format!("exited ({status})")));
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(cannot_connect(&host))
+    Err(failed("did not answer within 10s".into()))
 }
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
