@@ -118,7 +118,6 @@ pub fn busybox_rootfs() -> Vec<u8> {
         b"root:x:0:\nnogroup:x:65534:\n",
         "",
     );
-    drop(add);
     b.into_inner().expect("finish tar")
 }
 
@@ -169,7 +168,6 @@ pub fn docker_archive(layers: &[Vec<u8>], config: &[u8], tags: &[&str]) -> Vec<u
         "manifest.json",
         &serde_json::to_vec(&manifest).expect("json"),
     );
-    drop(add);
     b.into_inner().expect("finish tar")
 }
 

@@ -37,10 +37,10 @@ impl Response {
 
     /// The `message` of Docker's error body, or of the last errorDetail in a JSON stream.
     pub fn error_message(&self) -> Option<String> {
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.body) {
-            if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
-                return Some(m.to_owned());
-            }
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.body)
+            && let Some(m) = v.get("message").and_then(|m| m.as_str())
+        {
+            return Some(m.to_owned());
         }
         self.text().lines().rev().find_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;

@@ -126,15 +126,15 @@ impl Daemon {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = http::request(&self.sock, "GET", "/_ping", &[], None) {
-                if r.status == 200 {
-                    return;
-                }
+            if let Ok(r) = http::request(&self.sock, "GET", "/_ping", &[], None)
+                && r.status == 200
+            {
+                return;
             }
-            if let Some(c) = self.child.as_mut() {
-                if let Ok(Some(status)) = c.try_wait() {
-                    panic!("berthd exited early ({status}):\n{}", self.log());
-                }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                panic!("berthd exited early ({status}):\n{}", self.log());
             }
             if Instant::now() > deadline {
                 panic!("berthd did not answer /_ping in 20 s:\n{}", self.log());
@@ -369,10 +369,10 @@ impl RefDocker {
         let r = RefDocker { dir, child };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if let Ok(resp) = http::request(&r.sock(), "GET", "/_ping", &[], None) {
-                if resp.status == 200 {
-                    return Some(r);
-                }
+            if let Ok(resp) = http::request(&r.sock(), "GET", "/_ping", &[], None)
+                && resp.status == 200
+            {
+                return Some(r);
             }
             std::thread::sleep(Duration::from_millis(100));
         }
