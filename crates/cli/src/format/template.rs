@@ -88,7 +88,10 @@ impl Format {
         // Docker ignores header errors and prints what it could.
         if let Ok(htmpl) = parse(&self.text, true) {
             let hdr = rows.first().unwrap_or(header_if_empty).header();
-            tw.write_str(&exec(&htmpl, &hdr).unwrap_or_default());
+            // Like Go, keep what was written before an execution error.
+            let mut buf: Vec<u8> = Vec::new();
+            let _ = htmpl.execute(&mut buf, &Context::from(hdr));
+            tw.write_str(&String::from_utf8_lossy(&buf));
         }
         tw.write_str("\n");
         tw.write_str(&body);
@@ -242,6 +245,7 @@ fn f_goprint(args: &[Value]) -> Result<Value, FuncError> {
 fn parse(text: &str, header: bool) -> Result<Template, String> {
     let mut t = Template::default();
     t.add_func("_goprint", f_goprint);
+    t.add_func("printf", f_printf);
     let text = wrap_actions(text);
     let text = text.as_str();
     let funcs: &[(&str, Func)] = if header {
@@ -437,8 +441,162 @@ fn arg_int(args: &[Value], i: usize, name: &str) -> Result<i64, FuncError> {
     }
 }
 
+/// Header functions take the header string and return it; anything else is a type error
+/// in Go (e.g. `json .` on the header map), which ends the header there.
 fn h_first(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(args.first().cloned().unwrap_or(Value::NoValue))
+    match args.first() {
+        Some(Value::String(s)) => Ok(Value::String(s.clone())),
+        _ => Err(FuncError::UnableToConvertFromValue),
+    }
+}
+
+/// Go's "%!d(string=x)" for a verb that does not fit the value.
+fn bad_verb(verb: char, v: &Value) -> String {
+    let ty = match v {
+        Value::String(_) => "string",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.as_i64().is_some() => "int",
+        Value::Number(_) => "float64",
+        Value::Array(_) => "[]interface {}",
+        Value::Map(_) | Value::Object(_) => "map[string]interface {}",
+        _ => "<nil>",
+    };
+    format!("%!{verb}({ty}={})", go_print(v, false))
+}
+
+/// Go's fmt.Sprintf for the verbs templates use (%v %s %d %q %t %x %X %f %e %g %%),
+/// with flags `-`, `0`, `+`, width and precision; gtmpl's own printf lacks several.
+fn f_printf(args: &[Value]) -> Result<Value, FuncError> {
+    let fmt = match args.first() {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(FuncError::AtLeastXArgs("printf".into(), 1)),
+    };
+    let mut out = String::new();
+    let mut argi = 1;
+    let mut chars = fmt.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let (mut minus, mut zero, mut plus) = (false, false, false);
+        while let Some(&f) = chars.peek() {
+            match f {
+                '-' => minus = true,
+                '0' => zero = true,
+                '+' => plus = true,
+                ' ' | '#' => {}
+                _ => break,
+            }
+            chars.next();
+        }
+        let mut width = String::new();
+        while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+            width.push(d);
+            chars.next();
+        }
+        let mut prec: Option<usize> = None;
+        if chars.peek() == Some(&'.') {
+            chars.next();
+            let mut p = String::new();
+            while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                p.push(d);
+                chars.next();
+            }
+            prec = Some(p.parse().unwrap_or(0));
+        }
+        let Some(verb) = chars.next() else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let Some(arg) = args.get(argi) else {
+            out.push_str(&format!("%!{verb}(MISSING)"));
+            continue;
+        };
+        argi += 1;
+        let num_i = |v: &Value| match v {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_u64().map(|u| u as i64)),
+            _ => None,
+        };
+        let num_f = |v: &Value| match v {
+            Value::Number(n) => n.as_f64(),
+            _ => None,
+        };
+        let text = match verb {
+            'v' | 's' => {
+                let t = go_print(arg, false);
+                match prec {
+                    Some(p) if verb == 's' => t.chars().take(p).collect(),
+                    _ => t,
+                }
+            }
+            'q' => quote(&go_print(arg, false), false),
+            't' => go_print(arg, false),
+            'd' => match num_i(arg) {
+                Some(i) if plus && i >= 0 => format!("+{i}"),
+                Some(i) => i.to_string(),
+                None => bad_verb('d', arg),
+            },
+            'x' | 'X' => {
+                let h = match (num_i(arg), arg) {
+                    (Some(i), _) => format!("{i:x}"),
+                    (None, Value::String(s)) => s.bytes().map(|b| format!("{b:02x}")).collect(),
+                    _ => go_print(arg, false),
+                };
+                if verb == 'X' { h.to_uppercase() } else { h }
+            }
+            'f' | 'F' | 'e' | 'g' => match num_f(arg) {
+                Some(f) => match verb {
+                    'e' => {
+                        let r = format!("{:.*e}", prec.unwrap_or(6), f);
+                        // Go writes the exponent with a sign and two digits.
+                        match r.split_once('e') {
+                            Some((m, e)) => {
+                                let n: i32 = e.parse().unwrap_or(0);
+                                format!("{m}e{}{:02}", if n < 0 { '-' } else { '+' }, n.abs())
+                            }
+                            None => r,
+                        }
+                    }
+                    'g' => match prec {
+                        Some(p) => super::units::go_format_g(f, p),
+                        None => f.to_string(),
+                    },
+                    _ => format!("{:.*}", prec.unwrap_or(6), f),
+                },
+                None => bad_verb(verb, arg),
+            },
+            other => bad_verb(other, arg),
+        };
+        let w: usize = width.parse().unwrap_or(0);
+        let len = text.chars().count();
+        if len >= w {
+            out.push_str(&text);
+        } else if minus {
+            out.push_str(&text);
+            out.push_str(&" ".repeat(w - len));
+        } else if zero && matches!(verb, 'd' | 'f' | 'x' | 'X' | 'e' | 'g') {
+            let (sign, digits) = match text.strip_prefix('-') {
+                Some(d) => ("-", d),
+                None => ("", text.as_str()),
+            };
+            out.push_str(sign);
+            out.push_str(&"0".repeat(w - len));
+            out.push_str(digits);
+        } else {
+            out.push_str(&" ".repeat(w - len));
+            out.push_str(&text);
+        }
+    }
+    if argi < args.len() {
+        let extra: Vec<String> = args[argi..].iter().map(|v| go_print(v, false)).collect();
+        out.push_str(&format!("%!(EXTRA {})", extra.join(", ")));
+    }
+    Ok(Value::from(out))
 }
 
 fn f_json(args: &[Value]) -> Result<Value, FuncError> {
@@ -603,6 +761,26 @@ mod tests {
             f.render_value_aliased(&v, &[]).unwrap(),
             "[sh -c]|map[a:1 b:2]|<no value>|3| sh -c|3|}}"
         );
+    }
+
+    #[test]
+    fn printf_quotes_and_header_errors() {
+        let f = Format::new(
+            r#"table {{printf "%q|%5s|%%" .Repository .Tag}}\t{{json .}}"#,
+            "",
+        );
+        let out = f.render_rows(&[row("b")], &row("")).unwrap();
+        // The header stops at `json .` (a type error in Go) but keeps its first cell.
+        assert!(
+            out.starts_with("\"REPOSITORY\"|  TAG|%   \n\"b\"|<none>|%           {"),
+            "{out}"
+        );
+        let f = Format::new(
+            r#"{{printf "%-4s|%03d|%.2f|%v|%x|%d" .Repository 7 1.5 .Tag "A" "x"}}"#,
+            "",
+        );
+        let out = f.render_rows(&[row("b")], &row("")).unwrap();
+        assert_eq!(out, "b   |007|1.50|<none>|41|%!d(string=x)\n");
     }
 
     #[test]
