@@ -296,6 +296,17 @@ fn berth_matches_docker_cli() {
             "{{.Repository}} {{upper .Tag}} {{pad .ID 1 1}}|{{truncate .Repository 3}}",
         ],
         &["images", "busybox"],
+        &[
+            "images",
+            "--format",
+            "{{printf \"%-12s|%5s|%q|%d\" .Repository .Tag .Tag .Tag}}",
+        ],
+        &["images", "--format", "table {{.Repository}}\t{{json .}}"],
+        &[
+            "images",
+            "--format",
+            "{{range $i, $e := split .ID \"\"}}{{if lt $i 3}}{{$e}}{{end}}{{end}} {{len .Tag}} {{title .Tag}} {{.Bogus}}",
+        ],
         &["images", "-f", "dangling=true"],
         &["images", "-f", "bad=1"],
         &["images", "a", "b"],
