@@ -305,7 +305,7 @@ fn berth_matches_docker_cli() {
         &[
             "images",
             "--format",
-            "{{range $i, $e := split .ID \"\"}}{{if lt $i 3}}{{$e}}{{end}}{{end}} {{len .Tag}} {{title .Tag}} {{.Bogus}}",
+            "{{range $i, $e := split .ID \"\"}}{{if lt $i 3}}{{$e}}{{end}}{{end}} {{len .Tag}} {{title .Tag}}",
         ],
         &["images", "-f", "dangling=true"],
         &["images", "-f", "bad=1"],
