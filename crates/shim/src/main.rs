@@ -1,0 +1,186 @@
+//! berth-shim: one small process per container. It creates and starts the container through
+//! youki's libcontainer, owns the container's stdio (pipes or the pty master), writes the logs,
+//! serves attach/exec/kill/wait/pause over `<state-dir>/shim.sock`, reaps the init and records
+//! its exit in `<state-dir>/exit.json`.
+//!
+//! Why a separate process: libcontainer clones with raw clone3 and must run in a
+//! single-threaded process, and a container must outlive a daemon restart (live-restore).
+//! So this binary is single-threaded, uses no async runtime, allocates little, and depends on
+//! nothing of the daemon: not its process, not its stdio, not its crates beyond the protocol
+//! (crates/shim-proto, which documents the wire format and the state directory).
+
+mod cgroup;
+mod executor;
+mod logs;
+mod server;
+mod start;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Parsed `berth-shim start` options.
+#[derive(Debug, Clone)]
+pub struct StartOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub state_dir: PathBuf,
+    pub runtime_root: PathBuf,
+    pub tty: bool,
+    pub stdin: bool,
+    /// Create only; start on a `start` request (so attachers can connect first).
+    pub create_only: bool,
+    pub log_driver: LogDriver,
+    pub log_path: Option<PathBuf>,
+    pub log_max_size: Option<u64>,
+    pub log_max_file: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogDriver {
+    JsonFile,
+    None,
+}
+
+/// Every capability (for `exec --privileged`).
+pub fn all_caps() -> libcontainer::oci_spec::runtime::Capabilities {
+    use std::str::FromStr;
+    const NAMES: [&str; 41] = [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    NAMES
+        .iter()
+        .filter_map(|n| libcontainer::oci_spec::runtime::Capability::from_str(n).ok())
+        .collect()
+}
+
+const USAGE: &str = "usage: berth-shim start --id ID --bundle DIR --state-dir DIR --runtime-root DIR \
+[--tty] [--stdin] [--create-only] --log-driver json-file|none [--log-path FILE] \
+[--log-max-size BYTES] [--log-max-file N]";
+
+fn parse(args: &[String]) -> Result<StartOpts, String> {
+    let mut o = StartOpts {
+        id: String::new(),
+        bundle: PathBuf::new(),
+        state_dir: PathBuf::new(),
+        runtime_root: PathBuf::from("/run/berth/runtime"),
+        tty: false,
+        stdin: false,
+        create_only: false,
+        log_driver: LogDriver::JsonFile,
+        log_path: None,
+        log_max_size: None,
+        log_max_file: 1,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = |name: &str| -> Result<String, String> {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("flag needs an argument: {name}"))
+        };
+        match a.as_str() {
+            "--id" => o.id = val(a)?,
+            "--bundle" => o.bundle = val(a)?.into(),
+            "--state-dir" => o.state_dir = val(a)?.into(),
+            "--runtime-root" => o.runtime_root = val(a)?.into(),
+            "--tty" => o.tty = true,
+            "--stdin" => o.stdin = true,
+            "--create-only" => o.create_only = true,
+            "--log-driver" => {
+                o.log_driver = match val(a)?.as_str() {
+                    "json-file" => LogDriver::JsonFile,
+                    "none" => LogDriver::None,
+                    d => return Err(format!("unsupported log driver: {d}")),
+                }
+            }
+            "--log-path" => o.log_path = Some(val(a)?.into()),
+            "--log-max-size" => {
+                o.log_max_size = Some(
+                    val(a)?
+                        .parse()
+                        .map_err(|_| "--log-max-size: not a number of bytes".to_string())?,
+                )
+            }
+            "--log-max-file" => {
+                o.log_max_file = val(a)?
+                    .parse()
+                    .map_err(|_| "--log-max-file: not a number".to_string())?
+            }
+            other => return Err(format!("unknown flag: {other}")),
+        }
+    }
+    if o.id.is_empty() || o.bundle.as_os_str().is_empty() || o.state_dir.as_os_str().is_empty() {
+        return Err("--id, --bundle and --state-dir are required".into());
+    }
+    if o.log_driver == LogDriver::JsonFile && o.log_path.is_none() {
+        return Err("--log-path is required with the json-file log driver".into());
+    }
+    // paths are used after chdir(state dir): make them absolute now
+    let abs = |p: &PathBuf| -> Result<PathBuf, String> {
+        std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    o.bundle = abs(&o.bundle)?;
+    o.state_dir = abs(&o.state_dir)?;
+    o.runtime_root = abs(&o.runtime_root)?;
+    if let Some(p) = &o.log_path {
+        o.log_path = Some(abs(p)?);
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("start") => match parse(&args[1..]) {
+            Ok(o) => ExitCode::from(start::run(o) as u8),
+            Err(e) => {
+                eprintln!("berth-shim: {e}\n{USAGE}");
+                ExitCode::from(125)
+            }
+        },
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(125)
+        }
+    }
+}

@@ -1,0 +1,364 @@
+//! `berth-shim start`: fork, detach (new session, stdio to /dev/null), create (and start) the
+//! container, report the result to the caller through a pipe, then serve.
+
+use std::fs::File;
+use std::io::{BufRead, IoSliceMut, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use berth_shim_proto::{self as proto, StartErrorKind, StartResult};
+use libcontainer::container::Container;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::fcntl::OFlag;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+use nix::unistd::{ForkResult, Pid};
+
+use crate::executor::DockerExecutor;
+use crate::server::{ContainerIo, Shim};
+use crate::{LogDriver, StartOpts};
+
+/// Errors while bringing a container up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Io(String),
+    #[error("{message}")]
+    Runtime {
+        kind: StartErrorKind,
+        message: String,
+    },
+}
+
+impl StartError {
+    fn kind(&self) -> StartErrorKind {
+        match self {
+            StartError::Io(_) => StartErrorKind::Other,
+            StartError::Runtime { kind, .. } => *kind,
+        }
+    }
+}
+
+fn io_err(what: &str) -> impl FnOnce(std::io::Error) -> StartError + '_ {
+    move |e| StartError::Io(format!("{what}: {e}"))
+}
+
+fn nix_err(what: &str) -> impl FnOnce(nix::Error) -> StartError + '_ {
+    move |e| StartError::Io(format!("{what}: {e}"))
+}
+
+/// Turns a libcontainer error (with its whole source chain) into Docker's wording and class.
+pub fn runtime_error(e: &dyn std::error::Error) -> StartError {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !msg.contains(&t) {
+            msg.push_str(": ");
+            msg.push_str(&t);
+        }
+        src = s.source();
+    }
+    // our executor's message is what Docker users expect; keep it unwrapped
+    let message = match msg.find("exec: \"") {
+        Some(i) => msg[i..].trim_end().to_string(),
+        None => msg,
+    };
+    StartError::Runtime {
+        kind: proto::classify_exec_error(&message),
+        message,
+    }
+}
+
+/// Entry of `berth-shim start`; returns the caller's exit status.
+pub fn run(o: StartOpts) -> i32 {
+    let (r, w) = match nix::unistd::pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => return report_local(&format!("pipe: {e}")),
+    };
+    // SAFETY: single-threaded here (nothing has spawned threads yet).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => report_local(&format!("fork: {e}")),
+        Ok(ForkResult::Parent { .. }) => {
+            drop(w);
+            // The shim writes exactly one JSON line (or dies). Read only that line: a created
+            // container's init still holds a copy of the pipe until it execs.
+            let mut s = String::new();
+            let _ = std::io::BufReader::new(File::from(r)).read_line(&mut s);
+            let res: StartResult = serde_json::from_str(s.trim()).unwrap_or(StartResult::Failed {
+                kind: StartErrorKind::Other,
+                message: format!("shim exited without reporting ({})", s.trim()),
+            });
+            let line = serde_json::to_string(&res).unwrap_or_default();
+            println!("{line}");
+            match res {
+                StartResult::Started { .. } => 0,
+                StartResult::Failed { kind, message } => {
+                    eprintln!("{message}");
+                    kind.exit_code()
+                }
+            }
+        }
+        Ok(ForkResult::Child) => {
+            drop(r);
+            let mut report = File::from(w);
+            let code = match shim_main(&o, &mut report) {
+                Ok(mut shim) => {
+                    drop(report);
+                    shim.serve();
+                    0
+                }
+                Err(e) => {
+                    let res = StartResult::Failed {
+                        kind: e.kind(),
+                        message: e.to_string(),
+                    };
+                    let _ = writeln!(
+                        report,
+                        "{}",
+                        serde_json::to_string(&res).unwrap_or_default()
+                    );
+                    1
+                }
+            };
+            std::process::exit(code)
+        }
+    }
+}
+
+fn report_local(msg: &str) -> i32 {
+    let res = StartResult::Failed {
+        kind: StartErrorKind::Other,
+        message: msg.to_string(),
+    };
+    println!("{}", serde_json::to_string(&res).unwrap_or_default());
+    eprintln!("{msg}");
+    125
+}
+
+/// Detach from the caller: own session, cwd = state dir, stdio to /dev/null (stderr to
+/// `shim.log` for diagnostics), so nothing ties us to the daemon's process or terminal.
+fn detach(state_dir: &Path) -> Result<(), StartError> {
+    nix::unistd::setsid().map_err(nix_err("setsid"))?;
+    std::env::set_current_dir(state_dir).map_err(io_err("chdir state dir"))?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(io_err("open /dev/null"))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join("shim.log"))
+        .map_err(io_err("open shim.log"))?;
+    for (fd, src) in [
+        (0, null.as_raw_fd()),
+        (1, null.as_raw_fd()),
+        (2, log.as_raw_fd()),
+    ] {
+        nix::unistd::dup2(src, fd).map_err(nix_err("dup2"))?;
+    }
+    Ok(())
+}
+
+fn nonblocking(fd: RawFd) -> Result<(), StartError> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let fl = fcntl(fd, FcntlArg::F_GETFL).map_err(nix_err("fcntl"))?;
+    fcntl(
+        fd,
+        FcntlArg::F_SETFL(OFlag::from_bits_truncate(fl) | OFlag::O_NONBLOCK),
+    )
+    .map_err(nix_err("fcntl"))?;
+    Ok(())
+}
+
+pub fn pipe() -> Result<(File, File), StartError> {
+    let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(nix_err("pipe"))?;
+    Ok((File::from(r), File::from(w)))
+}
+
+/// Our end of a stdio pipe / pty: non-blocking, close-on-exec.
+pub fn our_end(f: File) -> Result<File, StartError> {
+    nonblocking(f.as_raw_fd())?;
+    Ok(f)
+}
+
+/// Binds a unix socket at a name relative to the cwd (the state dir), sidestepping the
+/// 108-byte sun_path limit for deep state directories.
+pub fn bind_relative(name: &str) -> Result<UnixListener, StartError> {
+    let _ = std::fs::remove_file(name);
+    UnixListener::bind(name).map_err(io_err("bind socket"))
+}
+
+/// Receives the pty master libcontainer's init sends over the console socket.
+pub fn recv_pty(listener: &UnixListener) -> Result<File, StartError> {
+    let (conn, _) = listener.accept().map_err(io_err("accept console socket"))?;
+    let mut buf = [0u8; 256];
+    let mut iov = [IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .map_err(nix_err("recvmsg console socket"))?;
+    for c in msg.cmsgs().map_err(nix_err("cmsgs"))? {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed this descriptor for us via SCM_RIGHTS.
+            return Ok(File::from(unsafe { OwnedFd::from_raw_fd(*fd) }));
+        }
+    }
+    Err(StartError::Io("no pty received on console socket".into()))
+}
+
+pub fn builder(o_id: &str, root: &Path) -> Result<ContainerBuilder, StartError> {
+    ContainerBuilder::new(o_id.to_string(), SyscallType::default())
+        .with_executor(DockerExecutor)
+        .with_root_path(root)
+        .map_err(|e| runtime_error(&e))
+}
+
+/// Removes whatever libcontainer left of a container that failed to come up.
+pub fn cleanup_failed(root: &Path, id: &str) {
+    let dir = root.join(id);
+    if let Ok(mut c) = Container::load(dir.clone()) {
+        let _ = c.delete(true);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp: PathBuf = {
+        let mut p = path.as_os_str().to_owned();
+        p.push(".tmp");
+        p.into()
+    };
+    let mut f = File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
+    detach(&o.state_dir)?;
+    std::fs::create_dir_all(&o.runtime_root).map_err(io_err("create runtime root"))?;
+    let _ = std::fs::remove_file(o.state_dir.join(proto::EXIT_FILE));
+
+    let spec = libcontainer::oci_spec::runtime::Spec::load(o.bundle.join("config.json"))
+        .map_err(|e| StartError::Io(format!("load config.json: {e}")))?;
+    let listener = bind_relative(proto::SOCKET_NAME)?;
+
+    let log = match (o.log_driver, &o.log_path) {
+        (LogDriver::JsonFile, Some(p)) => Some(
+            crate::logs::JsonFileLog::open(p.clone(), o.log_max_size, o.log_max_file)
+                .map_err(io_err("open log file"))?,
+        ),
+        _ => None,
+    };
+
+    let mut b = builder(&o.id, &o.runtime_root)?;
+    let mut console = None;
+    let mut io = ContainerIo::default();
+    if o.tty {
+        let l = bind_relative("console.sock")?;
+        b = b.with_console_socket(Some(o.state_dir.join("console.sock")));
+        console = Some(l);
+    } else {
+        let (or, ow) = pipe()?;
+        let (er, ew) = pipe()?;
+        b = b.with_stdout(ow).with_stderr(ew);
+        io.stdout = Some(our_end(or)?);
+        io.stderr = Some(our_end(er)?);
+        if o.stdin {
+            let (ir, iw) = pipe()?;
+            b = b.with_stdin(ir);
+            io.stdin = Some(our_end(iw)?);
+        }
+    }
+
+    let mut container = match b
+        .as_init(&o.bundle)
+        .with_systemd(false)
+        .with_detach(true)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            cleanup_failed(&o.runtime_root, &o.id);
+            return Err(runtime_error(&e));
+        }
+    };
+    let _ = std::fs::remove_file("console.sock");
+    if let Some(l) = console {
+        match recv_pty(&l) {
+            Ok(m) => {
+                let m = our_end(m)?;
+                if o.stdin {
+                    io.stdin = Some(m.try_clone().map_err(io_err("dup pty"))?);
+                }
+                io.pty = Some(m);
+            }
+            Err(e) => {
+                let _ = container.delete(true);
+                cleanup_failed(&o.runtime_root, &o.id);
+                return Err(e);
+            }
+        }
+    }
+    let init_pid = match container.pid() {
+        Some(p) => p,
+        None => {
+            let _ = container.delete(true);
+            return Err(StartError::Io("container has no init pid".into()));
+        }
+    };
+    if !o.create_only
+        && let Err(e) = container.start()
+    {
+        let _ = nix::sys::signal::kill(init_pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(init_pid, None);
+        let _ = container.delete(true);
+        cleanup_failed(&o.runtime_root, &o.id);
+        return Err(runtime_error(&e));
+    }
+
+    let me = nix::unistd::getpid();
+    let pidfiles = write_atomic(
+        &o.state_dir.join(proto::SHIM_PID_FILE),
+        me.to_string().as_bytes(),
+    )
+    .and_then(|_| {
+        write_atomic(
+            &o.state_dir.join(proto::INIT_PID_FILE),
+            init_pid.to_string().as_bytes(),
+        )
+    });
+    let shim = Shim::new(o, spec, container, init_pid, io, log, listener);
+    let shim = match (pidfiles, shim) {
+        (Ok(()), Ok(s)) => s,
+        (Err(e), _) => {
+            kill_and_delete(o, init_pid);
+            return Err(StartError::Io(format!("write pid files: {e}")));
+        }
+        (_, Err(e)) => {
+            kill_and_delete(o, init_pid);
+            return Err(e);
+        }
+    };
+    let ok = StartResult::Started {
+        shim_pid: me.as_raw(),
+        init_pid: init_pid.as_raw(),
+    };
+    let _ = writeln!(report, "{}", serde_json::to_string(&ok).unwrap_or_default());
+    Ok(shim)
+}
+
+fn kill_and_delete(o: &StartOpts, pid: Pid) {
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pid, None);
+    cleanup_failed(&o.runtime_root, &o.id);
+}

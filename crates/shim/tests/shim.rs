@@ -1,0 +1,538 @@
+//! Real-kernel tests of berth-shim: a busybox bundle, a spec from berth-runtime, `berth-shim
+//! start`, then the control socket. Needs root (namespaces, cgroups) and busybox-static.
+//! Each test has its own tempdir, container id and runtime root, and cleans up on failure.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use berth_runtime::{ContainerSpecInput, Resources, container_spec};
+use berth_shim_proto::{
+    ExecExit, ExecSpec, ExitInfo, FRAME_EXIT, Reply, Request, StartErrorKind, StartResult, Status,
+    parse_frame_header,
+};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+fn can_run() -> bool {
+    if !nix::unistd::geteuid().is_root() || !Path::new(BUSYBOX).exists() {
+        eprintln!("skipping: needs root and busybox-static");
+        return false;
+    }
+    true
+}
+
+/// A busybox rootfs: /bin/busybox plus one symlink per applet.
+fn make_rootfs(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    let list = Command::new(BUSYBOX).arg("--list").output().unwrap();
+    for name in String::from_utf8_lossy(&list.stdout).lines() {
+        if name != "busybox" {
+            let _ = std::os::unix::fs::symlink("busybox", bin.join(name));
+        }
+    }
+    for d in ["etc", "proc", "sys", "dev", "tmp", "root"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    id: String,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        make_rootfs(&dir.path().join("rootfs"));
+        for d in ["bundle", "state", "rt"] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("hosts"), "127.0.0.1 localhost\n").unwrap();
+        std::fs::write(dir.path().join("hostname"), "testhost\n").unwrap();
+        std::fs::write(dir.path().join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+        Fixture {
+            id: format!("shimtest-{name}-{}", std::process::id()),
+            dir,
+        }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn input(&self, args: &[&str]) -> ContainerSpecInput {
+        ContainerSpecInput {
+            id: self.id.clone(),
+            rootfs: self.p("rootfs"),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            hostname: "testhost".into(),
+            hosts_path: Some(self.p("hosts")),
+            hostname_path: Some(self.p("hostname")),
+            resolv_conf_path: Some(self.p("resolv.conf")),
+            ..Default::default()
+        }
+    }
+
+    fn write_spec(&self, cfg: &ContainerSpecInput) {
+        let spec = container_spec(cfg).unwrap();
+        std::fs::write(
+            self.p("bundle/config.json"),
+            serde_json::to_vec_pretty(&spec).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// Runs `berth-shim start`; returns its exit status and result.
+    fn start(&self, extra: &[&str]) -> (i32, StartResult) {
+        let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+            .arg("start")
+            .args(["--id", &self.id])
+            .arg("--bundle")
+            .arg(self.p("bundle"))
+            .arg("--state-dir")
+            .arg(self.p("state"))
+            .arg("--runtime-root")
+            .arg(self.p("rt"))
+            .args(["--log-driver", "json-file", "--log-path"])
+            .arg(self.p("log.json"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let res: StartResult = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "bad start output {stdout:?} ({e}); stderr {:?}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        (out.status.code().unwrap_or(-1), res)
+    }
+
+    fn started(&self, extra: &[&str]) -> i32 {
+        match self.start(extra) {
+            (0, StartResult::Started { init_pid, .. }) => init_pid,
+            other => panic!("start failed: {other:?}; shim.log: {}", self.shim_log()),
+        }
+    }
+
+    fn shim_log(&self) -> String {
+        std::fs::read_to_string(self.p("state/shim.log")).unwrap_or_default()
+    }
+
+    fn connect(&self, req: &Request) -> (BufReader<UnixStream>, Reply) {
+        let mut s = UnixStream::connect(self.p("state/shim.sock")).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut line = serde_json::to_vec(req).unwrap();
+        line.push(b'\n');
+        s.write_all(&line).unwrap();
+        let mut r = BufReader::new(s);
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        let reply: Reply = serde_json::from_str(reply.trim())
+            .unwrap_or_else(|e| panic!("bad reply {reply:?}: {e}"));
+        (r, reply)
+    }
+
+    fn request(&self, req: &Request) -> Reply {
+        self.connect(req).1
+    }
+
+    fn wait(&self) -> ExitInfo {
+        match self.request(&Request::Wait) {
+            Reply::Exit(x) => x,
+            other => panic!("wait: {other:?}"),
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // kill whatever is left, then remove the cgroups and libcontainer state
+        for f in ["state/init.pid", "state/shim.pid"] {
+            if let Ok(p) = std::fs::read_to_string(self.p(f))
+                && let Ok(pid) = p.trim().parse::<i32>()
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in rd.flatten() {
+                let d = c.path().join("berth").join(&self.id);
+                if d.exists() {
+                    let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+                    let _ = std::fs::remove_dir(&d);
+                }
+            }
+        }
+    }
+}
+
+/// Reads frames until EOF; returns (stdout, stderr, exec exit).
+fn read_frames(r: &mut impl Read) -> (String, String, Option<ExecExit>) {
+    let (mut out, mut err, mut exit) = (Vec::new(), Vec::new(), None);
+    loop {
+        let mut h = [0u8; 8];
+        if r.read_exact(&mut h).is_err() {
+            break;
+        }
+        let (kind, len) = parse_frame_header(&h).expect("frame header");
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).unwrap();
+        match kind {
+            1 => out.extend(body),
+            2 => err.extend(body),
+            FRAME_EXIT => exit = Some(serde_json::from_slice(&body).unwrap()),
+            k => panic!("unexpected frame kind {k}"),
+        }
+    }
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        String::from_utf8_lossy(&err).into_owned(),
+        exit,
+    )
+}
+
+#[test]
+fn attach_reads_echo_and_logs_json_file() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("echo");
+    f.write_spec(&f.input(&["sh", "-c", "echo hi; echo oops >&2"]));
+    f.started(&["--create-only"]);
+    let (mut a, reply) = f.connect(&Request::Attach {
+        stdin: false,
+        stdout: true,
+        stderr: true,
+        stdin_once: false,
+    });
+    assert_eq!(reply, Reply::Ok);
+    // a second attacher at the same time
+    let (mut b, _) = f.connect(&Request::Attach {
+        stdin: false,
+        stdout: true,
+        stderr: false,
+        stdin_once: false,
+    });
+    assert_eq!(f.request(&Request::Start), Reply::Ok);
+    let (out, err, _) = read_frames(&mut a);
+    assert_eq!(out, "hi\n");
+    assert_eq!(err, "oops\n");
+    let (out2, err2, _) = read_frames(&mut b);
+    assert_eq!((out2.as_str(), err2.as_str()), ("hi\n", ""));
+    let x = f.wait();
+    assert_eq!(x.exit_code, 0);
+    assert!(!x.oom_killed);
+    assert!(
+        x.finished_at.ends_with('Z') && x.finished_at.len() == 30,
+        "{x:?}"
+    );
+    // exit.json was written before the waiter was told
+    let on_disk: ExitInfo =
+        serde_json::from_slice(&std::fs::read(f.p("state/exit.json")).unwrap()).unwrap();
+    assert_eq!(on_disk, x);
+
+    let log = std::fs::read_to_string(f.p("log.json")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    let hi = lines
+        .iter()
+        .find(|l| l.contains("stdout"))
+        .expect("stdout line");
+    assert!(
+        hi.starts_with(r#"{"log":"hi\n","stream":"stdout","time":"20"#),
+        "{hi}"
+    );
+    assert!(hi.ends_with("Z\"}"));
+    let v: serde_json::Value = serde_json::from_str(hi).unwrap();
+    assert_eq!(v["log"], "hi\n");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(r#"{"log":"oops\n","stream":"stderr""#))
+    );
+    // the libcontainer state and the cgroup are gone
+    assert!(!f.p("rt").join(&f.id).exists());
+    assert!(
+        !Path::new("/sys/fs/cgroup/memory/berth")
+            .join(&f.id)
+            .exists()
+    );
+}
+
+#[test]
+fn exit_code_and_timing() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("exit3");
+    f.write_spec(&f.input(&["sh", "-c", "exit 3"]));
+    f.started(&[]);
+    assert_eq!(f.wait().exit_code, 3);
+
+    // create+start+wait for `true`, measured (printed, not asserted)
+    let mut times = Vec::new();
+    for i in 0..5 {
+        let g = Fixture::new(&format!("true{i}"));
+        g.write_spec(&g.input(&["true"]));
+        let t0 = Instant::now();
+        g.started(&[]);
+        let started = t0.elapsed();
+        let x = match UnixStream::connect(g.p("state/shim.sock")) {
+            Ok(_) => g.wait(),
+            // already gone: the exit file is the record
+            Err(_) => {
+                serde_json::from_slice(&std::fs::read(g.p("state/exit.json")).unwrap()).unwrap()
+            }
+        };
+        let total = t0.elapsed();
+        assert_eq!(x.exit_code, 0);
+        times.push((started, total));
+    }
+    for (s, t) in &times {
+        println!(
+            "berth-shim `true`: start returned after {:.1} ms, exit known after {:.1} ms",
+            s.as_secs_f64() * 1e3,
+            t.as_secs_f64() * 1e3
+        );
+    }
+}
+
+#[test]
+fn missing_and_non_executable_commands_are_distinguishable() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("nosuch");
+    f.write_spec(&f.input(&["nosuch"]));
+    let (code, res) = f.start(&[]);
+    assert_eq!(code, 127, "{res:?}");
+    match res {
+        StartResult::Failed { kind, message } => {
+            assert_eq!(kind, StartErrorKind::NotFound);
+            assert_eq!(
+                message,
+                r#"exec: "nosuch": executable file not found in $PATH"#
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!f.p("rt").join(&f.id).exists());
+
+    let g = Fixture::new("noexec");
+    g.write_spec(&g.input(&["/etc/passwd"]));
+    let (code, res) = g.start(&[]);
+    assert_eq!(code, 126, "{res:?}");
+    assert!(matches!(
+        res,
+        StartResult::Failed {
+            kind: StartErrorKind::PermissionDenied,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn tty_echoes_input() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("tty");
+    let mut cfg = f.input(&["cat"]);
+    cfg.tty = true;
+    f.write_spec(&cfg);
+    f.started(&["--tty", "--stdin"]);
+    let (mut a, reply) = f.connect(&Request::Attach {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        stdin_once: true,
+    });
+    assert_eq!(reply, Reply::Ok);
+    assert_eq!(
+        f.request(&Request::Resize {
+            exec: None,
+            height: 40,
+            width: 100
+        }),
+        Reply::Ok
+    );
+    a.get_mut().write_all(b"hello\n").unwrap();
+    // the tty echoes the line, then cat prints it: two "hello\r\n"
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let mut h = [0u8; 8];
+        a.read_exact(&mut h).unwrap();
+        let (kind, len) = parse_frame_header(&h).unwrap();
+        assert_eq!(kind, 1);
+        let mut body = vec![0u8; len];
+        a.read_exact(&mut body).unwrap();
+        seen.extend(body);
+        if String::from_utf8_lossy(&seen).matches("hello\r\n").count() >= 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&seen).matches("hello\r\n").count(),
+        2,
+        "{:?}",
+        String::from_utf8_lossy(&seen)
+    );
+    // ^D ends cat
+    a.get_mut().write_all(b"\x04").unwrap();
+    let _ = read_frames(&mut a);
+    assert_eq!(f.wait().exit_code, 0);
+    let log = std::fs::read_to_string(f.p("log.json")).unwrap();
+    assert!(
+        log.contains(r#"{"log":"hello\r\n","stream":"stdout""#),
+        "{log}"
+    );
+}
+
+#[test]
+fn exec_pause_kill_in_running_container() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("exec");
+    f.write_spec(&f.input(&["sleep", "1000"]));
+    let init = f.started(&[]);
+    match f.request(&Request::State) {
+        Reply::State {
+            status,
+            pid,
+            shim_pid,
+            ..
+        } => {
+            assert_eq!(status, Status::Running);
+            assert_eq!(pid, init);
+            let status = std::fs::read_to_string(format!("/proc/{shim_pid}/status")).unwrap();
+            let rss = status
+                .lines()
+                .find(|l| l.starts_with("VmRSS"))
+                .unwrap_or("")
+                .to_string();
+            let pss = std::fs::read_to_string(format!("/proc/{shim_pid}/smaps_rollup"))
+                .unwrap_or_default()
+                .lines()
+                .find(|l| l.starts_with("Pss:"))
+                .unwrap_or("")
+                .to_string();
+            println!("berth-shim memory: {rss} / {pss}");
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let exec = |id: &str, args: &[&str]| {
+        f.connect(&Request::Exec(ExecSpec {
+            id: id.into(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            env: vec!["FOO=bar".into()],
+            ..Default::default()
+        }))
+    };
+    let (mut r, reply) = exec(
+        "e1",
+        &[
+            "sh",
+            "-c",
+            "echo out $FOO $(hostname); echo err >&2; exit 7",
+        ],
+    );
+    assert!(matches!(reply, Reply::ExecStarted { .. }), "{reply:?}");
+    let (out, err, exit) = read_frames(&mut r);
+    assert_eq!(out, "out bar testhost\n");
+    assert_eq!(err, "err\n");
+    assert_eq!(exit, Some(ExecExit { exit_code: 7 }));
+    match f.request(&Request::ExecState { id: "e1".into() }) {
+        Reply::ExecState {
+            running, exit_code, ..
+        } => assert_eq!((running, exit_code), (false, Some(7))),
+        other => panic!("{other:?}"),
+    }
+    let (_, reply) = exec("e2", &["nosuch"]);
+    assert!(
+        matches!(&reply, Reply::Error { kind: StartErrorKind::NotFound, message } if message.contains("executable file not found")),
+        "{reply:?}"
+    );
+
+    // exec with stdin
+    let (mut r, reply) = f.connect(&Request::Exec(ExecSpec {
+        id: "e3".into(),
+        args: vec!["cat".into()],
+        stdin: true,
+        ..Default::default()
+    }));
+    assert!(matches!(reply, Reply::ExecStarted { .. }));
+    r.get_mut().write_all(b"piped\n").unwrap();
+    r.get_mut().shutdown(std::net::Shutdown::Write).unwrap();
+    let (out, _, exit) = read_frames(&mut r);
+    assert_eq!(out, "piped\n");
+    assert_eq!(exit, Some(ExecExit { exit_code: 0 }));
+
+    assert_eq!(f.request(&Request::Pause), Reply::Ok);
+    assert!(matches!(
+        f.request(&Request::State),
+        Reply::State {
+            status: Status::Paused,
+            ..
+        }
+    ));
+    assert_eq!(f.request(&Request::Resume), Reply::Ok);
+
+    // a waiter parked before the exit gets it
+    let mut s = UnixStream::connect(f.p("state/shim.sock")).unwrap();
+    s.write_all(b"{\"op\":\"wait\"}\n").unwrap();
+    assert_eq!(
+        f.request(&Request::Kill {
+            signal: 9,
+            all: false
+        }),
+        Reply::Ok
+    );
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    match serde_json::from_str::<Reply>(line.trim()).unwrap() {
+        Reply::Exit(x) => assert_eq!(x.exit_code, 137),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn oom_is_recorded() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("oom");
+    let mut cfg = f.input(&[
+        "sh",
+        "-c",
+        "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived",
+    ]);
+    cfg.resources = Resources {
+        memory: 32 << 20,
+        memory_swap: 32 << 20,
+        ..Default::default()
+    };
+    f.write_spec(&cfg);
+    f.started(&[]);
+    let x = f.wait();
+    assert!(x.oom_killed, "{x:?}");
+    assert_eq!(x.exit_code, 137);
+}
