@@ -170,7 +170,7 @@ pub async fn list(client: &Client, _path: &str, a: ImagesArgs) -> Result<(), Cli
     } else {
         a.format.as_str()
     };
-    let fmt = Format::new(user, default);
+    let fmt = Format::new(user, default).typed("*formatter.imageContext");
     let rows = image_rows(&images, a.digests, !a.no_trunc);
     let header = image_row(&Ordered::Null, "", "", "", true);
     out(&fmt.render_rows(&rows, &header).map_err(CliError::msg)?)
@@ -317,7 +317,7 @@ pub async fn history(client: &Client, a: HistoryArgs) -> Result<(), CliError> {
         a.format.as_str()
     };
     let rows: Vec<Row> = entries.iter().map(row).collect();
-    let fmt = Format::new(user, default);
+    let fmt = Format::new(user, default).typed("*image.historyContext");
     out(&fmt
         .render_rows(&rows, &row(&Ordered::Null))
         .map_err(CliError::msg)?)

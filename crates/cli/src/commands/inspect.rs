@@ -116,6 +116,10 @@ pub async fn run(
             format!("{}\n", indent(&joined, "    "))
         };
     }
+    if tmpl.is_some() && text.is_empty() {
+        // docker's template inspector writes a bare newline when nothing rendered.
+        text.push('\n');
+    }
     out(&text)?;
     if errs.is_empty() {
         Ok(())

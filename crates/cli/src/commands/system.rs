@@ -134,10 +134,14 @@ pub async fn version(client: Result<Client, CliError>, a: VersionArgs) -> Result
     let server = server.unwrap_or(Ordered::Null);
     if !a.format.is_empty() {
         let doc = Ordered::Object(vec![("Client".into(), cv), ("Server".into(), server)]);
-        let f = Format::new(&a.format, "");
-        let text = f
-            .render_value_aliased(&doc, VERSION_ALIASES)
-            .map_err(CliError::msg)?;
+        let f = Format::new(&a.format, "")
+            .typed("system.versionInfo")
+            .errors("", "version");
+        let text = f.render_value_aliased(&doc, VERSION_ALIASES).map_err(|e| {
+            // docker still ends the (empty) output with its newline.
+            let _ = out("\n");
+            CliError::msg(e)
+        })?;
         return out(&format!("{text}\n"));
     }
     let mut t = client_version_text(&cv);
@@ -240,10 +244,17 @@ pub async fn info(
                 ("Warnings".into(), Ordered::Null),
             ]),
         ));
-        let f = Format::new(&a.format, "");
+        let f = Format::new(&a.format, "")
+            .typed("system.berthInfo")
+            .errors("", "");
+        // A typed struct on docker's side: JSON keeps the daemon's field order.
         let text = f
-            .render_value(&Ordered::Object(doc))
-            .map_err(CliError::msg)?;
+            .render_value_aliased(&Ordered::Object(doc), &[])
+            .map_err(|e| {
+                // docker still ends the (empty) output with its newline.
+                let _ = out("\n");
+                CliError::msg(e)
+            })?;
         return out(&format!("{text}\n"));
     }
     let mut t = client_info_text(debug);
@@ -553,7 +564,7 @@ pub async fn df(client: &Client, a: DfArgs) -> Result<(), CliError> {
     } else {
         a.format.as_str()
     };
-    let f = Format::new(user, default);
+    let f = Format::new(user, default).typed("*formatter.diskUsageImagesContext");
     out(&f.render_rows(&rows, &rows[0]).map_err(CliError::msg)?)
 }
 
@@ -908,7 +919,11 @@ pub async fn events(client: &Client, a: EventsArgs) -> Result<(), CliError> {
     } else {
         format!("/events?{}", q.join("&"))
     };
-    let tmpl = (!a.format.is_empty()).then(|| Format::new(&a.format, ""));
+    let tmpl = (!a.format.is_empty()).then(|| {
+        Format::new(&a.format, "")
+            .typed("*events.Message")
+            .errors("Error parsing format: ", "")
+    });
     let body = client.get_stream(&path).await?;
     let mut stream = BodyStream::new(body);
     let mut buf: Vec<u8> = Vec::new();
@@ -927,10 +942,11 @@ pub async fn events(client: &Client, a: EventsArgs) -> Result<(), CliError> {
             let ev = Ordered::parse(&line).map_err(|e| CliError::msg(e.to_string()))?;
             let text = match &tmpl {
                 None => pretty_event(&ev),
+                // docker exits 64 on a template it cannot execute.
                 Some(t) => format!(
                     "{}\n",
                     t.render_value_aliased(&ev, EVENT_ALIASES)
-                        .map_err(CliError::msg)?
+                        .map_err(|e| CliError::new(e, 64))?
                 ),
             };
             out(&text)?;

@@ -48,6 +48,11 @@ impl Row {
 pub struct Format {
     table: bool,
     text: String,
+    /// Go type named in "can't evaluate field" errors, e.g. `*formatter.imageContext`.
+    type_name: &'static str,
+    /// How the command words its template errors: prefix and template name.
+    err_prefix: &'static str,
+    tmpl_name: &'static str,
 }
 
 impl Format {
@@ -70,7 +75,26 @@ impl Format {
             .trim_matches(' ')
             .replace("\\t", "\t")
             .replace("\\n", "\n");
-        Format { table, text }
+        Format {
+            table,
+            text,
+            type_name: "",
+            err_prefix: "template parsing error: ",
+            tmpl_name: "",
+        }
+    }
+
+    /// Name the Go type docker's formatter context has, for its error messages.
+    pub fn typed(mut self, type_name: &'static str) -> Format {
+        self.type_name = type_name;
+        self
+    }
+
+    /// The error prefix and template name a command uses ("Error parsing format: ", "version").
+    pub fn errors(mut self, prefix: &'static str, tmpl_name: &'static str) -> Format {
+        self.err_prefix = prefix;
+        self.tmpl_name = tmpl_name;
+        self
     }
 
     /// Render rows: a header first for tables, then one template execution + "\n" per row.
@@ -78,7 +102,7 @@ impl Format {
         let tmpl = parse(&self.text, false)?;
         let mut body = String::new();
         for r in rows {
-            body.push_str(&exec(&tmpl, &r.value())?);
+            body.push_str(&exec(&tmpl, &r.value()).map_err(|e| self.explain(e))?);
             body.push('\n');
         }
         if !self.table {
@@ -108,7 +132,7 @@ impl Format {
         let tmpl = parse(&self.text, false)?;
         KEY_ORDER.with(|m| m.borrow_mut().clear());
         RAW_MODE.with(|m| m.set(true));
-        let r = exec(&tmpl, &from_json_strict(v));
+        let r = exec(&tmpl, &from_json_strict(v)).map_err(|e| self.explain(e));
         RAW_MODE.with(|m| m.set(false));
         r
     }
@@ -123,7 +147,27 @@ impl Format {
     ) -> Result<String, String> {
         let tmpl = parse(&self.text, false)?;
         let value = from_json_aliased(v, aliases);
-        exec(&tmpl, &value)
+        RAW_MODE.with(|m| m.set(true));
+        let r = exec(&tmpl, &value).map_err(|e| self.explain(e));
+        RAW_MODE.with(|m| m.set(false));
+        r
+    }
+
+    /// docker's wording for a missing field, with Go's line:column of the field node.
+    fn explain(&self, e: ExecFailure) -> String {
+        match e {
+            ExecFailure::Other(m) => format!("{}{m}", self.err_prefix),
+            ExecFailure::NoField(field) => {
+                let (line, col, node) = locate(&self.text, &field);
+                let why = if self.type_name.is_empty() {
+                    format!("map has no entry for key \"{field}\"")
+                } else {
+                    format!("can't evaluate field {field} in type {}", self.type_name)
+                };
+                let (p, n) = (self.err_prefix, self.tmpl_name);
+                format!("{p}template: {n}:{line}:{col}: executing \"{n}\" at <{node}>: {why}")
+            }
+        }
     }
 }
 
@@ -277,20 +321,51 @@ fn parse(text: &str, header: bool) -> Result<Template, String> {
     Ok(t)
 }
 
-fn exec(t: &Template, v: &Value) -> Result<String, String> {
+enum ExecFailure {
+    NoField(String),
+    Other(String),
+}
+
+fn exec(t: &Template, v: &Value) -> Result<String, ExecFailure> {
     t.render(&Context::from(v.clone())).map_err(|e| {
         let msg = e.to_string();
-        // gtmpl says "no field X for <whole value>"; docker says this.
+        // gtmpl says "no field X for <whole value>".
         match msg
             .split_once("no field ")
             .and_then(|(_, r)| r.split_once(" for "))
         {
-            Some((field, _)) => {
-                format!("template parsing error: map has no entry for key \"{field}\"")
-            }
-            None => format!("template parsing error: {msg}"),
+            Some((field, _)) => ExecFailure::NoField(field.to_string()),
+            None => ExecFailure::Other(msg),
         }
     })
+}
+
+/// Where `.field` sits in the template, as Go's exec errors report it: 1-based line, 0-based
+/// byte column of the last field of the chain, and the whole chain (`.Nope.X`).
+fn locate(text: &str, field: &str) -> (usize, usize, String) {
+    let needle = format!(".{field}");
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = text[from..].find(&needle).map(|i| i + from) {
+        let mut end = i + needle.len();
+        if bytes.get(end).is_some_and(|c| ident(*c)) {
+            from = end;
+            continue;
+        }
+        let mut start = i;
+        while start > 0 && (ident(bytes[start - 1]) || matches!(bytes[start - 1], b'.' | b'$')) {
+            start -= 1;
+        }
+        while end < bytes.len() && (ident(bytes[end]) || bytes[end] == b'.') {
+            end += 1;
+        }
+        let last = text[start..end].rfind('.').map_or(i, |p| start + p);
+        let line_start = text[..last].rfind('\n').map_or(0, |p| p + 1);
+        let line = text[..last].matches('\n').count() + 1;
+        return (line, last - line_start, text[start..end].to_string());
+    }
+    (1, 0, needle)
 }
 
 /// JSON -> template value with Go-name aliases; remembers each object's key order.
@@ -313,7 +388,8 @@ pub fn from_json_aliased(v: &Ordered, aliases: &[(&str, &str)]) -> Value {
             KEY_ORDER.with(|r| {
                 r.borrow_mut().insert(key_set_id(m.keys()), order);
             });
-            Value::Map(m)
+            // Strict: these stand for Go structs, where an unknown field is an error.
+            Value::Object(m)
         }
         other => from_json(other),
     }
@@ -394,16 +470,9 @@ pub fn to_json(v: &Value, html: bool) -> String {
             let parts: Vec<String> = a.iter().map(|x| to_json(x, html)).collect();
             format!("[{}]", parts.join(","))
         }
-        Value::Object(o) => {
-            let mut keys: Vec<&String> = o.keys().collect();
-            keys.sort();
-            let parts: Vec<String> = keys
-                .iter()
-                .map(|k| format!("{}:{}", quote(k, html), to_json(&o[*k], html)))
-                .collect();
-            format!("{{{}}}", parts.join(","))
-        }
-        Value::Map(o) => {
+        // Daemon data keeps the daemon's order when known; formatter contexts and Go maps
+        // marshal with sorted keys.
+        Value::Map(o) | Value::Object(o) => {
             let id = key_set_id(o.keys());
             let keys: Vec<String> = KEY_ORDER
                 .with(|m| m.borrow().get(&id).cloned())
@@ -732,20 +801,25 @@ mod tests {
     #[test]
     fn raw_values_keep_daemon_key_order() {
         let v = Ordered::parse(br#"{"Id":"x","Config":{"Z":1,"A":[ "a" ],"M":"<"}}"#).unwrap();
-        let f = Format::new("{{json .Config}} {{.Id}} {{.Nope}}", "");
+        let f = Format::new("{{json .Config}} {{.Id}}", "");
         assert_eq!(
             f.render_value_aliased(&v, &[]).unwrap(),
-            "{\"Z\":1,\"A\":[\"a\"],\"M\":\"<\"} x <no value>"
+            "{\"Z\":1,\"A\":[\"a\"],\"M\":\"<\"} x"
         );
         let f = Format::new("{{json .Config}} {{.Id}}", "");
         assert_eq!(
             f.render_value(&v).unwrap(),
             "{\"A\":[\"a\"],\"M\":\"<\",\"Z\":1} x"
         );
-        let f = Format::new("{{.Nope}}", "");
+        let f = Format::new("x {{.Config.Nope}}", "");
         assert_eq!(
             f.render_value(&v).unwrap_err(),
-            "template parsing error: map has no entry for key \"Nope\""
+            "template parsing error: template: :1:11: executing \"\" at <.Config.Nope>: map has no entry for key \"Nope\""
+        );
+        let f = Format::new("ab\ncd{{.Bogus}}", "").typed("*formatter.imageContext");
+        assert_eq!(
+            f.render_rows(&[row("b")], &row("")).unwrap_err(),
+            "template parsing error: template: :2:4: executing \"\" at <.Bogus>: can't evaluate field Bogus in type *formatter.imageContext"
         );
     }
 
