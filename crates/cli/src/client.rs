@@ -145,6 +145,17 @@ impl Client {
         let ping = match client.ping().await {
             Ok(p) => p,
             Err(_) if explicit.is_none() => {
+                // A daemon we may not talk to is not a missing daemon: don't start another.
+                let denied = match &client.conn.host {
+                    Host::Unix(p) => std::os::unix::net::UnixStream::connect(p)
+                        .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied),
+                    Host::Tcp(_) => false,
+                };
+                if denied {
+                    return Err(CliError::msg(format!(
+                        "permission denied while trying to connect to the berth daemon socket at {host_str}: connect: permission denied"
+                    )));
+                }
                 autostart_berthd(&client).await?;
                 client.ping().await.map_err(|_| cannot_connect(&host_str))?
             }
