@@ -200,6 +200,9 @@ pub struct HistoryArgs {
     /// Don't truncate output
     #[arg(long)]
     pub no_trunc: bool,
+    /// Show history for the given platform. Formatted as "os[/arch[/variant]]" (e.g., "linux/amd64")
+    #[arg(long, value_name = "string")]
+    pub platform: Option<String>,
     /// Only show image IDs
     #[arg(short = 'q', long)]
     pub quiet: bool,

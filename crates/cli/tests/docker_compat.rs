@@ -363,6 +363,8 @@ fn berth_matches_docker_cli() {
         &["events", "--since", "yesterday"],
         &["import", "/nonexistent.tar"],
         &["history", "-H=maybe", "busybox"],
+        &["history", "--platform", "linux/amd64", "busybox"],
+        &["image", "inspect", "--platform", "linux/amd64", "busybox"],
         &["system", "df"],
         &["system", "df", "-v"],
         &["system", "df", "--format", "json"],

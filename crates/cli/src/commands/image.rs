@@ -211,6 +211,59 @@ pub async fn remove(client: &Client, a: RmiArgs) -> Result<(), CliError> {
     }
 }
 
+/// `--platform os[/arch[/variant]]` as the API's JSON platform query (docker 28 sends it
+/// from API 1.48/1.49 on and refuses older daemons).
+pub fn platform_query(
+    client: &Client,
+    platform: Option<&str>,
+    min_api: &str,
+) -> Result<Option<String>, CliError> {
+    let Some(p) = platform.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    if crate::client::parse_version(&client.api_version) < crate::client::parse_version(min_api) {
+        return Err(CliError::msg(format!(
+            "\"--platform\" requires API version {min_api}, but the Docker daemon API version is {}",
+            client.api_version
+        )));
+    }
+    Ok(Some(format!("platform={}", urlencode(&platform_json(p)?))))
+}
+
+/// containerd's platforms.Parse, reduced to what a CLI needs.
+fn platform_json(p: &str) -> Result<String, CliError> {
+    const OSES: [&str; 5] = ["linux", "windows", "darwin", "freebsd", "solaris"];
+    let lower = p.to_lowercase();
+    let parts: Vec<&str> = lower.split('/').collect();
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let (os, arch, variant) = match parts.as_slice() {
+        [one] if OSES.contains(one) => (*one, host_arch, None),
+        [one] => ("linux", *one, None),
+        [os, arch] => (*os, *arch, None),
+        [os, arch, v] => (*os, *arch, Some(*v)),
+        _ => {
+            return Err(CliError::msg(format!(
+                "\"{p}\": unknown operating system or architecture: invalid argument"
+            )));
+        }
+    };
+    let arch = match arch {
+        "x86_64" | "x86-64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    let mut json = format!("{{\"architecture\":\"{arch}\",\"os\":\"{os}\"");
+    if let Some(v) = variant {
+        json.push_str(&format!(",\"variant\":\"{v}\""));
+    }
+    json.push('}');
+    Ok(json)
+}
+
 /// cobra-style boolean flag value ("true", "false", "1", "0", ...).
 pub fn parse_bool_flag(v: &str, flag: &str, path: &str) -> Result<bool, CliError> {
     match v {
@@ -241,8 +294,10 @@ pub async fn history(client: &Client, a: HistoryArgs) -> Result<(), CliError> {
     // Validated in precheck with the right usage text; here only the value matters.
     let human = parse_bool_flag(&a.human, "-H, --human", "history")?;
     let name = &a.args[0];
+    let platform = platform_query(client, a.platform.as_deref(), "1.48")?;
+    let q = platform.map(|p| format!("?{p}")).unwrap_or_default();
     let v = client
-        .get_json(&format!("/images/{}/history", path_escape(name)))
+        .get_json(&format!("/images/{}/history{q}", path_escape(name)))
         .await?;
     let entries = match v {
         Ordered::Array(v) => v,
@@ -445,8 +500,19 @@ pub fn save_precheck(a: &SaveArgs) -> Result<(), CliError> {
 }
 
 pub async fn save(client: &Client, a: SaveArgs) -> Result<(), CliError> {
-    let names: Vec<&str> = a.args.iter().map(String::as_str).collect();
-    let mut stream = client.docker.export_images(&names);
+    let mut q: Vec<String> = a
+        .args
+        .iter()
+        .map(|n| format!("names={}", urlencode(n)))
+        .collect();
+    if let Some(p) = platform_query(client, a.platform.as_deref(), "1.48")? {
+        q.push(p);
+    }
+    // Ask first: a daemon error leaves no file behind.
+    let body = client
+        .get_stream(&format!("/images/get?{}", q.join("&")))
+        .await?;
+    let mut stream = http_body_util::BodyStream::new(body);
     // -o: write next to the target and rename, so a failed save leaves no half file.
     let (mut file, tmp) = match &a.output {
         Some(p) => {
@@ -476,11 +542,12 @@ pub async fn save(client: &Client, a: SaveArgs) -> Result<(), CliError> {
     let mut result = Ok(());
     while let Some(chunk) = stream.next().await {
         let r = match chunk {
-            Ok(b) => match file.as_mut() {
-                Some(f) => f.write_all(&b).map_err(CliError::from),
-                None => stdout.write_all(&b).map_err(CliError::from),
+            Ok(frame) => match (frame.into_data(), file.as_mut()) {
+                (Ok(b), Some(f)) => f.write_all(&b).map_err(CliError::from),
+                (Ok(b), None) => stdout.write_all(&b).map_err(CliError::from),
+                (Err(_), _) => Ok(()),
             },
-            Err(e) => Err(client.bollard_err(e)),
+            Err(e) => Err(CliError::msg(format!("failed to save image: {e}"))),
         };
         if let Err(e) = r {
             result = Err(e);
@@ -596,7 +663,18 @@ fn os_msg(e: &std::io::Error) -> String {
 pub async fn load(client: &Client, a: LoadArgs) -> Result<(), CliError> {
     let body = open_input(a.input.as_deref(), "load")?;
     let quiet = a.quiet || !std::io::stdout().is_terminal();
-    let q = format!("/images/load{}", if quiet { "?quiet=1" } else { "" });
+    let mut params = Vec::new();
+    if quiet {
+        params.push("quiet=1".to_string());
+    }
+    if let Some(p) = platform_query(client, a.platform.as_deref(), "1.48")? {
+        params.push(p);
+    }
+    let q = if params.is_empty() {
+        "/images/load".to_string()
+    } else {
+        format!("/images/load?{}", params.join("&"))
+    };
     let r = client
         .upload(Method::POST, &q, body, "application/x-tar")
         .await?;

@@ -16,11 +16,17 @@ enum Lookup {
 }
 
 /// Look one object up by kind.
-async fn fetch(client: &Client, kind: &str, name: &str, size: bool) -> Result<Lookup, CliError> {
+async fn fetch(
+    client: &Client,
+    kind: &str,
+    name: &str,
+    query: Option<&str>,
+) -> Result<Lookup, CliError> {
     let n = path_escape(name);
+    let q = query.map(|q| format!("?{q}")).unwrap_or_default();
     let path = match kind {
-        "container" => format!("/containers/{n}/json{}", if size { "?size=1" } else { "" }),
-        "image" => format!("/images/{n}/json"),
+        "container" => format!("/containers/{n}/json{q}"),
+        "image" => format!("/images/{n}/json{q}"),
         "network" => format!("/networks/{n}"),
         "volume" => format!("/volumes/{n}"),
         "plugin" => format!("/plugins/{n}/json"),
@@ -42,7 +48,8 @@ pub async fn run(
     names: &[String],
     format: &str,
     kind: &str,
-    size: bool,
+    // Extra query: `size=1` for containers, `platform=...` for images.
+    query: Option<&str>,
 ) -> Result<(), CliError> {
     let kinds: Vec<&str> = match kind {
         "" => vec!["container", "image", "network", "volume", "plugin"],
@@ -62,7 +69,7 @@ pub async fn run(
         let mut found = None;
         let mut missing = String::new();
         for k in &kinds {
-            match fetch(client, k, name, size).await {
+            match fetch(client, k, name, query).await {
                 Ok(Lookup::Found(b)) => {
                     found = Some(b);
                     break;

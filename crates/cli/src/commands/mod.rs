@@ -48,9 +48,13 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => image::load(&client, a).await,
         Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => image::import(&client, a).await,
         Cmd::Image(ImageCmd::Inspect(a)) => {
-            inspect::run(&client, &a.args, &a.format, "image", false).await
+            let platform = image::platform_query(&client, a.platform.as_deref(), "1.49")?;
+            inspect::run(&client, &a.args, &a.format, "image", platform.as_deref()).await
         }
-        Cmd::Inspect(a) => inspect::run(&client, &a.args, &a.format, &a.kind, a.size).await,
+        Cmd::Inspect(a) => {
+            let size = a.size.then_some("size=1");
+            inspect::run(&client, &a.args, &a.format, &a.kind, size).await
+        }
         Cmd::Version(_) | Cmd::Info(_) | Cmd::System(SystemCmd::Info(_)) => Ok(()),
         Cmd::System(SystemCmd::Df(a)) => system::df(&client, a).await,
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => system::events(&client, a).await,
