@@ -298,7 +298,10 @@ impl PullSession {
         let config: ImageConfig = serde_json::from_slice(config_bytes)
             .map_err(|e| Error::InvalidArchive(format!("invalid image config: {e}")))?;
         let chains = super::chain_ids(&config.rootfs.diff_ids);
-        let layers = std::mem::take(&mut *self.layers.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut layers =
+            std::mem::take(&mut *self.layers.lock().unwrap_or_else(|p| p.into_inner()));
+        // Layers finish in any order; rows must go in bottom-up (a row's parent must exist).
+        layers.sort_by_key(|l| chains.iter().position(|c| c == &l.chain_id));
         for (i, c) in chains.iter().enumerate() {
             if !layers.iter().any(|l| &l.chain_id == c) && !self.store.has_layer(c)? {
                 // Put the unpacked layers back so Drop cleans them.

@@ -1,0 +1,370 @@
+//! Test harness: a real `docker-registry` (distribution 2.8) on 127.0.0.1, images built locally.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use berth_distribution::{PullOptions, PushOptions, RegistryConfig};
+use berth_image::ImageStore;
+use berth_types::image_config::{History, ImageConfig};
+use berth_types::{Digest, Reference};
+
+/// A docker-registry process with its own storage; killed on drop (even when a test panics).
+pub struct Registry {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// With `htpasswd` = Some((user, password)): distribution's htpasswd basic auth.
+    pub fn start_with(htpasswd: Option<(&str, &str)>) -> Registry {
+        assert!(
+            Path::new("/usr/bin/docker-registry").exists(),
+            "docker-registry is not installed (apt-get install docker-registry)"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut auth = String::new();
+        if let Some((u, p)) = htpasswd {
+            let hash = bcrypt::hash(p, 5).expect("bcrypt");
+            let hp = dir.path().join("htpasswd");
+            std::fs::write(&hp, format!("{u}:{hash}\n")).expect("htpasswd");
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
+                hp.display()
+            );
+        }
+        let cfg = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            dir.path().join("storage").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), cfg).expect("config");
+        let mut r = Registry {
+            dir,
+            port,
+            child: None,
+        };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("registry.log"))
+            .expect("log");
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "registry did not come up: {}",
+                std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn reference(&self, name: &str) -> Reference {
+        Reference::parse_tagged(&format!("{}/{name}", self.host())).expect("reference")
+    }
+
+    /// The file a blob lives in, in distribution's filesystem layout.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&d.hex()[..2])
+            .join(d.hex())
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Options that use no docker config of the machine running the tests.
+pub fn registry_config() -> RegistryConfig {
+    RegistryConfig {
+        docker_config: None,
+        certs_dirs: Vec::new(),
+        ..Default::default()
+    }
+}
+
+pub fn pull_opts() -> PullOptions {
+    PullOptions {
+        registry: registry_config(),
+        ..Default::default()
+    }
+}
+
+pub fn push_opts() -> PushOptions {
+    PushOptions {
+        registry: registry_config(),
+        credentials: None,
+    }
+}
+
+pub struct TestStore {
+    pub dir: tempfile::TempDir,
+    pub store: Arc<ImageStore>,
+}
+
+pub fn new_store() -> TestStore {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(ImageStore::open(dir.path()).expect("open store"));
+    TestStore { dir, store }
+}
+
+impl TestStore {
+    /// Blob files and layer directories on disk (the "nothing stored" check).
+    pub fn contents(&self) -> (usize, usize) {
+        let blobs = std::fs::read_dir(self.dir.path().join("image/blobs/sha256"))
+            .map(|r| r.count())
+            .unwrap_or(0);
+        let layers = std::fs::read_dir(self.dir.path().join("overlay2"))
+            .map(|r| r.flatten().filter(|e| e.file_name() != "l").count())
+            .unwrap_or(0);
+        (blobs, layers)
+    }
+}
+
+/// A tar builder for layers.
+pub struct Tar(tar::Builder<Vec<u8>>);
+
+impl Tar {
+    pub fn new() -> Tar {
+        Tar(tar::Builder::new(Vec::new()))
+    }
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    }
+    pub fn dir(mut self, path: &str) -> Tar {
+        let mut h = Tar::header(tar::EntryType::Directory, 0o755, 0);
+        self.0
+            .append_data(&mut h, path, std::io::empty())
+            .expect("tar");
+        self
+    }
+    pub fn file(mut self, path: &str, data: &[u8]) -> Tar {
+        let mut h = Tar::header(tar::EntryType::Regular, 0o755, data.len() as u64);
+        self.0.append_data(&mut h, path, data).expect("tar");
+        self
+    }
+    pub fn symlink(mut self, path: &str, target: &str) -> Tar {
+        let mut h = Tar::header(tar::EntryType::Symlink, 0o777, 0);
+        self.0.append_link(&mut h, path, target).expect("tar");
+        self
+    }
+    pub fn finish(self) -> Vec<u8> {
+        self.0.into_inner().expect("tar")
+    }
+}
+
+/// A busybox rootfs (Debian's busybox-static) as one layer.
+pub fn busybox_layer() -> Vec<u8> {
+    let bb = std::fs::read("/bin/busybox").expect("/bin/busybox (apt-get install busybox-static)");
+    let mut t = Tar::new()
+        .dir("bin/")
+        .dir("etc/")
+        .dir("tmp/")
+        .file("bin/busybox", &bb);
+    for app in ["sh", "ls", "cat", "echo", "true"] {
+        t = t.symlink(&format!("bin/{app}"), "busybox");
+    }
+    t.file("etc/hostname", b"busybox\n").finish()
+}
+
+/// Pseudo-random bytes (xorshift): incompressible for gzip, cheap to make.
+pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+pub fn base_config(arch: &str) -> ImageConfig {
+    ImageConfig {
+        architecture: arch.into(),
+        os: "linux".into(),
+        config: Some(berth_types::image_config::ContainerConfig {
+            cmd: Some(vec!["sh".into()]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Build an image from layer tars (one `create_image` per layer), tagged `reference`.
+pub fn make_image(store: &ImageStore, layers: &[Vec<u8>], reference: &Reference) -> Digest {
+    let mut parent: Option<Digest> = None;
+    for (i, l) in layers.iter().enumerate() {
+        let last = i + 1 == layers.len();
+        let mut input: &[u8] = l;
+        let id = store
+            .create_image(
+                parent.as_ref(),
+                Some(&mut input),
+                base_config("amd64"),
+                History {
+                    created_by: Some(format!("layer {i}")),
+                    ..Default::default()
+                },
+                last.then_some(reference),
+                &mut |_| {},
+            )
+            .expect("create_image");
+        parent = Some(id);
+    }
+    parent.expect("at least one layer")
+}
+
+/// `docker save` of the store to a file, for skopeo's docker-archive transport.
+pub fn save_to(store: &ImageStore, name: &str, path: &Path) {
+    let mut f = std::fs::File::create(path).expect("archive");
+    store.save(&[name.to_owned()], &mut f).expect("save");
+    f.flush().expect("flush");
+}
+
+pub fn skopeo(args: &[&str]) -> String {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("running skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A TCP proxy in front of the registry that cuts the first connection whose response passes
+/// `cut_after` bytes, and records whether any request asked for a Range.
+pub struct CuttingProxy {
+    pub port: u16,
+    pub saw_range: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub fn cutting_proxy(upstream: u16, cut_after: u64) -> CuttingProxy {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let cut_done = Arc::new(AtomicBool::new(false));
+    let saw_range = Arc::new(AtomicBool::new(false));
+    let saw = Arc::clone(&saw_range);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(client) = conn else { return };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (mut c_r, mut s_w) = (
+                client.try_clone().expect("clone"),
+                server.try_clone().expect("clone"),
+            );
+            let saw = Arc::clone(&saw);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = c_r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if String::from_utf8_lossy(&buf[..n])
+                        .to_ascii_lowercase()
+                        .contains("range: bytes=")
+                    {
+                        saw.store(true, Ordering::SeqCst);
+                    }
+                    if s_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_w.shutdown(std::net::Shutdown::Write);
+            });
+            let cut = Arc::clone(&cut_done);
+            let (mut s_r, mut c_w) = (server, client);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16384];
+                let mut total = 0u64;
+                while let Ok(n) = s_r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    total += n as u64;
+                    if total > cut_after && !cut.swap(true, Ordering::SeqCst) {
+                        // Forward part, then drop both sides mid-body.
+                        let _ = c_w.write_all(&buf[..n / 2]);
+                        let _ = c_w.shutdown(std::net::Shutdown::Both);
+                        let _ = s_r.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    if c_w.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_w.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    CuttingProxy { port, saw_range }
+}
