@@ -12,6 +12,7 @@
 mod cgroup;
 mod executor;
 mod logs;
+mod mem;
 mod server;
 mod start;
 

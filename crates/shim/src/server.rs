@@ -110,6 +110,8 @@ pub struct Shim {
     exit: Option<ExitInfo>,
     finalized_at: Option<Instant>,
     released: bool,
+    /// libcontainer code ran (exec, pause, ...): drop its pages again when idle
+    trim_pending: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -262,6 +264,7 @@ impl Shim {
             exit: None,
             finalized_at: None,
             released: false,
+            trim_pending: false,
         })
     }
 
@@ -404,6 +407,10 @@ impl Shim {
             self.progress();
             self.clients
                 .retain(|c| !(c.dead || (c.close_when_flushed && c.out.is_empty())));
+            if self.trim_pending && self.exit.is_none() {
+                self.trim_pending = false;
+                crate::mem::trim_rss();
+            }
             let live: Vec<u64> = self.clients.iter().map(|c| c.id).collect();
             for e in &mut self.execs {
                 if e.client.is_some_and(|id| !live.contains(&id)) {
@@ -624,6 +631,12 @@ impl Shim {
     }
 
     fn handle(&mut self, i: usize, req: Request) {
+        if !matches!(
+            req,
+            Request::State | Request::Wait | Request::Attach { .. } | Request::Release
+        ) {
+            self.trim_pending = true;
+        }
         let not_running = || {
             err_reply(
                 StartErrorKind::Other,
@@ -863,7 +876,7 @@ impl Shim {
         }
         let pfile = self.state_dir.join(format!("exec-{seq}.json"));
         let json = serde_json::to_vec(&p).map_err(|e| StartError::Io(format!("exec spec: {e}")))?;
-        start::write_atomic(&pfile, &json)
+        start::write_atomic(&pfile, &json, false)
             .map_err(|e| StartError::Io(format!("exec spec: {e}")))?;
 
         let mut b = start::builder(&self.id, &self.root)?;
@@ -988,6 +1001,7 @@ impl Shim {
             let drained = e.out.iter().all(Option::is_none);
             if drained || e.exited_at.is_some_and(|t| t.elapsed() >= DRAIN) {
                 e.finished = true;
+                self.trim_pending = true;
                 e.out = [None, None];
                 e.stdin = None;
                 e.pty = None;
@@ -1033,7 +1047,7 @@ impl Shim {
         let path = self.state_dir.join(proto::EXIT_FILE);
         if let Err(e) = serde_json::to_vec(&info)
             .map_err(std::io::Error::other)
-            .and_then(|j| start::write_atomic(&path, &j))
+            .and_then(|j| start::write_atomic(&path, &j, true))
         {
             eprintln!("berth-shim {}: write exit.json: {e}", self.id);
         }

@@ -102,10 +102,21 @@ pub fn run(o: StartOpts) -> i32 {
         }
         Ok(ForkResult::Child) => {
             drop(r);
+            // Descriptors leaked by whoever started us (the daemon, a shell) must not be held
+            // for the container's lifetime: close everything but stdio and the report pipe.
+            let keep = w.as_raw_fd() as libc::c_uint;
+            // SAFETY: close_range on ranges that exclude the descriptors we still use.
+            unsafe {
+                if keep > 3 {
+                    libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, keep - 1, 0);
+                }
+                libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
+            }
             let mut report = File::from(w);
             let code = match shim_main(&o, &mut report) {
                 Ok(mut shim) => {
                     drop(report);
+                    crate::mem::trim_rss();
                     shim.serve();
                     0
                 }
@@ -231,7 +242,8 @@ pub fn cleanup_failed(root: &Path, id: &str) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// temp + rename; `durable` also fsyncs (for the exit record, which must survive a crash).
+pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
     let tmp: PathBuf = {
         let mut p = path.as_os_str().to_owned();
         p.push(".tmp");
@@ -239,11 +251,21 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     };
     let mut f = File::create(&tmp)?;
     f.write_all(data)?;
-    f.sync_all()?;
+    if durable {
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, path)
 }
 
 fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
+    // BERTH_SHIM_TIMING=1: phase durations to shim.log (for profiling, off by default)
+    let timing = std::env::var_os("BERTH_SHIM_TIMING").is_some();
+    let t0 = std::time::Instant::now();
+    let phase = |name: &str| {
+        if timing {
+            eprintln!("timing {name}: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
+        }
+    };
     detach(&o.state_dir)?;
     std::fs::create_dir_all(&o.runtime_root).map_err(io_err("create runtime root"))?;
     let _ = std::fs::remove_file(o.state_dir.join(proto::EXIT_FILE));
@@ -260,6 +282,7 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
         _ => None,
     };
 
+    phase("setup");
     let mut b = builder(&o.id, &o.runtime_root)?;
     let mut console = None;
     let mut io = ContainerIo::default();
@@ -292,6 +315,7 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
             return Err(runtime_error(&e));
         }
     };
+    phase("create");
     let _ = std::fs::remove_file("console.sock");
     if let Some(l) = console {
         match recv_pty(&l) {
@@ -326,15 +350,18 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
         return Err(runtime_error(&e));
     }
 
+    phase("start");
     let me = nix::unistd::getpid();
     let pidfiles = write_atomic(
         &o.state_dir.join(proto::SHIM_PID_FILE),
         me.to_string().as_bytes(),
+        false,
     )
     .and_then(|_| {
         write_atomic(
             &o.state_dir.join(proto::INIT_PID_FILE),
             init_pid.to_string().as_bytes(),
+            false,
         )
     });
     let shim = Shim::new(o, spec, container, init_pid, io, log, listener);
@@ -354,6 +381,7 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
         init_pid: init_pid.as_raw(),
     };
     let _ = writeln!(report, "{}", serde_json::to_string(&ok).unwrap_or_default());
+    phase("reported");
     Ok(shim)
 }
 

@@ -95,7 +95,10 @@ impl Fixture {
 
     /// Runs `berth-shim start`; returns its exit status and result.
     fn start(&self, extra: &[&str]) -> (i32, StartResult) {
-        let out = Command::new(env!("CARGO_BIN_EXE_berth-shim"))
+        // BERTH_SHIM_BIN: measure another build (e.g. target/release/berth-shim)
+        let bin = std::env::var("BERTH_SHIM_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth-shim").to_string());
+        let out = Command::new(bin)
             .arg("start")
             .args(["--id", &self.id])
             .arg("--bundle")
@@ -535,4 +538,30 @@ fn oom_is_recorded() {
     let x = f.wait();
     assert!(x.oom_killed, "{x:?}");
     assert_eq!(x.exit_code, 137);
+}
+
+/// Writes a busybox `true` bundle to $BERTH_BENCH_DIR for manual profiling
+/// (`cargo test -p berth-shim --test shim -- --ignored write_bench_bundle`).
+#[test]
+#[ignore]
+fn write_bench_bundle() {
+    let Ok(dir) = std::env::var("BERTH_BENCH_DIR") else {
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    make_rootfs(&dir.join("rootfs"));
+    std::fs::create_dir_all(dir.join("bundle")).unwrap();
+    let cfg = ContainerSpecInput {
+        id: "bench".into(),
+        rootfs: dir.join("rootfs"),
+        args: vec!["true".into()],
+        hostname: "bench".into(),
+        ..Default::default()
+    };
+    let spec = container_spec(&cfg).unwrap();
+    std::fs::write(
+        dir.join("bundle/config.json"),
+        serde_json::to_vec_pretty(&spec).unwrap(),
+    )
+    .unwrap();
 }
