@@ -1,16 +1,46 @@
 //! The libcontainer workload executor: validates the command inside the container (after
 //! pivot_root, before start) with runc's/Docker's messages, so "not found" (127) and "cannot
 //! execute" (126) are distinguishable, then execs it.
+//!
+//! For exec'd processes it also installs the container's seccomp filter: libcontainer 0.7
+//! builds the tenant's spec without `linux.seccomp`, and Docker confines `docker exec`
+//! processes like the container's own.
 
 use std::ffi::CString;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{Capability, LinuxSeccomp, Spec};
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 
-#[derive(Clone)]
-pub struct DockerExecutor;
+#[derive(Clone, Default)]
+pub struct DockerExecutor {
+    /// The container's filter, to load before exec'ing a tenant (exec) process.
+    pub exec_seccomp: Option<LinuxSeccomp>,
+}
+
+/// Loads `sc` into this (about to exec) process. Capabilities are already dropped here, so
+/// without CAP_SYS_ADMIN the kernel requires no_new_privs for an unprivileged filter load.
+fn load_exec_seccomp(spec: &Spec, sc: &LinuxSeccomp) -> Result<(), ExecutorError> {
+    let has_sys_admin = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+        .and_then(|c| c.effective().as_ref())
+        .is_some_and(|e| e.contains(&Capability::SysAdmin));
+    if !has_sys_admin {
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(ExecutorError::Other(format!(
+                "set no_new_privs for seccomp: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+    }
+    libcontainer::seccomp::initialize_seccomp(sc)
+        .map(|_| ())
+        .map_err(|e| ExecutorError::Other(format!("loading seccomp filter: {e}")))
+}
 
 fn args_env(spec: &Spec) -> (Vec<String>, String) {
     let p = spec.process().as_ref();
@@ -79,6 +109,9 @@ impl Executor for DockerExecutor {
             .iter()
             .map(|a| CString::new(a.as_bytes()).map_err(|_| ExecutorError::InvalidArg))
             .collect::<Result<_, _>>()?;
+        if let Some(sc) = &self.exec_seccomp {
+            load_exec_seccomp(spec, sc)?;
+        }
         // The Rust runtime of the shim ignores SIGPIPE and ignored signals survive execve:
         // give the workload the default disposition back.
         // SAFETY: single-threaded process about to exec; resetting a disposition is benign.

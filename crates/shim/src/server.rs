@@ -13,7 +13,7 @@ use berth_shim_proto::{
     StartErrorKind, Status,
 };
 use libcontainer::container::Container;
-use libcontainer::oci_spec::runtime::{Process, Spec};
+use libcontainer::oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 use libcontainer::signal::Signal as LcSignal;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
@@ -87,6 +87,8 @@ pub struct Shim {
     root: PathBuf,
     state_dir: PathBuf,
     process: Process,
+    /// Applied to exec'd processes too (see executor.rs).
+    seccomp: Option<LinuxSeccomp>,
     cgroups_path: PathBuf,
     container: Container,
     init_pid: Pid,
@@ -227,6 +229,7 @@ impl Shim {
             .set_nonblocking(true)
             .map_err(|e| StartError::Io(format!("socket: {e}")))?;
         let process = spec.process().clone().unwrap_or_default();
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let cgroups_path = spec
             .linux()
             .as_ref()
@@ -242,6 +245,7 @@ impl Shim {
             root: o.runtime_root.clone(),
             state_dir: o.state_dir.clone(),
             process,
+            seccomp,
             cgroups_path,
             container,
             init_pid,
@@ -879,7 +883,10 @@ impl Shim {
         start::write_atomic(&pfile, &json, false)
             .map_err(|e| StartError::Io(format!("exec spec: {e}")))?;
 
-        let mut b = start::builder(&self.id, &self.root)?;
+        let executor = crate::executor::DockerExecutor {
+            exec_seccomp: self.seccomp.clone(),
+        };
+        let mut b = start::builder(&self.id, &self.root, executor)?;
         let mut out: [Option<File>; 2] = [None, None];
         let mut stdin = None;
         let mut console = None;

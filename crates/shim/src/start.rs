@@ -226,9 +226,13 @@ pub fn recv_pty(listener: &UnixListener) -> Result<File, StartError> {
     Err(StartError::Io("no pty received on console socket".into()))
 }
 
-pub fn builder(o_id: &str, root: &Path) -> Result<ContainerBuilder, StartError> {
+pub fn builder(
+    o_id: &str,
+    root: &Path,
+    executor: DockerExecutor,
+) -> Result<ContainerBuilder, StartError> {
     ContainerBuilder::new(o_id.to_string(), SyscallType::default())
-        .with_executor(DockerExecutor)
+        .with_executor(executor)
         .with_root_path(root)
         .map_err(|e| runtime_error(&e))
 }
@@ -283,7 +287,7 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
     };
 
     phase("setup");
-    let mut b = builder(&o.id, &o.runtime_root)?;
+    let mut b = builder(&o.id, &o.runtime_root, DockerExecutor::default())?;
     let mut console = None;
     let mut io = ContainerIo::default();
     if o.tty {

@@ -469,6 +469,11 @@ fn exec_pause_kill_in_running_container() {
         } => assert_eq!((running, exit_code), (false, Some(7))),
         other => panic!("{other:?}"),
     }
+    // exec'd processes are confined by the container's seccomp filter like the init
+    let (mut r, _) = exec("e-sc", &["grep", "Seccomp:", "/proc/self/status"]);
+    let (out, _, exit) = read_frames(&mut r);
+    assert_eq!(out, "Seccomp:\t2\n");
+    assert_eq!(exit, Some(ExecExit { exit_code: 0 }));
     let (_, reply) = exec("e2", &["nosuch"]);
     assert!(
         matches!(&reply, Reply::Error { kind: StartErrorKind::NotFound, message } if message.contains("executable file not found")),
