@@ -4,8 +4,11 @@
 //!
 //! # Starting a shim
 //! The daemon runs `berth-shim start --id ID --bundle DIR --state-dir DIR [--tty] [--stdin]
-//! --log-driver json-file|none --log-path FILE [--log-max-size BYTES --log-max-file N]
-//! --runtime-root DIR` and waits for that process to exit. It prints one [`StartResult`] JSON
+//! [--create-only] --log-driver json-file|none --log-path FILE [--log-max-size BYTES
+//! --log-max-file N] --runtime-root DIR` and waits for that process to exit. With
+//! `--create-only` the container is created (namespaces, cgroup, rootfs, command validated) but
+//! its process waits for a [`Request::Start`]: `docker run`/`start -a` attach first, then start,
+//! so no output is missed. The command is checked at create time, so 127/126 come from here. It prints one [`StartResult`] JSON
 //! line on stdout and exits 0 when the container runs, or [`StartErrorKind::exit_code`]
 //! (127 / 126 / 125) otherwise. The shim itself has detached (new session, reparented away
 //! from the daemon) and keeps running when the daemon dies.
@@ -54,6 +57,20 @@ pub const MAX_FRAME: usize = 32 * 1024;
 pub fn frame_header(kind: u8, len: usize) -> [u8; 8] {
     let l = (len as u32).to_be_bytes();
     [kind, 0, 0, 0, l[0], l[1], l[2], l[3]]
+}
+
+/// One request or reply as a JSON line, ready to write.
+pub fn encode_line<T: Serialize>(msg: &T) -> Vec<u8> {
+    // serializing these plain enums cannot fail; an empty object is a safe fallback
+    let mut v = serde_json::to_vec(msg).unwrap_or_else(|_| b"{}".to_vec());
+    v.push(b'\n');
+    v
+}
+
+/// Parses one line (with or without its `\n`).
+pub fn decode_line<'a, T: Deserialize<'a>>(line: &'a [u8]) -> Result<T, serde_json::Error> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    serde_json::from_slice(line)
 }
 
 /// Parses a frame header; None if it is not one.
@@ -366,5 +383,8 @@ mod tests {
             StartErrorKind::NotFound
         );
         assert_eq!(StartErrorKind::PermissionDenied.exit_code(), 126);
+        let line = encode_line(&Request::Wait);
+        assert_eq!(line, b"{\"op\":\"wait\"}\n");
+        assert_eq!(decode_line::<Request>(&line).unwrap(), Request::Wait);
     }
 }

@@ -570,3 +570,115 @@ fn write_bench_bundle() {
     )
     .unwrap();
 }
+
+#[test]
+fn survives_its_caller_and_records_unobserved_exits() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("orphan");
+    f.write_spec(&f.input(&["sh", "-c", "sleep 0.3; exit 5"]));
+    // start through a shell in its own process group, then kill that whole group like a
+    // daemon dying with kill -9: the shim has its own session and must not care
+    let mut sh = Command::new("setsid")
+        .arg("sh")
+        .arg("-c")
+        .arg(format!(
+            "BERTH_SHIM_TIMING=1 '{}' start --id {} --bundle {} --state-dir {} --runtime-root {} \
+             --log-driver none; sleep 30",
+            std::env::var("BERTH_SHIM_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth-shim").to_string()),
+            f.id,
+            f.p("bundle").display(),
+            f.p("state").display(),
+            f.p("rt").display()
+        ))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f.p("state/init.pid").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(sh.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = sh.wait();
+    let shim_pid: i32 = std::fs::read_to_string(f.p("state/shim.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // nobody connected: the exit is recorded anyway, and the shim goes away after lingering
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&format!("/proc/{shim_pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{shim_pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let x: ExitInfo =
+        serde_json::from_slice(&std::fs::read(f.p("state/exit.json")).unwrap()).unwrap();
+    assert_eq!(x.exit_code, 5);
+    assert!(!f.p("state/shim.sock").exists());
+    let timing = f.shim_log();
+    assert!(timing.contains("timing reported"), "{timing}");
+}
+
+#[test]
+fn exec_with_tty_user_and_cwd() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("exectty");
+    f.write_spec(&f.input(&["sleep", "1000"]));
+    f.started(&[]);
+    let (mut r, reply) = f.connect(&Request::Exec(ExecSpec {
+        id: "t1".into(),
+        args: vec![
+            "sh".into(),
+            "-c".into(),
+            "tty; id -u; pwd; read x; stty size".into(),
+        ],
+        cwd: "/tmp".into(),
+        tty: true,
+        stdin: true,
+        user: Some(berth_shim_proto::ExecUser {
+            uid: 65534,
+            gid: 65534,
+            additional_gids: vec![],
+        }),
+        console_size: Some((30, 90)),
+        ..Default::default()
+    }));
+    assert!(matches!(reply, Reply::ExecStarted { .. }), "{reply:?}");
+    // the size is set when the shim gets the pty; a resize is deterministic: do one, then
+    // let the process go on
+    assert_eq!(
+        f.request(&Request::Resize {
+            exec: Some("t1".into()),
+            height: 30,
+            width: 90
+        }),
+        Reply::Ok
+    );
+    r.get_mut().write_all(b"\n").unwrap();
+    let (out, err, exit) = read_frames(&mut r);
+    assert_eq!(err, "");
+    assert_eq!(exit, Some(ExecExit { exit_code: 0 }));
+    // (the tty echoes our newline wherever it lands)
+    let lines: Vec<&str> = out.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert!(lines[0].starts_with("/dev/pts/"), "{out:?}");
+    assert_eq!(&lines[1..3], &["65534", "/tmp"], "{out:?}");
+    assert!(lines.contains(&"30 90"), "{out:?}");
+    assert_eq!(
+        f.request(&Request::Kill {
+            signal: 9,
+            all: true
+        }),
+        Reply::Ok
+    );
+    assert_eq!(f.wait().exit_code, 137);
+}
