@@ -635,12 +635,8 @@ impl Shim {
     }
 
     fn handle(&mut self, i: usize, req: Request) {
-        if !matches!(
-            req,
-            Request::State | Request::Wait | Request::Attach { .. } | Request::Release
-        ) {
-            self.trim_pending = true;
-        }
+        // every request touches code (JSON, libcontainer): give those pages back when idle
+        self.trim_pending = true;
         let not_running = || {
             err_reply(
                 StartErrorKind::Other,
