@@ -552,10 +552,116 @@ async fn timing_200mb_four_incompressible_layers() {
     println!(
         "TIMING: push of 4 x 50 MB incompressible layers (gzip on the fly): {push_time:?}; pull (download + verify + gunzip + unpack, 4 in parallel): {pull_time:?}"
     );
+    // For scale: skopeo only downloading the same image (no unpack) to a dir.
+    let out = tempfile::tempdir().expect("tmp");
+    let t = Instant::now();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}/big:latest", reg.host()),
+        &format!("dir:{}", out.path().join("img").display()),
+    ]);
+    println!(
+        "TIMING: skopeo copy to dir (download only): {:?}",
+        t.elapsed()
+    );
+    // ... and skopeo uploading those (already compressed) blobs to an empty registry: the
+    // registry's ingest floor.
+    let reg2 = Registry::start();
+    let t = Instant::now();
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("dir:{}", out.path().join("img").display()),
+        &format!("docker://{}/big:latest", reg2.host()),
+    ]);
+    println!(
+        "TIMING: skopeo push of the compressed blobs: {:?}",
+        t.elapsed()
+    );
     // And a second push of the pulled image (stored gzip blobs reused, all present): fast path.
     let t = Instant::now();
     push(&dst.store, &r, &push_opts(), |_| {})
         .await
         .expect("push again");
     println!("TIMING: re-push with every blob present: {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_token_auth_anonymous_and_with_credentials() {
+    let reg = Registry::start();
+    // Anonymous tokens.
+    let front = token_front(reg.port, None).await;
+    let src = new_store();
+    let r = Reference::parse_tagged(&format!("127.0.0.1:{}/tok/app:1", front.port)).expect("ref");
+    let id = make_image(&src.store, &[busybox_layer()], &r);
+    push(&src.store, &r, &push_opts(), |_| {})
+        .await
+        .expect("push with anonymous token");
+    let dst = new_store();
+    let res = pull(&dst.store, &r, &pull_opts(), |_| {})
+        .await
+        .expect("pull with anonymous token");
+    assert_eq!(res.id, id);
+    let seen = front.token_requests.lock().expect("lock").clone();
+    assert!(
+        seen.iter()
+            .any(|(s, _)| s.contains(&"repository:tok/app:pull,push".to_owned())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|(s, a)| s == &vec!["repository:tok/app:pull".to_owned()] && a.is_none()),
+        "{seen:?}"
+    );
+
+    // A token server that wants credentials.
+    let front = token_front(reg.port, Some(("alice", "pw"))).await;
+    let r2 = Reference::parse_tagged(&format!("127.0.0.1:{}/tok/app:1", front.port)).expect("ref");
+    let other = new_store();
+    let err = pull(&other.store, &r2, &pull_opts(), |_| {})
+        .await
+        .expect_err("anonymous token refused");
+    assert!(matches!(err, Error::Unauthorized(_)), "{err:?}");
+    let mut o = pull_opts();
+    o.credentials = Some(Credentials::new("alice", "pw"));
+    let res = pull(&other.store, &r2, &o, |_| {})
+        .await
+        .expect("pull with credentials");
+    assert_eq!(res.id, id);
+    let seen = front.token_requests.lock().expect("lock").clone();
+    assert!(
+        seen.iter().any(|(_, a)| a.as_deref() == Some("alice")),
+        "{seen:?}"
+    );
+}
+
+/// docker.io pulls go to a configured mirror first (the mirror here is a local registry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_hub_mirror() {
+    let reg = Registry::start();
+    let src = new_store();
+    let local = reg.reference("library/busybox:latest");
+    let id = make_image(&src.store, &[busybox_layer()], &local);
+    push(&src.store, &local, &push_opts(), |_| {})
+        .await
+        .expect("push");
+    let dst = new_store();
+    let mut o = pull_opts();
+    o.registry.mirrors = vec![format!("http://{}", reg.host())];
+    let hub = Reference::parse_tagged("busybox").expect("ref");
+    let mut events = Vec::new();
+    let res = pull(&dst.store, &hub, &o, |p| events.push(p))
+        .await
+        .expect("pull through the mirror");
+    assert_eq!(res.id, id);
+    let img = dst
+        .store
+        .lookup("busybox:latest")
+        .expect("tagged as docker.io");
+    assert_eq!(img.id, id);
+    assert_eq!(
+        statuses(&events).last().map(String::as_str),
+        Some("Status: Downloaded newer image for busybox:latest")
+    );
 }

@@ -230,7 +230,8 @@ pub fn busybox_layer() -> Vec<u8> {
 
 /// Pseudo-random bytes (xorshift): incompressible for gzip, cheap to make.
 pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    // Distinct odd states for distinct seeds.
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(n + 8);
     while out.len() < n {
         x ^= x << 13;
@@ -367,4 +368,218 @@ pub fn cutting_proxy(upstream: u16, cut_after: u64) -> CuttingProxy {
         }
     });
     CuttingProxy { port, saw_range }
+}
+
+/// A Bearer-token front for a registry: `/token` issues tokens that list the scopes asked for
+/// (requiring Basic `creds` when given); `/v2/...` needs a token with the right scope, else 401
+/// with a `WWW-Authenticate: Bearer` challenge. Authorized requests are forwarded.
+/// (scope params, account) of a token request.
+pub type TokenRequest = (Vec<String>, Option<String>);
+
+pub struct TokenFront {
+    pub port: u16,
+    /// (scope params, account) of every token request.
+    pub token_requests: Arc<std::sync::Mutex<Vec<TokenRequest>>>,
+}
+
+pub async fn token_front(upstream: u16, creds: Option<(&str, &str)>) -> TokenFront {
+    use base64::Engine as _;
+    use http_body_util::{BodyExt, StreamBody, combinators::BoxBody};
+    use hyper::body::Frame;
+    use hyper::{Request, Response, StatusCode};
+    type Body = BoxBody<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let basic = creds.map(|(u, p)| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+        )
+    });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let reqs = Arc::clone(&requests);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (reqs, basic, http) = (Arc::clone(&reqs), basic.clone(), http.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let (reqs, basic, http) = (Arc::clone(&reqs), basic.clone(), http.clone());
+                    async move {
+                        let empty = |status: StatusCode| -> Response<Body> {
+                            let mut r = Response::new(
+                                http_body_util::Empty::new().map_err(|e| match e {}).boxed(),
+                            );
+                            *r.status_mut() = status;
+                            r
+                        };
+                        let path = req.uri().path().to_owned();
+                        let query = req.uri().query().unwrap_or("").to_owned();
+                        if path == "/token" {
+                            let given = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            if basic.is_some() && given != basic {
+                                return Ok::<_, std::convert::Infallible>(empty(
+                                    StatusCode::UNAUTHORIZED,
+                                ));
+                            }
+                            let mut scopes = Vec::new();
+                            let mut account = None;
+                            for kv in query.split('&') {
+                                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                                let v = percent_decode(v);
+                                match k {
+                                    "scope" => scopes.push(v),
+                                    "account" => account = Some(v),
+                                    _ => {}
+                                }
+                            }
+                            reqs.lock().expect("lock").push((scopes.clone(), account));
+                            let token = scopes.join(" ").replace(' ', "+");
+                            let body = serde_json::json!({ "token": token }).to_string();
+                            return Ok(Response::new(
+                                http_body_util::Full::new(bytes::Bytes::from(body))
+                                    .map_err(|e| match e {})
+                                    .boxed(),
+                            ));
+                        }
+                        // Which scope does this request need?
+                        let need = path
+                            .strip_prefix("/v2/")
+                            .and_then(|rest| {
+                                ["/manifests/", "/blobs/", "/tags/"]
+                                    .iter()
+                                    .find_map(|m| rest.find(m).map(|i| rest[..i].to_owned()))
+                            })
+                            .map(|repo| {
+                                let action = match *req.method() {
+                                    hyper::Method::GET | hyper::Method::HEAD => "pull",
+                                    _ => "push",
+                                };
+                                (repo, action)
+                            });
+                        let token = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.strip_prefix("Bearer "))
+                            .map(|t| t.replace('+', " "));
+                        let ok = match (&token, &need) {
+                            (None, _) => false,
+                            (Some(_), None) => true,
+                            (Some(t), Some((repo, action))) => t.split(' ').any(|s| {
+                                s.strip_prefix(&format!("repository:{repo}:"))
+                                    .is_some_and(|acts| acts.split(',').any(|a| a == *action))
+                            }),
+                        };
+                        if !ok {
+                            let mut r = empty(StatusCode::UNAUTHORIZED);
+                            let scope = need
+                                .map(|(repo, a)| format!(",scope=\"repository:{repo}:{a}\""))
+                                .unwrap_or_default();
+                            let ch = format!(
+                                "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"berth-test\"{scope}"
+                            );
+                            r.headers_mut()
+                                .insert("www-authenticate", ch.parse().expect("header"));
+                            return Ok(r);
+                        }
+                        // Forward.
+                        let url = format!(
+                            "http://127.0.0.1:{upstream}{}",
+                            req.uri()
+                                .path_and_query()
+                                .map(|p| p.as_str())
+                                .unwrap_or("/")
+                        );
+                        let mut fwd = http.request(req.method().clone(), &url);
+                        for (k, v) in req.headers() {
+                            if k != "host" && k != "authorization" {
+                                fwd = fwd.header(k, v);
+                            }
+                        }
+                        let body = req.into_body().into_data_stream();
+                        let resp = match fwd.body(reqwest::Body::wrap_stream(body)).send().await {
+                            Ok(r) => r,
+                            Err(_) => return Ok(empty(StatusCode::BAD_GATEWAY)),
+                        };
+                        let mut out = Response::builder().status(resp.status());
+                        for (k, v) in resp.headers() {
+                            if k == "location" {
+                                let l = v.to_str().unwrap_or("").replace(
+                                    &format!("127.0.0.1:{upstream}"),
+                                    &format!("127.0.0.1:{port}"),
+                                );
+                                out = out.header(k, l);
+                            } else {
+                                out = out.header(k, v);
+                            }
+                        }
+                        use futures_util::StreamExt;
+                        let stream = resp.bytes_stream().map(|r| {
+                            r.map(Frame::data).map_err(|e| {
+                                Box::new(e) as Box<dyn std::error::Error + Send + Sync>
+                            })
+                        });
+                        Ok(out
+                            .body(BodyExt::boxed(StreamBody::new(stream)))
+                            .expect("response"))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    TokenFront {
+        port,
+        token_requests: requests,
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = std::str::from_utf8(&b[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match h {
+                    Some(v) => {
+                        out.push(v);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
