@@ -11,6 +11,7 @@ pub mod caps;
 mod devices;
 pub mod seccomp;
 pub mod user;
+mod workdir;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use oci_spec::runtime::{
 use serde::{Deserialize, Serialize};
 
 pub use devices::DeviceMapping;
+pub use workdir::ensure_workdir;
 
 /// Errors from spec generation; `InvalidInput`/`User` are the caller's fault (Docker answers
 /// those with 400 / 500-with-message respectively).
