@@ -682,3 +682,78 @@ fn exec_with_tty_user_and_cwd() {
     );
     assert_eq!(f.wait().exit_code, 137);
 }
+
+/// Runs `args` to completion (create-only, attach, start) and returns (stdout, exit code).
+fn run_capture(f: &Fixture, cfg: &ContainerSpecInput) -> (String, String, i32) {
+    f.write_spec(cfg);
+    f.started(&["--create-only"]);
+    let (mut a, _) = f.connect(&Request::Attach {
+        stdin: false,
+        stdout: true,
+        stderr: true,
+        stdin_once: false,
+    });
+    assert_eq!(f.request(&Request::Start), Reply::Ok);
+    let (out, err, _) = read_frames(&mut a);
+    (out, err, f.wait().exit_code)
+}
+
+#[test]
+fn docker_security_defaults_hold_in_a_real_container() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("secdef");
+    let script = "grep -E '^(CapEff|CapBnd|Seccomp|NoNewPrivs):' /proc/self/status; \
+        echo timer_list=$(wc -c < /proc/timer_list) $(stat -c %t:%T /proc/timer_list); \
+        (echo x > /proc/sys/kernel/domainname) 2>/dev/null && echo sys=rw || echo sys=ro; \
+        echo shm=$(df -k /dev/shm | tail -1 | awk '{print $2}'); \
+        echo host=$(hostname) etc=$(cat /etc/hostname); \
+        echo asound=$(ls /proc/asound | wc -l); \
+        touch /rootfile && echo root=rw; \
+        echo nofile=$(ulimit -n); \
+        mknod /tmp/sda b 8 0 && (head -c1 /tmp/sda >/dev/null 2>&1 && echo blk=read || echo blk=denied); \
+        echo uid=$(id -u)";
+    let mut cfg = f.input(&["sh", "-c", script]);
+    cfg.ulimits = vec![berth_runtime::Ulimit {
+        name: "nofile".into(),
+        soft: 1024,
+        hard: 2048,
+    }];
+    let (out, err, code) = run_capture(&f, &cfg);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let has = |l: &str| out.lines().any(|x| x.trim() == l);
+    assert!(has("CapEff:\t00000000a80425fb"), "{out}");
+    assert!(has("CapBnd:\t00000000a80425fb"), "{out}");
+    assert!(has("Seccomp:\t2"), "{out}");
+    assert!(has("NoNewPrivs:\t0"), "{out}");
+    assert!(has("timer_list=0 1:3"), "{out}\n{err}"); // masked by /dev/null
+    assert!(has("sys=ro"), "{out}");
+    assert!(has("shm=65536"), "{out}");
+    assert!(has("host=testhost etc=testhost"), "{out}");
+    assert!(has("asound=0"), "{out}");
+    assert!(has("root=rw"), "{out}");
+    assert!(has("nofile=1024"), "{out}");
+    assert!(has("blk=denied"), "{out}");
+    assert!(has("uid=0"), "{out}");
+
+    // read-only rootfs, a non-root user, no-new-privileges and a dropped cap
+    let g = Fixture::new("secopt");
+    let mut cfg = g.input(&[
+        "sh",
+        "-c",
+        "touch /x 2>/dev/null && echo root=rw || echo root=ro; echo uid=$(id -u):$(id -g); \
+         grep -E '^(NoNewPrivs|CapEff):' /proc/self/status",
+    ]);
+    cfg.readonly_rootfs = true;
+    cfg.user = "nobody".into();
+    cfg.no_new_privileges = true;
+    let (out, err, code) = run_capture(&g, &cfg);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let has = |l: &str| out.lines().any(|x| x.trim() == l);
+    assert!(has("root=ro"), "{out}");
+    assert!(has("uid=65534:65534"), "{out}");
+    assert!(has("NoNewPrivs:\t1"), "{out}");
+    // a non-root user has no effective caps (like Docker)
+    assert!(has("CapEff:\t0000000000000000"), "{out}");
+}
