@@ -26,7 +26,53 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The JSON inside Docker's `X-Registry-Auth` header (an AuthConfig).
+#[derive(Debug, Default, Deserialize)]
+struct AuthConfig {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    auth: String,
+    #[serde(default)]
+    identitytoken: String,
+}
+
 impl Credentials {
+    /// Decode the API's `X-Registry-Auth` header (base64url JSON; padding optional). An empty
+    /// or `{}` header means anonymous (None). Identity tokens are passed as the password, which
+    /// token servers accept for the `<token>` user as Docker's OAuth flow would.
+    pub fn from_registry_auth_header(h: &str) -> Result<Option<Credentials>> {
+        let h = h.trim();
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h.trim_end_matches('='))
+            .or_else(|_| base64::engine::general_purpose::STANDARD.decode(h))
+            .map_err(|_| Error::Config("invalid X-Registry-Auth header: not base64".into()))?;
+        let cfg: AuthConfig = serde_json::from_slice(&raw)
+            .map_err(|e| Error::Config(format!("invalid X-Registry-Auth header: {e}")))?;
+        if !cfg.identitytoken.is_empty() {
+            return Ok(Some(Credentials::new("<token>", cfg.identitytoken)));
+        }
+        if !cfg.username.is_empty() || !cfg.password.is_empty() {
+            return Ok(Some(Credentials::new(cfg.username, cfg.password)));
+        }
+        if !cfg.auth.is_empty() {
+            let dec = base64::engine::general_purpose::STANDARD
+                .decode(cfg.auth.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| Error::Config("invalid auth in X-Registry-Auth".into()))?;
+            if let Some((u, p)) = dec.split_once(':') {
+                return Ok(Some(Credentials::new(u, p)));
+            }
+        }
+        Ok(None)
+    }
+
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {
         Credentials {
             username: username.into(),
@@ -279,6 +325,25 @@ mod tests {
             Some(Challenge::Basic)
         );
         assert_eq!(parse_challenge("Negotiate"), None);
+    }
+
+    #[test]
+    fn registry_auth_header() {
+        use base64::Engine as _;
+        let enc = |s: &str| base64::engine::general_purpose::URL_SAFE.encode(s);
+        assert_eq!(
+            Credentials::from_registry_auth_header(&enc(
+                r#"{"username":"u","password":"p","serveraddress":"x"}"#
+            ))
+            .unwrap(),
+            Some(Credentials::new("u", "p"))
+        );
+        assert_eq!(
+            Credentials::from_registry_auth_header(&enc("{}")).unwrap(),
+            None
+        );
+        assert_eq!(Credentials::from_registry_auth_header("").unwrap(), None);
+        assert!(Credentials::from_registry_auth_header("!!!").is_err());
     }
 
     #[test]

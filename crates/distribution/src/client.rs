@@ -269,7 +269,8 @@ impl Client {
             } else {
                 (vec![(format!("https://{endpoint}"), false)], endpoint)
             };
-        let mut last: Option<Error> = None;
+        // When every candidate fails, the HTTPS error explains more than the plain-HTTP one.
+        let mut first: Option<Error> = None;
         for (base, skip_verify) in candidates {
             let http = http_client(cfg, hostport, skip_verify)?;
             match http.get(format!("{base}/v2/")).send().await {
@@ -284,10 +285,11 @@ impl Client {
                         .max_by_key(|c| matches!(c, Challenge::Bearer { .. }));
                     let status = resp.status();
                     if !(status.is_success() || status == StatusCode::UNAUTHORIZED) {
-                        last = Some(Error::Registry(format!(
+                        let e = Error::Registry(format!(
                             "{base}/v2/ is not a registry API endpoint: {}",
                             error_text(resp).await
-                        )));
+                        ));
+                        first.get_or_insert(e);
                         continue;
                     }
                     return Ok(Client {
@@ -302,11 +304,11 @@ impl Client {
                 }
                 Err(e) => {
                     tracing::debug!(%base, error = %e, "registry ping failed");
-                    last = Some(Error::http(format!("Get \"{base}/v2/\""), e));
+                    first.get_or_insert(Error::http(format!("Get \"{base}/v2/\""), e));
                 }
             }
         }
-        Err(last.unwrap_or_else(|| Error::Registry(format!("no endpoint for {endpoint}"))))
+        Err(first.unwrap_or_else(|| Error::Registry(format!("no endpoint for {endpoint}"))))
     }
 
     /// The Authorization header for these scopes, fetching a token when needed.
@@ -380,6 +382,32 @@ impl Client {
             .or(reply.access_token)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::Registry(format!("no token in the reply of {realm}")))
+    }
+
+    /// `docker login`: are these credentials accepted? (Basic: `/v2/` answers 200 with them;
+    /// Bearer: the token server issues a token for them.)
+    pub async fn check_login(&self) -> Result<()> {
+        let ch = self.auth.lock().await.challenge.clone();
+        match ch {
+            None => Ok(()),
+            Some(Challenge::Bearer { realm, service }) => self
+                .fetch_token(&realm, service.as_deref(), &[])
+                .await
+                .map(|_| ()),
+            Some(Challenge::Basic) => {
+                let resp = self
+                    .send(&[], |c, base| c.get(format!("{base}/v2/")))
+                    .await?;
+                if resp.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(Error::Unauthorized(format!(
+                        "unauthorized: {}",
+                        error_text(resp).await
+                    )))
+                }
+            }
+        }
     }
 
     /// Send a request built by `build` (called again for the retry after a 401, so bodies must

@@ -210,6 +210,24 @@ impl PushProgress {
     }
 }
 
+/// `docker login` (the API's `POST /auth`): check `creds` against the registry of `domain`
+/// (docker.io -> Docker Hub). Storing them is the client's business, as with Docker.
+pub async fn login(cfg: &RegistryConfig, domain: &str, creds: &Credentials) -> Result<()> {
+    let domain = domain
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or(domain);
+    let domain = if domain == "index.docker.io" {
+        berth_types::reference::DEFAULT_DOMAIN
+    } else {
+        domain
+    };
+    let c = client::Client::connect(cfg, api_host(domain), Some(creds.clone())).await?;
+    c.check_login().await
+}
+
 /// Scope strings of the token flow.
 pub(crate) fn scope(repo: &str, actions: &str) -> String {
     format!("repository:{repo}:{actions}")

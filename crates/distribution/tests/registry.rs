@@ -665,3 +665,72 @@ async fn docker_hub_mirror() {
         Some("Status: Downloaded newer image for busybox:latest")
     );
 }
+
+/// HTTPS registry that demands a client certificate: found in certs.d/<host:port>/ like Docker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_client_certificate_from_certs_d() {
+    let pki = tempfile::tempdir().expect("tmp");
+    make_certs(pki.path());
+    let reg = Registry::start_full(None, Some(pki.path()));
+    let src = new_store();
+    let r = reg.reference("tls/app:1");
+    let id = make_image(&src.store, &[busybox_layer()], &r);
+
+    // Without the client certificate the TLS handshake is refused (and loopback's plain-HTTP
+    // fallback finds no HTTP server either).
+    let err = push(&src.store, &r, &push_opts(), |_| {})
+        .await
+        .expect_err("no client cert");
+    assert!(matches!(err, Error::Http { .. }), "{err:?}");
+
+    let certs_d = tempfile::tempdir().expect("tmp");
+    let host_dir = certs_d.path().join(reg.host());
+    std::fs::create_dir_all(&host_dir).expect("mkdir");
+    std::fs::copy(pki.path().join("ca.crt"), host_dir.join("ca.crt")).expect("ca");
+    std::fs::copy(pki.path().join("client.crt"), host_dir.join("client.cert")).expect("cert");
+    std::fs::copy(pki.path().join("client.key"), host_dir.join("client.key")).expect("key");
+    let mut po = push_opts();
+    po.registry.certs_dirs = vec![certs_d.path().to_path_buf()];
+    push(&src.store, &r, &po, |_| {})
+        .await
+        .expect("push over mTLS");
+    let dst = new_store();
+    let mut o = pull_opts();
+    o.registry.certs_dirs = vec![certs_d.path().to_path_buf()];
+    let res = pull(&dst.store, &r, &o, |_| {})
+        .await
+        .expect("pull over mTLS");
+    assert_eq!(res.id, id);
+
+    // A key without its certificate is a configuration error, not a silent anonymous TLS.
+    std::fs::remove_file(host_dir.join("client.cert")).expect("rm");
+    let err = pull(&new_store().store, &r, &o, |_| {})
+        .await
+        .expect_err("dangling key");
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_checks_credentials() {
+    let reg = Registry::start_with(Some(("berth", "s3cret")));
+    let cfg = registry_config();
+    berth_distribution::login(&cfg, &reg.host(), &Credentials::new("berth", "s3cret"))
+        .await
+        .expect("good login");
+    let err = berth_distribution::login(&cfg, &reg.host(), &Credentials::new("berth", "nope"))
+        .await
+        .expect_err("bad login");
+    assert!(matches!(err, Error::Unauthorized(_)), "{err:?}");
+
+    let open = Registry::start();
+    let front = token_front(open.port, Some(("alice", "pw"))).await;
+    let host = format!("127.0.0.1:{}", front.port);
+    berth_distribution::login(&cfg, &host, &Credentials::new("alice", "pw"))
+        .await
+        .expect("token login");
+    assert!(
+        berth_distribution::login(&cfg, &host, &Credentials::new("alice", "x"))
+            .await
+            .is_err()
+    );
+}

@@ -34,6 +34,12 @@ impl Registry {
 
     /// With `htpasswd` = Some((user, password)): distribution's htpasswd basic auth.
     pub fn start_with(htpasswd: Option<(&str, &str)>) -> Registry {
+        Registry::start_full(htpasswd, None)
+    }
+
+    /// With `tls` = a dir holding server.crt/server.key/ca.crt: HTTPS that requires a client
+    /// certificate signed by ca.crt.
+    pub fn start_full(htpasswd: Option<(&str, &str)>, tls: Option<&Path>) -> Registry {
         assert!(
             Path::new("/usr/bin/docker-registry").exists(),
             "docker-registry is not installed (apt-get install docker-registry)"
@@ -50,8 +56,16 @@ impl Registry {
                 hp.display()
             );
         }
+        let tls = tls
+            .map(|d| {
+                format!(
+                    "  tls:\n    certificate: {0}/server.crt\n    key: {0}/server.key\n    clientcas:\n      - {0}/ca.crt\n",
+                    d.display()
+                )
+            })
+            .unwrap_or_default();
         let cfg = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
             dir.path().join("storage").display()
         );
         std::fs::write(dir.path().join("config.yml"), cfg).expect("config");
@@ -447,7 +461,7 @@ pub async fn token_front(upstream: u16, creds: Option<(&str, &str)>) -> TokenFro
                                 }
                             }
                             reqs.lock().expect("lock").push((scopes.clone(), account));
-                            let token = scopes.join(" ").replace(' ', "+");
+                            let token = format!("tok {}", scopes.join(" ")).replace(' ', "+");
                             let body = serde_json::json!({ "token": token }).to_string();
                             return Ok(Response::new(
                                 http_body_util::Full::new(bytes::Bytes::from(body))
@@ -582,4 +596,68 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A test CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
+pub fn make_certs(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=berth-test-ca",
+    ]);
+    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+    for (name, cn) in [("server", "127.0.0.1"), ("client", "berth-client")] {
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={cn}"),
+        ]);
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &format!("{name}.crt"),
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
+    }
 }
