@@ -757,3 +757,46 @@ fn docker_security_defaults_hold_in_a_real_container() {
     // a non-root user has no effective caps (like Docker)
     assert!(has("CapEff:\t0000000000000000"), "{out}");
 }
+
+#[test]
+fn stdin_once_closes_container_stdin_and_created_containers_can_be_killed() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("stdin");
+    f.write_spec(&f.input(&["sh", "-c", "cat; echo done"]));
+    f.started(&["--create-only", "--stdin"]);
+    assert!(matches!(
+        f.request(&Request::State),
+        Reply::State {
+            status: Status::Created,
+            ..
+        }
+    ));
+    let (mut a, _) = f.connect(&Request::Attach {
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        stdin_once: true,
+    });
+    assert_eq!(f.request(&Request::Start), Reply::Ok);
+    assert!(matches!(f.request(&Request::Start), Reply::Error { .. }));
+    a.get_mut().write_all(b"abc\n").unwrap();
+    a.get_mut().shutdown(std::net::Shutdown::Write).unwrap();
+    let (out, _, _) = read_frames(&mut a);
+    assert_eq!(out, "abc\ndone\n");
+    assert_eq!(f.wait().exit_code, 0);
+
+    let g = Fixture::new("created-kill");
+    g.write_spec(&g.input(&["true"]));
+    g.started(&["--create-only"]);
+    assert_eq!(
+        g.request(&Request::Kill {
+            signal: 9,
+            all: false
+        }),
+        Reply::Ok
+    );
+    assert_eq!(g.wait().exit_code, 137);
+    assert!(!g.p("rt").join(&g.id).exists());
+}
