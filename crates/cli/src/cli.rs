@@ -83,6 +83,49 @@ pub enum Cmd {
     Info(InfoArgs),
     /// Get real time events from the server
     Events(EventsArgs),
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(crate::commands::container::RunArgs),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(crate::commands::container::CreateArgs),
+    /// Start one or more stopped containers
+    Start(crate::commands::container::StartArgs),
+    /// List containers
+    Ps(crate::commands::container::PsArgs),
+    /// Stop one or more running containers
+    Stop(crate::commands::container::StopArgs),
+    /// Kill one or more running containers
+    Kill(crate::commands::container::KillArgs),
+    /// Restart one or more containers
+    Restart(crate::commands::container::StopArgs),
+    /// Remove one or more containers
+    Rm(crate::commands::container::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(crate::commands::container::NamesArgs),
+    /// Fetch the logs of a container
+    Logs(crate::commands::container::LogsArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(crate::commands::container::AttachArgs),
+    /// Execute a command in a running container
+    Exec(crate::commands::container::ExecArgs),
+    /// Display the running processes of a container
+    Top(crate::commands::container::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(crate::commands::container::StatsArgs),
+    /// Pause all processes within one or more containers
+    Pause(crate::commands::container::NamesArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(crate::commands::container::NamesArgs),
+    /// Rename a container
+    Rename(crate::commands::container::NamesArgs),
+    /// Update configuration of one or more containers
+    Update(crate::commands::container::UpdateArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(crate::commands::container::PortArgs),
+    /// Manage containers
+    #[command(subcommand, arg_required_else_help = true)]
+    Container(ContainerCmd),
     /// Manage images
     #[command(subcommand, arg_required_else_help = true)]
     Image(ImageCmd),
@@ -113,6 +156,56 @@ pub enum ImageCmd {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ContainerCmd {
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(crate::commands::container::AttachArgs),
+    /// Create a new container
+    #[command(disable_help_flag = true)]
+    Create(crate::commands::container::CreateArgs),
+    /// Execute a command in a running container
+    Exec(crate::commands::container::ExecArgs),
+    /// Display detailed information on one or more containers
+    Inspect(InspectArgs),
+    /// Kill one or more running containers
+    Kill(crate::commands::container::KillArgs),
+    /// Fetch the logs of a container
+    Logs(crate::commands::container::LogsArgs),
+    /// List containers
+    #[command(visible_aliases = ["list", "ps"])]
+    Ls(crate::commands::container::PsArgs),
+    /// Pause all processes within one or more containers
+    Pause(crate::commands::container::NamesArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(crate::commands::container::PortArgs),
+    /// Remove all stopped containers
+    Prune(crate::commands::container::ContainerPruneArgs),
+    /// Rename a container
+    Rename(crate::commands::container::NamesArgs),
+    /// Restart one or more containers
+    Restart(crate::commands::container::StopArgs),
+    /// Remove one or more containers
+    #[command(visible_aliases = ["remove"])]
+    Rm(crate::commands::container::RmArgs),
+    /// Create and run a new container from an image
+    #[command(disable_help_flag = true)]
+    Run(crate::commands::container::RunArgs),
+    /// Start one or more stopped containers
+    Start(crate::commands::container::StartArgs),
+    /// Display a live stream of container(s) resource usage statistics
+    Stats(crate::commands::container::StatsArgs),
+    /// Stop one or more running containers
+    Stop(crate::commands::container::StopArgs),
+    /// Display the running processes of a container
+    Top(crate::commands::container::TopArgs),
+    /// Unpause all processes within one or more containers
+    Unpause(crate::commands::container::NamesArgs),
+    /// Update configuration of one or more containers
+    Update(crate::commands::container::UpdateArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(crate::commands::container::NamesArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -333,7 +426,28 @@ pub fn usage(path: &str) -> String {
         "tag" | "image tag" => "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
         "save" | "image save" => "[OPTIONS] IMAGE [IMAGE...]",
         "import" | "image import" => "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
-        "image" | "system" => "COMMAND",
+        "image" | "system" | "container" => "COMMAND",
+        "run" | "container run" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
+        "create" | "container create" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
+        "start" | "container start" => "[OPTIONS] CONTAINER [CONTAINER...]",
+        "ps" | "container ls" => "[OPTIONS]",
+        "stop" | "container stop" => "[OPTIONS] CONTAINER [CONTAINER...]",
+        "kill" | "container kill" => "[OPTIONS] CONTAINER [CONTAINER...]",
+        "restart" | "container restart" => "[OPTIONS] CONTAINER [CONTAINER...]",
+        "rm" | "container rm" => "[OPTIONS] CONTAINER [CONTAINER...]",
+        "wait" | "container wait" => "CONTAINER [CONTAINER...]",
+        "logs" | "container logs" => "[OPTIONS] CONTAINER",
+        "attach" | "container attach" => "[OPTIONS] CONTAINER",
+        "exec" | "container exec" => "[OPTIONS] CONTAINER COMMAND [ARG...]",
+        "top" | "container top" => "CONTAINER [ps OPTIONS]",
+        "stats" | "container stats" => "[OPTIONS] [CONTAINER...]",
+        "pause" | "container pause" => "CONTAINER [CONTAINER...]",
+        "unpause" | "container unpause" => "CONTAINER [CONTAINER...]",
+        "rename" | "container rename" => "CONTAINER NEW_NAME",
+        "update" | "container update" => "[OPTIONS] CONTAINER [CONTAINER...]",
+        "port" | "container port" => "CONTAINER [PRIVATE_PORT[/PROTO]]",
+        "container prune" => "[OPTIONS]",
+        "container inspect" => "[OPTIONS] CONTAINER [CONTAINER...]",
         _ => "[OPTIONS]",
     };
     if path.is_empty() {
@@ -418,7 +532,7 @@ pub fn command_path(argv: &[String]) -> String {
             continue;
         }
         words.push(canonical(words.first().map(String::as_str), a));
-        if words.len() == 2 || !matches!(a.as_str(), "image" | "system") {
+        if words.len() == 2 || !matches!(a.as_str(), "image" | "system" | "container") {
             break;
         }
         i += 1;
@@ -430,6 +544,8 @@ fn canonical(group: Option<&str>, w: &str) -> String {
     match (group, w) {
         (Some("image"), "list" | "images") => "ls".into(),
         (Some("image"), "remove" | "rmi") => "rm".into(),
+        (Some("container"), "list" | "ps") => "ls".into(),
+        (Some("container"), "remove") => "rm".into(),
         _ => w.into(),
     }
 }

@@ -340,6 +340,96 @@ impl Client {
         Ok(resp.into_body())
     }
 
+    /// Hijack a connection (attach, exec start): send the request with `Upgrade: tcp`, read the
+    /// response head ourselves and hand back the socket plus any bytes read past the head, so
+    /// the caller owns both directions (including half-closing the write side on stdin EOF).
+    pub async fn hijack(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Result<Hijacked, CliError> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let full = format!("/v{}{}", self.api_version, path);
+        let mut io = self
+            .conn
+            .stream()
+            .await
+            .map_err(|_| cannot_connect(&self.host_str))?;
+        let body = body.unwrap_or("");
+        let head = format!(
+            "{method} {full} HTTP/1.1\r\nHost: berth\r\nUser-Agent: berth-cli/{}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n{body}",
+            env!("CARGO_PKG_VERSION"),
+            if body.is_empty() {
+                "text/plain"
+            } else {
+                "application/json"
+            },
+            body.len()
+        );
+        io.write_all(head.as_bytes())
+            .await
+            .map_err(|_| cannot_connect(&self.host_str))?;
+        let mut buf = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 4096];
+        let end = loop {
+            if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            let n = io
+                .read(&mut chunk)
+                .await
+                .map_err(|_| cannot_connect(&self.host_str))?;
+            if n == 0 {
+                return Err(cannot_connect(&self.host_str));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_string();
+        let rest = buf[end..].to_vec();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if status == 101 || status == 200 {
+            return Ok(Hijacked {
+                io: Box::new(io),
+                rest,
+            });
+        }
+        // An error answer: read its body (small JSON) until the daemon closes or it is whole.
+        let lower = head.to_ascii_lowercase();
+        let len = lower
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let mut body = rest;
+        loop {
+            if len.is_some_and(|l| body.len() >= l) {
+                break;
+            }
+            let n = tokio::time::timeout(Duration::from_secs(5), io.read(&mut chunk))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        if lower.contains("transfer-encoding: chunked") {
+            body = dechunk(&body);
+        }
+        let r = RawResponse {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            headers: http::HeaderMap::new(),
+            body: Bytes::from(body),
+        };
+        Err(CliError::daemon(r.message()))
+    }
+
     async fn ping(&self) -> Result<RawResponse, CliError> {
         self.raw_unversioned(Method::GET, "/_ping", None)
             .await
@@ -364,6 +454,37 @@ impl Client {
     pub fn bollard_err(&self, e: bollard::errors::Error) -> CliError {
         crate::error::from_bollard(e, &self.host_str)
     }
+}
+
+/// A hijacked connection: the raw socket and bytes already read past the response head.
+pub struct Hijacked {
+    pub io: Box<dyn HijackIo>,
+    pub rest: Vec<u8>,
+}
+
+pub trait HijackIo: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + ?Sized> HijackIo for T {}
+
+/// Undo HTTP/1.1 chunked encoding of a small, complete body.
+fn dechunk(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(p) = b[i..].windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&b[i..i + p])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+            .unwrap_or(0);
+        i += p + 2;
+        if size == 0 || i + size > b.len() {
+            break;
+        }
+        out.extend_from_slice(&b[i..i + size]);
+        i += size + 2;
+        if i >= b.len() {
+            break;
+        }
+    }
+    out
 }
 
 fn full_body(b: Bytes) -> BoxBody<Bytes, std::io::Error> {

@@ -47,7 +47,10 @@ fn run(cli: Cli, argv: &[String]) -> i32 {
         Ok(rt) => rt,
         Err(e) => return report(CliError::msg(format!("cannot start runtime: {e}"))),
     };
-    match rt.block_on(commands::dispatch(cli, argv)) {
+    let r = rt.block_on(commands::dispatch(cli, argv));
+    // Don't wait for tasks still blocked on stdin or a hijacked socket.
+    rt.shutdown_background();
+    match r {
         Ok(()) => 0,
         Err(e) => report(e),
     }

@@ -1,13 +1,16 @@
 //! Command groups. Each module owns one group (`image`, `system`, ...) and takes a connected
 //! [`Client`]; later groups (container, network, volume, build) slot in the same way.
 
+pub mod container;
 pub mod image;
 pub mod inspect;
+pub mod opts;
+pub mod stdio;
 pub mod system;
 
 use std::io::Write;
 
-use crate::cli::{Cli, Cmd, ImageCmd, SystemCmd};
+use crate::cli::{Cli, Cmd, ContainerCmd as C, ImageCmd, SystemCmd};
 use crate::client::{Client, TlsOptions};
 use crate::error::CliError;
 
@@ -38,7 +41,47 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         other => other,
     };
     let client = connected?;
+    // Commands that hold the client across tasks (hijacked streams) take it by value.
+    let cmd = match cmd {
+        Cmd::Run(a) | Cmd::Container(C::Run(a)) => return container::run(client, &path, a).await,
+        Cmd::Start(a) | Cmd::Container(C::Start(a)) => {
+            return container::start(client, &path, a).await;
+        }
+        Cmd::Attach(a) | Cmd::Container(C::Attach(a)) => {
+            return container::attach(client, &path, a).await;
+        }
+        Cmd::Exec(a) | Cmd::Container(C::Exec(a)) => {
+            return container::exec(client, &path, a).await;
+        }
+        other => other,
+    };
     match cmd {
+        Cmd::Run(_) | Cmd::Start(_) | Cmd::Attach(_) | Cmd::Exec(_) => Ok(()),
+        Cmd::Container(C::Run(_) | C::Start(_) | C::Attach(_) | C::Exec(_)) => Ok(()),
+        Cmd::Create(a) | Cmd::Container(C::Create(a)) => container::create(&client, &path, a).await,
+        Cmd::Ps(a) | Cmd::Container(C::Ls(a)) => container::ps(&client, a).await,
+        Cmd::Stop(a) | Cmd::Container(C::Stop(a)) => container::stop(&client, a, false).await,
+        Cmd::Restart(a) | Cmd::Container(C::Restart(a)) => container::stop(&client, a, true).await,
+        Cmd::Kill(a) | Cmd::Container(C::Kill(a)) => container::kill(&client, a).await,
+        Cmd::Rm(a) | Cmd::Container(C::Rm(a)) => container::rm(&client, a).await,
+        Cmd::Wait(a) | Cmd::Container(C::Wait(a)) => container::wait(&client, &a.args).await,
+        Cmd::Pause(a) | Cmd::Container(C::Pause(a)) => {
+            container::simple(&client, "pause", &a.args).await
+        }
+        Cmd::Unpause(a) | Cmd::Container(C::Unpause(a)) => {
+            container::simple(&client, "unpause", &a.args).await
+        }
+        Cmd::Rename(a) | Cmd::Container(C::Rename(a)) => container::rename(&client, &a.args).await,
+        Cmd::Logs(a) | Cmd::Container(C::Logs(a)) => container::logs(&client, a).await,
+        Cmd::Top(a) | Cmd::Container(C::Top(a)) => container::top(&client, a).await,
+        Cmd::Port(a) | Cmd::Container(C::Port(a)) => container::port(&client, a).await,
+        Cmd::Update(a) | Cmd::Container(C::Update(a)) => container::update(&client, &path, a).await,
+        Cmd::Stats(a) | Cmd::Container(C::Stats(a)) => container::stats(&client, a).await,
+        Cmd::Container(C::Prune(a)) => container::prune(&client, a).await,
+        Cmd::Container(C::Inspect(a)) => {
+            let size = a.size.then_some("size=1");
+            inspect::run(&client, &a.args, &a.format, "container", size).await
+        }
         Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => image::list(&client, &path, a).await,
         Cmd::Rmi(a) | Cmd::Image(ImageCmd::Rm(a)) => image::remove(&client, a).await,
         Cmd::History(a) | Cmd::Image(ImageCmd::History(a)) => image::history(&client, a).await,
@@ -65,6 +108,43 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
 fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
     use crate::cli::{Arity, check_args, check_filters};
     match cmd {
+        Cmd::Run(a) | Cmd::Container(C::Run(a)) => {
+            check_args(path, &a.opts.args, Arity::AtLeast(1))
+        }
+        Cmd::Create(a) | Cmd::Container(C::Create(a)) => {
+            check_args(path, &a.opts.args, Arity::AtLeast(1))
+        }
+        Cmd::Start(a) | Cmd::Container(C::Start(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
+        Cmd::Ps(a) | Cmd::Container(C::Ls(a)) => {
+            check_filters(path, &a.filter, "-f, --filter")?;
+            check_args(path, &a.args, Arity::None)
+        }
+        Cmd::Stop(a) | Cmd::Restart(a) | Cmd::Container(C::Stop(a) | C::Restart(a)) => {
+            check_args(path, &a.args, Arity::AtLeast(1))
+        }
+        Cmd::Kill(a) | Cmd::Container(C::Kill(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
+        Cmd::Rm(a) | Cmd::Container(C::Rm(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
+        Cmd::Wait(a)
+        | Cmd::Pause(a)
+        | Cmd::Unpause(a)
+        | Cmd::Container(C::Wait(a) | C::Pause(a) | C::Unpause(a)) => {
+            check_args(path, &a.args, Arity::AtLeast(1))
+        }
+        Cmd::Rename(a) | Cmd::Container(C::Rename(a)) => check_args(path, &a.args, Arity::Exact(2)),
+        Cmd::Logs(a) | Cmd::Container(C::Logs(a)) => check_args(path, &a.args, Arity::Exact(1)),
+        Cmd::Attach(a) | Cmd::Container(C::Attach(a)) => check_args(path, &a.args, Arity::Exact(1)),
+        Cmd::Exec(a) | Cmd::Container(C::Exec(a)) => check_args(path, &a.args, Arity::AtLeast(2)),
+        Cmd::Top(a) | Cmd::Container(C::Top(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
+        Cmd::Port(a) | Cmd::Container(C::Port(a)) => check_args(path, &a.args, Arity::Range(1, 2)),
+        Cmd::Update(a) | Cmd::Container(C::Update(a)) => {
+            check_args(path, &a.args, Arity::AtLeast(1))
+        }
+        Cmd::Stats(_) | Cmd::Container(C::Stats(_)) => Ok(()),
+        Cmd::Container(C::Prune(a)) => {
+            check_filters(path, &a.filter, "--filter")?;
+            check_args(path, &a.args, Arity::None)
+        }
+        Cmd::Container(C::Inspect(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
         Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => {
             check_filters(path, &a.filter, "-f, --filter")?;
             check_args(path, &a.args, Arity::AtMost(1))

@@ -1,0 +1,1548 @@
+//! Container commands: run/create/start (docker's create -> attach -> start -> wait flow),
+//! ps, stop/kill/restart/rm/pause/unpause/wait/rename, logs, attach, exec, top, port,
+//! update, container prune, stats.
+
+use std::sync::Arc;
+
+use clap::Args;
+use hyper::Method;
+use serde_json::{Value, json};
+
+use crate::client::{Client, filters_json, path_escape, urlencode};
+use crate::commands::opts::CreateOpts;
+use crate::commands::out;
+use crate::commands::stdio::{self, Ended};
+use crate::error::{CliError, EXIT_USAGE};
+use crate::format::{Format, Row, short_id, units};
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Run container in background and print container ID
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", value_name = "string")]
+    pub detach_keys: Option<String>,
+    /// Proxy received signals to the process
+    #[arg(long = "sig-proxy", value_name = "bool", num_args = 0..=1, require_equals = true,
+          default_value = "true", default_missing_value = "true")]
+    pub sig_proxy: String,
+    #[command(flatten)]
+    pub opts: CreateOpts,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub opts: CreateOpts,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short = 'a', long)]
+    pub attach: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", value_name = "string")]
+    pub detach_keys: Option<String>,
+    /// Attach container's STDIN
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Filter output based on conditions provided
+    #[arg(short = 'f', long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+    /// Format output using a custom template
+    #[arg(long, value_name = "string", default_value = "")]
+    pub format: String,
+    /// Show n last created containers (includes all states)
+    #[arg(
+        short = 'n',
+        long = "last",
+        value_name = "int",
+        default_value = "-1",
+        allow_hyphen_values = true
+    )]
+    pub last: i64,
+    /// Show the latest created container (includes all states)
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only display container IDs
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Display total file sizes
+    #[arg(short = 's', long)]
+    pub size: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct StopArgs {
+    /// Signal to send to the container
+    #[arg(short = 's', long, value_name = "string")]
+    pub signal: Option<String>,
+    /// Seconds to wait before killing the container
+    #[arg(
+        short = 't',
+        long = "time",
+        alias = "timeout",
+        value_name = "int",
+        allow_hyphen_values = true
+    )]
+    pub time: Option<i64>,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short = 's', long, value_name = "string")]
+    pub signal: Option<String>,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    /// Remove the specified link
+    #[arg(short = 'l', long)]
+    pub link: bool,
+    /// Remove anonymous volumes associated with the container
+    #[arg(short = 'v', long)]
+    pub volumes: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct NamesArgs {
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct LogsArgs {
+    /// Show extra details provided to logs
+    #[arg(long)]
+    pub details: bool,
+    /// Follow log output
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+    /// Show logs since timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m" for 42 minutes)
+    #[arg(long, value_name = "string")]
+    pub since: Option<String>,
+    /// Number of lines to show from the end of the logs
+    #[arg(short = 'n', long, value_name = "string", default_value = "all")]
+    pub tail: String,
+    /// Show timestamps
+    #[arg(short = 't', long)]
+    pub timestamps: bool,
+    /// Show logs before a timestamp (e.g. "2013-01-02T13:23:37Z") or relative (e.g. "42m" for 42 minutes)
+    #[arg(long, value_name = "string")]
+    pub until: Option<String>,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct AttachArgs {
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", value_name = "string")]
+    pub detach_keys: Option<String>,
+    /// Do not attach STDIN
+    #[arg(long = "no-stdin")]
+    pub no_stdin: bool,
+    /// Proxy all received signals to the process
+    #[arg(long = "sig-proxy", value_name = "bool", num_args = 0..=1, require_equals = true,
+          default_value = "true", default_missing_value = "true")]
+    pub sig_proxy: String,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ExecArgs {
+    /// Detached mode: run command in the background
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Override the key sequence for detaching a container
+    #[arg(long = "detach-keys", value_name = "string")]
+    pub detach_keys: Option<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env", value_name = "list")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file", value_name = "list")]
+    pub env_file: Vec<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Give extended privileges to the command
+    #[arg(long)]
+    pub privileged: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Username or UID (format: "<name|uid>[:<group|gid>]")
+    #[arg(short = 'u', long, value_name = "string")]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long, value_name = "string")]
+    pub workdir: Option<String>,
+    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct TopArgs {
+    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PortArgs {
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct UpdateArgs {
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "int")]
+    pub cpu_shares: Option<i64>,
+    /// Number of CPUs
+    #[arg(long, value_name = "decimal")]
+    pub cpus: Option<String>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus", value_name = "string")]
+    pub cpuset_cpus: Option<String>,
+    /// Memory limit
+    #[arg(short = 'm', long, value_name = "bytes")]
+    pub memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation", value_name = "bytes")]
+    pub memory_reservation: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 to enable unlimited swap
+    #[arg(long = "memory-swap", value_name = "bytes", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", value_name = "int", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits
+    #[arg(long, value_name = "string")]
+    pub restart: Option<String>,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct ContainerPruneArgs {
+    /// Provide filter values (e.g. "until=<timestamp>")
+    #[arg(long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct StatsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Format output using a custom template
+    #[arg(long, value_name = "string", default_value = "")]
+    pub format: String,
+    /// Disable streaming stats and only pull the first result
+    #[arg(long = "no-stream")]
+    pub no_stream: bool,
+    /// Do not truncate output
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+fn bool_flag(v: &str, flag: &str, path: &str) -> Result<bool, CliError> {
+    crate::commands::image::parse_bool_flag(v, flag, path)
+}
+
+/// docker's `docker: <msg>\n\nRun 'docker run --help' for more information`, exit 125.
+fn run_error(path: &str, msg: &str, code: i32) -> CliError {
+    CliError::new(
+        format!("berth: {msg}\n\nRun 'berth {path} --help' for more information"),
+        code,
+    )
+}
+
+/// Exit status docker derives from a failed start (126 cannot invoke, 127 not found).
+fn start_error_code(msg: &str) -> i32 {
+    if msg.contains("executable file not found") || msg.contains("no such file or directory") {
+        127
+    } else if msg.contains("permission denied") {
+        126
+    } else {
+        125
+    }
+}
+
+async fn post(client: &Client, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
+    let b = body.map(|b| bytes::Bytes::from(b.to_string()));
+    let r = client.raw(Method::POST, path, b).await?;
+    if !r.status.is_success() {
+        return Err(CliError::daemon(r.message()));
+    }
+    Ok(serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+}
+
+async fn get(client: &Client, path: &str) -> Result<Value, CliError> {
+    let b = client.get_raw(path).await?;
+    serde_json::from_slice(&b).map_err(|e| CliError::msg(format!("invalid JSON from daemon: {e}")))
+}
+
+/// Create the container, pulling the image first when missing (per --pull).
+async fn create_container(
+    client: &Client,
+    opts: &CreateOpts,
+    path: &str,
+    detach: bool,
+) -> Result<String, CliError> {
+    let built = opts.build(path, detach)?;
+    if let Some(f) = &opts.cidfile
+        && std::path::Path::new(f).exists()
+    {
+        return Err(run_error(
+            path,
+            &format!(
+                "Container ID file found, make sure the other container isn't running or delete {f}"
+            ),
+            125,
+        ));
+    }
+    let mut q = Vec::new();
+    if let Some(n) = &built.name {
+        q.push(format!("name={}", urlencode(n)));
+    }
+    if let Some(p) = &opts.platform {
+        q.push(format!("platform={}", urlencode(p)));
+    }
+    let qs = if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    };
+    let body = bytes::Bytes::from(built.body.to_string());
+    let image = &built.image;
+    let tagged = reference_with_tag(image);
+    if opts.pull == "always" {
+        pull(client, &tagged, path, opts.quiet).await?;
+    }
+    let mut r = client
+        .raw(
+            Method::POST,
+            &format!("/containers/create{qs}"),
+            Some(body.clone()),
+        )
+        .await?;
+    if r.status == hyper::StatusCode::NOT_FOUND && r.message().contains("No such image") {
+        if opts.pull == "never" {
+            return Err(run_error(
+                path,
+                &format!("Error response from daemon: {}", r.message()),
+                125,
+            ));
+        }
+        eprintln!("Unable to find image '{tagged}' locally");
+        pull(client, &tagged, path, opts.quiet).await?;
+        r = client
+            .raw(Method::POST, &format!("/containers/create{qs}"), Some(body))
+            .await?;
+    }
+    if !r.status.is_success() {
+        return Err(run_error(
+            path,
+            &format!("Error response from daemon: {}", r.message()),
+            125,
+        ));
+    }
+    let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    if let Some(w) = v["Warnings"].as_array() {
+        for w in w.iter().filter_map(Value::as_str) {
+            eprintln!("WARNING: {w}");
+        }
+    }
+    let id = v["Id"].as_str().unwrap_or_default().to_string();
+    if let Some(f) = &opts.cidfile {
+        std::fs::write(f, &id).map_err(|e| {
+            run_error(
+                path,
+                &format!("failed to write the container ID to the file: {e}"),
+                125,
+            )
+        })?;
+    }
+    Ok(id)
+}
+
+/// "busybox" -> "busybox:latest" (digests and tags kept).
+fn reference_with_tag(image: &str) -> String {
+    let last = image.rsplit('/').next().unwrap_or(image);
+    if image.contains('@') || last.contains(':') {
+        image.to_string()
+    } else {
+        format!("{image}:latest")
+    }
+}
+
+/// POST /images/create; progress to stderr, errors as docker's run errors.
+async fn pull(client: &Client, image: &str, path: &str, quiet: bool) -> Result<(), CliError> {
+    let (name, tag) = match image.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, t),
+        _ => (image, "latest"),
+    };
+    let r = client
+        .raw(
+            Method::POST,
+            &format!(
+                "/images/create?fromImage={}&tag={}",
+                urlencode(name),
+                urlencode(tag)
+            ),
+            None,
+        )
+        .await?;
+    if !r.status.is_success() {
+        return Err(run_error(
+            path,
+            &format!("Error response from daemon: {}", r.message()),
+            125,
+        ));
+    }
+    for line in r.body.split(|b| *b == b'\n') {
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        if let Some(e) = v["error"].as_str() {
+            return Err(run_error(path, e, 125));
+        }
+        if !quiet && let Some(s) = v["status"].as_str() {
+            match v["id"].as_str() {
+                Some(id) => eprintln!("{id}: {s}"),
+                None => eprintln!("{s}"),
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn create(client: &Client, path: &str, a: CreateArgs) -> Result<(), CliError> {
+    let id = create_container(client, &a.opts, path, true).await?;
+    out(&format!("{id}\n"))
+}
+
+/// What to wait for after start: "removed" with --rm so the name is free when we exit.
+async fn wait_task(
+    client: Arc<Client>,
+    id: String,
+    condition: &'static str,
+) -> tokio::task::JoinHandle<Result<i64, CliError>> {
+    tokio::spawn(async move {
+        let v = post(
+            &client,
+            &format!(
+                "/containers/{}/wait?condition={condition}",
+                path_escape(&id)
+            ),
+            None,
+        )
+        .await?;
+        if let Some(m) = v["Error"]["Message"].as_str()
+            && !m.is_empty()
+        {
+            return Err(CliError::msg(m.to_string()));
+        }
+        Ok(v["StatusCode"].as_i64().unwrap_or(0))
+    })
+}
+
+pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError> {
+    let sig_proxy = bool_flag(&a.sig_proxy, "--sig-proxy", path)?;
+    let o = &a.opts;
+    if a.detach && o.rm {
+        // Allowed since API 1.25; the daemon removes it.
+    }
+    let keys = match &a.detach_keys {
+        Some(k) => stdio::parse_detach_keys(k).map_err(|e| run_error(path, &e.message, 125))?,
+        None => stdio::DEFAULT_DETACH.to_vec(),
+    };
+    let attach_stdin = !a.detach
+        && (o.interactive
+            && (o.attach.is_empty() || o.attach.iter().any(|s| s.eq_ignore_ascii_case("stdin"))));
+    if o.tty && attach_stdin && !stdio::is_tty(0) {
+        return Err(CliError::msg("the input device is not a TTY"));
+    }
+    let client = Arc::new(client);
+    let id = create_container(&client, o, path, a.detach).await?;
+    if a.detach {
+        post(
+            &client,
+            &format!("/containers/{}/start", path_escape(&id)),
+            None,
+        )
+        .await
+        .map_err(|e| run_error(path, &e.message, start_error_code(&e.message)))?;
+        return out(&format!("{id}\n"));
+    }
+    let attach_any = !o.attach.is_empty() || true;
+    let mut q = format!("/containers/{}/attach?stream=1", path_escape(&id));
+    let (want_out, want_err) = if o.attach.is_empty() {
+        (true, true)
+    } else {
+        (
+            o.attach.iter().any(|s| s.eq_ignore_ascii_case("stdout")),
+            o.attach.iter().any(|s| s.eq_ignore_ascii_case("stderr")),
+        )
+    };
+    if attach_stdin {
+        q.push_str("&stdin=1");
+    }
+    if want_out {
+        q.push_str("&stdout=1");
+    }
+    if want_err {
+        q.push_str("&stderr=1");
+    }
+    if let Some(k) = &a.detach_keys {
+        q.push_str(&format!("&detachKeys={}", urlencode(k)));
+    }
+    let hijacked = if attach_any {
+        Some(
+            client
+                .hijack("POST", &q, None)
+                .await
+                .map_err(|e| run_error(path, &e.message, 125))?,
+        )
+    } else {
+        None
+    };
+    let waiter = wait_task(
+        client.clone(),
+        id.clone(),
+        if o.rm { "removed" } else { "next-exit" },
+    )
+    .await;
+    let raw = if o.tty && attach_stdin {
+        stdio::RawTerm::enable(0)
+    } else {
+        None
+    };
+    if let Err(e) = post(
+        &client,
+        &format!("/containers/{}/start", path_escape(&id)),
+        None,
+    )
+    .await
+    {
+        drop(raw);
+        let code = start_error_code(&e.message);
+        if o.rm {
+            let _ = waiter.await;
+        }
+        return Err(run_error(path, &e.message, code));
+    }
+    let resize = o
+        .tty
+        .then(|| stdio::monitor_resize(client.clone(), "containers", id.clone()));
+    let proxy = (sig_proxy && !o.tty).then(|| stdio::proxy_signals(client.clone(), id.clone()));
+    let ended = match hijacked {
+        Some(h) => stdio::pump(h, o.tty, attach_stdin, &keys).await,
+        None => Ok(Ended::Eof),
+    };
+    drop(raw);
+    if let Some(t) = resize {
+        t.abort();
+    }
+    if let Some(t) = proxy {
+        t.abort();
+    }
+    match ended? {
+        Ended::Detached => {
+            eprintln!("read escape sequence");
+            Ok(())
+        }
+        Ended::Eof => match waiter.await {
+            Ok(Ok(0)) => Ok(()),
+            Ok(Ok(code)) => Err(CliError::silent(code as i32)),
+            Ok(Err(e)) => Err(CliError::new(e.message, 125)),
+            Err(e) => Err(CliError::msg(e.to_string())),
+        },
+    }
+}
+
+pub async fn start(client: Client, _path: &str, a: StartArgs) -> Result<(), CliError> {
+    if !(a.attach || a.interactive) {
+        let mut errs = Vec::new();
+        for n in &a.args {
+            match post(
+                &client,
+                &format!("/containers/{}/start", path_escape(n)),
+                None,
+            )
+            .await
+            {
+                Ok(_) => out(&format!("{n}\n"))?,
+                Err(e) => errs.push(e.message),
+            }
+        }
+        if !errs.is_empty() {
+            errs.push("Error: failed to start containers: ".to_string() + &a.args.join(", "));
+            // docker 28 prints each daemon error, then the summary.
+            return Err(CliError::msg(errs.join("\n")));
+        }
+        return Ok(());
+    }
+    if a.args.len() > 1 {
+        return Err(CliError::msg(
+            "you cannot start and attach multiple containers at once",
+        ));
+    }
+    let client = Arc::new(client);
+    let name = &a.args[0];
+    let info = get(&client, &format!("/containers/{}/json", path_escape(name))).await?;
+    let id = info["Id"].as_str().unwrap_or(name).to_string();
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = a.interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    let keys = match &a.detach_keys {
+        Some(k) => stdio::parse_detach_keys(k)?,
+        None => stdio::DEFAULT_DETACH.to_vec(),
+    };
+    let mut q = format!(
+        "/containers/{}/attach?stream=1&stdout=1&stderr=1",
+        path_escape(&id)
+    );
+    if stdin {
+        q.push_str("&stdin=1");
+    }
+    if let Some(k) = &a.detach_keys {
+        q.push_str(&format!("&detachKeys={}", urlencode(k)));
+    }
+    let h = client.hijack("POST", &q, None).await?;
+    let waiter = wait_task(client.clone(), id.clone(), "next-exit").await;
+    let raw = if tty && stdin {
+        stdio::RawTerm::enable(0)
+    } else {
+        None
+    };
+    if let Err(e) = post(
+        &client,
+        &format!("/containers/{}/start", path_escape(&id)),
+        None,
+    )
+    .await
+    {
+        drop(raw);
+        return Err(e);
+    }
+    let resize = tty.then(|| stdio::monitor_resize(client.clone(), "containers", id.clone()));
+    let proxy = (!tty).then(|| stdio::proxy_signals(client.clone(), id.clone()));
+    let ended = stdio::pump(h, tty, stdin, &keys).await;
+    drop(raw);
+    resize.map(|t| t.abort());
+    proxy.map(|t| t.abort());
+    match ended? {
+        Ended::Detached => {
+            eprintln!("read escape sequence");
+            Ok(())
+        }
+        Ended::Eof => match waiter.await {
+            Ok(Ok(0)) => Ok(()),
+            Ok(Ok(c)) => Err(CliError::silent(c as i32)),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(CliError::msg(e.to_string())),
+        },
+    }
+}
+
+pub async fn attach(client: Client, path: &str, a: AttachArgs) -> Result<(), CliError> {
+    let sig_proxy = bool_flag(&a.sig_proxy, "--sig-proxy", path)?;
+    let client = Arc::new(client);
+    let name = &a.args[0];
+    let info = get(&client, &format!("/containers/{}/json", path_escape(name))).await?;
+    if !info["State"]["Running"].as_bool().unwrap_or(false) {
+        return Err(CliError::msg(
+            "You cannot attach to a stopped container, start it first",
+        ));
+    }
+    if info["State"]["Paused"].as_bool().unwrap_or(false) {
+        return Err(CliError::msg(
+            "You cannot attach to a paused container, unpause it first",
+        ));
+    }
+    let id = info["Id"].as_str().unwrap_or(name).to_string();
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let stdin = !a.no_stdin && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
+    if tty && stdin && !stdio::is_tty(0) {
+        return Err(CliError::msg("the input device is not a TTY"));
+    }
+    let keys = match &a.detach_keys {
+        Some(k) => stdio::parse_detach_keys(k)?,
+        None => stdio::DEFAULT_DETACH.to_vec(),
+    };
+    let mut q = format!(
+        "/containers/{}/attach?stream=1&stdout=1&stderr=1",
+        path_escape(&id)
+    );
+    if stdin {
+        q.push_str("&stdin=1");
+    }
+    if let Some(k) = &a.detach_keys {
+        q.push_str(&format!("&detachKeys={}", urlencode(k)));
+    }
+    let h = client.hijack("POST", &q, None).await?;
+    let raw = if tty && stdin {
+        stdio::RawTerm::enable(0)
+    } else {
+        None
+    };
+    let resize = tty.then(|| stdio::monitor_resize(client.clone(), "containers", id.clone()));
+    let proxy = (sig_proxy && !tty).then(|| stdio::proxy_signals(client.clone(), id.clone()));
+    let ended = stdio::pump(h, tty, stdin, &keys).await;
+    drop(raw);
+    resize.map(|t| t.abort());
+    proxy.map(|t| t.abort());
+    match ended? {
+        Ended::Detached => {
+            eprintln!("read escape sequence");
+            Ok(())
+        }
+        Ended::Eof => {
+            // The exit code of the container becomes ours, as docker attach does.
+            let v = get(&client, &format!("/containers/{}/json", path_escape(&id))).await?;
+            match v["State"]["ExitCode"].as_i64().unwrap_or(0) {
+                0 => Ok(()),
+                c => Err(CliError::silent(c as i32)),
+            }
+        }
+    }
+}
+
+pub async fn exec(client: Client, _path: &str, a: ExecArgs) -> Result<(), CliError> {
+    let client = Arc::new(client);
+    let name = &a.args[0];
+    let cmd: Vec<String> = a.args[1..].to_vec();
+    let mut env: Vec<String> = Vec::new();
+    for f in &a.env_file {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            CliError::new(
+                format!("open {f}: {}", crate::commands::opts::io_text(&e)),
+                EXIT_USAGE,
+            )
+        })?;
+        env.extend(
+            text.lines()
+                .map(str::trim_start)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    env.extend(a.env.iter().cloned());
+    let stdin = a.interactive && !a.detach;
+    if a.tty && stdin && !stdio::is_tty(0) {
+        return Err(CliError::msg("the input device is not a TTY"));
+    }
+    let body = json!({
+        "User": a.user.clone().unwrap_or_default(),
+        "Privileged": a.privileged,
+        "Tty": a.tty,
+        "AttachStdin": stdin,
+        "AttachStderr": !a.detach,
+        "AttachStdout": !a.detach,
+        "Detach": a.detach,
+        "DetachKeys": a.detach_keys.clone().unwrap_or_default(),
+        "Env": env,
+        "WorkingDir": a.workdir.clone().unwrap_or_default(),
+        "Cmd": cmd,
+    });
+    let v = post(
+        &client,
+        &format!("/containers/{}/exec", path_escape(name)),
+        Some(&body),
+    )
+    .await?;
+    let exec_id = v["Id"].as_str().unwrap_or_default().to_string();
+    if a.detach {
+        post(
+            &client,
+            &format!("/exec/{exec_id}/start"),
+            Some(&json!({"Detach": true, "Tty": a.tty})),
+        )
+        .await?;
+        return Ok(());
+    }
+    let keys = match &a.detach_keys {
+        Some(k) => stdio::parse_detach_keys(k)?,
+        None => stdio::DEFAULT_DETACH.to_vec(),
+    };
+    let start_body = json!({"Detach": false, "Tty": a.tty}).to_string();
+    let h = client
+        .hijack("POST", &format!("/exec/{exec_id}/start"), Some(&start_body))
+        .await?;
+    let raw = if a.tty && stdin {
+        stdio::RawTerm::enable(0)
+    } else {
+        None
+    };
+    let resize = a
+        .tty
+        .then(|| stdio::monitor_resize(client.clone(), "exec", exec_id.clone()));
+    let ended = stdio::pump(h, a.tty, stdin, &keys).await;
+    drop(raw);
+    resize.map(|t| t.abort());
+    if ended? == Ended::Detached {
+        eprintln!("read escape sequence");
+        return Ok(());
+    }
+    let v = get(&client, &format!("/exec/{exec_id}/json")).await?;
+    match v["ExitCode"].as_i64().unwrap_or(0) {
+        0 => Ok(()),
+        c => Err(CliError::silent(c as i32)),
+    }
+}
+
+/// Apply `f` to each named container; print the name on success, collect daemon errors.
+async fn each<F, Fut>(names: &[String], f: F) -> Result<(), CliError>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<Option<String>, CliError>>,
+{
+    let mut errs = Vec::new();
+    for n in names {
+        match f(n.clone()).await {
+            Ok(Some(line)) => out(&format!("{line}\n"))?,
+            Ok(None) => {}
+            Err(e) => errs.push(e.message),
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::msg(errs.join("\n")))
+    }
+}
+
+pub async fn stop(client: &Client, a: StopArgs, restart: bool) -> Result<(), CliError> {
+    let mut q = Vec::new();
+    if let Some(s) = &a.signal {
+        q.push(format!("signal={}", urlencode(s)));
+    }
+    if let Some(t) = a.time {
+        q.push(format!("t={t}"));
+    }
+    let qs = if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    };
+    let verb = if restart { "restart" } else { "stop" };
+    each(&a.args, |n| {
+        let p = format!("/containers/{}/{verb}{qs}", path_escape(&n));
+        async move { post(client, &p, None).await.map(|_| Some(n)) }
+    })
+    .await
+}
+
+pub async fn kill(client: &Client, a: KillArgs) -> Result<(), CliError> {
+    let qs = a
+        .signal
+        .as_ref()
+        .map(|s| format!("?signal={}", urlencode(s)))
+        .unwrap_or_default();
+    each(&a.args, |n| {
+        let p = format!("/containers/{}/kill{qs}", path_escape(&n));
+        async move { post(client, &p, None).await.map(|_| Some(n)) }
+    })
+    .await
+}
+
+pub async fn simple(client: &Client, verb: &str, names: &[String]) -> Result<(), CliError> {
+    each(names, |n| {
+        let p = format!("/containers/{}/{verb}", path_escape(&n));
+        async move { post(client, &p, None).await.map(|_| Some(n)) }
+    })
+    .await
+}
+
+pub async fn rm(client: &Client, a: RmArgs) -> Result<(), CliError> {
+    let q = format!(
+        "?v={}&link={}&force={}",
+        a.volumes as u8, a.link as u8, a.force as u8
+    );
+    each(&a.args, |n| {
+        let p = format!("/containers/{}{q}", path_escape(&n));
+        async move {
+            let r = client.raw(Method::DELETE, &p, None).await?;
+            if r.status.is_success() {
+                return Ok(Some(n));
+            }
+            // rm -f of a missing container is reported but not a failure (docker 28).
+            if a.force && r.status == hyper::StatusCode::NOT_FOUND {
+                eprintln!("Error response from daemon: {}", r.message());
+                return Ok(None);
+            }
+            Err(CliError::daemon(r.message()))
+        }
+    })
+    .await
+}
+
+pub async fn wait(client: &Client, names: &[String]) -> Result<(), CliError> {
+    each(names, |n| {
+        let p = format!("/containers/{}/wait", path_escape(&n));
+        async move {
+            let v = post(client, &p, None).await?;
+            Ok(Some(v["StatusCode"].as_i64().unwrap_or(0).to_string()))
+        }
+    })
+    .await
+}
+
+pub async fn rename(client: &Client, args: &[String]) -> Result<(), CliError> {
+    let (old, new) = (&args[0], &args[1]);
+    if new.trim().is_empty() || old.trim().is_empty() {
+        return Err(CliError::msg(
+            "Error: neither old nor new names may be empty",
+        ));
+    }
+    post(
+        client,
+        &format!(
+            "/containers/{}/rename?name={}",
+            path_escape(old),
+            urlencode(new)
+        ),
+        None,
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| {
+        CliError::msg(format!(
+            "{}\nError: failed to rename container named {old}",
+            e.message
+        ))
+    })
+}
+
+pub async fn logs(client: &Client, a: LogsArgs) -> Result<(), CliError> {
+    let name = &a.args[0];
+    let info = get(client, &format!("/containers/{}/json", path_escape(name))).await?;
+    let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
+    let mut q = format!(
+        "/containers/{}/logs?stdout=1&stderr=1&tail={}",
+        path_escape(name),
+        urlencode(&a.tail)
+    );
+    for (on, k) in [
+        (a.follow, "follow"),
+        (a.timestamps, "timestamps"),
+        (a.details, "details"),
+    ] {
+        if on {
+            q.push_str(&format!("&{k}=1"));
+        }
+    }
+    for (v, k) in [(&a.since, "since"), (&a.until, "until")] {
+        if let Some(v) = v {
+            q.push_str(&format!("&{k}={}", urlencode(&timestamp_arg(v))));
+        }
+    }
+    let mut body = client.get_stream(&q).await?;
+    let mut demux = stdio::Demux::new(tty);
+    use http_body_util::BodyExt;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(d) = frame.data_ref() {
+            match demux.feed(d) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// docker's GetTimestamp: relative durations ("42m") become unix seconds; others pass.
+fn timestamp_arg(v: &str) -> String {
+    if let Ok(ns) = crate::commands::opts::go_duration(v) {
+        let now = chrono::Utc::now();
+        let t = now - chrono::Duration::nanoseconds(ns);
+        return format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
+    }
+    v.to_string()
+}
+
+pub async fn top(client: &Client, a: TopArgs) -> Result<(), CliError> {
+    let name = &a.args[0];
+    let mut p = format!("/containers/{}/top", path_escape(name));
+    if a.args.len() > 1 {
+        p.push_str(&format!("?ps_args={}", urlencode(&a.args[1..].join(" "))));
+    }
+    let v = get(client, &p).await?;
+    let mut tw = crate::format::tabwriter::TabWriter::new(20, 1);
+    let titles: Vec<&str> = v["Titles"]
+        .as_array()
+        .map(|t| t.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    tw.write_str(&format!("{}\n", titles.join("\t")));
+    for p in v["Processes"].as_array().into_iter().flatten() {
+        let cells: Vec<&str> = p
+            .as_array()
+            .map(|c| c.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        tw.write_str(&format!("{}\n", cells.join("\t")));
+    }
+    out(&tw.flush())
+}
+
+pub async fn port(client: &Client, a: PortArgs) -> Result<(), CliError> {
+    let name = &a.args[0];
+    let v = get(client, &format!("/containers/{}/json", path_escape(name))).await?;
+    let ports = v["NetworkSettings"]["Ports"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut lines = Vec::new();
+    if let Some(want) = a.args.get(1) {
+        let key = if want.contains('/') {
+            want.clone()
+        } else {
+            format!("{want}/tcp")
+        };
+        match ports.get(&key).and_then(Value::as_array) {
+            Some(list) if !list.is_empty() => {
+                for b in list {
+                    lines.push(host_port(b));
+                }
+            }
+            _ => {
+                return Err(CliError::msg(format!(
+                    "Error: No public port '{key}' published for {name}"
+                )));
+            }
+        }
+    } else {
+        let mut keys: Vec<&String> = ports.keys().collect();
+        keys.sort_by_key(|k| {
+            let (n, p) = k.split_once('/').unwrap_or((k, ""));
+            (n.parse::<u32>().unwrap_or(0), p.to_string())
+        });
+        for k in keys {
+            for b in ports[k].as_array().into_iter().flatten() {
+                lines.push(format!("{k} -> {}", host_port(b)));
+            }
+        }
+    }
+    let mut s = lines.join("\n");
+    if !s.is_empty() {
+        s.push('\n');
+    }
+    out(&s)
+}
+
+fn host_port(b: &Value) -> String {
+    let ip = b["HostIp"].as_str().unwrap_or("");
+    let port = b["HostPort"].as_str().unwrap_or("");
+    if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    }
+}
+
+pub async fn update(client: &Client, path: &str, a: UpdateArgs) -> Result<(), CliError> {
+    let mut body = serde_json::Map::new();
+    let size = |flag: &str, v: &Option<String>| -> Result<Option<i64>, CliError> {
+        match v {
+            None => Ok(None),
+            Some(s) if s == "-1" => Ok(Some(-1)),
+            Some(s) => crate::commands::opts::ram_in_bytes(s).map(Some).map_err(|e| {
+                CliError::new(
+                    format!("invalid argument \"{s}\" for \"{flag}\" flag: {e}\n\nUsage:  {}\n\nRun 'berth {path} --help' for more information", crate::cli::usage(path)),
+                    EXIT_USAGE,
+                )
+            }),
+        }
+    };
+    if let Some(n) = size("-m, --memory", &a.memory)? {
+        body.insert("Memory".into(), n.into());
+    }
+    if let Some(n) = size("--memory-swap", &a.memory_swap)? {
+        body.insert("MemorySwap".into(), n.into());
+    }
+    if let Some(n) = size("--memory-reservation", &a.memory_reservation)? {
+        body.insert("MemoryReservation".into(), n.into());
+    }
+    if let Some(c) = a.cpu_shares {
+        body.insert("CpuShares".into(), c.into());
+    }
+    if let Some(c) = &a.cpus {
+        let f: f64 = c.parse().map_err(|_| CliError::new(format!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"), EXIT_USAGE))?;
+        body.insert("NanoCpus".into(), ((f * 1e9).round() as i64).into());
+    }
+    if let Some(c) = &a.cpuset_cpus {
+        body.insert("CpusetCpus".into(), c.clone().into());
+    }
+    if let Some(p) = a.pids_limit {
+        body.insert("PidsLimit".into(), p.into());
+    }
+    if let Some(r) = &a.restart {
+        let p = crate::commands::opts::parse_restart(r).map_err(CliError::msg)?;
+        body.insert("RestartPolicy".into(), p);
+    }
+    if body.is_empty() {
+        return Err(CliError::msg(
+            "you must provide one or more flags when using this command",
+        ));
+    }
+    let body = Value::Object(body);
+    let mut errs = Vec::new();
+    for n in &a.args {
+        match post(
+            client,
+            &format!("/containers/{}/update", path_escape(n)),
+            Some(&body),
+        )
+        .await
+        {
+            Ok(v) => {
+                for w in v["Warnings"].as_array().into_iter().flatten() {
+                    if let Some(w) = w.as_str() {
+                        eprintln!("{w}");
+                    }
+                }
+                out(&format!("{n}\n"))?;
+            }
+            Err(e) => errs.push(e.message),
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::msg(errs.join("\n")))
+    }
+}
+
+pub async fn prune(client: &Client, a: ContainerPruneArgs) -> Result<(), CliError> {
+    if !a.force {
+        eprint!(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
+        );
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        if !matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+            return Ok(());
+        }
+    }
+    let q = if a.filter.is_empty() {
+        String::new()
+    } else {
+        format!("?filters={}", urlencode(&filters_json(&a.filter)?))
+    };
+    let v = post(client, &format!("/containers/prune{q}"), None).await?;
+    let mut s = String::new();
+    if let Some(ids) = v["ContainersDeleted"].as_array().filter(|a| !a.is_empty()) {
+        s.push_str("Deleted Containers:\n");
+        for id in ids.iter().filter_map(Value::as_str) {
+            s.push_str(id);
+            s.push('\n');
+        }
+        s.push('\n');
+    }
+    let space = v["SpaceReclaimed"].as_f64().unwrap_or(0.0);
+    s.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        units::human_size(space)
+    ));
+    out(&s)
+}
+
+/// docker's Ellipsis: cut to `max` runes, the last one being "…".
+fn ellipsis(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}
+
+/// Go's strconv.Quote for the printable text docker shows.
+fn go_quote(s: &str) -> String {
+    crate::format::json::quote(s, false)
+}
+
+/// docker's DisplayablePorts, without range folding of consecutive ports.
+fn display_ports(ports: &[Value]) -> String {
+    let mut items: Vec<(String, String, i64)> = Vec::new();
+    for p in ports {
+        let private = p["PrivatePort"].as_i64().unwrap_or(0);
+        let proto = p["Type"].as_str().unwrap_or("tcp");
+        let s = match p["PublicPort"].as_i64() {
+            Some(public) if public != 0 => {
+                let ip = p["IP"].as_str().unwrap_or("");
+                let ip = if ip.contains(':') {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
+                format!("{ip}:{public}->{private}/{proto}")
+            }
+            _ => format!("{private}/{proto}"),
+        };
+        items.push((s, proto.to_string(), private));
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.dedup_by(|a, b| a.0 == b.0);
+    items
+        .into_iter()
+        .map(|i| i.0)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn ps_row(c: &Value, trunc: bool) -> Row {
+    let id = c["Id"].as_str().unwrap_or("");
+    let image = c["Image"].as_str().unwrap_or("");
+    let image = if trunc {
+        let image_id = c["ImageID"].as_str().unwrap_or("");
+        if short_id(image_id) == short_id(image) && image.starts_with("sha256:") {
+            short_id(image)
+        } else {
+            image.split('@').next().unwrap_or(image).to_string()
+        }
+    } else {
+        image.to_string()
+    };
+    let command = c["Command"].as_str().unwrap_or("");
+    let command = if trunc {
+        ellipsis(command, 20)
+    } else {
+        command.to_string()
+    };
+    let names: Vec<String> = c["Names"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|n| n.trim_start_matches('/').to_string())
+        .filter(|n| !trunc || !n.contains('/'))
+        .collect();
+    let created = c["Created"].as_i64().unwrap_or(0);
+    // docker's Size(): "0B" without sizes; "(virtual ...)" only when the root fs size is known.
+    let rw = c["SizeRw"].as_f64().unwrap_or(0.0);
+    let root = c["SizeRootFs"].as_f64().unwrap_or(0.0);
+    let size = if root > 0.0 {
+        format!(
+            "{} (virtual {})",
+            units::human_size_with_precision(rw, 3),
+            units::human_size_with_precision(root, 3)
+        )
+    } else {
+        units::human_size_with_precision(rw, 3)
+    };
+    let mut labels: Vec<String> = c["Labels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.sort();
+    let networks: Vec<String> = c["NetworkSettings"]["Networks"]
+        .as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    let mounts: Vec<String> = c["Mounts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let n = m["Name"].as_str().unwrap_or("");
+            let n = if n.is_empty() {
+                m["Source"].as_str().unwrap_or("")
+            } else {
+                n
+            };
+            if trunc {
+                ellipsis(n, 15)
+            } else {
+                n.to_string()
+            }
+        })
+        .collect();
+    Row::new()
+        .with(
+            "ID",
+            "CONTAINER ID",
+            if trunc { short_id(id) } else { id.to_string() },
+        )
+        .with("Image", "IMAGE", image)
+        .with("Command", "COMMAND", go_quote(&command))
+        .with("CreatedAt", "CREATED AT", units::go_time_string(created))
+        .with("RunningFor", "CREATED", units::since_unix(created))
+        .with("Platform", "PLATFORM", gtmpl::Value::Nil)
+        .with(
+            "Ports",
+            "PORTS",
+            display_ports(c["Ports"].as_array().map_or(&[][..], |v| v)),
+        )
+        .with(
+            "State",
+            "STATE",
+            c["State"].as_str().unwrap_or("").to_string(),
+        )
+        .with(
+            "Status",
+            "STATUS",
+            c["Status"].as_str().unwrap_or("").to_string(),
+        )
+        .with("Size", "SIZE", size)
+        .with("Names", "NAMES", names.join(","))
+        .with("Labels", "LABELS", labels.join(","))
+        .with("Mounts", "MOUNTS", mounts.join(","))
+        .with("Networks", "NETWORKS", networks.join(","))
+        .with("LocalVolumes", "LOCAL VOLUMES", mounts.len().to_string())
+}
+
+pub async fn ps(client: &Client, a: PsArgs) -> Result<(), CliError> {
+    let mut q = Vec::new();
+    let all = a.all || a.latest || a.last > 0;
+    if all {
+        q.push("all=1".to_string());
+    }
+    if a.latest {
+        q.push("limit=1".into());
+    } else if a.last > 0 {
+        q.push(format!("limit={}", a.last));
+    }
+    let size = a.size || (a.format.contains(".Size") && !a.quiet);
+    if size {
+        q.push("size=1".into());
+    }
+    if !a.filter.is_empty() {
+        q.push(format!("filters={}", urlencode(&filters_json(&a.filter)?)));
+    }
+    let qs = if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    };
+    let v = get(client, &format!("/containers/json{qs}")).await?;
+    let list = v.as_array().cloned().unwrap_or_default();
+    let mut default = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}".to_string();
+    if a.size {
+        default.push_str("\t{{.Size}}");
+    }
+    let user = if a.quiet && a.format.is_empty() {
+        "{{.ID}}"
+    } else {
+        a.format.as_str()
+    };
+    let fmt = Format::new(user, &default).typed("*formatter.ContainerContext");
+    let rows: Vec<Row> = list.iter().map(|c| ps_row(c, !a.no_trunc)).collect();
+    let header = ps_row(&json!({}), true);
+    out(&fmt.render_rows(&rows, &header).map_err(CliError::msg)?)
+}
+
+fn calc_stats(v: &Value) -> (f64, f64, f64, f64, f64, f64, f64, f64, i64) {
+    let cpu = &v["cpu_stats"];
+    let pre = &v["precpu_stats"];
+    let cpu_delta = cpu["cpu_usage"]["total_usage"].as_f64().unwrap_or(0.0)
+        - pre["cpu_usage"]["total_usage"].as_f64().unwrap_or(0.0);
+    let sys_delta = cpu["system_cpu_usage"].as_f64().unwrap_or(0.0)
+        - pre["system_cpu_usage"].as_f64().unwrap_or(0.0);
+    let online = cpu["online_cpus"]
+        .as_f64()
+        .filter(|n| *n > 0.0)
+        .unwrap_or_else(|| {
+            cpu["cpu_usage"]["percpu_usage"]
+                .as_array()
+                .map_or(1.0, |a| a.len().max(1) as f64)
+        });
+    let cpu_pct = if sys_delta > 0.0 && cpu_delta > 0.0 {
+        cpu_delta / sys_delta * online * 100.0
+    } else {
+        0.0
+    };
+    let mem = &v["memory_stats"];
+    let usage = mem["usage"].as_f64().unwrap_or(0.0);
+    // docker subtracts page cache: total_inactive_file (v1) or inactive_file (v2).
+    let cache = mem["stats"]["total_inactive_file"]
+        .as_f64()
+        .filter(|c| *c < usage)
+        .or_else(|| {
+            mem["stats"]["inactive_file"]
+                .as_f64()
+                .filter(|c| *c < usage)
+        })
+        .unwrap_or(0.0);
+    let used = usage - cache;
+    let limit = mem["limit"].as_f64().unwrap_or(0.0);
+    let mem_pct = if limit > 0.0 {
+        used / limit * 100.0
+    } else {
+        0.0
+    };
+    let (mut rx, mut tx) = (0.0, 0.0);
+    for n in v["networks"]
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
+    {
+        rx += n["rx_bytes"].as_f64().unwrap_or(0.0);
+        tx += n["tx_bytes"].as_f64().unwrap_or(0.0);
+    }
+    let (mut br, mut bw) = (0.0, 0.0);
+    for e in v["blkio_stats"]["io_service_bytes_recursive"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        match e["op"].as_str().unwrap_or("").to_ascii_lowercase().as_str() {
+            "read" => br += e["value"].as_f64().unwrap_or(0.0),
+            "write" => bw += e["value"].as_f64().unwrap_or(0.0),
+            _ => {}
+        }
+    }
+    let pids = v["pids_stats"]["current"].as_i64().unwrap_or(0);
+    (cpu_pct, used, limit, mem_pct, rx, tx, br, bw, pids)
+}
+
+fn stats_row(id: &str, name: &str, v: Option<&Value>, trunc: bool) -> Row {
+    let id = if trunc { short_id(id) } else { id.to_string() };
+    let name = name.trim_start_matches('/').to_string();
+    let Some(v) = v else {
+        return Row::new()
+            .with("Container", "CONTAINER", id.clone())
+            .with("ID", "CONTAINER ID", id)
+            .with("Name", "NAME", name)
+            .with("CPUPerc", "CPU %", "--")
+            .with("MemUsage", "MEM USAGE / LIMIT", "-- / --")
+            .with("MemPerc", "MEM %", "--")
+            .with("NetIO", "NET I/O", "--")
+            .with("BlockIO", "BLOCK I/O", "--")
+            .with("PIDs", "PIDS", "--");
+    };
+    let (cpu, used, limit, memp, rx, tx, br, bw, pids) = calc_stats(v);
+    Row::new()
+        .with("Container", "CONTAINER", id.clone())
+        .with("ID", "CONTAINER ID", id)
+        .with("Name", "NAME", name)
+        .with("CPUPerc", "CPU %", format!("{cpu:.2}%"))
+        .with(
+            "MemUsage",
+            "MEM USAGE / LIMIT",
+            format!("{} / {}", units::bytes_size(used), units::bytes_size(limit)),
+        )
+        .with("MemPerc", "MEM %", format!("{memp:.2}%"))
+        .with(
+            "NetIO",
+            "NET I/O",
+            format!(
+                "{} / {}",
+                units::human_size_with_precision(rx, 3),
+                units::human_size_with_precision(tx, 3)
+            ),
+        )
+        .with(
+            "BlockIO",
+            "BLOCK I/O",
+            format!(
+                "{} / {}",
+                units::human_size_with_precision(br, 3),
+                units::human_size_with_precision(bw, 3)
+            ),
+        )
+        .with("PIDs", "PIDS", pids.to_string())
+}
+
+/// `stats`: one sample per container (`--no-stream`) or a redraw every second like docker.
+pub async fn stats(client: &Client, a: StatsArgs) -> Result<(), CliError> {
+    let default = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
+    let fmt = Format::new(&a.format, default).typed("*formatter.statsContext");
+    let header = stats_row("", "", None, true);
+    loop {
+        let targets: Vec<(String, String)> = if a.args.is_empty() {
+            let q = if a.all { "?all=1" } else { "" };
+            let v = get(client, &format!("/containers/json{q}")).await?;
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    (
+                        c["Id"].as_str().unwrap_or("").to_string(),
+                        c["Names"][0].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        } else {
+            let mut t = Vec::new();
+            for n in &a.args {
+                let v = get(client, &format!("/containers/{}/json", path_escape(n))).await?;
+                t.push((
+                    v["Id"].as_str().unwrap_or("").to_string(),
+                    v["Name"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+            t
+        };
+        let mut rows = Vec::new();
+        for (id, name) in &targets {
+            let s = get(
+                client,
+                &format!("/containers/{}/stats?stream=0", path_escape(id)),
+            )
+            .await
+            .ok();
+            let running = s
+                .as_ref()
+                .is_some_and(|s| s["read"].as_str().is_some_and(|r| !r.starts_with("0001")));
+            rows.push(stats_row(
+                id,
+                name,
+                running.then_some(()).and(s.as_ref()),
+                !a.no_trunc,
+            ));
+        }
+        let text = fmt.render_rows(&rows, &header).map_err(CliError::msg)?;
+        if a.no_stream {
+            return out(&text);
+        }
+        // Clear the screen and home the cursor, as docker's streaming stats do.
+        out(&format!("\x1b[2J\x1b[H{text}"))?;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,821 @@
+//! `create`/`run` flags and their translation into the Engine API's create body
+//! (Config + HostConfig + NetworkingConfig), with docker's value syntaxes (sizes, durations,
+//! ports, mounts, ulimits, devices, restart policies).
+
+use clap::Args;
+use serde_json::{Map, Value, json};
+
+use crate::error::{CliError, EXIT_USAGE};
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct CreateOpts {
+    /// Add a custom host-to-IP mapping (host:ip)
+    #[arg(long = "add-host", value_name = "list")]
+    pub add_host: Vec<String>,
+    /// Attach to STDIN, STDOUT or STDERR
+    #[arg(short = 'a', long = "attach", value_name = "list")]
+    pub attach: Vec<String>,
+    /// Add Linux capabilities
+    #[arg(long = "cap-add", value_name = "list")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long = "cap-drop", value_name = "list")]
+    pub cap_drop: Vec<String>,
+    /// Write the container ID to the file
+    #[arg(long, value_name = "string")]
+    pub cidfile: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "int")]
+    pub cpu_shares: Option<i64>,
+    /// Number of CPUs
+    #[arg(long, value_name = "decimal")]
+    pub cpus: Option<String>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-cpus", value_name = "string")]
+    pub cpuset_cpus: Option<String>,
+    /// Add a host device to the container
+    #[arg(long, value_name = "list")]
+    pub device: Vec<String>,
+    /// Set custom DNS servers
+    #[arg(long, value_name = "list")]
+    pub dns: Vec<String>,
+    /// Set DNS options
+    #[arg(long = "dns-option", value_name = "list")]
+    pub dns_option: Vec<String>,
+    /// Set custom DNS search domains
+    #[arg(long = "dns-search", value_name = "list")]
+    pub dns_search: Vec<String>,
+    /// Container NIS domain name
+    #[arg(long, value_name = "string")]
+    pub domainname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long, value_name = "string")]
+    pub entrypoint: Option<String>,
+    /// Set environment variables
+    #[arg(short = 'e', long = "env", value_name = "list")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long = "env-file", value_name = "list")]
+    pub env_file: Vec<String>,
+    /// Expose a port or a range of ports
+    #[arg(long, value_name = "list")]
+    pub expose: Vec<String>,
+    /// Add additional groups to join
+    #[arg(long = "group-add", value_name = "list")]
+    pub group_add: Vec<String>,
+    /// Command to run to check health
+    #[arg(long = "health-cmd", value_name = "string")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h) (default 0s)
+    #[arg(long = "health-interval", value_name = "duration")]
+    pub health_interval: Option<String>,
+    /// Consecutive failures needed to report unhealthy
+    #[arg(long = "health-retries", value_name = "int")]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)
+    #[arg(long = "health-start-period", value_name = "duration")]
+    pub health_start_period: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h) (default 0s)
+    #[arg(long = "health-timeout", value_name = "duration")]
+    pub health_timeout: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long, value_name = "string")]
+    pub hostname: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    #[arg(long)]
+    pub init: bool,
+    /// Keep STDIN open even if not attached
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Set meta data on a container
+    #[arg(short = 'l', long = "label", value_name = "list")]
+    pub label: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long = "label-file", value_name = "list")]
+    pub label_file: Vec<String>,
+    /// Logging driver for the container
+    #[arg(long = "log-driver", value_name = "string")]
+    pub log_driver: Option<String>,
+    /// Log driver options
+    #[arg(long = "log-opt", value_name = "list")]
+    pub log_opt: Vec<String>,
+    /// Memory limit
+    #[arg(short = 'm', long, value_name = "bytes")]
+    pub memory: Option<String>,
+    /// Memory soft limit
+    #[arg(long = "memory-reservation", value_name = "bytes")]
+    pub memory_reservation: Option<String>,
+    /// Swap limit equal to memory plus swap: '-1' to enable unlimited swap
+    #[arg(long = "memory-swap", value_name = "bytes", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Attach a filesystem mount to the container
+    #[arg(long, value_name = "mount")]
+    pub mount: Vec<String>,
+    /// Assign a name to the container
+    #[arg(long, value_name = "string")]
+    pub name: Option<String>,
+    /// Connect a container to a network
+    #[arg(long, visible_alias = "net", value_name = "network")]
+    pub network: Option<String>,
+    /// Disable any container-specified HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
+    /// Disable OOM Killer
+    #[arg(long = "oom-kill-disable")]
+    pub oom_kill_disable: bool,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long = "pids-limit", value_name = "int", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Set platform if server is multi-platform capable
+    #[arg(long, value_name = "string")]
+    pub platform: Option<String>,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    pub privileged: bool,
+    /// Publish a container's port(s) to the host
+    #[arg(short = 'p', long, value_name = "list")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Pull image before creating ("always", "missing", "never")
+    #[arg(long, value_name = "string", default_value = "missing")]
+    pub pull: String,
+    /// Suppress the pull output
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Mount the container's root filesystem as read only
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Restart policy to apply when a container exits
+    #[arg(long, value_name = "string", default_value = "no")]
+    pub restart: String,
+    /// Automatically remove the container and its associated anonymous volumes when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Security Options
+    #[arg(long = "security-opt", value_name = "list")]
+    pub security_opt: Vec<String>,
+    /// Size of /dev/shm
+    #[arg(long = "shm-size", value_name = "bytes")]
+    pub shm_size: Option<String>,
+    /// Signal to stop the container
+    #[arg(long = "stop-signal", value_name = "string")]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long = "stop-timeout", value_name = "int")]
+    pub stop_timeout: Option<i64>,
+    /// Sysctl options
+    #[arg(long, value_name = "map")]
+    pub sysctl: Vec<String>,
+    /// Mount a tmpfs directory
+    #[arg(long, value_name = "list")]
+    pub tmpfs: Vec<String>,
+    /// Allocate a pseudo-TTY
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Ulimit options
+    #[arg(long, value_name = "ulimit")]
+    pub ulimit: Vec<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short = 'u', long, value_name = "string")]
+    pub user: Option<String>,
+    /// Bind mount a volume
+    #[arg(short = 'v', long, value_name = "list")]
+    pub volume: Vec<String>,
+    /// Mount volumes from the specified container(s)
+    #[arg(long = "volumes-from", value_name = "list")]
+    pub volumes_from: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long, value_name = "string")]
+    pub workdir: Option<String>,
+    /// Print usage (-h is --hostname here, as in docker)
+    #[arg(long = "help", action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// IMAGE [COMMAND] [ARG...]
+    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+fn bad(flag: &str, value: &str, why: &str, path: &str) -> CliError {
+    CliError::new(
+        format!(
+            "invalid argument \"{value}\" for \"{flag}\" flag: {why}\n\nUsage:  {}\n\nRun 'berth {path} --help' for more information",
+            crate::cli::usage(path)
+        ),
+        EXIT_USAGE,
+    )
+}
+
+/// go-units RAMInBytes: "32m", "1.5g", "512", "64MiB" -> bytes (binary units).
+pub fn ram_in_bytes(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("invalid size: '{s}'"))?;
+    let mult: f64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024f64.powi(4),
+        "p" | "pb" | "pib" => 1024f64.powi(5),
+        _ => return Err(format!("invalid size: '{s}'")),
+    };
+    Ok((n * mult) as i64)
+}
+
+/// Go's time.ParseDuration for the usual units, in nanoseconds.
+pub fn go_duration(s: &str) -> Result<i64, String> {
+    let err = || format!("time: invalid duration \"{s}\"");
+    if s == "0" {
+        return Ok(0);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(err());
+    }
+    while !rest.is_empty() {
+        let n_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(|| format!("time: missing unit in duration \"{s}\""))?;
+        let n: f64 = rest[..n_end].parse().map_err(|_| err())?;
+        rest = &rest[n_end..];
+        let u_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..u_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            u => return Err(format!("time: unknown unit \"{u}\" in duration \"{s}\"")),
+        };
+        total += n * mult;
+        rest = &rest[u_end..];
+    }
+    Ok(total as i64)
+}
+
+fn kv_list(items: &[String]) -> Map<String, Value> {
+    let mut m = Map::new();
+    for i in items {
+        let (k, v) = i.split_once('=').unwrap_or((i, ""));
+        m.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    m
+}
+
+/// Lines of an env/label file: comments and blanks skipped; a bare NAME takes our env value.
+fn read_kv_file(path: &str, env_style: bool) -> Result<Vec<String>, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::new(format!("open {path}: {}", io_text(&e)), EXIT_USAGE))?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let l = line.trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        if env_style && !l.contains('=') {
+            if let Ok(v) = std::env::var(l.trim()) {
+                out.push(format!("{}={v}", l.trim()));
+            }
+            continue;
+        }
+        out.push(l.to_string());
+    }
+    Ok(out)
+}
+
+/// Go's wording of common io errors.
+pub fn io_text(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// "[ip:][hostPort:]containerPort[/proto]" -> (container "80/tcp", binding).
+fn parse_publish(spec: &str) -> Result<Vec<(String, Value)>, String> {
+    let (main, proto) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
+    let parts: Vec<&str> = if main.starts_with('[') {
+        // [v6]:host:container
+        let close = main.find(']').ok_or("invalid IP address")?;
+        let ip = &main[1..close];
+        let rest: Vec<&str> = main[close + 1..]
+            .trim_start_matches(':')
+            .split(':')
+            .collect();
+        let mut v = vec![ip];
+        v.extend(rest);
+        v
+    } else {
+        main.split(':').collect()
+    };
+    let (ip, host, cport) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [i, h, c] => (*i, *h, *c),
+        _ => return Err(format!("invalid port format for --publish: {spec}")),
+    };
+    let range = |s: &str| -> Result<(u32, u32), String> {
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let a: u32 = a
+            .parse()
+            .map_err(|_| format!("invalid containerPort: {s}"))?;
+        let b: u32 = b
+            .parse()
+            .map_err(|_| format!("invalid containerPort: {s}"))?;
+        Ok((a, b))
+    };
+    let (c0, c1) = range(cport)?;
+    let host_range = if host.is_empty() {
+        None
+    } else {
+        Some(range(host).map_err(|_| format!("invalid hostPort: {host}"))?)
+    };
+    let mut out = Vec::new();
+    for (i, p) in (c0..=c1).enumerate() {
+        let hp = match host_range {
+            None => String::new(),
+            Some((h0, h1)) if h1 - h0 == c1 - c0 => (h0 + i as u32).to_string(),
+            Some((h0, h1)) if h0 != h1 => format!("{h0}-{h1}"),
+            Some((h0, _)) => h0.to_string(),
+        };
+        out.push((
+            format!("{p}/{proto}"),
+            json!({"HostIp": ip, "HostPort": hp}),
+        ));
+    }
+    Ok(out)
+}
+
+/// `--mount type=bind,source=/a,target=/b,readonly`.
+fn parse_mount(spec: &str) -> Result<Value, String> {
+    let mut m = Map::new();
+    let mut kind = "volume".to_string();
+    let mut ro = false;
+    let mut bind = Map::new();
+    let mut tmpfs = Map::new();
+    let mut volume = Map::new();
+    for field in spec.split(',') {
+        let (k, v) = field.split_once('=').unwrap_or((field, ""));
+        match k.to_ascii_lowercase().as_str() {
+            "type" => kind = v.to_string(),
+            "source" | "src" => {
+                m.insert("Source".into(), v.into());
+            }
+            "target" | "destination" | "dst" => {
+                m.insert("Target".into(), v.into());
+            }
+            "readonly" | "ro" => ro = v.is_empty() || v == "true" || v == "1",
+            "bind-propagation" => {
+                bind.insert("Propagation".into(), v.into());
+            }
+            "tmpfs-size" => {
+                let n = ram_in_bytes(v)?;
+                tmpfs.insert("SizeBytes".into(), n.into());
+            }
+            "tmpfs-mode" => {
+                let n =
+                    i64::from_str_radix(v, 8).map_err(|_| format!("invalid value for {k}: {v}"))?;
+                tmpfs.insert("Mode".into(), n.into());
+            }
+            "volume-nocopy" => {
+                volume.insert("NoCopy".into(), true.into());
+            }
+            "consistency" => {}
+            _ => return Err(format!("unexpected key '{k}' in '{field}'")),
+        }
+    }
+    if !m.contains_key("Target") {
+        return Err("target is required".into());
+    }
+    m.insert("Type".into(), kind.clone().into());
+    if ro {
+        m.insert("ReadOnly".into(), true.into());
+    }
+    match kind.as_str() {
+        "bind" if !bind.is_empty() => {
+            m.insert("BindOptions".into(), bind.into());
+        }
+        "tmpfs" if !tmpfs.is_empty() => {
+            m.insert("TmpfsOptions".into(), tmpfs.into());
+        }
+        "volume" if !volume.is_empty() => {
+            m.insert("VolumeOptions".into(), volume.into());
+        }
+        _ => {}
+    }
+    Ok(Value::Object(m))
+}
+
+/// `--restart no|always|unless-stopped|on-failure[:N]`.
+pub fn parse_restart(s: &str) -> Result<Value, String> {
+    let (name, count) = s.split_once(':').unwrap_or((s, ""));
+    let max: i64 = if count.is_empty() {
+        0
+    } else {
+        count
+            .parse()
+            .map_err(|_| format!("invalid restart policy format: maximum retry count must be an integer: strconv.Atoi: parsing \"{count}\": invalid syntax"))?
+    };
+    if !count.is_empty() && name != "on-failure" {
+        return Err(format!(
+            "invalid restart policy format: maximum retry count can only be used with 'on-failure'"
+        ));
+    }
+    let name = if name == "no" { "no" } else { name };
+    Ok(json!({"Name": name, "MaximumRetryCount": max}))
+}
+
+fn parse_ulimit(s: &str) -> Result<Value, String> {
+    let (name, vals) = s
+        .split_once('=')
+        .ok_or_else(|| format!("invalid ulimit argument: {s}"))?;
+    let (soft, hard) = vals.split_once(':').unwrap_or((vals, vals));
+    let soft: i64 = soft
+        .parse()
+        .map_err(|_| format!("invalid ulimit soft value {soft}"))?;
+    let hard: i64 = hard
+        .parse()
+        .map_err(|_| format!("invalid ulimit hard value {hard}"))?;
+    Ok(json!({"Name": name, "Soft": soft, "Hard": hard}))
+}
+
+fn parse_device(s: &str) -> Value {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (host, cont, perms) = match parts.as_slice() {
+        [h] => (*h, *h, "rwm"),
+        [h, p] if p.chars().all(|c| "rwm".contains(c)) => (*h, *h, *p),
+        [h, c] => (*h, *c, "rwm"),
+        [h, c, p, ..] => (*h, *c, *p),
+        [] => (s, s, "rwm"),
+    };
+    json!({"PathOnHost": host, "PathInContainer": cont, "CgroupPermissions": perms})
+}
+
+/// Split a shell-free entrypoint/command the way docker does (`--entrypoint` is one word).
+pub struct Built {
+    pub body: Value,
+    pub image: String,
+    pub name: Option<String>,
+}
+
+impl CreateOpts {
+    /// The create request body, as the docker CLI builds it.
+    pub fn build(&self, path: &str, detach: bool) -> Result<Built, CliError> {
+        let image = self.args.first().cloned().unwrap_or_default();
+        let cmd: Vec<String> = self.args.iter().skip(1).cloned().collect();
+        let mut env: Vec<String> = Vec::new();
+        for f in &self.env_file {
+            env.extend(read_kv_file(f, true)?);
+        }
+        for e in &self.env {
+            // `-e NAME` takes the value from our environment, or is dropped.
+            if e.contains('=') {
+                env.push(e.clone());
+            } else if let Ok(v) = std::env::var(e) {
+                env.push(format!("{e}={v}"));
+            }
+        }
+        let mut labels_in: Vec<String> = Vec::new();
+        for f in &self.label_file {
+            labels_in.extend(read_kv_file(f, false)?);
+        }
+        labels_in.extend(self.label.iter().cloned());
+        let labels = kv_list(&labels_in);
+
+        let (mut a_in, mut a_out, mut a_err) = (false, false, false);
+        for a in &self.attach {
+            match a.to_ascii_lowercase().as_str() {
+                "stdin" => a_in = true,
+                "stdout" => a_out = true,
+                "stderr" => a_err = true,
+                _ => {
+                    return Err(bad(
+                        "-a, --attach",
+                        a,
+                        "valid streams are STDIN, STDOUT and STDERR",
+                        path,
+                    ));
+                }
+            }
+        }
+        if !detach && self.attach.is_empty() {
+            a_out = true;
+            a_err = true;
+            a_in = self.interactive;
+        }
+
+        let mut config = Map::new();
+        let mut host = Map::new();
+        let set = |m: &mut Map<String, Value>, k: &str, v: Value| {
+            m.insert(k.to_string(), v);
+        };
+        set(
+            &mut config,
+            "Hostname",
+            self.hostname.clone().unwrap_or_default().into(),
+        );
+        set(
+            &mut config,
+            "Domainname",
+            self.domainname.clone().unwrap_or_default().into(),
+        );
+        set(
+            &mut config,
+            "User",
+            self.user.clone().unwrap_or_default().into(),
+        );
+        set(&mut config, "AttachStdin", a_in.into());
+        set(&mut config, "AttachStdout", a_out.into());
+        set(&mut config, "AttachStderr", a_err.into());
+        let mut exposed = Map::new();
+        for e in &self.expose {
+            let p = if e.contains('/') {
+                e.clone()
+            } else {
+                format!("{e}/tcp")
+            };
+            exposed.insert(p, json!({}));
+        }
+        let mut bindings: Map<String, Value> = Map::new();
+        for p in &self.publish {
+            let list = parse_publish(p).map_err(|e| bad("-p, --publish", p, &e, path))?;
+            for (port, b) in list {
+                exposed.insert(port.clone(), json!({}));
+                if let Some(Value::Array(a)) = bindings.get_mut(&port) {
+                    a.push(b);
+                } else {
+                    bindings.insert(port, Value::Array(vec![b]));
+                }
+            }
+        }
+        if !exposed.is_empty() {
+            set(&mut config, "ExposedPorts", exposed.into());
+        }
+        set(&mut config, "Tty", self.tty.into());
+        set(&mut config, "OpenStdin", self.interactive.into());
+        set(
+            &mut config,
+            "StdinOnce",
+            (self.interactive && a_in && !detach).into(),
+        );
+        set(&mut config, "Env", env.into());
+        if !cmd.is_empty() {
+            set(&mut config, "Cmd", cmd.into());
+        }
+        let dur = |flag: &str, v: &Option<String>| -> Result<i64, CliError> {
+            match v {
+                None => Ok(0),
+                Some(s) => go_duration(s).map_err(|e| bad(flag, s, &e, path)),
+            }
+        };
+        let hc_interval = dur("--health-interval", &self.health_interval)?;
+        let hc_timeout = dur("--health-timeout", &self.health_timeout)?;
+        let hc_start = dur("--health-start-period", &self.health_start_period)?;
+        if self.no_healthcheck {
+            if self.health_cmd.is_some() {
+                return Err(CliError::new(
+                    "--no-healthcheck conflicts with --health-* options",
+                    EXIT_USAGE,
+                ));
+            }
+            set(&mut config, "Healthcheck", json!({"Test": ["NONE"]}));
+        } else if self.health_cmd.is_some()
+            || self.health_interval.is_some()
+            || self.health_timeout.is_some()
+            || self.health_retries.is_some()
+            || self.health_start_period.is_some()
+        {
+            let mut hc = Map::new();
+            if let Some(c) = &self.health_cmd {
+                hc.insert("Test".into(), json!(["CMD-SHELL", c]));
+            }
+            hc.insert("Interval".into(), hc_interval.into());
+            hc.insert("Timeout".into(), hc_timeout.into());
+            hc.insert("StartPeriod".into(), hc_start.into());
+            hc.insert("Retries".into(), self.health_retries.unwrap_or(0).into());
+            set(&mut config, "Healthcheck", hc.into());
+        }
+        set(&mut config, "Image", image.clone().into());
+        let mut volumes = Map::new();
+        let mut binds = Vec::new();
+        for v in &self.volume {
+            // A single path is an anonymous volume; "src:dst[:opts]" is a bind or named volume.
+            if v.contains(':') {
+                binds.push(Value::String(v.clone()));
+            } else {
+                volumes.insert(v.clone(), json!({}));
+            }
+        }
+        if !volumes.is_empty() {
+            set(&mut config, "Volumes", volumes.into());
+        }
+        set(
+            &mut config,
+            "WorkingDir",
+            self.workdir.clone().unwrap_or_default().into(),
+        );
+        if let Some(ep) = &self.entrypoint {
+            set(&mut config, "Entrypoint", json!([ep]));
+        }
+        set(&mut config, "OnBuild", Value::Null);
+        set(&mut config, "Labels", labels.into());
+        if let Some(s) = &self.stop_signal {
+            set(&mut config, "StopSignal", s.clone().into());
+        }
+        if let Some(t) = self.stop_timeout {
+            set(&mut config, "StopTimeout", t.into());
+        }
+
+        set(
+            &mut host,
+            "Binds",
+            if binds.is_empty() {
+                Value::Null
+            } else {
+                binds.into()
+            },
+        );
+        set(
+            &mut host,
+            "ContainerIDFile",
+            self.cidfile.clone().unwrap_or_default().into(),
+        );
+        let mut log = json!({"Type": self.log_driver.clone().unwrap_or_default(), "Config": {}});
+        if !self.log_opt.is_empty() {
+            log["Config"] = kv_list(&self.log_opt).into();
+        }
+        set(&mut host, "LogConfig", log);
+        set(
+            &mut host,
+            "NetworkMode",
+            self.network
+                .clone()
+                .unwrap_or_else(|| "default".into())
+                .into(),
+        );
+        set(&mut host, "PortBindings", bindings.into());
+        let restart = parse_restart(&self.restart).map_err(|e| CliError::new(e, EXIT_USAGE))?;
+        if self.rm && restart["Name"] != "no" {
+            return Err(CliError::new(
+                "Conflicting options: --restart and --rm",
+                EXIT_USAGE,
+            ));
+        }
+        set(&mut host, "RestartPolicy", restart);
+        set(&mut host, "AutoRemove", self.rm.into());
+        set(
+            &mut host,
+            "VolumesFrom",
+            if self.volumes_from.is_empty() {
+                Value::Null
+            } else {
+                self.volumes_from.clone().into()
+            },
+        );
+        set(&mut host, "CapAdd", self.cap_add.clone().into());
+        set(&mut host, "CapDrop", self.cap_drop.clone().into());
+        set(&mut host, "Dns", self.dns.clone().into());
+        set(&mut host, "DnsOptions", self.dns_option.clone().into());
+        set(&mut host, "DnsSearch", self.dns_search.clone().into());
+        set(&mut host, "ExtraHosts", self.add_host.clone().into());
+        set(&mut host, "GroupAdd", self.group_add.clone().into());
+        set(&mut host, "Privileged", self.privileged.into());
+        set(&mut host, "PublishAllPorts", self.publish_all.into());
+        set(&mut host, "ReadonlyRootfs", self.read_only.into());
+        set(&mut host, "SecurityOpt", self.security_opt.clone().into());
+        if !self.tmpfs.is_empty() {
+            let mut t = Map::new();
+            for s in &self.tmpfs {
+                let (p, o) = s.split_once(':').unwrap_or((s, ""));
+                t.insert(p.to_string(), o.into());
+            }
+            set(&mut host, "Tmpfs", t.into());
+        }
+        if !self.sysctl.is_empty() {
+            set(&mut host, "Sysctls", kv_list(&self.sysctl).into());
+        }
+        let size = |flag: &str, v: &Option<String>| -> Result<Option<i64>, CliError> {
+            match v {
+                None => Ok(None),
+                Some(s) if s == "-1" => Ok(Some(-1)),
+                Some(s) => ram_in_bytes(s)
+                    .map(Some)
+                    .map_err(|e| bad(flag, s, &e, path)),
+            }
+        };
+        if let Some(n) = size("--shm-size", &self.shm_size)? {
+            set(&mut host, "ShmSize", n.into());
+        }
+        if self.init {
+            set(&mut host, "Init", true.into());
+        }
+        set(
+            &mut host,
+            "Memory",
+            size("-m, --memory", &self.memory)?.unwrap_or(0).into(),
+        );
+        set(
+            &mut host,
+            "MemorySwap",
+            size("--memory-swap", &self.memory_swap)?
+                .unwrap_or(0)
+                .into(),
+        );
+        set(
+            &mut host,
+            "MemoryReservation",
+            size("--memory-reservation", &self.memory_reservation)?
+                .unwrap_or(0)
+                .into(),
+        );
+        if let Some(c) = &self.cpus {
+            let f: f64 = c
+                .parse()
+                .map_err(|_| bad("--cpus", c, "failed to parse as a decimal", path))?;
+            set(&mut host, "NanoCpus", ((f * 1e9).round() as i64).into());
+        }
+        set(&mut host, "CpuShares", self.cpu_shares.unwrap_or(0).into());
+        set(
+            &mut host,
+            "CpusetCpus",
+            self.cpuset_cpus.clone().unwrap_or_default().into(),
+        );
+        if let Some(p) = self.pids_limit {
+            set(&mut host, "PidsLimit", p.into());
+        }
+        let mut ulimits = Vec::new();
+        for u in &self.ulimit {
+            ulimits.push(parse_ulimit(u).map_err(|e| bad("--ulimit", u, &e, path))?);
+        }
+        set(&mut host, "Ulimits", ulimits.into());
+        let devices: Vec<Value> = self.device.iter().map(|d| parse_device(d)).collect();
+        set(&mut host, "Devices", devices.into());
+        if self.oom_kill_disable {
+            set(&mut host, "OomKillDisable", true.into());
+        }
+        let mut mounts = Vec::new();
+        for m in &self.mount {
+            mounts.push(parse_mount(m).map_err(|e| bad("--mount", m, &e, path))?);
+        }
+        if !mounts.is_empty() {
+            set(&mut host, "Mounts", mounts.into());
+        }
+        config.insert("HostConfig".into(), host.into());
+        let mut body = Value::Object(config);
+        if let Some(net) = &self.network
+            && !matches!(net.as_str(), "none" | "host" | "default" | "bridge")
+            && !net.starts_with("container:")
+        {
+            body["NetworkingConfig"] = json!({"EndpointsConfig": {net: {}}});
+        }
+        Ok(Built {
+            body,
+            image,
+            name: self.name.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(ram_in_bytes("32m").unwrap(), 32 << 20);
+        assert_eq!(ram_in_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(ram_in_bytes("512").unwrap(), 512);
+        assert!(ram_in_bytes("x").is_err());
+        assert_eq!(go_duration("1m30s").unwrap(), 90_000_000_000);
+        assert_eq!(go_duration("500ms").unwrap(), 500_000_000);
+        assert!(go_duration("5").is_err());
+    }
+
+    #[test]
+    fn publish_specs() {
+        let p = parse_publish("127.0.0.1:8080:80").unwrap();
+        assert_eq!(p[0].0, "80/tcp");
+        assert_eq!(p[0].1["HostPort"], "8080");
+        let p = parse_publish("53/udp").unwrap();
+        assert_eq!(p[0].0, "53/udp");
+    }
+
+    #[test]
+    fn restart_policies() {
+        assert_eq!(
+            parse_restart("on-failure:3").unwrap()["MaximumRetryCount"],
+            3
+        );
+        assert!(parse_restart("always:3").is_err());
+    }
+}
