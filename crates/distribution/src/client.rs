@@ -118,6 +118,8 @@ fn http_client(cfg: &RegistryConfig, hostport: &str, skip_verify: bool) -> Resul
         // A stalled transfer fails (and is resumed) instead of hanging the pull forever.
         .read_timeout(Duration::from_secs(60))
         .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
+        // Several layers share one HTTP/2 connection: let its window grow with the bandwidth.
+        .http2_adaptive_window(true)
         .danger_accept_invalid_certs(skip_verify);
     for dir in &cfg.certs_dirs {
         let d = dir.join(hostport.replace(['[', ']'], ""));

@@ -734,3 +734,34 @@ async fn login_checks_credentials() {
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_list_and_futures_are_send() {
+    let reg = Registry::start();
+    let src = new_store();
+    let r = reg.reference("tagged:a");
+    let id = make_image(&src.store, &[busybox_layer()], &r);
+    for t in ["a", "b", "c"] {
+        let rt = reg.reference(&format!("tagged:{t}"));
+        src.store.tag(&id, &rt).expect("tag");
+        push(&src.store, &rt, &push_opts(), |_| {})
+            .await
+            .expect("push");
+    }
+    let mut tags = berth_distribution::list_tags(&registry_config(), &r.repository(), None)
+        .await
+        .expect("tags");
+    tags.sort();
+    assert_eq!(tags, ["a", "b", "c"]);
+
+    // The engine spawns these on its runtime: they must be Send.
+    fn assert_send<T: Send>(_: &T) {}
+    let o = pull_opts();
+    let f = pull(&src.store, &r, &o, |_| {});
+    assert_send(&f);
+    drop(f);
+    let po = push_opts();
+    let f = push(&src.store, &r, &po, |_| {});
+    assert_send(&f);
+    drop(f);
+}
