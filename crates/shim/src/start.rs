@@ -271,6 +271,13 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
         }
     };
     detach(&o.state_dir)?;
+    // never steal the socket of a live shim (a second start for the same state dir)
+    if std::os::unix::net::UnixStream::connect(proto::SOCKET_NAME).is_ok() {
+        return Err(StartError::Io(format!(
+            "a shim is already serving {}",
+            o.state_dir.display()
+        )));
+    }
     std::fs::create_dir_all(&o.runtime_root).map_err(io_err("create runtime root"))?;
     let _ = std::fs::remove_file(o.state_dir.join(proto::EXIT_FILE));
 

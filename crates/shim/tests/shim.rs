@@ -442,6 +442,17 @@ fn exec_pause_kill_in_running_container() {
         other => panic!("{other:?}"),
     }
 
+    // a second start on the same state dir must not hijack the running shim
+    let (code, res) = f.start(&[]);
+    assert_eq!(code, 125, "{res:?}");
+    assert!(matches!(
+        f.request(&Request::State),
+        Reply::State {
+            status: Status::Running,
+            ..
+        }
+    ));
+
     let exec = |id: &str, args: &[&str]| {
         f.connect(&Request::Exec(ExecSpec {
             id: id.into(),
