@@ -367,3 +367,46 @@ fn users_and_errors() {
             .any(|c| c.names().iter().any(|n| n == "mount"))
     );
 }
+
+#[test]
+fn device_mapping_like_docker() {
+    let r = rootfs();
+    let mut cfg = input(r.path());
+    cfg.devices = vec![DeviceMapping {
+        path_on_host: "/dev/null".into(),
+        path_in_container: "/dev/mynull".into(),
+        cgroup_permissions: "rw".into(),
+    }];
+    let spec = container_spec(&cfg).unwrap();
+    let linux = spec.linux().as_ref().unwrap();
+    let d = linux
+        .devices()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|d| d.path() == Path::new("/dev/mynull"))
+        .unwrap();
+    assert_eq!((d.major(), d.minor()), (1, 3));
+    let rule = linux
+        .resources()
+        .as_ref()
+        .unwrap()
+        .devices()
+        .as_ref()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(rule.allow());
+    assert_eq!((rule.major(), rule.minor()), (Some(1), Some(3)));
+    assert_eq!(rule.access().as_deref(), Some("rw"));
+
+    cfg.devices[0].cgroup_permissions = "rwx".into();
+    assert!(container_spec(&cfg).is_err());
+    cfg.devices[0] = DeviceMapping {
+        path_on_host: "/etc/hostname".into(),
+        path_in_container: String::new(),
+        cgroup_permissions: String::new(),
+    };
+    assert!(matches!(container_spec(&cfg), Err(Error::InvalidInput(_))));
+}
