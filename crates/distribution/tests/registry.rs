@@ -765,3 +765,89 @@ async fn tags_list_and_futures_are_send() {
     assert_send(&f);
     drop(f);
 }
+
+/// gzip, zstd and uncompressed layers in one OCI image; pushed back unchanged (zstd keeps the
+/// manifest OCI); a config whose diff ID does not match a layer fails and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_zstd_and_plain_layers_and_diff_id_check() {
+    use berth_types::Digest;
+    let reg = Registry::start();
+    let l1 = busybox_layer();
+    let l2 = Tar::new().file("zstd.txt", b"zstd layer\n").finish();
+    let l3 = Tar::new().file("plain.txt", b"plain layer\n").finish();
+    let z2 = zstd::encode_all(&l2[..], 3).expect("zstd");
+    let dir = tempfile::tempdir().expect("tmp");
+    let md = write_oci_layout(
+        dir.path(),
+        &[
+            ("application/vnd.oci.image.layer.v1.tar+gzip", gzip(&l1)),
+            ("application/vnd.oci.image.layer.v1.tar+zstd", z2.clone()),
+            ("application/vnd.oci.image.layer.v1.tar", l3.clone()),
+        ],
+        vec![Digest::of(&l1), Digest::of(&l2), Digest::of(&l3)],
+    );
+    skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", dir.path().display()),
+        &format!("docker://{}/mixed:latest", reg.host()),
+    ]);
+    let r = reg.reference("mixed:latest");
+    let st = new_store();
+    let res = pull(&st.store, &r, &pull_opts(), |_| {})
+        .await
+        .expect("pull mixed");
+    assert_eq!(res.manifest_digest, md);
+    let dirs = st.store.layer_dirs(&res.id).expect("dirs");
+    assert_eq!(
+        std::fs::read(dirs[1].join("zstd.txt")).expect("zstd"),
+        b"zstd layer\n"
+    );
+    assert_eq!(
+        std::fs::read(dirs[2].join("plain.txt")).expect("plain"),
+        b"plain layer\n"
+    );
+    // The zstd blob was kept as received, so a push reuses it byte for byte.
+    let layers = st.store.push_layers(&res.id).expect("layers");
+    assert_eq!(
+        layers[1].blob.as_ref().map(|b| b.0.clone()),
+        Some(Digest::of(&z2))
+    );
+    let again = reg.reference("mixed-copy:latest");
+    st.store.tag(&res.id, &again).expect("tag");
+    push(&st.store, &again, &push_opts(), |_| {})
+        .await
+        .expect("push mixed");
+    let st2 = new_store();
+    let res2 = pull(&st2.store, &again, &pull_opts(), |_| {})
+        .await
+        .expect("pull copy");
+    assert_eq!(res2.id, res.id);
+
+    // Wrong diff ID in the config.
+    let bad = tempfile::tempdir().expect("tmp");
+    write_oci_layout(
+        bad.path(),
+        &[("application/vnd.oci.image.layer.v1.tar+gzip", gzip(&l1))],
+        vec![Digest::of(b"not this layer")],
+    );
+    skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:latest", bad.path().display()),
+        &format!("docker://{}/baddiff:latest", reg.host()),
+    ]);
+    let st3 = new_store();
+    let err = pull(
+        &st3.store,
+        &reg.reference("baddiff:latest"),
+        &pull_opts(),
+        |_| {},
+    )
+    .await
+    .expect_err("diff ID mismatch");
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err:?}");
+    assert_eq!(st3.contents(), (0, 0));
+}

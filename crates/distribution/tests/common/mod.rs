@@ -661,3 +661,51 @@ pub fn make_certs(dir: &Path) {
         ]);
     }
 }
+
+/// Write an OCI image layout with one image (tag `latest`) made of `layers` (media type, blob
+/// bytes) and a config listing `diff_ids`; returns the manifest digest.
+pub fn write_oci_layout(dir: &Path, layers: &[(&str, Vec<u8>)], diff_ids: Vec<Digest>) -> Digest {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let put = |data: &[u8]| -> (Digest, usize) {
+        let d = Digest::of(data);
+        std::fs::write(blobs.join(d.hex()), data).expect("blob");
+        (d, data.len())
+    };
+    let mut descs = Vec::new();
+    for (mt, blob) in layers {
+        let (d, n) = put(blob);
+        descs.push(serde_json::json!({"mediaType": mt, "digest": d.to_string(), "size": n}));
+    }
+    let mut cfg = base_config("amd64");
+    cfg.rootfs.diff_ids = diff_ids;
+    let (cd, cs) = put(&serde_json::to_vec(&cfg).expect("cfg"));
+    let m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": cs},
+        "layers": descs,
+    });
+    let (md, ms) = put(&serde_json::to_vec(&m).expect("manifest"));
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md.to_string(), "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": "latest"},
+        }],
+    });
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&index).expect("index"),
+    )
+    .expect("index.json");
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
+    md
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).expect("gz");
+    gz.finish().expect("gz")
+}
