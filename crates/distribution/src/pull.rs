@@ -103,6 +103,14 @@ pub async fn pull(
             image_manifest.config.digest
         ))
     })?;
+    let cmt = image_manifest.config.media_type.as_str();
+    if !matches!(cmt, manifest::DOCKER_CONFIG | manifest::OCI_CONFIG | "") {
+        // An artifact (Helm chart, signature, ...) stored in a registry, not a container image.
+        return Err(Error::Unsupported(format!(
+            "{} is not a container image: unsupported config media type {cmt}",
+            reference.familiar()
+        )));
+    }
     if image_manifest.config.size > manifest::MAX_CONFIG {
         return Err(Error::Unsupported(format!(
             "image config of {} bytes is too large",
