@@ -584,10 +584,8 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
         t.abort();
     }
     match ended? {
-        Ended::Detached => {
-            eprintln!("read escape sequence");
-            Ok(())
-        }
+        // docker 28 detaches silently.
+        Ended::Detached => Ok(()),
         Ended::Eof => match waiter.await {
             Ok(Ok(0)) => Ok(()),
             Ok(Ok(code)) => Err(CliError::silent(code as i32)),
@@ -668,10 +666,8 @@ pub async fn start(client: Client, _path: &str, a: StartArgs) -> Result<(), CliE
     resize.map(|t| t.abort());
     proxy.map(|t| t.abort());
     match ended? {
-        Ended::Detached => {
-            eprintln!("read escape sequence");
-            Ok(())
-        }
+        // docker 28 detaches silently.
+        Ended::Detached => Ok(()),
         Ended::Eof => match waiter.await {
             Ok(Ok(0)) => Ok(()),
             Ok(Ok(c)) => Err(CliError::silent(c as i32)),
@@ -722,6 +718,17 @@ pub async fn attach(client: Client, path: &str, a: AttachArgs) -> Result<(), Cli
     } else {
         None
     };
+    if tty && let Some((h, w)) = stdio::term_size() {
+        // Like docker: a size one larger first, so a shell redraws its prompt on reattach;
+        // the monitor then sets the real size.
+        let _ = client
+            .raw(
+                Method::POST,
+                &format!("/containers/{}/resize?h={}&w={}", path_escape(&id), h + 1, w + 1),
+                None,
+            )
+            .await;
+    }
     let resize = tty.then(|| stdio::monitor_resize(client.clone(), "containers", id.clone()));
     let proxy = (sig_proxy && !tty).then(|| stdio::proxy_signals(client.clone(), id.clone()));
     let ended = stdio::pump(h, tty, stdin, &keys).await;
@@ -729,10 +736,8 @@ pub async fn attach(client: Client, path: &str, a: AttachArgs) -> Result<(), Cli
     resize.map(|t| t.abort());
     proxy.map(|t| t.abort());
     match ended? {
-        Ended::Detached => {
-            eprintln!("read escape sequence");
-            Ok(())
-        }
+        // `attach` (unlike `run`) reports the detach and exits 1, as docker 28 does.
+        Ended::Detached => Err(CliError::msg("read escape sequence")),
         Ended::Eof => {
             // The exit code of the container becomes ours, as docker attach does.
             let v = get(&client, &format!("/containers/{}/json", path_escape(&id))).await?;
@@ -817,8 +822,7 @@ pub async fn exec(client: Client, _path: &str, a: ExecArgs) -> Result<(), CliErr
     drop(raw);
     resize.map(|t| t.abort());
     if ended? == Ended::Detached {
-        eprintln!("read escape sequence");
-        return Ok(());
+        return Err(CliError::msg("read escape sequence"));
     }
     let v = get(&client, &format!("/exec/{exec_id}/json")).await?;
     match v["ExitCode"].as_i64().unwrap_or(0) {
