@@ -5,7 +5,7 @@
 set -euo pipefail
 want=(pkg-config gcc libseccomp-dev iproute2 nftables)
 if [ "${1:-build}" = test ]; then
-  want+=(busybox-static docker.io python3-venv python3-pip)
+  want+=(busybox-static docker.io docker-registry skopeo openssl tmux python3-venv python3-pip)
 fi
 missing=()
 for p in "${want[@]}"; do
