@@ -454,7 +454,7 @@ async fn pull(client: &Client, image: &str, path: &str, quiet: bool) -> Result<(
 }
 
 pub async fn create(client: &Client, path: &str, a: CreateArgs) -> Result<(), CliError> {
-    let id = create_container(client, &a.opts, path, true).await?;
+    let id = create_container(client, &a.opts, path, false).await?;
     out(&format!("{id}\n"))
 }
 

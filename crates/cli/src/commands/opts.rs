@@ -461,6 +461,25 @@ fn parse_device(s: &str) -> Value {
     json!({"PathOnHost": host, "PathInContainer": cont, "CgroupPermissions": perms})
 }
 
+/// Empty lists travel as null for these fields, as docker sends them.
+fn or_null(v: Vec<String>) -> Value {
+    if v.is_empty() { Value::Null } else { v.into() }
+}
+
+/// docker normalizes capability names: upper case, "CAP_" prefixed, "ALL" kept.
+fn caps(list: &[String]) -> Vec<String> {
+    list.iter()
+        .map(|c| {
+            let u = c.to_ascii_uppercase();
+            if u == "ALL" || u.starts_with("CAP_") {
+                u
+            } else {
+                format!("CAP_{u}")
+            }
+        })
+        .collect()
+}
+
 /// Split a shell-free entrypoint/command the way docker does (`--entrypoint` is one word).
 pub struct Built {
     pub body: Value,
@@ -478,11 +497,13 @@ impl CreateOpts {
             env.extend(read_kv_file(f, true)?);
         }
         for e in &self.env {
-            // `-e NAME` takes the value from our environment, or is dropped.
+            // `-e NAME` takes the value from our environment, or is passed bare.
             if e.contains('=') {
                 env.push(e.clone());
             } else if let Ok(v) = std::env::var(e) {
                 env.push(format!("{e}={v}"));
+            } else {
+                env.push(e.clone());
             }
         }
         let mut labels_in: Vec<String> = Vec::new();
@@ -508,10 +529,20 @@ impl CreateOpts {
                 }
             }
         }
-        if !detach && self.attach.is_empty() {
+        // docker's parse: -i attaches stdin; no -a means stdout+stderr. `run -d` clears all.
+        if self.interactive {
+            a_in = true;
+        }
+        if self.attach.is_empty() {
             a_out = true;
             a_err = true;
-            a_in = self.interactive;
+        }
+        let stdin_once = self.interactive && a_in && !detach;
+        if detach {
+            if !self.attach.is_empty() {
+                return Err(CliError::new("Conflicting options: -a and -d", EXIT_USAGE));
+            }
+            (a_in, a_out, a_err) = (false, false, false);
         }
 
         let mut config = Map::new();
@@ -566,7 +597,7 @@ impl CreateOpts {
         set(
             &mut config,
             "StdinOnce",
-            (self.interactive && a_in && !detach).into(),
+            stdin_once.into(),
         );
         set(&mut config, "Env", env.into());
         if !cmd.is_empty() {
@@ -682,17 +713,27 @@ impl CreateOpts {
                 self.volumes_from.clone().into()
             },
         );
-        set(&mut host, "CapAdd", self.cap_add.clone().into());
-        set(&mut host, "CapDrop", self.cap_drop.clone().into());
+        set(&mut host, "CapAdd", or_null(caps(&self.cap_add)));
+        set(&mut host, "CapDrop", or_null(caps(&self.cap_drop)));
+        // docker sends these empty lists, so inspect shows [] rather than null.
+        for k in [
+            "BlkioWeightDevice",
+            "BlkioDeviceReadBps",
+            "BlkioDeviceReadIOps",
+            "BlkioDeviceWriteBps",
+            "BlkioDeviceWriteIOps",
+        ] {
+            set(&mut host, k, json!([]));
+        }
         set(&mut host, "Dns", self.dns.clone().into());
         set(&mut host, "DnsOptions", self.dns_option.clone().into());
         set(&mut host, "DnsSearch", self.dns_search.clone().into());
-        set(&mut host, "ExtraHosts", self.add_host.clone().into());
-        set(&mut host, "GroupAdd", self.group_add.clone().into());
+        set(&mut host, "ExtraHosts", or_null(self.add_host.clone()));
+        set(&mut host, "GroupAdd", or_null(self.group_add.clone()));
         set(&mut host, "Privileged", self.privileged.into());
         set(&mut host, "PublishAllPorts", self.publish_all.into());
         set(&mut host, "ReadonlyRootfs", self.read_only.into());
-        set(&mut host, "SecurityOpt", self.security_opt.clone().into());
+        set(&mut host, "SecurityOpt", or_null(self.security_opt.clone()));
         if !self.tmpfs.is_empty() {
             let mut t = Map::new();
             for s in &self.tmpfs {
