@@ -205,13 +205,13 @@ pub struct ExecArgs {
     /// Working directory inside the container
     #[arg(short = 'w', long, value_name = "string")]
     pub workdir: Option<String>,
-    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(hide = true, trailing_var_arg = true)]
     pub args: Vec<String>,
 }
 
 #[derive(Args, Debug, Default)]
 pub struct TopArgs {
-    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(hide = true, trailing_var_arg = true)]
     pub args: Vec<String>,
 }
 
@@ -511,7 +511,6 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
         .map_err(|e| run_error(path, &e.message, start_error_code(&e.message)))?;
         return out(&format!("{id}\n"));
     }
-    let attach_any = !o.attach.is_empty() || true;
     let mut q = format!("/containers/{}/attach?stream=1", path_escape(&id));
     let (want_out, want_err) = if o.attach.is_empty() {
         (true, true)
@@ -533,16 +532,11 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
     if let Some(k) = &a.detach_keys {
         q.push_str(&format!("&detachKeys={}", urlencode(k)));
     }
-    let hijacked = if attach_any {
-        Some(
-            client
-                .hijack("POST", &q, None)
-                .await
-                .map_err(|e| run_error(path, &e.message, 125))?,
-        )
-    } else {
-        None
-    };
+    // Attach before start so no output is lost (docker's order).
+    let hijacked = client
+        .hijack("POST", &q, None)
+        .await
+        .map_err(|e| run_error(path, &e.message, 125))?;
     let waiter = wait_task(
         client.clone(),
         id.clone(),
@@ -572,10 +566,7 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
         .tty
         .then(|| stdio::monitor_resize(client.clone(), "containers", id.clone()));
     let proxy = (sig_proxy && !o.tty).then(|| stdio::proxy_signals(client.clone(), id.clone()));
-    let ended = match hijacked {
-        Some(h) => stdio::pump(h, o.tty, attach_stdin, &keys).await,
-        None => Ok(Ended::Eof),
-    };
+    let ended = stdio::pump(hijacked, o.tty, attach_stdin, &keys).await;
     drop(raw);
     if let Some(t) = resize {
         t.abort();
@@ -663,8 +654,12 @@ pub async fn start(client: Client, _path: &str, a: StartArgs) -> Result<(), CliE
     let proxy = (!tty).then(|| stdio::proxy_signals(client.clone(), id.clone()));
     let ended = stdio::pump(h, tty, stdin, &keys).await;
     drop(raw);
-    resize.map(|t| t.abort());
-    proxy.map(|t| t.abort());
+    if let Some(t) = resize {
+        t.abort();
+    }
+    if let Some(t) = proxy {
+        t.abort();
+    }
     match ended? {
         // docker 28 detaches silently.
         Ended::Detached => Ok(()),
@@ -724,7 +719,12 @@ pub async fn attach(client: Client, path: &str, a: AttachArgs) -> Result<(), Cli
         let _ = client
             .raw(
                 Method::POST,
-                &format!("/containers/{}/resize?h={}&w={}", path_escape(&id), h + 1, w + 1),
+                &format!(
+                    "/containers/{}/resize?h={}&w={}",
+                    path_escape(&id),
+                    h + 1,
+                    w + 1
+                ),
                 None,
             )
             .await;
@@ -733,8 +733,12 @@ pub async fn attach(client: Client, path: &str, a: AttachArgs) -> Result<(), Cli
     let proxy = (sig_proxy && !tty).then(|| stdio::proxy_signals(client.clone(), id.clone()));
     let ended = stdio::pump(h, tty, stdin, &keys).await;
     drop(raw);
-    resize.map(|t| t.abort());
-    proxy.map(|t| t.abort());
+    if let Some(t) = resize {
+        t.abort();
+    }
+    if let Some(t) = proxy {
+        t.abort();
+    }
     match ended? {
         // `attach` (unlike `run`) reports the detach and exits 1, as docker 28 does.
         Ended::Detached => Err(CliError::msg("read escape sequence")),
@@ -820,7 +824,9 @@ pub async fn exec(client: Client, _path: &str, a: ExecArgs) -> Result<(), CliErr
         .then(|| stdio::monitor_resize(client.clone(), "exec", exec_id.clone()));
     let ended = stdio::pump(h, a.tty, stdin, &keys).await;
     drop(raw);
-    resize.map(|t| t.abort());
+    if let Some(t) = resize {
+        t.abort();
+    }
     if ended? == Ended::Detached {
         return Err(CliError::msg("read escape sequence"));
     }

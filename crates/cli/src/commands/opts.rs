@@ -193,7 +193,7 @@ pub struct CreateOpts {
     #[arg(long = "help", action = clap::ArgAction::Help)]
     pub help: Option<bool>,
     /// IMAGE [COMMAND] [ARG...]
-    #[arg(hide = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(hide = true, trailing_var_arg = true)]
     pub args: Vec<String>,
 }
 
@@ -427,9 +427,10 @@ pub fn parse_restart(s: &str) -> Result<Value, String> {
             .map_err(|_| format!("invalid restart policy format: maximum retry count must be an integer: strconv.Atoi: parsing \"{count}\": invalid syntax"))?
     };
     if !count.is_empty() && name != "on-failure" {
-        return Err(format!(
+        return Err(
             "invalid restart policy format: maximum retry count can only be used with 'on-failure'"
-        ));
+                .to_string(),
+        );
     }
     let name = if name == "no" { "no" } else { name };
     Ok(json!({"Name": name, "MaximumRetryCount": max}))
@@ -540,7 +541,9 @@ impl CreateOpts {
         let stdin_once = self.interactive && a_in && !detach;
         if detach {
             if !self.attach.is_empty() {
-                return Err(CliError::new("Conflicting options: -a and -d", EXIT_USAGE));
+                return Err(CliError::msg(
+                    "conflicting options: cannot specify both --attach and --detach",
+                ));
             }
             (a_in, a_out, a_err) = (false, false, false);
         }
@@ -594,11 +597,7 @@ impl CreateOpts {
         }
         set(&mut config, "Tty", self.tty.into());
         set(&mut config, "OpenStdin", self.interactive.into());
-        set(
-            &mut config,
-            "StdinOnce",
-            stdin_once.into(),
-        );
+        set(&mut config, "StdinOnce", stdin_once.into());
         set(&mut config, "Env", env.into());
         if !cmd.is_empty() {
             set(&mut config, "Cmd", cmd.into());
@@ -698,7 +697,9 @@ impl CreateOpts {
         let restart = parse_restart(&self.restart).map_err(|e| CliError::new(e, EXIT_USAGE))?;
         if self.rm && restart["Name"] != "no" {
             return Err(CliError::new(
-                "Conflicting options: --restart and --rm",
+                format!(
+                    "berth: conflicting options: cannot specify both --restart and --rm\n\nRun 'berth {path} --help' for more information"
+                ),
                 EXIT_USAGE,
             ));
         }
