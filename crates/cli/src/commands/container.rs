@@ -980,7 +980,7 @@ pub async fn logs(client: &Client, a: LogsArgs) -> Result<(), CliError> {
     }
     for (v, k) in [(&a.since, "since"), (&a.until, "until")] {
         if let Some(v) = v {
-            q.push_str(&format!("&{k}={}", urlencode(&timestamp_arg(v))));
+            q.push_str(&format!("&{k}={}", urlencode(&timestamp_arg(v, k)?)));
         }
     }
     let mut body = client.get_stream(&q).await?;
@@ -999,17 +999,40 @@ pub async fn logs(client: &Client, a: LogsArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// docker's GetTimestamp: relative durations ("42m") become unix seconds; others pass.
-fn timestamp_arg(v: &str) -> String {
+/// docker's GetTimestamp: durations ("42m") are relative to now, RFC 3339 and shorter local
+/// dates are converted, "seconds[.nanos]" pass as they are; anything else is refused.
+fn timestamp_arg(v: &str, flag: &str) -> Result<String, CliError> {
+    use chrono::TimeZone;
+    let fmt = |t: chrono::DateTime<chrono::Utc>| {
+        format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos())
+    };
     if let Ok(ns) = crate::commands::opts::go_duration(v) {
-        let now = chrono::Utc::now();
-        let t = now - chrono::Duration::nanoseconds(ns);
-        return format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
+        return Ok(fmt(chrono::Utc::now() - chrono::Duration::nanoseconds(ns)));
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
-        return format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos());
+        return Ok(fmt(t.with_timezone(&chrono::Utc)));
     }
-    v.to_string()
+    for f in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H"] {
+        if let Ok(n) = chrono::NaiveDateTime::parse_from_str(v, f)
+            && let Some(t) = chrono::Local.from_local_datetime(&n).single()
+        {
+            return Ok(fmt(t.with_timezone(&chrono::Utc)));
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d")
+        && let Some(n) = d.and_hms_opt(0, 0, 0)
+        && let Some(t) = chrono::Local.from_local_datetime(&n).single()
+    {
+        return Ok(fmt(t.with_timezone(&chrono::Utc)));
+    }
+    let (sec, frac) = v.split_once('.').unwrap_or((v, "0"));
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if digits(sec) && digits(frac) {
+        return Ok(v.to_string());
+    }
+    Err(CliError::msg(format!(
+        "invalid value for \"{flag}\": failed to parse value as time or duration: \"{v}\""
+    )))
 }
 
 pub async fn top(client: &Client, a: TopArgs) -> Result<(), CliError> {
@@ -1451,12 +1474,14 @@ fn calc_stats(v: &Value) -> (f64, f64, f64, f64, f64, f64, f64, f64, i64) {
     (cpu_pct, used, limit, mem_pct, rx, tx, br, bw, pids)
 }
 
-fn stats_row(id: &str, name: &str, v: Option<&Value>, trunc: bool) -> Row {
+/// `label` is what `{{.Container}}` shows: the name or ID as the user gave it.
+fn stats_row(id: &str, name: &str, v: Option<&Value>, trunc: bool, label: &str) -> Row {
     let id = if trunc { short_id(id) } else { id.to_string() };
     let name = name.trim_start_matches('/').to_string();
+    let label = label.to_string();
     let Some(v) = v else {
         return Row::new()
-            .with("Container", "CONTAINER", id.clone())
+            .with("Container", "CONTAINER", label)
             .with("ID", "CONTAINER ID", id)
             .with("Name", "NAME", name)
             .with("CPUPerc", "CPU %", "--")
@@ -1468,7 +1493,7 @@ fn stats_row(id: &str, name: &str, v: Option<&Value>, trunc: bool) -> Row {
     };
     let (cpu, used, limit, memp, rx, tx, br, bw, pids) = calc_stats(v);
     Row::new()
-        .with("Container", "CONTAINER", id.clone())
+        .with("Container", "CONTAINER", label)
         .with("ID", "CONTAINER ID", id)
         .with("Name", "NAME", name)
         .with("CPUPerc", "CPU %", format!("{cpu:.2}%"))
@@ -1503,18 +1528,22 @@ fn stats_row(id: &str, name: &str, v: Option<&Value>, trunc: bool) -> Row {
 pub async fn stats(client: &Client, a: StatsArgs) -> Result<(), CliError> {
     let default = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
     let fmt = Format::new(&a.format, default).typed("*formatter.statsContext");
-    let header = stats_row("", "", None, true);
+    let header = stats_row("", "", None, true, "");
     loop {
-        let targets: Vec<(String, String)> = if a.args.is_empty() {
+        let targets: Vec<(String, String, String)> = if a.args.is_empty() {
             let q = if a.all { "?all=1" } else { "" };
             let v = get(client, &format!("/containers/json{q}")).await?;
             v.as_array()
                 .into_iter()
                 .flatten()
                 .map(|c| {
+                    let id = c["Id"].as_str().unwrap_or("").to_string();
+                    // docker labels listed containers by their short ID.
+                    let label = short_id(&id);
                     (
-                        c["Id"].as_str().unwrap_or("").to_string(),
+                        id,
                         c["Names"][0].as_str().unwrap_or("").to_string(),
+                        label,
                     )
                 })
                 .collect()
@@ -1525,27 +1554,20 @@ pub async fn stats(client: &Client, a: StatsArgs) -> Result<(), CliError> {
                 t.push((
                     v["Id"].as_str().unwrap_or("").to_string(),
                     v["Name"].as_str().unwrap_or("").to_string(),
+                    n.clone(),
                 ));
             }
             t
         };
         let mut rows = Vec::new();
-        for (id, name) in &targets {
+        for (id, name, label) in &targets {
             let s = get(
                 client,
                 &format!("/containers/{}/stats?stream=0", path_escape(id)),
             )
             .await
             .ok();
-            let running = s
-                .as_ref()
-                .is_some_and(|s| s["read"].as_str().is_some_and(|r| !r.starts_with("0001")));
-            rows.push(stats_row(
-                id,
-                name,
-                running.then_some(()).and(s.as_ref()),
-                !a.no_trunc,
-            ));
+            rows.push(stats_row(id, name, s.as_ref(), !a.no_trunc, label));
         }
         let text = fmt.render_rows(&rows, &header).map_err(CliError::msg)?;
         if a.no_stream {
