@@ -16,6 +16,27 @@ fn aliases(path: &str) -> Option<&'static str> {
         "import" | "image import" => "berth image import, berth import",
         "info" | "system info" => "berth system info, berth info",
         "events" | "system events" => "berth system events, berth events",
+        "ps" | "container ls" => {
+            "berth container ls, berth container list, berth container ps, berth ps"
+        }
+        "rm" | "container rm" => "berth container rm, berth container remove, berth rm",
+        "run" | "container run" => "berth container run, berth run",
+        "create" | "container create" => "berth container create, berth create",
+        "start" | "container start" => "berth container start, berth start",
+        "stop" | "container stop" => "berth container stop, berth stop",
+        "kill" | "container kill" => "berth container kill, berth kill",
+        "restart" | "container restart" => "berth container restart, berth restart",
+        "wait" | "container wait" => "berth container wait, berth wait",
+        "logs" | "container logs" => "berth container logs, berth logs",
+        "attach" | "container attach" => "berth container attach, berth attach",
+        "exec" | "container exec" => "berth container exec, berth exec",
+        "top" | "container top" => "berth container top, berth top",
+        "stats" | "container stats" => "berth container stats, berth stats",
+        "pause" | "container pause" => "berth container pause, berth pause",
+        "unpause" | "container unpause" => "berth container unpause, berth unpause",
+        "rename" | "container rename" => "berth container rename, berth rename",
+        "update" | "container update" => "berth container update, berth update",
+        "port" | "container port" => "berth container port, berth port",
         _ => return None,
     })
 }
@@ -49,7 +70,8 @@ fn flag_lines(cmd: &Command) -> String {
             .map(|v| v.to_string_lossy().into_owned())
             .collect();
         if let Some(d) = default.first().filter(|d| !d.is_empty() && takes_value) {
-            if vname == "bool" {
+            // pflag quotes only string defaults.
+            if vname != "string" && !vname.is_empty() {
                 text.push_str(&format!(" (default {d})"));
             } else {
                 text.push_str(&format!(" (default \"{d}\")"));
@@ -59,9 +81,70 @@ fn flag_lines(cmd: &Command) -> String {
     }
     rows.sort_by(|a, b| a.0.cmp(&b.0));
     let width = rows.iter().map(|r| r.1.len()).max().unwrap_or(0);
+    // pflag wraps descriptions to the terminal width, 80 columns when not a terminal.
+    let cols = help_width();
     rows.iter()
-        .map(|(_, l, t)| format!("{l:width$}   {t}\n"))
+        .map(|(_, l, t)| format!("{l:width$}   {}\n", wrap(width + 3, cols, t)))
         .collect()
+}
+
+/// The width docker wraps help to: the terminal's, or 80.
+fn help_width() -> usize {
+    crate::commands::stdio::term_size()
+        .map(|(_, c)| c as usize)
+        .filter(|c| *c > 0)
+        .unwrap_or(80)
+        // docker passes width - 1 to pflag.
+        .saturating_sub(1)
+}
+
+/// pflag's wrap: text indented by `i` within `w` columns, with 5 columns of slop so the
+/// last word does not dangle alone.
+fn wrap(i: usize, w: usize, s: &str) -> String {
+    let mut indent = i;
+    let mut r = String::new();
+    if w.saturating_sub(indent) < 24 {
+        indent = 16;
+        r.push('\n');
+        r.push_str(&" ".repeat(indent));
+    }
+    let avail = w.saturating_sub(indent);
+    let pad = format!("\n{}", " ".repeat(indent));
+    if avail < 24 {
+        return r + &s.replace('\n', &pad);
+    }
+    let slop = 5;
+    let n = avail - slop;
+    let (first, mut rest) = wrap_n(n, slop, s);
+    r.push_str(&first.replace('\n', &pad));
+    while !rest.is_empty() {
+        let (t, more) = wrap_n(n, slop, rest);
+        r.push_str(&pad);
+        r.push_str(&t.replace('\n', &pad));
+        rest = more;
+    }
+    r
+}
+
+fn wrap_n(i: usize, slop: usize, s: &str) -> (&str, &str) {
+    if i + slop > s.len() {
+        return (s, "");
+    }
+    let head = &s[..floor_char(s, i)];
+    let Some(w) = head.rfind([' ', '\t', '\n']).filter(|w| *w > 0) else {
+        return (s, "");
+    };
+    if let Some(nl) = head.rfind('\n').filter(|nl| *nl > 0 && *nl < w) {
+        return (&s[..nl], &s[nl + 1..]);
+    }
+    (&s[..w], &s[w + 1..])
+}
+
+fn floor_char(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 fn command_lines(cmds: &[&Command]) -> String {

@@ -60,8 +60,7 @@ pub struct PsArgs {
     /// Filter output based on conditions provided
     #[arg(short = 'f', long = "filter", value_name = "filter")]
     pub filter: Vec<String>,
-    /// Format output using a custom template
-    #[arg(long, value_name = "string", default_value = "")]
+    #[arg(long, value_name = "string", default_value = "", help = FORMAT_HELP)]
     pub format: String,
     /// Show n last created containers (includes all states)
     #[arg(
@@ -96,8 +95,8 @@ pub struct StopArgs {
     /// Seconds to wait before killing the container
     #[arg(
         short = 't',
-        long = "time",
-        alias = "timeout",
+        long = "timeout",
+        alias = "time",
         value_name = "int",
         allow_hyphen_values = true
     )]
@@ -223,6 +222,21 @@ pub struct PortArgs {
 
 #[derive(Args, Debug, Default)]
 pub struct UpdateArgs {
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long = "blkio-weight", value_name = "uint16", default_value = "0")]
+    pub blkio_weight: u16,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period", value_name = "int")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", value_name = "int", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// Limit the CPU real-time period in microseconds
+    #[arg(long = "cpu-rt-period", value_name = "int")]
+    pub cpu_rt_period: Option<i64>,
+    /// Limit the CPU real-time runtime in microseconds
+    #[arg(long = "cpu-rt-runtime", value_name = "int")]
+    pub cpu_rt_runtime: Option<i64>,
     /// CPU shares (relative weight)
     #[arg(short = 'c', long = "cpu-shares", value_name = "int")]
     pub cpu_shares: Option<i64>,
@@ -232,6 +246,9 @@ pub struct UpdateArgs {
     /// CPUs in which to allow execution (0-3, 0,1)
     #[arg(long = "cpuset-cpus", value_name = "string")]
     pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems", value_name = "string")]
+    pub cpuset_mems: Option<String>,
     /// Memory limit
     #[arg(short = 'm', long, value_name = "bytes")]
     pub memory: Option<String>,
@@ -268,8 +285,7 @@ pub struct StatsArgs {
     /// Show all containers (default shows just running)
     #[arg(short = 'a', long)]
     pub all: bool,
-    /// Format output using a custom template
-    #[arg(long, value_name = "string", default_value = "")]
+    #[arg(long, value_name = "string", default_value = "", help = FORMAT_HELP)]
     pub format: String,
     /// Disable streaming stats and only pull the first result
     #[arg(long = "no-stream")]
@@ -281,6 +297,9 @@ pub struct StatsArgs {
     pub args: Vec<String>,
 }
 
+/// docker's multi-line --format help of list commands.
+const FORMAT_HELP: &str = "Format output using a custom template:\n'table':            Print output in table format with column headers (default)\n'table TEMPLATE':   Print output in table format using the given Go template\n'json':             Print in JSON format\n'TEMPLATE':         Print output using the given Go template.\nRefer to https://docs.docker.com/go/formatting/ for more information about formatting output with templates";
+
 fn bool_flag(v: &str, flag: &str, path: &str) -> Result<bool, CliError> {
     crate::commands::image::parse_bool_flag(v, flag, path)
 }
@@ -291,6 +310,16 @@ fn run_error(path: &str, msg: &str, code: i32) -> CliError {
         format!("berth: {msg}\n\nRun 'berth {path} --help' for more information"),
         code,
     )
+}
+
+/// A daemon-side failure while creating: `run` words it as a run error (125), `create` plainly
+/// (exit 1), as docker 28 does.
+fn engine_err(path: &str, msg: &str) -> CliError {
+    if path.ends_with("create") {
+        CliError::msg(msg)
+    } else {
+        run_error(path, msg, 125)
+    }
 }
 
 /// Exit status docker derives from a failed start (126 cannot invoke, 127 not found).
@@ -326,15 +355,30 @@ async fn create_container(
     detach: bool,
 ) -> Result<String, CliError> {
     let built = opts.build(path, detach)?;
-    if let Some(f) = &opts.cidfile
-        && std::path::Path::new(f).exists()
+    let net = opts.network.as_deref().unwrap_or("default");
+    if !opts.network_alias.is_empty()
+        && (matches!(net, "none" | "host" | "default" | "bridge") || net.starts_with("container:"))
     {
         return Err(run_error(
             path,
-            &format!(
-                "Container ID file found, make sure the other container isn't running or delete {f}"
-            ),
+            "network-scoped aliases are only supported for user-defined networks",
             125,
+        ));
+    }
+    if opts.mac_address.is_some() && crate::client::parse_version(&client.api_version) < (1, 44) {
+        return Err(CliError::msg(format!(
+            "\"specify mac-address per network\" requires API version 1.44, but the Docker daemon API version is {}",
+            client.api_version
+        )));
+    }
+    if let Some(f) = &opts.cidfile
+        && std::path::Path::new(f).exists()
+    {
+        return Err(engine_err(
+            path,
+            &format!(
+                "container ID file found, make sure the other container isn't running or delete {f}"
+            ),
         ));
     }
     let mut q = Vec::new();
@@ -364,10 +408,9 @@ async fn create_container(
         .await?;
     if r.status == hyper::StatusCode::NOT_FOUND && r.message().contains("No such image") {
         if opts.pull == "never" {
-            return Err(run_error(
+            return Err(engine_err(
                 path,
                 &format!("Error response from daemon: {}", r.message()),
-                125,
             ));
         }
         eprintln!("Unable to find image '{tagged}' locally");
@@ -377,10 +420,9 @@ async fn create_container(
             .await?;
     }
     if !r.status.is_success() {
-        return Err(run_error(
+        return Err(engine_err(
             path,
             &format!("Error response from daemon: {}", r.message()),
-            125,
         ));
     }
     let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
@@ -392,10 +434,9 @@ async fn create_container(
     let id = v["Id"].as_str().unwrap_or_default().to_string();
     if let Some(f) = &opts.cidfile {
         std::fs::write(f, &id).map_err(|e| {
-            run_error(
+            engine_err(
                 path,
                 &format!("failed to write the container ID to the file: {e}"),
-                125,
             )
         })?;
     }
@@ -430,10 +471,9 @@ async fn pull(client: &Client, image: &str, path: &str, quiet: bool) -> Result<(
         )
         .await?;
     if !r.status.is_success() {
-        return Err(run_error(
+        return Err(engine_err(
             path,
             &format!("Error response from daemon: {}", r.message()),
-            125,
         ));
     }
     for line in r.body.split(|b| *b == b'\n') {
@@ -441,7 +481,7 @@ async fn pull(client: &Client, image: &str, path: &str, quiet: bool) -> Result<(
             continue;
         };
         if let Some(e) = v["error"].as_str() {
-            return Err(run_error(path, e, 125));
+            return Err(engine_err(path, e));
         }
         if !quiet && let Some(s) = v["status"].as_str() {
             match v["id"].as_str() {
@@ -1149,6 +1189,22 @@ pub async fn update(client: &Client, path: &str, a: UpdateArgs) -> Result<(), Cl
     if let Some(p) = a.pids_limit {
         body.insert("PidsLimit".into(), p.into());
     }
+    if a.blkio_weight != 0 {
+        body.insert("BlkioWeight".into(), a.blkio_weight.into());
+    }
+    for (k, v) in [
+        ("CpuPeriod", a.cpu_period),
+        ("CpuQuota", a.cpu_quota),
+        ("CpuRealtimePeriod", a.cpu_rt_period),
+        ("CpuRealtimeRuntime", a.cpu_rt_runtime),
+    ] {
+        if let Some(v) = v {
+            body.insert(k.into(), v.into());
+        }
+    }
+    if let Some(m) = &a.cpuset_mems {
+        body.insert("CpusetMems".into(), m.clone().into());
+    }
     if let Some(r) = &a.restart {
         let p = crate::commands::opts::parse_restart(r).map_err(CliError::msg)?;
         body.insert("RestartPolicy".into(), p);
@@ -1540,11 +1596,7 @@ pub async fn stats(client: &Client, a: StatsArgs) -> Result<(), CliError> {
                     let id = c["Id"].as_str().unwrap_or("").to_string();
                     // docker labels listed containers by their short ID.
                     let label = short_id(&id);
-                    (
-                        id,
-                        c["Names"][0].as_str().unwrap_or("").to_string(),
-                        label,
-                    )
+                    (id, c["Names"][0].as_str().unwrap_or("").to_string(), label)
                 })
                 .collect()
         } else {

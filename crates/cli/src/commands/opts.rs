@@ -15,15 +15,36 @@ pub struct CreateOpts {
     /// Attach to STDIN, STDOUT or STDERR
     #[arg(short = 'a', long = "attach", value_name = "list")]
     pub attach: Vec<String>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable
+    #[arg(long = "blkio-weight", value_name = "uint16", default_value = "0")]
+    pub blkio_weight: u16,
     /// Add Linux capabilities
     #[arg(long = "cap-add", value_name = "list")]
     pub cap_add: Vec<String>,
     /// Drop Linux capabilities
     #[arg(long = "cap-drop", value_name = "list")]
     pub cap_drop: Vec<String>,
+    /// Optional parent cgroup for the container
+    #[arg(long = "cgroup-parent", value_name = "string")]
+    pub cgroup_parent: Option<String>,
+    /// Cgroup namespace to use (host|private)
+    #[arg(long, value_name = "string")]
+    pub cgroupns: Option<String>,
     /// Write the container ID to the file
     #[arg(long, value_name = "string")]
     pub cidfile: Option<String>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period
+    #[arg(long = "cpu-period", value_name = "int")]
+    pub cpu_period: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota
+    #[arg(long = "cpu-quota", value_name = "int", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// Limit CPU real-time period in microseconds
+    #[arg(long = "cpu-rt-period", value_name = "int")]
+    pub cpu_rt_period: Option<i64>,
+    /// Limit CPU real-time runtime in microseconds
+    #[arg(long = "cpu-rt-runtime", value_name = "int")]
+    pub cpu_rt_runtime: Option<i64>,
     /// CPU shares (relative weight)
     #[arg(short = 'c', long = "cpu-shares", value_name = "int")]
     pub cpu_shares: Option<i64>,
@@ -33,9 +54,15 @@ pub struct CreateOpts {
     /// CPUs in which to allow execution (0-3, 0,1)
     #[arg(long = "cpuset-cpus", value_name = "string")]
     pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1)
+    #[arg(long = "cpuset-mems", value_name = "string")]
+    pub cpuset_mems: Option<String>,
     /// Add a host device to the container
     #[arg(long, value_name = "list")]
     pub device: Vec<String>,
+    /// Add a rule to the cgroup allowed devices list
+    #[arg(long = "device-cgroup-rule", value_name = "list")]
+    pub device_cgroup_rule: Vec<String>,
     /// Set custom DNS servers
     #[arg(long, value_name = "list")]
     pub dns: Vec<String>,
@@ -81,6 +108,56 @@ pub struct CreateOpts {
     /// Container host name
     #[arg(short = 'h', long, value_name = "string")]
     pub hostname: Option<String>,
+    /// IPv4 address (e.g., 172.30.100.104)
+    #[arg(long, value_name = "string")]
+    pub ip: Option<String>,
+    /// IPv6 address (e.g., 2001:db8::33)
+    #[arg(long, value_name = "string")]
+    pub ip6: Option<String>,
+    /// IPC mode to use
+    #[arg(long, value_name = "string")]
+    pub ipc: Option<String>,
+    /// Container isolation technology
+    #[arg(long, value_name = "string")]
+    pub isolation: Option<String>,
+    /// Add link to another container
+    #[arg(long, value_name = "list")]
+    pub link: Vec<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
+    #[arg(long = "mac-address", value_name = "string")]
+    pub mac_address: Option<String>,
+    /// Tune container memory swappiness (0 to 100)
+    #[arg(
+        long = "memory-swappiness",
+        value_name = "int",
+        default_value = "-1",
+        allow_hyphen_values = true
+    )]
+    pub memory_swappiness: i64,
+    /// Add network-scoped alias for the container
+    #[arg(long = "network-alias", value_name = "list")]
+    pub network_alias: Vec<String>,
+    /// Tune host's OOM preferences (-1000 to 1000)
+    #[arg(long = "oom-score-adj", value_name = "int", allow_hyphen_values = true)]
+    pub oom_score_adj: Option<i64>,
+    /// PID namespace to use
+    #[arg(long, value_name = "string")]
+    pub pid: Option<String>,
+    /// Runtime to use for this container
+    #[arg(long, value_name = "string")]
+    pub runtime: Option<String>,
+    /// Storage driver options for the container
+    #[arg(long = "storage-opt", value_name = "list")]
+    pub storage_opt: Vec<String>,
+    /// User namespace to use
+    #[arg(long, value_name = "string")]
+    pub userns: Option<String>,
+    /// UTS namespace to use
+    #[arg(long, value_name = "string")]
+    pub uts: Option<String>,
+    /// Optional volume driver for the container
+    #[arg(long = "volume-driver", value_name = "string")]
+    pub volume_driver: Option<String>,
     /// Run an init inside the container that forwards signals and reaps processes
     #[arg(long)]
     pub init: bool,
@@ -138,7 +215,7 @@ pub struct CreateOpts {
     /// Publish all exposed ports to random ports
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
-    /// Pull image before creating ("always", "missing", "never")
+    /// Pull image before running ("always", "missing", "never")
     #[arg(long, value_name = "string", default_value = "missing")]
     pub pull: String,
     /// Suppress the pull output
@@ -189,7 +266,7 @@ pub struct CreateOpts {
     /// Working directory inside the container
     #[arg(short = 'w', long, value_name = "string")]
     pub workdir: Option<String>,
-    /// Print usage (-h is --hostname here, as in docker)
+    /// Print usage
     #[arg(long = "help", action = clap::ArgAction::Help)]
     pub help: Option<bool>,
     /// IMAGE [COMMAND] [ARG...]
@@ -812,13 +889,80 @@ impl CreateOpts {
         if !mounts.is_empty() {
             set(&mut host, "Mounts", mounts.into());
         }
+        for (k, v) in [
+            ("IpcMode", &self.ipc),
+            ("PidMode", &self.pid),
+            ("UTSMode", &self.uts),
+            ("UsernsMode", &self.userns),
+            ("Runtime", &self.runtime),
+            ("CgroupParent", &self.cgroup_parent),
+            ("CgroupnsMode", &self.cgroupns),
+            ("CpusetMems", &self.cpuset_mems),
+            ("Isolation", &self.isolation),
+            ("VolumeDriver", &self.volume_driver),
+        ] {
+            if let Some(v) = v {
+                set(&mut host, k, v.clone().into());
+            }
+        }
+        for (k, v) in [
+            ("CpuPeriod", self.cpu_period),
+            ("CpuQuota", self.cpu_quota),
+            ("CpuRealtimePeriod", self.cpu_rt_period),
+            ("CpuRealtimeRuntime", self.cpu_rt_runtime),
+            ("OomScoreAdj", self.oom_score_adj),
+        ] {
+            if let Some(v) = v {
+                set(&mut host, k, v.into());
+            }
+        }
+        if self.blkio_weight != 0 {
+            set(&mut host, "BlkioWeight", self.blkio_weight.into());
+        }
+        if self.memory_swappiness != -1 {
+            set(&mut host, "MemorySwappiness", self.memory_swappiness.into());
+        }
+        if !self.link.is_empty() {
+            set(&mut host, "Links", self.link.clone().into());
+        }
+        if !self.device_cgroup_rule.is_empty() {
+            set(
+                &mut host,
+                "DeviceCgroupRules",
+                self.device_cgroup_rule.clone().into(),
+            );
+        }
+        if !self.storage_opt.is_empty() {
+            set(&mut host, "StorageOpt", kv_list(&self.storage_opt).into());
+        }
+        if let Some(m) = &self.mac_address {
+            config.insert("MacAddress".into(), m.clone().into());
+        }
         config.insert("HostConfig".into(), host.into());
         let mut body = Value::Object(config);
-        if let Some(net) = &self.network
-            && !matches!(net.as_str(), "none" | "host" | "default" | "bridge")
-            && !net.starts_with("container:")
-        {
-            body["NetworkingConfig"] = json!({"EndpointsConfig": {net: {}}});
+        // Endpoint settings travel for user networks (and for addresses/aliases on any).
+        let mut ep = Map::new();
+        if !self.network_alias.is_empty() {
+            ep.insert("Aliases".into(), self.network_alias.clone().into());
+        }
+        let mut ipam = Map::new();
+        if let Some(ip) = &self.ip {
+            ipam.insert("IPv4Address".into(), ip.clone().into());
+        }
+        if let Some(ip) = &self.ip6 {
+            ipam.insert("IPv6Address".into(), ip.clone().into());
+        }
+        if !ipam.is_empty() {
+            ep.insert("IPAMConfig".into(), ipam.into());
+        }
+        if let Some(m) = &self.mac_address {
+            ep.insert("MacAddress".into(), m.clone().into());
+        }
+        let net = self.network.clone().unwrap_or_else(|| "default".into());
+        let user_net = !matches!(net.as_str(), "none" | "host" | "default" | "bridge")
+            && !net.starts_with("container:");
+        if user_net || !ep.is_empty() {
+            body["NetworkingConfig"] = json!({"EndpointsConfig": {net: Value::Object(ep)}});
         }
         Ok(Built {
             body,
