@@ -1580,53 +1580,132 @@ fn stats_row(id: &str, name: &str, v: Option<&Value>, trunc: bool, label: &str) 
         .with("PIDs", "PIDS", pids.to_string())
 }
 
-/// `stats`: one sample per container (`--no-stream`) or a redraw every second like docker.
-pub async fn stats(client: &Client, a: StatsArgs) -> Result<(), CliError> {
+/// The containers `stats` shows: (id, name, what `{{.Container}}` prints).
+async fn stats_targets(
+    client: &Client,
+    a: &StatsArgs,
+) -> Result<Vec<(String, String, String)>, CliError> {
+    if a.args.is_empty() {
+        let q = if a.all { "?all=1" } else { "" };
+        let v = get(client, &format!("/containers/json{q}")).await?;
+        return Ok(v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let id = c["Id"].as_str().unwrap_or("").to_string();
+                // docker labels listed containers by their short ID.
+                let label = short_id(&id);
+                (id, c["Names"][0].as_str().unwrap_or("").to_string(), label)
+            })
+            .collect());
+    }
+    let mut t = Vec::new();
+    for n in &a.args {
+        let v = get(client, &format!("/containers/{}/json", path_escape(n))).await?;
+        t.push((
+            v["Id"].as_str().unwrap_or("").to_string(),
+            v["Name"].as_str().unwrap_or("").to_string(),
+            n.clone(),
+        ));
+    }
+    Ok(t)
+}
+
+type Latest = Arc<std::sync::Mutex<std::collections::HashMap<String, Value>>>;
+
+/// Follow one container's stats stream, keeping its newest sample.
+fn collect_stats(client: Arc<Client>, id: String, latest: Latest) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use http_body_util::BodyExt;
+        let Ok(mut body) = client
+            .get_stream(&format!("/containers/{}/stats?stream=1", path_escape(&id)))
+            .await
+        else {
+            return;
+        };
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Some(d) = frame.data_ref() else { continue };
+            buf.extend_from_slice(d);
+            while let Some(p) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=p).collect();
+                if let Ok(v) = serde_json::from_slice::<Value>(&line)
+                    && let Ok(mut m) = latest.lock()
+                {
+                    m.insert(id.clone(), v);
+                }
+            }
+        }
+    })
+}
+
+/// `stats`: one sample per container (`--no-stream`), or docker's redraw every 500ms: cursor
+/// home, the table, each line again with erase-to-end-of-line, then erase-below.
+pub async fn stats(client: Client, a: StatsArgs) -> Result<(), CliError> {
     let default = "table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}";
     let fmt = Format::new(&a.format, default).typed("*formatter.statsContext");
     let header = stats_row("", "", None, true, "");
+    let client = Arc::new(client);
+    let targets = stats_targets(&client, &a).await?;
+    if a.no_stream {
+        // One sample each, fetched concurrently (each takes the daemon about a second).
+        let samples = futures_util::future::join_all(targets.iter().map(|(id, _, _)| {
+            let c = client.clone();
+            let p = format!("/containers/{}/stats?stream=0", path_escape(id));
+            async move { get(&c, &p).await.ok() }
+        }))
+        .await;
+        let rows: Vec<Row> = targets
+            .iter()
+            .zip(samples.iter())
+            .map(|((id, name, label), s)| stats_row(id, name, s.as_ref(), !a.no_trunc, label))
+            .collect();
+        return out(&fmt.render_rows(&rows, &header).map_err(CliError::msg)?);
+    }
+    let latest: Latest = Default::default();
+    let mut tasks: std::collections::HashMap<String, tokio::task::JoinHandle<()>> =
+        Default::default();
+    let mut targets = targets;
     loop {
-        let targets: Vec<(String, String, String)> = if a.args.is_empty() {
-            let q = if a.all { "?all=1" } else { "" };
-            let v = get(client, &format!("/containers/json{q}")).await?;
-            v.as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| {
-                    let id = c["Id"].as_str().unwrap_or("").to_string();
-                    // docker labels listed containers by their short ID.
-                    let label = short_id(&id);
-                    (id, c["Names"][0].as_str().unwrap_or("").to_string(), label)
-                })
-                .collect()
-        } else {
-            let mut t = Vec::new();
-            for n in &a.args {
-                let v = get(client, &format!("/containers/{}/json", path_escape(n))).await?;
-                t.push((
-                    v["Id"].as_str().unwrap_or("").to_string(),
-                    v["Name"].as_str().unwrap_or("").to_string(),
-                    n.clone(),
-                ));
-            }
-            t
-        };
-        let mut rows = Vec::new();
-        for (id, name, label) in &targets {
-            let s = get(
-                client,
-                &format!("/containers/{}/stats?stream=0", path_escape(id)),
-            )
-            .await
-            .ok();
-            rows.push(stats_row(id, name, s.as_ref(), !a.no_trunc, label));
+        for (id, _, _) in &targets {
+            tasks
+                .entry(id.clone())
+                .or_insert_with(|| collect_stats(client.clone(), id.clone(), latest.clone()));
         }
-        let text = fmt.render_rows(&rows, &header).map_err(CliError::msg)?;
-        if a.no_stream {
-            return out(&text);
-        }
-        // Clear the screen and home the cursor, as docker's streaming stats do.
-        out(&format!("\x1b[2J\x1b[H{text}"))?;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let rows: Vec<Row> = {
+            let m = latest
+                .lock()
+                .map_err(|_| CliError::msg("stats collector failed"))?;
+            targets
+                .iter()
+                .map(|(id, name, label)| stats_row(id, name, m.get(id), !a.no_trunc, label))
+                .collect()
+        };
+        let text = format!(
+            "\x1b[H{}",
+            fmt.render_rows(&rows, &header).map_err(CliError::msg)?
+        );
+        let mut frame = text.clone();
+        for line in text.split('\n') {
+            frame.push_str(line);
+            frame.push_str(" \x1b[K\n");
+        }
+        frame.push_str("\x1b[J");
+        out(&frame)?;
+        if a.args.is_empty() {
+            // Follow containers that start or go away, as docker does through events.
+            if let Ok(t) = stats_targets(&client, &a).await {
+                tasks.retain(|id, task| {
+                    let keep = t.iter().any(|(i, _, _)| i == id);
+                    if !keep {
+                        task.abort();
+                    }
+                    keep
+                });
+                targets = t;
+            }
+        }
     }
 }

@@ -53,6 +53,7 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Exec(a) | Cmd::Container(C::Exec(a)) => {
             return container::exec(client, &path, a).await;
         }
+        Cmd::Stats(a) | Cmd::Container(C::Stats(a)) => return container::stats(client, a).await,
         other => other,
     };
     match cmd {
@@ -76,7 +77,7 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Top(a) | Cmd::Container(C::Top(a)) => container::top(&client, a).await,
         Cmd::Port(a) | Cmd::Container(C::Port(a)) => container::port(&client, a).await,
         Cmd::Update(a) | Cmd::Container(C::Update(a)) => container::update(&client, &path, a).await,
-        Cmd::Stats(a) | Cmd::Container(C::Stats(a)) => container::stats(&client, a).await,
+        Cmd::Stats(_) | Cmd::Container(C::Stats(_)) => Ok(()),
         Cmd::Container(C::Prune(a)) => container::prune(&client, a).await,
         Cmd::Container(C::Inspect(a)) => {
             let size = a.size.then_some("size=1");
