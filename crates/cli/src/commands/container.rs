@@ -413,7 +413,9 @@ async fn create_container(
                 &format!("Error response from daemon: {}", r.message()),
             ));
         }
-        eprintln!("Unable to find image '{tagged}' locally");
+        if !opts.quiet {
+            eprintln!("Unable to find image '{tagged}' locally");
+        }
         pull(client, &tagged, path, opts.quiet).await?;
         r = client
             .raw(Method::POST, &format!("/containers/create{qs}"), Some(body))
@@ -483,7 +485,12 @@ async fn pull(client: &Client, image: &str, path: &str, quiet: bool) -> Result<(
         if let Some(e) = v["error"].as_str() {
             return Err(engine_err(path, e));
         }
-        if !quiet && let Some(s) = v["status"].as_str() {
+        // Without a terminal docker leaves out progress updates (Downloading, Extracting).
+        let progress = v["progressDetail"].as_object().is_some_and(|o| !o.is_empty());
+        if !quiet
+            && !progress
+            && let Some(s) = v["status"].as_str()
+        {
             match v["id"].as_str() {
                 Some(id) => eprintln!("{id}: {s}"),
                 None => eprintln!("{s}"),
