@@ -219,7 +219,10 @@ mod tests {
         assert!(h.starts_with("Usage:  berth images [OPTIONS] [REPOSITORY[:TAG]]\n\nList images\n\nAliases:\n  berth image ls, berth image list, berth images\n\nOptions:\n  -a, --all             Show all images"));
         assert!(h.contains("\n  -f, --filter filter   Filter output"));
         let h = render("history").unwrap();
-        assert!(h.contains("  -H, --human             Print sizes and dates in human readable format (default true)\n"));
+        // Wrapped at 79 columns like docker when not on a terminal.
+        assert!(h.contains(
+            "  -H, --human             Print sizes and dates in human readable format\n                          (default true)\n"
+        ));
     }
 
     #[test]

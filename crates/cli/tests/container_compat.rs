@@ -670,3 +670,104 @@ fn tty_in_a_real_pty_matches_docker() {
     );
     assert_eq!(got, want, "berth's tty session differs from docker's");
 }
+
+/// A local registry (Debian's docker-registry) on loopback, killed on drop.
+struct Registry(std::process::Child);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn run_pulls_a_missing_image_like_docker() {
+    let Some(reg_bin) = which("docker-registry") else {
+        eprintln!("SKIP: docker-registry not installed");
+        return;
+    };
+    let Some(d) = start() else { return };
+    let _clean = Cleanup(&d);
+    busybox_image(&d);
+    // A free loopback port: bind, read it, release it for the registry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    let cfg = d.path().join("registry.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            d.path().join("registry").display()
+        ),
+    )
+    .expect("registry config");
+    let child = Command::new(reg_bin)
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start registry");
+    let _reg = Registry(child);
+    let image = format!("127.0.0.1:{port}/bb:1");
+    let mut pushed = false;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(100));
+        ok(&d.docker(&["tag", "busybox", &image]), "tag");
+        if d.docker(&["push", &image]).status.success() {
+            pushed = true;
+            break;
+        }
+    }
+    assert!(pushed, "could not push to the local registry");
+    let mut f = Vec::new();
+    for args in [
+        &["run", "--rm", "--network=none", &image, "echo", "pulled"][..],
+        &["create", "-q", &image],
+        &[
+            "run",
+            "--rm",
+            "--network=none",
+            &format!("127.0.0.1:{port}/nosuch:1"),
+        ],
+    ] {
+        // Each CLI starts without the image, so both pull it.
+        let _ = d.docker(&["rmi", "-f", &image]);
+        let want = d.docker(args);
+        let _ = d.docker(&["rmi", "-f", &image]);
+        let got = d.berth(args);
+        let id_free = |s: &[u8]| -> String {
+            // create prints a fresh container ID; compare its shape only.
+            let t = text(s);
+            if t.len() == 65 && t.ends_with('\n') {
+                "<id>\n".into()
+            } else {
+                t
+            }
+        };
+        if id_free(&want.stdout) != id_free(&got.stdout)
+            || text(&want.stderr).replace("docker", "berth") != text(&got.stderr)
+            || want.status.code() != got.status.code()
+        {
+            f.push(format!(
+                "`{}`\n--- docker (exit {:?})\n{}{}\n--- berth (exit {:?})\n{}{}",
+                args.join(" "),
+                want.status.code(),
+                text(&want.stdout),
+                text(&want.stderr),
+                got.status.code(),
+                text(&got.stdout),
+                text(&got.stderr)
+            ));
+        }
+    }
+    assert!(
+        f.is_empty(),
+        "{} differences:\n\n{}",
+        f.len(),
+        f.join("\n\n")
+    );
+}

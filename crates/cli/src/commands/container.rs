@@ -486,7 +486,9 @@ async fn pull(client: &Client, image: &str, path: &str, quiet: bool) -> Result<(
             return Err(engine_err(path, e));
         }
         // Without a terminal docker leaves out progress updates (Downloading, Extracting).
-        let progress = v["progressDetail"].as_object().is_some_and(|o| !o.is_empty());
+        let progress = v["progressDetail"]
+            .as_object()
+            .is_some_and(|o| !o.is_empty());
         if !quiet
             && !progress
             && let Some(s) = v["status"].as_str()
@@ -1299,33 +1301,74 @@ fn go_quote(s: &str) -> String {
     crate::format::json::quote(s, false)
 }
 
-/// docker's DisplayablePorts, without range folding of consecutive ports.
+/// docker's DisplayablePorts: sorted by private port, IP, public port, type; consecutive
+/// ports with the same IP and type (and public == private) fold into ranges; other host
+/// mappings are listed last.
 fn display_ports(ports: &[Value]) -> String {
-    let mut items: Vec<(String, String, i64)> = Vec::new();
-    for p in ports {
-        let private = p["PrivatePort"].as_i64().unwrap_or(0);
-        let proto = p["Type"].as_str().unwrap_or("tcp");
-        let s = match p["PublicPort"].as_i64() {
-            Some(public) if public != 0 => {
-                let ip = p["IP"].as_str().unwrap_or("");
-                let ip = if ip.contains(':') {
-                    format!("[{ip}]")
-                } else {
-                    ip.to_string()
-                };
-                format!("{ip}:{public}->{private}/{proto}")
-            }
-            _ => format!("{private}/{proto}"),
-        };
-        items.push((s, proto.to_string(), private));
+    struct P {
+        ip: String,
+        private: i64,
+        public: i64,
+        kind: String,
     }
-    items.sort_by(|a, b| a.0.cmp(&b.0));
-    items.dedup_by(|a, b| a.0 == b.0);
-    items
-        .into_iter()
-        .map(|i| i.0)
-        .collect::<Vec<_>>()
-        .join(", ")
+    let mut ps: Vec<P> = ports
+        .iter()
+        .map(|p| P {
+            ip: p["IP"].as_str().unwrap_or("").to_string(),
+            private: p["PrivatePort"].as_i64().unwrap_or(0),
+            public: p["PublicPort"].as_i64().unwrap_or(0),
+            kind: p["Type"].as_str().unwrap_or("tcp").to_string(),
+        })
+        .collect();
+    ps.sort_by(|a, b| {
+        (a.private, &a.ip, a.public, &a.kind).cmp(&(b.private, &b.ip, b.public, &b.kind))
+    });
+    let form = |key: &str, first: i64, last: i64| {
+        let (ip, kind) = match key.rsplit_once('/') {
+            Some((ip, k)) => (ip, k),
+            None => ("", key),
+        };
+        let mut g = first.to_string();
+        if first != last {
+            g = format!("{g}-{last}");
+        }
+        if !ip.is_empty() {
+            g = format!("{ip}:{g}->{g}");
+        }
+        format!("{g}/{kind}")
+    };
+    let mut groups: Vec<(String, i64, i64)> = Vec::new();
+    let mut result = Vec::new();
+    let mut mappings = Vec::new();
+    for p in &ps {
+        let mut key = p.kind.clone();
+        if !p.ip.is_empty() {
+            if p.public != p.private {
+                let host = if p.ip.contains(':') {
+                    format!("[{}]:{}", p.ip, p.public)
+                } else {
+                    format!("{}:{}", p.ip, p.public)
+                };
+                mappings.push(format!("{host}->{}/{}", p.private, p.kind));
+                continue;
+            }
+            key = format!("{}/{}", p.ip, p.kind);
+        }
+        match groups.iter_mut().find(|g| g.0 == key) {
+            None => groups.push((key, p.private, p.private)),
+            Some(g) if p.private == g.2 + 1 => g.2 = p.private,
+            Some(g) => {
+                result.push(form(&g.0, g.1, g.2));
+                g.1 = p.private;
+                g.2 = p.private;
+            }
+        }
+    }
+    for g in &groups {
+        result.push(form(&g.0, g.1, g.2));
+    }
+    result.extend(mappings);
+    result.join(", ")
 }
 
 fn ps_row(c: &Value, trunc: bool) -> Row {
@@ -1714,5 +1757,28 @@ pub async fn stats(client: Client, a: StatsArgs) -> Result<(), CliError> {
                 targets = t;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_display_like_docker() {
+        let ports = json!([
+            {"PrivatePort": 80, "Type": "tcp"},
+            {"PrivatePort": 81, "Type": "tcp"},
+            {"IP": "0.0.0.0", "PrivatePort": 90, "PublicPort": 9000, "Type": "udp"},
+            {"IP": "0.0.0.0", "PrivatePort": 443, "PublicPort": 443, "Type": "tcp"},
+        ]);
+        assert_eq!(
+            display_ports(ports.as_array().unwrap()),
+            "80-81/tcp, 0.0.0.0:443->443/tcp, 0.0.0.0:9000->90/udp"
+        );
+        assert_eq!(
+            ellipsis("sh -c 'echo start; sleep'", 20),
+            "sh -c 'echo start; …"
+        );
     }
 }
