@@ -550,6 +550,32 @@ fn canonical(group: Option<&str>, w: &str) -> String {
     }
 }
 
+/// "-t, --timeout" (or "--cpus") and the value name of a flag of the command at `path`.
+fn flag_label(path: &str, long: &str) -> (String, String) {
+    use clap::CommandFactory;
+    let root = Cli::command();
+    let mut cmd = &root;
+    for word in path.split(' ').filter(|w| !w.is_empty()) {
+        match cmd.get_subcommands().find(|c| c.get_name() == word) {
+            Some(c) => cmd = c,
+            None => break,
+        }
+    }
+    let Some(a) = cmd.get_arguments().find(|a| a.get_long() == Some(long)) else {
+        return (format!("--{long}"), String::new());
+    };
+    let vname = a
+        .get_value_names()
+        .and_then(|v| v.first())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let label = match a.get_short() {
+        Some(c) => format!("-{c}, --{long}"),
+        None => format!("--{long}"),
+    };
+    (label, vname)
+}
+
 /// Turn a clap error into docker's text and exit code; help/version print and exit 0.
 pub fn clap_error(e: clap::Error, argv: &[String]) -> CliError {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -567,15 +593,46 @@ pub fn clap_error(e: clap::Error, argv: &[String]) -> CliError {
         _ => String::new(),
     };
     match e.kind() {
-        ErrorKind::DisplayHelp
-        | ErrorKind::DisplayVersion
-        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            // Help goes to stdout with status 0, also for `berth image` alone (like docker).
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            // Asked-for help goes to stdout with status 0.
             match crate::help::render(&path) {
                 Some(h) => print!("{h}"),
                 None => print!("{}", e.render()),
             }
             CliError::silent(0)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            // A group alone (`berth image`): docker prints its help to stderr, status 0.
+            match crate::help::render(&path) {
+                Some(h) => eprint!("{h}"),
+                None => eprint!("{}", e.render()),
+            }
+            CliError::silent(0)
+        }
+        ErrorKind::ValueValidation => {
+            // A number flag that does not parse: Go's strconv wording.
+            let arg = ctx(ContextKind::InvalidArg);
+            let long = arg
+                .split_whitespace()
+                .next()
+                .unwrap_or(&arg)
+                .trim_start_matches('-')
+                .to_string();
+            let value = ctx(ContextKind::InvalidValue);
+            let (label, vname) = flag_label(&path, &long);
+            let func = if vname.starts_with("uint") {
+                "strconv.ParseUint"
+            } else {
+                "strconv.ParseInt"
+            };
+            CliError::new(
+                format!(
+                    "invalid argument \"{value}\" for \"{label}\" flag: {func}: parsing \"{value}\": invalid syntax\n\nUsage:  {}\n\n{}",
+                    usage(&path),
+                    help_hint(&path)
+                ),
+                EXIT_USAGE,
+            )
         }
         ErrorKind::InvalidSubcommand => {
             let sub = ctx(ContextKind::InvalidSubcommand);

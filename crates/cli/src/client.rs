@@ -398,6 +398,12 @@ impl Client {
                 rest,
             });
         }
+        // docker's client reports a refused upgrade by status only.
+        if status >= 400 {
+            return Err(CliError::msg(format!(
+                "unable to upgrade to tcp, received {status}"
+            )));
+        }
         // An error answer: read its body (small JSON) until the daemon closes or it is whole.
         let lower = head.to_ascii_lowercase();
         let len = lower

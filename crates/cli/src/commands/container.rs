@@ -539,7 +539,8 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
         // Allowed since API 1.25; the daemon removes it.
     }
     let keys = match &a.detach_keys {
-        Some(k) => stdio::parse_detach_keys(k).map_err(|e| run_error(path, &e.message, 125))?,
+        // Keys we cannot read are left to the daemon to refuse, as docker does.
+        Some(k) => stdio::parse_detach_keys(k).unwrap_or_default(),
         None => stdio::DEFAULT_DETACH.to_vec(),
     };
     let attach_stdin = !a.detach
@@ -582,10 +583,7 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
         q.push_str(&format!("&detachKeys={}", urlencode(k)));
     }
     // Attach before start so no output is lost (docker's order).
-    let hijacked = client
-        .hijack("POST", &q, None)
-        .await
-        .map_err(|e| run_error(path, &e.message, 125))?;
+    let hijacked = client.hijack("POST", &q, None).await?;
     let waiter = wait_task(
         client.clone(),
         id.clone(),
@@ -823,6 +821,8 @@ pub async fn exec(client: Client, _path: &str, a: ExecArgs) -> Result<(), CliErr
     }
     env.extend(a.env.iter().cloned());
     let stdin = a.interactive && !a.detach;
+    // docker looks the container up before checking the terminal.
+    get(&client, &format!("/containers/{}/json", path_escape(name))).await?;
     if a.tty && stdin && !stdio::is_tty(0) {
         return Err(CliError::msg("the input device is not a TTY"));
     }
@@ -1189,7 +1189,15 @@ pub async fn update(client: &Client, path: &str, a: UpdateArgs) -> Result<(), Cl
         body.insert("CpuShares".into(), c.into());
     }
     if let Some(c) = &a.cpus {
-        let f: f64 = c.parse().map_err(|_| CliError::new(format!("invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number"), EXIT_USAGE))?;
+        let f: f64 = c.parse().map_err(|_| {
+            CliError::new(
+                format!(
+                    "invalid argument \"{c}\" for \"--cpus\" flag: failed to parse {c} as a rational number\n\nUsage:  {}\n\nRun 'berth {path} --help' for more information",
+                    crate::cli::usage(path)
+                ),
+                EXIT_USAGE,
+            )
+        })?;
         body.insert("NanoCpus".into(), ((f * 1e9).round() as i64).into());
     }
     if let Some(c) = &a.cpuset_cpus {

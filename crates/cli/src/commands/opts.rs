@@ -274,6 +274,14 @@ pub struct CreateOpts {
     pub args: Vec<String>,
 }
 
+/// docker's `berth: <msg>` + "Run '... --help'" for values it rejects after parsing (125).
+fn run_err(path: &str, msg: &str) -> CliError {
+    CliError::new(
+        format!("berth: {msg}\n\nRun 'berth {path} --help' for more information"),
+        EXIT_USAGE,
+    )
+}
+
 fn bad(flag: &str, value: &str, why: &str, path: &str) -> CliError {
     CliError::new(
         format!(
@@ -499,9 +507,9 @@ pub fn parse_restart(s: &str) -> Result<Value, String> {
     let max: i64 = if count.is_empty() {
         0
     } else {
-        count
-            .parse()
-            .map_err(|_| format!("invalid restart policy format: maximum retry count must be an integer: strconv.Atoi: parsing \"{count}\": invalid syntax"))?
+        count.parse().map_err(|_| {
+            "invalid restart policy format: maximum retry count must be an integer".to_string()
+        })?
     };
     if !count.is_empty() && name != "on-failure" {
         return Err(
@@ -569,6 +577,15 @@ impl CreateOpts {
     /// The create request body, as the docker CLI builds it.
     pub fn build(&self, path: &str, detach: bool) -> Result<Built, CliError> {
         let image = self.args.first().cloned().unwrap_or_default();
+        if !matches!(self.pull.as_str(), "always" | "missing" | "never") {
+            return Err(run_err(
+                path,
+                &format!(
+                    "invalid pull option: '{}': must be one of \"always\", \"missing\" or \"never\"",
+                    self.pull
+                ),
+            ));
+        }
         let cmd: Vec<String> = self.args.iter().skip(1).cloned().collect();
         let mut env: Vec<String> = Vec::new();
         for f in &self.env_file {
@@ -659,7 +676,7 @@ impl CreateOpts {
         }
         let mut bindings: Map<String, Value> = Map::new();
         for p in &self.publish {
-            let list = parse_publish(p).map_err(|e| bad("-p, --publish", p, &e, path))?;
+            let list = parse_publish(p).map_err(|e| run_err(path, &e))?;
             for (port, b) in list {
                 exposed.insert(port.clone(), json!({}));
                 if let Some(Value::Array(a)) = bindings.get_mut(&port) {
@@ -771,7 +788,7 @@ impl CreateOpts {
                 .into(),
         );
         set(&mut host, "PortBindings", bindings.into());
-        let restart = parse_restart(&self.restart).map_err(|e| CliError::new(e, EXIT_USAGE))?;
+        let restart = parse_restart(&self.restart).map_err(|e| run_err(path, &e))?;
         if self.rm && restart["Name"] != "no" {
             return Err(CliError::new(
                 format!(
@@ -858,9 +875,14 @@ impl CreateOpts {
                 .into(),
         );
         if let Some(c) = &self.cpus {
-            let f: f64 = c
-                .parse()
-                .map_err(|_| bad("--cpus", c, "failed to parse as a decimal", path))?;
+            let f: f64 = c.parse().map_err(|_| {
+                bad(
+                    "--cpus",
+                    c,
+                    &format!("failed to parse {c} as a rational number"),
+                    path,
+                )
+            })?;
             set(&mut host, "NanoCpus", ((f * 1e9).round() as i64).into());
         }
         set(&mut host, "CpuShares", self.cpu_shares.unwrap_or(0).into());
