@@ -13,8 +13,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use futures_util::{Future, TryStreamExt};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::io::{ReaderStream, StreamReader};
+
+use crate::rawconn::RawConn;
 
 /// Both directions of a hijacked connection.
 pub trait Duplex: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -57,14 +59,32 @@ pub fn hijack(mut req: Request, content_type: &'static str) -> (Response, Hijack
         };
         return (resp, Box::pin(fut));
     }
-    // Legacy: splice a duplex pipe between the request body (input), the response body (output)
-    // and the handler's end.
+    // Legacy: answer `200 OK` with the raw-stream type and hand over the raw connection, as
+    // dockerd does. Claimed now, before hyper writes its own (then discarded) response head.
+    if let Some(raw) = req.extensions().get::<RawConn>().and_then(RawConn::take) {
+        let fut = async move {
+            let mut raw = raw;
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nServer: {}\r\n\r\n",
+                crate::version::SERVER
+            );
+            raw.write_all(head.as_bytes()).await?;
+            raw.flush().await?;
+            Ok(raw)
+        };
+        return (Response::new(Body::empty()), Box::pin(fut));
+    }
+    // No raw connection to claim (in-process use, e.g. tests driving the router directly):
+    // splice a duplex pipe between the request body (input), the response body (output) and
+    // the handler's end.
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     let (their_read, mut their_write) = tokio::io::split(theirs);
     let input = req.into_body().into_data_stream().map_err(io::Error::other);
     tokio::spawn(async move {
         let mut input = StreamReader::new(input);
         let _ = tokio::io::copy(&mut input, &mut their_write).await;
+        // End of request body = end of the handler's input.
+        let _ = their_write.shutdown().await;
     });
     let mut resp = Response::new(Body::from_stream(ReaderStream::new(their_read)));
     resp.headers_mut()
@@ -127,18 +147,50 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn legacy_without_upgrade_streams_in_body() {
+    async fn legacy_without_upgrade_gets_the_raw_connection() {
         let app = Router::new().route("/echo", post(echo));
         let (client, server) = tokio::io::duplex(4096);
         tokio::spawn(crate::server::serve_connection(server, app));
         let mut client = client;
         client
-            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+            .write_all(b"POST /echo HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .unwrap();
-        let got = read_until(&mut client, b"hello").await;
-        let text = String::from_utf8_lossy(&got);
-        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-        assert!(text.contains(RAW_STREAM), "{text}");
+        let head = read_until(&mut client, b"\r\n\r\n").await;
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains(RAW_STREAM), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("transfer-encoding"),
+            "{head}"
+        );
+        // raw bytes both ways, no HTTP framing
+        client.write_all(b"ping!").await.unwrap();
+        let echoed = read_until(&mut client, b"ping!").await;
+        assert_eq!(echoed, b"ping!");
+        // closing our write side ends the echo, which ends the connection
+        client.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            client.read_to_end(&mut rest),
+        )
+        .await
+        .expect("connection closes after the hijacker is done")
+        .unwrap();
+        assert_eq!(n, 0, "{:?}", String::from_utf8_lossy(&rest));
+    }
+
+    #[tokio::test]
+    async fn in_process_fallback_streams_in_body() {
+        use tower::ServiceExt;
+        let app = Router::new().route("/echo", post(echo));
+        let req = axum::http::Request::post("/echo")
+            .body(Body::from("hello"))
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = axum::body::to_bytes(resp.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], b"hello");
     }
 }

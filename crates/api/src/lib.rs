@@ -5,6 +5,7 @@
 pub mod error;
 pub mod hijack;
 pub mod params;
+pub mod rawconn;
 pub mod routes;
 pub mod server;
 pub mod stream;

@@ -2,17 +2,22 @@
 //! TLS on tcp when configured, and graceful shutdown (stop accepting, let requests finish, then
 //! drop what is left after a grace period).
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::Router;
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::rawconn::{self, RawConn};
 
 /// A bound socket to serve on.
 pub enum Listener {
@@ -20,14 +25,32 @@ pub enum Listener {
     Tcp(TcpListener, Option<TlsAcceptor>),
 }
 
+/// The per-connection service: the router, with the connection's `RawConn` in every request
+/// so the legacy hijack can claim the stream.
+fn service(
+    app: Router,
+    raw: RawConn,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
+> + Clone {
+    hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(raw.clone());
+        app.clone().oneshot(req.map(axum::body::Body::new))
+    })
+}
+
 /// Serve one connection until it closes.
 pub async fn serve_connection<IO>(io: IO, app: Router)
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let (io, raw) = rawconn::wrap(io);
     let conn = http1::Builder::new()
         .title_case_headers(true)
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(app))
+        .serve_connection(TokioIo::new(io), service(app, raw))
         .with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!("connection: {e}");
@@ -38,9 +61,10 @@ async fn serve_graceful<IO>(io: IO, app: Router, shutdown: CancellationToken)
 where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
+    let (io, raw) = rawconn::wrap(io);
     let conn = http1::Builder::new()
         .title_case_headers(true)
-        .serve_connection(TokioIo::new(io), TowerToHyperService::new(app))
+        .serve_connection(TokioIo::new(io), service(app, raw))
         .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {

@@ -57,9 +57,11 @@ fn add_headers(resp: &mut Response) {
     h.insert("OSType", HeaderValue::from_static("linux"));
 }
 
+/// The `Server` header dockerd sends. Kept in step with info::DOCKER_VERSION (unit test).
+pub const SERVER: &str = "Docker/28.2.2 (linux)";
+
 const fn concat_server() -> &'static str {
-    // Kept in step with info::DOCKER_VERSION (checked by a unit test).
-    "Docker/28.2.2 (linux)"
+    SERVER
 }
 
 pub async fn negotiate(mut req: Request, next: Next) -> Response {
