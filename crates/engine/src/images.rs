@@ -14,7 +14,6 @@ use berth_image::{
 use berth_types::image_config::ImageConfig;
 use berth_types::{Digest, Reference};
 
-use crate::changes::apply_changes;
 use crate::error::{Error, Result};
 use crate::events::{Actor, EventBus};
 use crate::models::{
@@ -695,7 +694,14 @@ impl Images {
             None => None,
         };
         let mut config = ImageConfig::default();
-        apply_changes(&mut config, &params.changes)?;
+        // No `--change`: no `config` object at all, so the config bytes (the image ID) stay
+        // what a plain import always produced.
+        if !params.changes.is_empty() {
+            berth_image::apply_changes(
+                config.config.get_or_insert_with(Default::default),
+                &params.changes,
+            )?;
+        }
         let opts = ImportOptions {
             config,
             message: params.message.filter(|m| !m.is_empty()),

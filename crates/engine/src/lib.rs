@@ -6,7 +6,6 @@
 
 #![recursion_limit = "256"]
 
-pub mod changes;
 pub mod error;
 pub mod events;
 pub mod fetch;
