@@ -8,7 +8,7 @@ scripts/deps.sh test
 
 echo "== build"
 cargo build --workspace --bins
-export BERTH_BIN_DIR="$PWD/target/debug"
+export BERTH_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug"
 
 echo "== cargo test"
 cargo test --workspace --no-fail-fast -- --test-threads=2
