@@ -329,6 +329,67 @@ fn container_commands_match_docker() {
     ] {
         same(&d, args, &mut f);
     }
+    // Containers in known states, for idempotent commands and daemon refusals.
+    ok(
+        &d.docker(&["create", "--name", "stopped", net, "busybox"]),
+        "create",
+    );
+    ok(
+        &d.docker(&["run", "-d", "--name", "runn", net, "busybox", "sleep", "60"]),
+        "run -d",
+    );
+    for args in [
+        &["attach", "stopped"][..],
+        &["port", "runn", "80"],
+        &["port", "runn", "80/udp"],
+        &["kill", "stopped"],
+        &["rm", "runn"],
+        &["pause", "stopped"],
+        &["unpause", "runn"],
+        &["stop", "stopped", "nosuch"],
+        &["exec", "stopped", "ls"],
+        &["exec", "-it", "nosuch", "sh"],
+        &["top", "stopped"],
+        &["rename", "runn", "runn"],
+        &["update", "runn"],
+        &["update", "--cpus", "x", "runn"],
+        &["update", "--restart", "bad", "runn"],
+        &["wait", "stopped"],
+        &["logs", "-n", "1", "stopped"],
+        &["logs", "--since", "bad", "runn"],
+        &["run", "--cpus", "abc", "busybox"],
+        &["run", "-m", "abc", "busybox"],
+        &["run", "--restart", "on-failure:x", "busybox"],
+        &["run", "-p", "bad:x", "busybox"],
+        &["run", "--pull", "bad", "busybox"],
+        &["run", "--pids-limit", "x", "busybox"],
+        &["run", "--network-alias", "x", "busybox"],
+        &["run", "--sig-proxy=maybe", "busybox"],
+        &["run", "-a", "bogus", "busybox"],
+        &["create", "--pull", "never", "nosuchimage"],
+        &["stop", "-t", "x", "runn"],
+        &["ps", "-n", "x"],
+        &[
+            "container",
+            "ls",
+            "-a",
+            "--filter",
+            "name=stopped",
+            "--format",
+            "{{.Names}} {{.State}}",
+        ],
+        &[
+            "stats",
+            "--no-stream",
+            "--format",
+            "{{.Name}} {{.Container}}",
+            "runn",
+        ],
+    ] {
+        same(&d, args, &mut f);
+    }
+    ok(&d.docker(&["rm", "-f", "runn", "stopped"]), "rm -f");
+
     // create + start -a, stop, restart, container prune.
     for (bin, n) in [("docker", "d-c2"), ("berth", "b-c2")] {
         let args = [

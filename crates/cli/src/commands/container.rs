@@ -336,6 +336,10 @@ fn start_error_code(msg: &str) -> i32 {
 async fn post(client: &Client, path: &str, body: Option<&Value>) -> Result<Value, CliError> {
     let b = body.map(|b| bytes::Bytes::from(b.to_string()));
     let r = client.raw(Method::POST, path, b).await?;
+    // 304: already in the asked-for state (stop of a stopped container); docker says nothing.
+    if r.status == hyper::StatusCode::NOT_MODIFIED {
+        return Ok(Value::Null);
+    }
     if !r.status.is_success() {
         return Err(CliError::daemon(r.message()));
     }
@@ -636,21 +640,23 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
 pub async fn start(client: Client, _path: &str, a: StartArgs) -> Result<(), CliError> {
     if !(a.attach || a.interactive) {
         let mut errs = Vec::new();
+        let mut failed = Vec::new();
         for n in &a.args {
-            match post(
-                &client,
-                &format!("/containers/{}/start", path_escape(n)),
-                None,
-            )
-            .await
-            {
+            let p = format!("/containers/{}/start", path_escape(n));
+            match post(&client, &p, None).await {
                 Ok(_) => out(&format!("{n}\n"))?,
-                Err(e) => errs.push(e.message),
+                Err(e) => {
+                    errs.push(e.message);
+                    failed.push(n.as_str());
+                }
             }
         }
         if !errs.is_empty() {
-            errs.push("Error: failed to start containers: ".to_string() + &a.args.join(", "));
-            // docker 28 prints each daemon error, then the summary.
+            // docker 28 prints each daemon error, then the ones that failed.
+            errs.push(format!(
+                "Error: failed to start containers: {}",
+                failed.join(", ")
+            ));
             return Err(CliError::msg(errs.join("\n")));
         }
         return Ok(());
@@ -1129,7 +1135,7 @@ pub async fn port(client: &Client, a: PortArgs) -> Result<(), CliError> {
             }
             _ => {
                 return Err(CliError::msg(format!(
-                    "Error: No public port '{key}' published for {name}"
+                    "Error: No public port '{want}' published for {name}"
                 )));
             }
         }
