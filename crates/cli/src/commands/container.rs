@@ -1267,9 +1267,11 @@ pub async fn update(client: &Client, path: &str, a: UpdateArgs) -> Result<(), Cl
 
 pub async fn prune(client: &Client, a: ContainerPruneArgs) -> Result<(), CliError> {
     if !a.force {
-        eprint!(
+        // docker asks on stdout.
+        print!(
             "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
         );
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
         if !matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
