@@ -544,7 +544,7 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
     }
     let keys = match &a.detach_keys {
         // Keys we cannot read are left to the daemon to refuse, as docker does.
-        Some(k) => stdio::parse_detach_keys(k).unwrap_or_default(),
+        Some(k) => stdio::parse_detach_keys(k).unwrap_or_else(|_| stdio::DEFAULT_DETACH.to_vec()),
         None => stdio::DEFAULT_DETACH.to_vec(),
     };
     let attach_stdin = !a.detach
@@ -673,7 +673,8 @@ pub async fn start(client: Client, _path: &str, a: StartArgs) -> Result<(), CliE
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = a.interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
     let keys = match &a.detach_keys {
-        Some(k) => stdio::parse_detach_keys(k)?,
+        // Unreadable keys: the default client-side, the daemon refuses them (like docker).
+        Some(k) => stdio::parse_detach_keys(k).unwrap_or_else(|_| stdio::DEFAULT_DETACH.to_vec()),
         None => stdio::DEFAULT_DETACH.to_vec(),
     };
     let mut q = format!(
@@ -747,7 +748,8 @@ pub async fn attach(client: Client, path: &str, a: AttachArgs) -> Result<(), Cli
         return Err(CliError::msg("the input device is not a TTY"));
     }
     let keys = match &a.detach_keys {
-        Some(k) => stdio::parse_detach_keys(k)?,
+        // Unreadable keys: the default client-side, the daemon refuses them (like docker).
+        Some(k) => stdio::parse_detach_keys(k).unwrap_or_else(|_| stdio::DEFAULT_DETACH.to_vec()),
         None => stdio::DEFAULT_DETACH.to_vec(),
     };
     let mut q = format!(
@@ -862,7 +864,8 @@ pub async fn exec(client: Client, _path: &str, a: ExecArgs) -> Result<(), CliErr
         return Ok(());
     }
     let keys = match &a.detach_keys {
-        Some(k) => stdio::parse_detach_keys(k)?,
+        // Unreadable keys: the default client-side, the daemon refuses them (like docker).
+        Some(k) => stdio::parse_detach_keys(k).unwrap_or_else(|_| stdio::DEFAULT_DETACH.to_vec()),
         None => stdio::DEFAULT_DETACH.to_vec(),
     };
     let start_body = json!({"Detach": false, "Tty": a.tty}).to_string();

@@ -63,8 +63,32 @@ impl RawTerm {
             if libc::tcsetattr(fd, libc::TCSANOW, &t) != 0 {
                 return None;
             }
+            restore_on_signals(fd, saved);
             Some(RawTerm { fd, saved })
         }
+    }
+}
+
+/// A terminating signal must not leave the user's terminal raw: restore it, then die of the
+/// signal's usual status (128 + n). Only when a runtime is there to listen (always, in berth).
+fn restore_on_signals(fd: i32, saved: libc::termios) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    for n in [libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT] {
+        let Ok(mut sig) = signal(SignalKind::from_raw(n)) else {
+            continue;
+        };
+        rt.spawn(async move {
+            if sig.recv().await.is_some() {
+                // SAFETY: restores attributes read by tcgetattr for the same fd.
+                unsafe {
+                    libc::tcsetattr(fd, libc::TCSANOW, &saved);
+                }
+                std::process::exit(128 + n);
+            }
+        });
     }
 }
 
