@@ -229,8 +229,8 @@ pub struct ImagesArgs {
     /// Filter output based on conditions provided
     #[arg(short = 'f', long = "filter", value_name = "filter")]
     pub filter: Vec<String>,
-    /// Format output using a custom template
-    #[arg(long, value_name = "string", default_value = "")]
+    #[arg(long, value_name = "string", default_value = "",
+          help = crate::commands::container::FORMAT_HELP)]
     pub format: String,
     /// Don't truncate output
     #[arg(long)]

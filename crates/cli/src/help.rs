@@ -45,7 +45,9 @@ fn aliases(path: &str) -> Option<&'static str> {
 fn flag_lines(cmd: &Command) -> String {
     let mut rows: Vec<(String, String, String)> = Vec::new();
     for a in cmd.get_arguments() {
-        if a.is_positional() || a.is_hide_set() || a.get_id() == "help" {
+        // clap's own -h/--help is not listed; an explicit --help (run/create) is.
+        if a.is_positional() || a.is_hide_set() || (a.get_id() == "help" && a.get_short().is_some())
+        {
             continue;
         }
         let Some(long) = a.get_long() else { continue };

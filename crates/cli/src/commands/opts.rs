@@ -18,6 +18,9 @@ pub struct CreateOpts {
     /// Block IO (relative weight), between 10 and 1000, or 0 to disable
     #[arg(long = "blkio-weight", value_name = "uint16", default_value = "0")]
     pub blkio_weight: u16,
+    /// Block IO weight (relative device weight) (default [])
+    #[arg(long = "blkio-weight-device", value_name = "list")]
+    pub blkio_weight_device: Vec<String>,
     /// Add Linux capabilities
     #[arg(long = "cap-add", value_name = "list")]
     pub cap_add: Vec<String>,
@@ -27,8 +30,7 @@ pub struct CreateOpts {
     /// Optional parent cgroup for the container
     #[arg(long = "cgroup-parent", value_name = "string")]
     pub cgroup_parent: Option<String>,
-    /// Cgroup namespace to use (host|private)
-    #[arg(long, value_name = "string")]
+    #[arg(long, value_name = "string", help = CGROUPNS_HELP)]
     pub cgroupns: Option<String>,
     /// Write the container ID to the file
     #[arg(long, value_name = "string")]
@@ -63,6 +65,22 @@ pub struct CreateOpts {
     /// Add a rule to the cgroup allowed devices list
     #[arg(long = "device-cgroup-rule", value_name = "list")]
     pub device_cgroup_rule: Vec<String>,
+    /// Limit read rate (bytes per second) from a device (default [])
+    #[arg(long = "device-read-bps", value_name = "list")]
+    pub device_read_bps: Vec<String>,
+    /// Limit read rate (IO per second) from a device (default [])
+    #[arg(long = "device-read-iops", value_name = "list")]
+    pub device_read_iops: Vec<String>,
+    /// Limit write rate (bytes per second) to a device (default [])
+    #[arg(long = "device-write-bps", value_name = "list")]
+    pub device_write_bps: Vec<String>,
+    /// Limit write rate (IO per second) to a device (default [])
+    #[arg(long = "device-write-iops", value_name = "list")]
+    pub device_write_iops: Vec<String>,
+    /// Skip image verification
+    #[arg(long = "disable-content-trust", value_name = "bool", num_args = 0..=1,
+          require_equals = true, default_value = "true", default_missing_value = "true")]
+    pub disable_content_trust: String,
     /// Set custom DNS servers
     #[arg(long, value_name = "list")]
     pub dns: Vec<String>,
@@ -120,9 +138,15 @@ pub struct CreateOpts {
     /// Container isolation technology
     #[arg(long, value_name = "string")]
     pub isolation: Option<String>,
+    /// Kernel memory limit
+    #[arg(long = "kernel-memory", value_name = "bytes")]
+    pub kernel_memory: Option<String>,
     /// Add link to another container
     #[arg(long, value_name = "list")]
     pub link: Vec<String>,
+    /// Container IPv4/IPv6 link-local addresses
+    #[arg(long = "link-local-ip", value_name = "list")]
+    pub link_local_ip: Vec<String>,
     /// Container MAC address (e.g., 92:d0:c6:0a:29:33)
     #[arg(long = "mac-address", value_name = "string")]
     pub mac_address: Option<String>,
@@ -242,7 +266,7 @@ pub struct CreateOpts {
     /// Timeout (in seconds) to stop a container
     #[arg(long = "stop-timeout", value_name = "int")]
     pub stop_timeout: Option<i64>,
-    /// Sysctl options
+    /// Sysctl options (default map[])
     #[arg(long, value_name = "map")]
     pub sysctl: Vec<String>,
     /// Mount a tmpfs directory
@@ -251,7 +275,7 @@ pub struct CreateOpts {
     /// Allocate a pseudo-TTY
     #[arg(short = 't', long)]
     pub tty: bool,
-    /// Ulimit options
+    /// Ulimit options (default [])
     #[arg(long, value_name = "ulimit")]
     pub ulimit: Vec<String>,
     /// Username or UID (format: <name|uid>[:<group|gid>])
@@ -273,6 +297,8 @@ pub struct CreateOpts {
     #[arg(hide = true, trailing_var_arg = true)]
     pub args: Vec<String>,
 }
+
+const CGROUPNS_HELP: &str = "Cgroup namespace to use (host|private)\n'host':    Run the container in the Docker host's cgroup namespace\n'private': Run the container in its own private cgroup namespace\n'':        Use the cgroup namespace as configured by the\n           default-cgroupns-mode option on the daemon (default)";
 
 /// docker's `berth: <msg>` + "Run '... --help'" for values it rejects after parsing (125).
 fn run_err(path: &str, msg: &str) -> CliError {
@@ -810,16 +836,6 @@ impl CreateOpts {
         );
         set(&mut host, "CapAdd", or_null(caps(&self.cap_add)));
         set(&mut host, "CapDrop", or_null(caps(&self.cap_drop)));
-        // docker sends these empty lists, so inspect shows [] rather than null.
-        for k in [
-            "BlkioWeightDevice",
-            "BlkioDeviceReadBps",
-            "BlkioDeviceReadIOps",
-            "BlkioDeviceWriteBps",
-            "BlkioDeviceWriteIOps",
-        ] {
-            set(&mut host, k, json!([]));
-        }
         set(&mut host, "Dns", self.dns.clone().into());
         set(&mut host, "DnsOptions", self.dns_option.clone().into());
         set(&mut host, "DnsSearch", self.dns_search.clone().into());
@@ -960,6 +976,67 @@ impl CreateOpts {
         if let Some(m) = &self.mac_address {
             config.insert("MacAddress".into(), m.clone().into());
         }
+        if let Some(n) = size("--kernel-memory", &self.kernel_memory)? {
+            set(&mut host, "KernelMemory", n.into());
+        }
+        // "path:value" device throttles, as docker's ValidateThrottle*Device.
+        let throttle = |flag: &str, list: &[String], key: &str, bytes: bool| {
+            let mut out = Vec::new();
+            for item in list {
+                let (dev, v) = item
+                    .rsplit_once(':')
+                    .ok_or_else(|| bad(flag, item, &format!("bad format: {item}"), path))?;
+                let n = if bytes {
+                    ram_in_bytes(v).map_err(|e| bad(flag, item, &e, path))?
+                } else {
+                    v.parse::<i64>().map_err(|_| {
+                        bad(flag, item, &format!("invalid rate for device: {item}. The correct format is <device-path>:<number>. Number must be a positive integer"), path)
+                    })?
+                };
+                out.push(json!({"Path": dev, key: n}));
+            }
+            Ok::<Vec<Value>, CliError>(out)
+        };
+        for (k, flag, list, key, bytes) in [
+            (
+                "BlkioWeightDevice",
+                "--blkio-weight-device",
+                &self.blkio_weight_device,
+                "Weight",
+                false,
+            ),
+            (
+                "BlkioDeviceReadBps",
+                "--device-read-bps",
+                &self.device_read_bps,
+                "Rate",
+                true,
+            ),
+            (
+                "BlkioDeviceReadIOps",
+                "--device-read-iops",
+                &self.device_read_iops,
+                "Rate",
+                false,
+            ),
+            (
+                "BlkioDeviceWriteBps",
+                "--device-write-bps",
+                &self.device_write_bps,
+                "Rate",
+                true,
+            ),
+            (
+                "BlkioDeviceWriteIOps",
+                "--device-write-iops",
+                &self.device_write_iops,
+                "Rate",
+                false,
+            ),
+        ] {
+            // Sent even when empty, so inspect shows [] rather than null (as with docker).
+            set(&mut host, k, throttle(flag, list, key, bytes)?.into());
+        }
         config.insert("HostConfig".into(), host.into());
         let mut body = Value::Object(config);
         // Endpoint settings travel for user networks (and for addresses/aliases on any).
@@ -973,6 +1050,9 @@ impl CreateOpts {
         }
         if let Some(ip) = &self.ip6 {
             ipam.insert("IPv6Address".into(), ip.clone().into());
+        }
+        if !self.link_local_ip.is_empty() {
+            ipam.insert("LinkLocalIPs".into(), self.link_local_ip.clone().into());
         }
         if !ipam.is_empty() {
             ep.insert("IPAMConfig".into(), ipam.into());
