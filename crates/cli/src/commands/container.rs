@@ -556,6 +556,8 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
     let client = Arc::new(client);
     let id = create_container(&client, o, path, a.detach).await?;
     if a.detach {
+        // docker prints the ID before starting, so it shows even when start fails.
+        out(&format!("{id}\n"))?;
         post(
             &client,
             &format!("/containers/{}/start", path_escape(&id)),
@@ -563,7 +565,7 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
         )
         .await
         .map_err(|e| run_error(path, &e.message, start_error_code(&e.message)))?;
-        return out(&format!("{id}\n"));
+        return Ok(());
     }
     let mut q = format!("/containers/{}/attach?stream=1", path_escape(&id));
     let (want_out, want_err) = if o.attach.is_empty() {
