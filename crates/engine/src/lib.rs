@@ -6,6 +6,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod containers;
 pub mod error;
 pub mod events;
 pub mod fetch;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use berth_image::ImageStore;
 
+pub use containers::Containers;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventBus, EventFilter};
 pub use images::Images;
@@ -73,6 +75,7 @@ pub struct Engine {
     pub config: EngineConfig,
     pub events: Arc<EventBus>,
     pub images: Images,
+    pub containers: Containers,
 }
 
 /// The embedded hello-world docker-archive (offline `berth run hello-world`).
@@ -126,12 +129,22 @@ impl Engine {
         })
         .await??;
         let events = Arc::new(EventBus::new());
-        let images = Images::new(Arc::new(store), events.clone());
+        let store = Arc::new(store);
+        // loads the container records and reconciles them with the shims still running
+        let containers = Containers::open(
+            &config.data_root,
+            &config.exec_root,
+            store.clone(),
+            events.clone(),
+        )
+        .await?;
+        let images = Images::new(store, events.clone());
         let engine = Arc::new(Engine {
             id,
             config,
             events,
             images,
+            containers,
         });
         if engine.config.load_hello_world
             && let Some(archive) = hello_world_archive()

@@ -32,7 +32,13 @@ pub fn router(state: AppState) -> Router {
                 .delete(images::remove),
         )
         .route("/containers/json", get(containers::list))
-        .route("/containers/{*rest}", get(containers::get_dispatch))
+        .route("/containers/create", post(containers::create))
+        .route(
+            "/containers/{*rest}",
+            get(containers::get_dispatch)
+                .post(containers::post_dispatch)
+                .delete(containers::remove),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state)

@@ -1,0 +1,132 @@
+//! What is persisted per container: `<data-root>/containers/<id>/config.v2.json`, written
+//! temp + fsync + rename (+ fsync of the directory) so a kill -9 of berthd loses nothing.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub const CONFIG_FILE: &str = "config.v2.json";
+
+/// Docker's `State` object, kept as dockerd reports it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct State {
+    /// created | running | paused | restarting | removing | exited | dead
+    pub status: String,
+    pub pid: i32,
+    pub exit_code: i32,
+    pub error: String,
+    pub oom_killed: bool,
+    pub started_at: String,
+    pub finished_at: String,
+}
+
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    /// With the leading `/`, like dockerd.
+    pub name: String,
+    pub created: String,
+    /// `sha256:...`
+    pub image_id: String,
+    /// The image as the user named it (`busybox`), Docker's `Config.Image`.
+    pub image_ref: String,
+    pub path: String,
+    pub args: Vec<String>,
+    /// Docker's `Config`, merged with the image's (Env, Cmd, Entrypoint, WorkingDir, ...).
+    pub config: Value,
+    /// Docker's `HostConfig` as sent.
+    pub host_config: Value,
+    pub state: State,
+    pub restart_count: i64,
+    /// Whether the user ran it since the daemon knew it (unless-stopped bookkeeping).
+    #[serde(default)]
+    pub manually_stopped: bool,
+}
+
+impl Record {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+    pub fn cfg_str(&self, key: &str) -> String {
+        self.config
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    }
+    pub fn cfg_bool(&self, key: &str) -> bool {
+        self.config
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+    pub fn host_str(&self, key: &str) -> String {
+        self.host_config
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    }
+    pub fn host_bool(&self, key: &str) -> bool {
+        self.host_config
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+    pub fn host_i64(&self, key: &str) -> i64 {
+        self.host_config
+            .get(key)
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+    }
+    pub fn tty(&self) -> bool {
+        self.cfg_bool("Tty")
+    }
+    pub fn labels(&self) -> std::collections::BTreeMap<String, String> {
+        self.config
+            .get("Labels")
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default()
+    }
+    pub fn running(&self) -> bool {
+        matches!(self.state.status.as_str(), "running" | "paused")
+    }
+    /// `--network` as given; "default" means bridge.
+    pub fn network_mode(&self) -> String {
+        match self.host_str("NetworkMode").as_str() {
+            "" | "default" => "bridge".to_owned(),
+            m => m.to_owned(),
+        }
+    }
+}
+
+/// Atomically replace `path` with `data`, durable before returning.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+pub fn save(dir: &Path, rec: &Record) -> std::io::Result<()> {
+    let data = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
+    write_atomic(&dir.join(CONFIG_FILE), &data)
+}
+
+pub fn load(dir: &Path) -> std::io::Result<Record> {
+    let data = std::fs::read(dir.join(CONFIG_FILE))?;
+    serde_json::from_slice(&data).map_err(std::io::Error::other)
+}

@@ -1,0 +1,143 @@
+//! A container's filesystem on the host: the overlay mount over the image layers and the
+//! per-container /etc/hosts, /etc/hostname, /etc/resolv.conf. Blocking; call from
+//! `spawn_blocking`.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+fn cstr(p: &[u8]) -> std::io::Result<CString> {
+    CString::new(p).map_err(|_| std::io::Error::other("path contains a NUL byte"))
+}
+
+/// `<overlay-root>/<id>-rw`: never a bare 64-hex name, which the image store owns.
+pub fn rw_dir(overlay_root: &Path, id: &str) -> PathBuf {
+    overlay_root.join(format!("{id}-rw"))
+}
+
+/// Whether `target` is a mount point (listed in /proc/self/mountinfo).
+pub fn is_mounted(target: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = target.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m == want)
+}
+
+/// Mount the overlay for container `id` (idempotent). `lowerdir` is relative to
+/// `overlay_root` (`l/TOP:...`), so the mount happens in a short-lived thread that has its own
+/// working directory (unshare(CLONE_FS)); the daemon's cwd is never touched.
+pub fn mount(overlay_root: &Path, id: &str, lowerdir: &str) -> std::io::Result<PathBuf> {
+    let rw = rw_dir(overlay_root, id);
+    for d in ["diff", "work", "merged", "empty"] {
+        std::fs::create_dir_all(rw.join(d))?;
+    }
+    let target = rw.join("merged");
+    if is_mounted(&target) {
+        return Ok(target);
+    }
+    // overlay needs at least one lower layer; an image without layers gets an empty one
+    let lower = if lowerdir.is_empty() {
+        format!("{id}-rw/empty")
+    } else {
+        lowerdir.to_owned()
+    };
+    let opts = format!("lowerdir={lower},upperdir={id}-rw/diff,workdir={id}-rw/work");
+    let root = overlay_root.to_path_buf();
+    let tgt = target.clone();
+    let res = std::thread::spawn(move || -> std::io::Result<()> {
+        // SAFETY: plain syscalls on this thread only; CLONE_FS gives it a private cwd.
+        if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::env::set_current_dir(&root)?;
+        let src = cstr(b"overlay")?;
+        let t = cstr(tgt.as_os_str().as_bytes())?;
+        let o = cstr(opts.as_bytes())?;
+        // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
+        let r = unsafe {
+            libc::mount(
+                src.as_ptr(),
+                t.as_ptr(),
+                src.as_ptr(),
+                0,
+                o.as_ptr() as *const libc::c_void,
+            )
+        };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("overlay mount thread panicked"))?;
+    res.map(|()| target)
+}
+
+pub fn unmount(target: &Path) -> std::io::Result<()> {
+    if !is_mounted(target) {
+        return Ok(());
+    }
+    let t = cstr(target.as_os_str().as_bytes())?;
+    // SAFETY: valid NUL-terminated path.
+    if unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+fe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+/// Docker's resolv.conf for a container with its own network namespace: the host's, minus
+/// loopback nameservers (unreachable from inside); Google's DNS if none remain.
+pub fn resolv_conf(host: &str) -> String {
+    let mut out = String::new();
+    let mut ns = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let addr = words.next().unwrap_or("");
+            if addr.starts_with("127.") || addr == "::1" {
+                continue;
+            }
+            ns += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if ns == 0 {
+        out.push_str("\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+/// Write hosts, hostname and resolv.conf into the container's directory.
+pub fn write_etc(dir: &Path, hostname: &str, host_network: bool) -> std::io::Result<()> {
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let (hosts, resolv) = if host_network {
+        (
+            std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| HOSTS.to_owned()),
+            host_resolv,
+        )
+    } else {
+        (HOSTS.to_owned(), resolv_conf(&host_resolv))
+    };
+    std::fs::write(dir.join("hosts"), hosts)?;
+    std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
+    std::fs::write(dir.join("resolv.conf"), resolv)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resolv_filters_loopback() {
+        let r = super::resolv_conf("search x\nnameserver 127.0.0.53\nnameserver 10.0.0.1\n");
+        assert_eq!(r, "search x\nnameserver 10.0.0.1\n");
+        let r = super::resolv_conf("nameserver 127.0.0.1\n");
+        assert!(r.contains("8.8.8.8"));
+    }
+}

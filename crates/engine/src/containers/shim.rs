@@ -1,0 +1,182 @@
+//! Talking to `berth-shim`: spawning `berth-shim start`, one-request connections to
+//! `<state-dir>/shim.sock`, and streams (attach/exec) forwarded to hijacked clients.
+
+use std::path::{Path, PathBuf};
+
+use berth_shim_proto::{self as proto, Reply, Request, StartResult};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+
+use crate::error::{Error, Result};
+
+/// `BERTH_SHIM`, else `berth-shim` next to the running executable.
+pub fn shim_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("BERTH_SHIM") {
+        return PathBuf::from(p);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("berth-shim")))
+        .unwrap_or_else(|| PathBuf::from("berth-shim"))
+}
+
+pub struct StartArgs<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub state_dir: &'a Path,
+    pub runtime_root: &'a Path,
+    pub log_path: Option<&'a Path>,
+    pub log_max_size: Option<u64>,
+    pub log_max_file: Option<u32>,
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+/// Run `berth-shim start --create-only`; the container then waits for a `start` request.
+pub async fn spawn(a: &StartArgs<'_>) -> Result<StartResult> {
+    let mut cmd = tokio::process::Command::new(shim_binary());
+    cmd.arg("start")
+        .arg("--id")
+        .arg(a.id)
+        .arg("--bundle")
+        .arg(a.bundle)
+        .arg("--state-dir")
+        .arg(a.state_dir)
+        .arg("--runtime-root")
+        .arg(a.runtime_root)
+        .arg("--create-only");
+    match a.log_path {
+        Some(p) => {
+            cmd.args(["--log-driver", "json-file", "--log-path"]).arg(p);
+            if let Some(s) = a.log_max_size {
+                cmd.arg("--log-max-size").arg(s.to_string());
+            }
+            if let Some(n) = a.log_max_file {
+                cmd.arg("--log-max-file").arg(n.to_string());
+            }
+        }
+        None => {
+            cmd.args(["--log-driver", "none"]);
+        }
+    }
+    if a.tty {
+        cmd.arg("--tty");
+    }
+    if a.stdin {
+        cmd.arg("--stdin");
+    }
+    cmd.stdin(std::process::Stdio::null());
+    let out = cmd
+        .output()
+        .await
+        .map_err(|e| Error::internal(format!("starting berth-shim: {e}")))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    proto::decode_line(line.as_bytes()).map_err(|_| {
+        Error::internal(format!(
+            "berth-shim start failed: {}{}",
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    })
+}
+
+/// Connect and send one request; return the reply and the connection (for streams).
+pub async fn connect(state_dir: &Path, req: &Request) -> Result<(Reply, BufReader<UnixStream>)> {
+    let sock = state_dir.join(proto::SOCKET_NAME);
+    let mut s = UnixStream::connect(&sock)
+        .await
+        .map_err(|e| Error::internal(format!("connecting to shim: {e}")))?;
+    s.write_all(&proto::encode_line(req))
+        .await
+        .map_err(|e| Error::internal(format!("shim request: {e}")))?;
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line)
+        .await
+        .map_err(|e| Error::internal(format!("shim reply: {e}")))?;
+    let reply: Reply = proto::decode_line(line.as_bytes())
+        .map_err(|e| Error::internal(format!("bad shim reply {line:?}: {e}")))?;
+    Ok((reply, r))
+}
+
+/// One request, one reply; shim-side errors become engine errors.
+pub async fn request(state_dir: &Path, req: &Request) -> Result<Reply> {
+    match connect(state_dir, req).await?.0 {
+        Reply::Error { message, .. } => Err(Error::internal(message)),
+        r => Ok(r),
+    }
+}
+
+/// Forward a shim stream (frames) to a client, and the client's input to the shim.
+/// `tty`: the client gets raw payloads instead of Docker's multiplexed frames.
+/// Returns the exec exit code when the stream carried one.
+pub async fn pump<C>(
+    shim: BufReader<UnixStream>,
+    client: C,
+    tty: bool,
+    forward_stdin: bool,
+) -> Option<i32>
+where
+    C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sr, mut sw) = {
+        let buffered = shim.buffer().to_vec();
+        let s = shim.into_inner();
+        let (r, w) = s.into_split();
+        (std::io::Cursor::new(buffered).chain(r), w)
+    };
+    let (mut cr, mut cw) = tokio::io::split(client);
+    let input = tokio::spawn(async move {
+        if forward_stdin {
+            let _ = tokio::io::copy(&mut cr, &mut sw).await;
+        } else {
+            // drain until the client goes away, never forwarding
+            let mut sink = tokio::io::sink();
+            let _ = tokio::io::copy(&mut cr, &mut sink).await;
+        }
+        // half-close: the container's stdin sees EOF
+        let _ = sw.shutdown().await;
+    });
+    let mut exit = None;
+    let mut buf = vec![0u8; proto::MAX_FRAME];
+    loop {
+        let mut h = [0u8; 8];
+        if sr.read_exact(&mut h).await.is_err() {
+            break;
+        }
+        let Some((kind, len)) = proto::parse_frame_header(&h) else {
+            break;
+        };
+        if len > buf.len() {
+            buf.resize(len, 0);
+        }
+        if sr.read_exact(&mut buf[..len]).await.is_err() {
+            break;
+        }
+        if kind == proto::FRAME_EXIT {
+            exit = serde_json::from_slice::<proto::ExecExit>(&buf[..len])
+                .ok()
+                .map(|e| e.exit_code);
+            break;
+        }
+        let ok = if tty {
+            cw.write_all(&buf[..len]).await
+        } else {
+            match cw.write_all(&h).await {
+                Ok(()) => cw.write_all(&buf[..len]).await,
+                Err(e) => Err(e),
+            }
+        };
+        if ok.is_err() || cw.flush().await.is_err() {
+            break;
+        }
+    }
+    let _ = cw.shutdown().await;
+    input.abort();
+    exit
+}
