@@ -9,7 +9,9 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use berth_engine::Error;
-use berth_engine::containers::{AttachOptions, ListOptions, LogOptions, WaitCondition};
+use berth_engine::containers::{
+    AttachOptions, ExecOptions, ListOptions, LogOptions, WaitCondition,
+};
 use bytes::Bytes;
 use serde_json::json;
 
@@ -104,7 +106,99 @@ pub async fn post_dispatch(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         "wait" => wait(&s, name, &p),
+        "exec" => {
+            let body = json_body(req).await?;
+            let id = c.exec_create(name, &body)?;
+            Ok((StatusCode::CREATED, Json(json!({ "Id": id }))).into_response())
+        }
+        "resize" => {
+            let (h, w) = size(&p);
+            c.resize(name, false, h, w).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+        "pause" | "unpause" => {
+            c.pause(name, action == "pause").await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        "rename" => {
+            c.rename(name, p.get("name").unwrap_or("")).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
         "attach" => attach(&s, name.to_owned(), &p, req),
+        _ => Ok(super::not_found().await),
+    }
+}
+
+async fn json_body(req: Request) -> ApiResult<serde_json::Value> {
+    let body = axum::body::to_bytes(req.into_body(), 16 << 20)
+        .await
+        .map_err(|e| ApiError::invalid(format!("reading request body: {e}")))?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+fn size(p: &Params) -> (u16, u16) {
+    let n = |k: &str| p.get(k).and_then(|v| v.parse::<u16>().ok()).unwrap_or(0);
+    (n("h"), n("w"))
+}
+
+/// GET /exec/{id}/json
+pub async fn exec_get(State(s): State<AppState>, Path(rest): Path<String>) -> ApiResult<Response> {
+    match split(&rest) {
+        (id, "json") => Ok(Json(s.engine.containers.exec_inspect(id).await?).into_response()),
+        _ => Ok(super::not_found().await),
+    }
+}
+
+/// POST /exec/{id}/start | /resize
+pub async fn exec_post(
+    State(s): State<AppState>,
+    Path(rest): Path<String>,
+    req: Request,
+) -> ApiResult<Response> {
+    let p = Params::from_uri(req.uri());
+    let (id, action) = split(&rest);
+    let id = id.to_owned();
+    match action {
+        "resize" => {
+            let (h, w) = size(&p);
+            s.engine.containers.resize(&id, true, h, w).await?;
+            Ok(StatusCode::OK.into_response())
+        }
+        "start" => {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 20)
+                .await
+                .map_err(|e| ApiError::invalid(format!("reading request body: {e}")))?;
+            let v: serde_json::Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+                json!({})
+            } else {
+                serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(e.to_string()))?
+            };
+            let console_size = v
+                .get("ConsoleSize")
+                .and_then(|c| c.as_array())
+                .and_then(|a| Some((a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16)));
+            let o = ExecOptions {
+                detach: v.get("Detach").and_then(|d| d.as_bool()).unwrap_or(false),
+                tty: v.get("Tty").and_then(|d| d.as_bool()).unwrap_or(false),
+                console_size,
+            };
+            let (tty, tx) = s.engine.containers.exec_start(&id, o).await?;
+            let Some(tx) = tx else {
+                return Ok(StatusCode::OK.into_response());
+            };
+            let req = Request::from_parts(parts, Body::empty());
+            let (resp, fut) = hijack(req, if tty { RAW_STREAM } else { MULTIPLEXED_STREAM });
+            tokio::spawn(async move {
+                if let Ok(io) = fut.await {
+                    let _ = tx.send(Box::new(io));
+                }
+            });
+            Ok(resp)
+        }
         _ => Ok(super::not_found().await),
     }
 }

@@ -39,6 +39,10 @@ pub fn router(state: AppState) -> Router {
                 .post(containers::post_dispatch)
                 .delete(containers::remove),
         )
+        .route(
+            "/exec/{*rest}",
+            get(containers::exec_get).post(containers::exec_post),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)
         .with_state(state)

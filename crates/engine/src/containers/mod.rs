@@ -11,6 +11,7 @@
 //! Networking is a later issue: `host` shares the host's namespace; `none`, `bridge` and user
 //! networks all get a fresh namespace holding only `lo` for now.
 
+mod exec;
 mod logs;
 mod names;
 mod record;
@@ -32,9 +33,9 @@ use tokio::sync::{oneshot, watch};
 use crate::error::{Error, Result};
 use crate::events::{Actor, EventBus};
 
+pub use exec::ExecOptions;
 pub use logs::{LogOptions, Message as LogMessage};
 pub use record::Record;
-pub use shim::pump;
 
 /// A hijacked client stream (attach/exec), as the API hands it over.
 pub trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
@@ -104,6 +105,7 @@ struct Inner {
     images: Arc<ImageStore>,
     events: Arc<EventBus>,
     map: Mutex<HashMap<String, Arc<Container>>>,
+    execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
 }
 
 #[derive(Clone)]
@@ -227,6 +229,7 @@ impl Containers {
             images,
             events,
             map: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
         }));
         for rec in recs {
             let running = rec.running();
@@ -819,7 +822,7 @@ impl Containers {
         };
         match shim::connect(state_dir, &req).await {
             Ok((Reply::Ok, conn)) => {
-                tokio::spawn(shim::pump(conn, io, tty, o.stdin));
+                tokio::spawn(shim::pump(conn, io, tty, o.stdin, |_| ()));
             }
             other => {
                 tracing::debug!("attach failed: {:?}", other.map(|r| r.0));

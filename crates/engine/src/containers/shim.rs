@@ -115,14 +115,17 @@ pub async fn request(state_dir: &Path, req: &Request) -> Result<Reply> {
 /// Forward a shim stream (frames) to a client, and the client's input to the shim.
 /// `tty`: the client gets raw payloads instead of Docker's multiplexed frames.
 /// Returns the exec exit code when the stream carried one.
-pub async fn pump<C>(
+/// `on_exit` runs before the client's stream is closed (so an exec's exit code is recorded
+/// before the client, which inspects it next, sees EOF).
+pub async fn pump<C, F>(
     shim: BufReader<UnixStream>,
     client: C,
     tty: bool,
     forward_stdin: bool,
-) -> Option<i32>
-where
+    on_exit: F,
+) where
     C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    F: FnOnce(Option<i32>) + Send,
 {
     let (mut sr, mut sw) = {
         let buffered = shim.buffer().to_vec();
@@ -176,7 +179,7 @@ where
             break;
         }
     }
+    on_exit(exit);
     let _ = cw.shutdown().await;
     input.abort();
-    exit
 }

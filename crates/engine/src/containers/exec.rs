@@ -1,0 +1,362 @@
+//! `docker exec`: exec instances (in memory, like dockerd's), started through the container's
+//! shim; plus tty resize, pause/unpause and rename.
+
+use std::sync::{Arc, Mutex};
+
+use berth_shim_proto::{ExecSpec, ExecUser, Reply, Request};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::{BoxIo, Containers, lock, rootfs, shim, str_list};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+struct ExecState {
+    running: bool,
+    exit_code: Option<i32>,
+    pid: i32,
+    started: bool,
+}
+
+pub struct Exec {
+    id: String,
+    container_id: String,
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: String,
+    user: String,
+    tty: bool,
+    stdin: bool,
+    stdout: bool,
+    stderr: bool,
+    privileged: bool,
+    state: Mutex<ExecState>,
+}
+
+/// `POST /exec/{id}/start` body.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub detach: bool,
+    pub tty: bool,
+    pub console_size: Option<(u16, u16)>,
+}
+
+impl Containers {
+    fn exec_get(&self, id: &str) -> Result<Arc<Exec>> {
+        lock(&self.0.execs)
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("No such exec instance: {id}")))
+    }
+
+    fn running_container(&self, name: &str) -> Result<super::Record> {
+        let rec = self.get(name)?.record();
+        if rec.state.status == "paused" {
+            return Err(Error::conflict(format!(
+                "Container {} is paused, unpause the container before exec",
+                rec.id
+            )));
+        }
+        if !rec.running() {
+            return Err(Error::conflict(format!(
+                "container {} is not running",
+                rec.id
+            )));
+        }
+        Ok(rec)
+    }
+
+    /// `POST /containers/{id}/exec`.
+    pub fn exec_create(&self, name: &str, body: &Value) -> Result<String> {
+        let rec = self.running_container(name)?;
+        let args = str_list(body.get("Cmd")).unwrap_or_default();
+        if args.is_empty() {
+            return Err(Error::invalid("No exec command specified"));
+        }
+        let b = |k: &str| body.get(k).and_then(Value::as_bool).unwrap_or(false);
+        let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+        let b32: [u8; 32] = rand::random();
+        let id: String = b32.iter().map(|x| format!("{x:02x}")).collect();
+        let e = Arc::new(Exec {
+            id: id.clone(),
+            container_id: rec.id.clone(),
+            args: args.clone(),
+            env: str_list(body.get("Env")).unwrap_or_default(),
+            cwd: s("WorkingDir"),
+            user: s("User"),
+            tty: b("Tty"),
+            stdin: b("AttachStdin"),
+            stdout: b("AttachStdout"),
+            stderr: b("AttachStderr"),
+            privileged: b("Privileged"),
+            state: Mutex::new(ExecState::default()),
+        });
+        lock(&self.0.execs).insert(id.clone(), e);
+        self.log_event(
+            &rec,
+            &format!("exec_create: {}", args.join(" ")),
+            &[("execID", id.clone())],
+        );
+        Ok(id)
+    }
+
+    /// `POST /exec/{id}/start`. Call before answering; without `detach`, `io` delivers the
+    /// hijacked stream. Returns whether the stream is raw (tty).
+    pub async fn exec_start(
+        &self,
+        id: &str,
+        o: ExecOptions,
+    ) -> Result<(bool, Option<oneshot::Sender<BoxIo>>)> {
+        let e = self.exec_get(id)?;
+        {
+            let mut st = lock(&e.state);
+            if st.started {
+                return Err(Error::conflict(format!(
+                    "Error: Exec command {id} has already run"
+                )));
+            }
+            st.started = true;
+        }
+        let rec = self.running_container(&e.container_id)?;
+        let user = if e.user.is_empty() {
+            None
+        } else {
+            let root = rootfs::rw_dir(self.0.images.overlay_root(), &rec.id).join("merged");
+            let u = e.user.clone();
+            let who =
+                tokio::task::spawn_blocking(move || berth_runtime::user::resolve(&root, &u, &[]))
+                    .await?
+                    .map_err(|err| Error::internal(err.to_string()))?;
+            Some(ExecUser {
+                uid: who.uid,
+                gid: who.gid,
+                additional_gids: who.additional_gids,
+            })
+        };
+        let tty = e.tty || o.tty;
+        let spec = ExecSpec {
+            id: e.id.clone(),
+            args: e.args.clone(),
+            env: e.env.clone(),
+            cwd: e.cwd.clone(),
+            user,
+            tty,
+            stdin: e.stdin && !o.detach,
+            privileged: e.privileged,
+            detach: o.detach,
+            console_size: o.console_size,
+        };
+        let sd = self.state_dir(&rec.id);
+        let (reply, conn) = shim::connect(&sd, &Request::Exec(spec)).await?;
+        let pid = match reply {
+            Reply::ExecStarted { pid } => pid,
+            Reply::Error { kind, message } => {
+                lock(&e.state).exit_code = Some(kind.exit_code());
+                // worded like dockerd so the docker CLI maps it to 126/127
+                let msg = format!(
+                    "OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"
+                );
+                if !o.detach {
+                    // dockerd has hijacked by now: the message goes to the client's stream
+                    // and the exit code (126/127) comes from inspecting the exec
+                    let (tx, rx) = oneshot::channel::<BoxIo>();
+                    tokio::spawn(async move {
+                        use tokio::io::AsyncWriteExt;
+                        if let Ok(mut io) = rx.await {
+                            let line = format!("{msg}\r\n");
+                            if !tty {
+                                let _ = io
+                                    .write_all(&berth_shim_proto::frame_header(1, line.len()))
+                                    .await;
+                            }
+                            let _ = io.write_all(line.as_bytes()).await;
+                            let _ = io.shutdown().await;
+                        }
+                    });
+                    return Ok((tty, Some(tx)));
+                }
+                return Err(match kind {
+                    berth_shim_proto::StartErrorKind::Other => Error::internal(msg),
+                    _ => Error::invalid(msg),
+                });
+            }
+            other => return Err(Error::internal(format!("unexpected shim reply {other:?}"))),
+        };
+        {
+            let mut st = lock(&e.state);
+            st.running = true;
+            st.pid = pid;
+        }
+        self.log_event(
+            &rec,
+            &format!("exec_start: {}", e.args.join(" ")),
+            &[("execID", e.id.clone())],
+        );
+        if o.detach {
+            drop(conn);
+            // the exit code is collected on inspect (exec_state)
+            return Ok((tty, None));
+        }
+        let (tx, rx) = oneshot::channel::<BoxIo>();
+        let this = self.clone();
+        tokio::spawn(async move {
+            let Ok(io) = rx.await else {
+                return;
+            };
+            let e2 = e.clone();
+            shim::pump(conn, io, tty, e.stdin, move |code| {
+                let mut st = lock(&e2.state);
+                st.running = false;
+                st.exit_code = Some(code.unwrap_or(126));
+            })
+            .await;
+            let rec = this.get(&e.container_id).map(|c| c.record());
+            if let (Ok(rec), Some(code)) = (rec, lock(&e.state).exit_code) {
+                this.log_event(
+                    &rec,
+                    "exec_die",
+                    &[("execID", e.id.clone()), ("exitCode", code.to_string())],
+                );
+            }
+        });
+        Ok((tty, Some(tx)))
+    }
+
+    /// `GET /exec/{id}/json`.
+    pub async fn exec_inspect(&self, id: &str) -> Result<Value> {
+        let e = self.exec_get(id)?;
+        let st = lock(&e.state).clone();
+        let mut st = st;
+        if st.running {
+            // detached execs: ask the shim
+            let sd = self.state_dir(&e.container_id);
+            if let Ok(Reply::ExecState {
+                running, exit_code, ..
+            }) = shim::request(&sd, &Request::ExecState { id: e.id.clone() }).await
+            {
+                st.running = running;
+                st.exit_code = exit_code;
+                let mut s = lock(&e.state);
+                s.running = running;
+                s.exit_code = exit_code;
+            } else if self
+                .get(&e.container_id)
+                .map(|c| !c.record().running())
+                .unwrap_or(true)
+            {
+                st.running = false;
+            }
+        }
+        let (ep, args) = e
+            .args
+            .split_first()
+            .map(|(a, b)| (a.clone(), b.to_vec()))
+            .unwrap_or_default();
+        Ok(json!({
+            "ID": e.id,
+            "Running": st.running,
+            "ExitCode": st.exit_code,
+            "ProcessConfig": {
+                "tty": e.tty,
+                "entrypoint": ep,
+                "arguments": args,
+                "privileged": e.privileged,
+                "user": e.user,
+            },
+            "OpenStdin": e.stdin,
+            "OpenStderr": e.stderr,
+            "OpenStdout": e.stdout,
+            "CanRemove": false,
+            "ContainerID": e.container_id,
+            "DetachKeys": "",
+            "Pid": st.pid,
+        }))
+    }
+
+    /// `POST /exec/{id}/resize` and `POST /containers/{id}/resize`.
+    pub async fn resize(&self, container_or_exec: &str, exec: bool, h: u16, w: u16) -> Result<()> {
+        let (cid, exec_id) = if exec {
+            let e = self.exec_get(container_or_exec)?;
+            (e.container_id.clone(), Some(e.id.clone()))
+        } else {
+            (self.running_container(container_or_exec)?.id, None)
+        };
+        let sd = self.state_dir(&cid);
+        shim::request(
+            &sd,
+            &Request::Resize {
+                exec: exec_id,
+                height: h,
+                width: w,
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /containers/{id}/pause` / `unpause`.
+    pub async fn pause(&self, name: &str, pause: bool) -> Result<()> {
+        let ctr = self.get(name)?;
+        let _op = ctr.op.lock().await;
+        let rec = ctr.record();
+        if !rec.running() {
+            return Err(Error::conflict(format!(
+                "Container {} is not running",
+                rec.id
+            )));
+        }
+        let paused = rec.state.status == "paused";
+        if pause && paused {
+            return Err(Error::conflict(format!(
+                "Container {} is already paused",
+                rec.id
+            )));
+        }
+        if !pause && !paused {
+            return Err(Error::conflict(format!(
+                "Container {} is not paused",
+                rec.id
+            )));
+        }
+        let sd = self.state_dir(&rec.id);
+        shim::request(
+            &sd,
+            if pause {
+                &Request::Pause
+            } else {
+                &Request::Resume
+            },
+        )
+        .await?;
+        lock(&ctr.rec).state.status = if pause { "paused" } else { "running" }.into();
+        self.save(&ctr).await?;
+        self.log_event(&rec, if pause { "pause" } else { "unpause" }, &[]);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/rename?name=`.
+    pub async fn rename(&self, name: &str, new: &str) -> Result<()> {
+        let ctr = self.get(name)?;
+        if !super::names::valid(new) {
+            return Err(Error::invalid(format!(
+                "Invalid container name ({new}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
+        }
+        let new = format!("/{}", new.trim_start_matches('/'));
+        let old = {
+            let map = lock(&self.0.map);
+            if let Some(c) = map.values().find(|c| lock(&c.rec).name == new) {
+                return Err(Error::conflict(format!(
+                    "Conflict. The container name \"{new}\" is already in use by container \"{}\". You have to remove (or rename) that container to be able to reuse that name.",
+                    c.id
+                )));
+            }
+            let mut r = lock(&ctr.rec);
+            std::mem::replace(&mut r.name, new)
+        };
+        self.save(&ctr).await?;
+        let rec = ctr.record();
+        self.log_event(&rec, "rename", &[("oldName", old)]);
+        Ok(())
+    }
+}
