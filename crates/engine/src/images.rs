@@ -24,12 +24,18 @@ use crate::models::{
 /// Query filters as Docker sends them (`{"key":{"value":true}}` already flattened).
 pub type Filters = BTreeMap<String, Vec<String>>;
 
-/// Which containers use an image. Empty until the container subsystem exists.
-pub struct EngineUsage;
+/// Which containers use an image: a snapshot of (container id, image id, running) taken from
+/// the containers service before a blocking store call.
+pub struct EngineUsage(pub Vec<(String, String, bool)>);
 
 impl ImageUsage for EngineUsage {
-    fn containers_using(&self, _image: &Digest) -> Vec<(String, bool)> {
-        Vec::new()
+    fn containers_using(&self, image: &Digest) -> Vec<(String, bool)> {
+        let want = image.to_string();
+        self.0
+            .iter()
+            .filter(|(_, img, _)| *img == want)
+            .map(|(id, _, running)| (id.clone(), *running))
+            .collect()
     }
 }
 
@@ -53,6 +59,8 @@ pub struct ImportParams {
 pub struct Images {
     store: Arc<ImageStore>,
     events: Arc<EventBus>,
+    /// Set once at engine start-up (the containers service is built after the store).
+    containers: std::sync::OnceLock<crate::containers::Containers>,
 }
 
 /// Run a blocking store call off the async runtime.
@@ -243,7 +251,20 @@ fn parse_duration(s: &str) -> Option<i64> {
 
 impl Images {
     pub fn new(store: Arc<ImageStore>, events: Arc<EventBus>) -> Images {
-        Images { store, events }
+        Images {
+            store,
+            events,
+            containers: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Lets rmi/prune see which containers use an image.
+    pub fn set_containers(&self, c: crate::containers::Containers) {
+        let _ = self.containers.set(c);
+    }
+
+    fn usage(&self) -> EngineUsage {
+        EngineUsage(self.containers.get().map(|c| c.usage()).unwrap_or_default())
     }
 
     pub fn store(&self) -> &Arc<ImageStore> {
@@ -523,6 +544,7 @@ impl Images {
         noprune: bool,
     ) -> Result<Vec<DeleteItem>> {
         let store = self.store.clone();
+        let usage = self.usage();
         let (id, ids, events) = blocking(move || {
             let img = store.lookup(&name)?;
             let ids: BTreeSet<Digest> = store.list()?.into_iter().map(|i| i.id).collect();
@@ -530,7 +552,7 @@ impl Images {
                 force,
                 prune_parents: !noprune,
             };
-            let events = store.remove(&name, opts, &EngineUsage)?;
+            let events = store.remove(&name, opts, &usage)?;
             Ok((img.id, ids, events))
         })
         .await?;
@@ -566,6 +588,7 @@ impl Images {
             }
         }
         let store = self.store.clone();
+        let usage = self.usage();
         let (ids, owners, report) = blocking(move || {
             let images = store.list()?;
             let ids: BTreeSet<Digest> = images.iter().map(|i| i.id.clone()).collect();
@@ -579,7 +602,7 @@ impl Images {
                         .map(|r| (r.familiar(), i.id.clone()))
                 })
                 .collect();
-            Ok((ids, owners, store.prune(&opts, &EngineUsage)?))
+            Ok((ids, owners, store.prune(&opts, &usage)?))
         })
         .await?;
         for e in &report.deleted {

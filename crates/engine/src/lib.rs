@@ -139,6 +139,7 @@ impl Engine {
         )
         .await?;
         let images = Images::new(store, events.clone());
+        images.set_containers(containers.clone());
         let engine = Arc::new(Engine {
             id,
             config,

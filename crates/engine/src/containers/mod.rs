@@ -1372,14 +1372,24 @@ impl Containers {
     }
 }
 
-impl ImageUsage for Containers {
-    fn containers_using(&self, image: &Digest) -> Vec<(String, bool)> {
-        let want = image.to_string();
+impl Containers {
+    /// (container id, image id, running) of every container, for rmi/prune.
+    pub fn usage(&self) -> Vec<(String, String, bool)> {
         self.all()
             .iter()
             .map(|c| c.record())
-            .filter(|r| r.image_id == want)
-            .map(|r| (r.id.clone(), r.running()))
+            .map(|r| (r.id.clone(), r.image_id.clone(), r.running()))
+            .collect()
+    }
+}
+
+impl ImageUsage for Containers {
+    fn containers_using(&self, image: &Digest) -> Vec<(String, bool)> {
+        let want = image.to_string();
+        self.usage()
+            .into_iter()
+            .filter(|(_, img, _)| *img == want)
+            .map(|(id, _, running)| (id, running))
             .collect()
     }
 }

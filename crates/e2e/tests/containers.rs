@@ -1,0 +1,273 @@
+//! Containers end to end: the real docker CLI against a throwaway berthd running busybox
+//! containers on the real kernel (overlay, namespaces, cgroups, berth-shim). Needs root,
+//! busybox-static and the docker CLI; skipped otherwise.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_e2e::{Daemon, OutputExt, archive, have};
+
+fn can_run() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root || !have("docker") || !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs root, the docker CLI and busybox-static");
+        return false;
+    }
+    true
+}
+
+/// A daemon with busybox imported; removes every container and stray shim on drop, so a
+/// failing test leaks nothing.
+struct Fixture {
+    d: Daemon,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let d = Daemon::start();
+        let tar = archive::busybox_rootfs();
+        d.docker_stdin(&["import", "-", "busybox:latest"], Some(&tar))
+            .ok();
+        Fixture { d }
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        self.d.docker(args)
+    }
+
+    fn out(&self, args: &[&str]) -> String {
+        self.docker(args).ok().stdout_str()
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.d
+            .docker(&["ps", "-aq", "--no-trunc"])
+            .stdout_str()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Shim pids recorded under this daemon's exec root.
+    fn shim_pids(&self) -> Vec<i32> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.d.exec_root.join("c")) {
+            for e in rd.flatten() {
+                if let Ok(p) = std::fs::read_to_string(e.path().join("shim.pid"))
+                    && let Ok(pid) = p.trim().parse::<i32>()
+                    && Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    out.push(pid);
+                }
+            }
+        }
+        out
+    }
+
+    fn assert_no_leaks(&self, ids: &[String]) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let root = self.d.data_root.display().to_string();
+        let mounts: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&root))
+            .collect();
+        assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+        for id in ids {
+            if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+                for c in rd.flatten() {
+                    let p = c.path().join("berth").join(id);
+                    assert!(!p.exists(), "cgroup left: {}", p.display());
+                }
+            }
+        }
+        // shims go away once their exit is recorded and released
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.shim_pids().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(
+            self.shim_pids().is_empty(),
+            "shims left: {:?}",
+            self.shim_pids()
+        );
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let ids = self.ids();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = self.d.docker(&args);
+        }
+        for pid in self.shim_pids() {
+            if let Some(p) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+            }
+        }
+    }
+}
+
+#[test]
+fn run_exit_codes() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let o = f.docker(&["run", "--rm", "busybox", "echo", "hi"]);
+    assert_eq!(o.ok().stdout_str(), "hi\n");
+    assert_eq!(
+        f.docker(&["run", "busybox", "sh", "-c", "exit 3"]).code(),
+        3
+    );
+    let o = f.docker(&["run", "--rm", "busybox", "nosuch"]);
+    assert_eq!(o.code(), 127, "{}", o.stderr_str());
+    assert!(
+        o.stderr_str().contains("executable file not found"),
+        "{}",
+        o.stderr_str()
+    );
+    let o = f.docker(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(o.code(), 126, "{}", o.stderr_str());
+    let o = f.docker(&["run", "--rm", "--pull", "never", "nosuchimage"]);
+    assert_eq!(o.code(), 125, "{}", o.stderr_str());
+    // stdin reaches the container and its EOF ends it
+    let o =
+        f.d.docker_stdin(&["run", "--rm", "-i", "busybox", "cat"], Some(b"piped\n"));
+    assert_eq!(o.ok().stdout_str(), "piped\n");
+    // --rm containers are gone; the `exit 3` one stays, exited
+    let ps = f.out(&["ps", "-a", "--format", "{{.Status}}"]);
+    assert_eq!(ps.lines().count(), 1, "{ps}");
+    assert!(ps.starts_with("Exited (3)"), "{ps}");
+    let ids = f.ids();
+    f.out(&["rm", &ids[0]]);
+    f.assert_no_leaks(&ids);
+}
+
+#[test]
+fn detached_lifecycle() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let id = f.out(&["run", "-d", "--name", "web", "busybox", "httpd", "-f"]);
+    let id = id.trim().to_owned();
+    assert_eq!(id.len(), 64);
+    let ps = f.out(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("web Up"), "{ps}");
+    // names are unique
+    let o = f.docker(&["run", "--name", "web", "busybox", "true"]);
+    assert_eq!(o.code(), 125);
+    assert!(
+        o.stderr_str().contains("is already in use"),
+        "{}",
+        o.stderr_str()
+    );
+    // an image in use is not removed
+    let o = f.docker(&["rmi", "busybox"]);
+    assert_ne!(o.code(), 0, "{}", o.stdout_str());
+    // exec, with exit codes
+    assert_eq!(f.out(&["exec", "web", "echo", "in"]), "in\n");
+    assert_eq!(f.docker(&["exec", "web", "sh", "-c", "exit 7"]).code(), 7);
+    // inspect
+    let st = f.out(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.Running}} {{.Name}}",
+        "web",
+    ]);
+    assert_eq!(st.trim(), "running true /web");
+    // a running container is not removed without -f
+    let o = f.docker(&["rm", "web"]);
+    assert_ne!(o.code(), 0);
+    assert!(
+        o.stderr_str().contains("container is running"),
+        "{}",
+        o.stderr_str()
+    );
+    // logs -f follows until the container exits
+    f.out(&[
+        "run",
+        "-d",
+        "--name",
+        "talk",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo line$i; sleep 0.3; done; echo err >&2",
+    ]);
+    let o = f.docker(&["logs", "-f", "talk"]);
+    assert_eq!(o.ok().stdout_str(), "line1\nline2\nline3\n");
+    assert_eq!(o.stderr_str(), "err\n");
+    // --tail counts lines of both streams
+    let o = f.docker(&["logs", "--tail", "2", "talk"]);
+    assert_eq!(o.ok().stdout_str(), "line3\n");
+    assert_eq!(o.stderr_str(), "err\n");
+    // stop: httpd as pid 1 ignores SIGTERM, so -t 1 ends in SIGKILL
+    f.out(&["stop", "-t", "1", "web"]);
+    let st = f.out(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        "web",
+    ]);
+    assert_eq!(st.trim(), "exited 137");
+    f.out(&["start", "web"]);
+    f.out(&["pause", "web"]);
+    f.out(&["unpause", "web"]);
+    f.out(&["rename", "web", "web2"]);
+    let ids = f.ids();
+    f.out(&["rm", "-f", "web2", "talk"]);
+    assert!(f.ids().is_empty());
+    f.assert_no_leaks(&ids);
+}
+
+#[test]
+fn kill9_of_the_daemon_keeps_containers() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::new();
+    for n in ["k1", "k2", "k3"] {
+        f.out(&[
+            "run",
+            "-d",
+            "--name",
+            n,
+            "busybox",
+            "sh",
+            "-c",
+            "echo up; while true; do sleep 1; done",
+        ]);
+    }
+    f.out(&[
+        "run",
+        "-d",
+        "--name",
+        "k4",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 1; exit 5",
+    ]);
+    f.d.kill9();
+    std::thread::sleep(Duration::from_secs(2));
+    f.d.restart();
+    let ps = f.out(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    for n in ["k1", "k2", "k3"] {
+        assert!(ps.contains(&format!("{n} Up")), "{ps}");
+    }
+    assert!(ps.contains("k4 Exited (5)"), "{ps}");
+    assert_eq!(f.out(&["logs", "k1"]), "up\n");
+    assert_eq!(f.out(&["exec", "k2", "echo", "ok"]), "ok\n");
+    f.out(&["stop", "-t", "1", "k3"]);
+    let st = f.out(&["inspect", "-f", "{{.State.Status}}", "k3"]);
+    assert_eq!(st.trim(), "exited");
+    let ids = f.ids();
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.iter().map(String::as_str));
+    f.out(&args);
+    f.assert_no_leaks(&ids);
+}
