@@ -271,3 +271,52 @@ fn kill9_of_the_daemon_keeps_containers() {
     f.out(&args);
     f.assert_no_leaks(&ids);
 }
+
+#[test]
+fn restart_policies() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    f.out(&[
+        "run",
+        "-d",
+        "--name",
+        "rp",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 2",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut st = String::new();
+    while Instant::now() < deadline {
+        st = f.out(&["inspect", "-f", "{{.RestartCount}} {{.State.Status}}", "rp"]);
+        if st.trim() == "2 exited" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(st.trim(), "2 exited");
+    // a stopped `always` container stays stopped
+    f.out(&[
+        "run",
+        "-d",
+        "--name",
+        "ra",
+        "--restart",
+        "always",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    f.out(&["stop", "-t", "0", "ra"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let st = f.out(&["inspect", "-f", "{{.State.Status}}", "ra"]);
+    assert_eq!(st.trim(), "exited");
+    let ids = f.ids();
+    f.out(&["rm", "-f", "rp", "ra"]);
+    f.assert_no_leaks(&ids);
+}

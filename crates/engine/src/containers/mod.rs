@@ -62,6 +62,8 @@ pub struct Container {
     /// Some(exit code) once removed.
     removed: watch::Sender<Option<i32>>,
     pending: Mutex<Vec<PendingAttach>>,
+    /// Current restart back-off in ms (0 = none yet).
+    backoff: Mutex<u64>,
     /// Serializes start/stop/remove of this container.
     op: tokio::sync::Mutex<()>,
 }
@@ -74,6 +76,7 @@ impl Container {
             exits: watch::channel(0).0,
             removed: watch::channel(None).0,
             pending: Mutex::new(Vec::new()),
+            backoff: Mutex::new(0),
             op: tokio::sync::Mutex::new(()),
         })
     }
@@ -801,7 +804,47 @@ impl Containers {
                     tracing::warn!("auto-removing {id}: {e}");
                 }
             });
+        } else if should_restart(&rec) {
+            self.schedule_restart(ctr.clone(), &rec).await;
         }
+    }
+
+    /// Docker's back-off: 100 ms doubling up to a minute, reset after 10 s of running.
+    async fn schedule_restart(&self, ctr: Arc<Container>, rec: &Record) {
+        let ran = match (
+            chrono::DateTime::parse_from_rfc3339(&rec.state.started_at),
+            chrono::DateTime::parse_from_rfc3339(&rec.state.finished_at),
+        ) {
+            (Ok(a), Ok(b)) => (b - a).num_seconds(),
+            _ => 0,
+        };
+        let delay = {
+            let mut b = lock(&ctr.backoff);
+            *b = if ran >= 10 || *b == 0 {
+                100
+            } else {
+                (*b * 2).min(60_000)
+            };
+            *b
+        };
+        lock(&ctr.rec).state.status = "restarting".into();
+        let _ = self.save(&ctr).await;
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            {
+                let r = ctr.record();
+                // stopped, removed or started by someone else meanwhile
+                if r.state.status != "restarting" || r.manually_stopped {
+                    return;
+                }
+                lock(&ctr.rec).restart_count += 1;
+            }
+            lock(&ctr.rec).state.status = "exited".into();
+            if let Err(e) = this.start(&ctr.id).await {
+                tracing::warn!("restarting {}: {e}", ctr.id);
+            }
+        });
     }
 
     // ---------------------------------------------------------------- attach
@@ -951,6 +994,15 @@ impl Containers {
         signal: Option<&str>,
     ) -> Result<bool> {
         let rec = ctr.record();
+        if rec.state.status == "restarting" {
+            {
+                let mut r = lock(&ctr.rec);
+                r.manually_stopped = true;
+                r.state.status = "exited".into();
+            }
+            self.save(ctr).await?;
+            return Ok(true);
+        }
         if !rec.running() {
             return Ok(false);
         }
@@ -1408,6 +1460,27 @@ fn human_since(t: &str) -> String {
         s if s < 7200 => "About an hour".into(),
         s if s < 48 * 3600 => format!("{} hours", s / 3600),
         s => format!("{} days", s / 86400),
+    }
+}
+
+/// HostConfig.RestartPolicy after an exit the user did not ask for.
+fn should_restart(r: &Record) -> bool {
+    let p = r.host_config.get("RestartPolicy");
+    let name = p
+        .and_then(|p| p.get("Name"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let max = p
+        .and_then(|p| p.get("MaximumRetryCount"))
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if r.manually_stopped {
+        return false;
+    }
+    match name {
+        "always" | "unless-stopped" => true,
+        "on-failure" => r.state.exit_code != 0 && (max == 0 || r.restart_count < max),
+        _ => false,
     }
 }
 
