@@ -133,10 +133,37 @@ fn run_exit_codes() {
     assert_eq!(o.code(), 126, "{}", o.stderr_str());
     let o = f.docker(&["run", "--rm", "--pull", "never", "nosuchimage"]);
     assert_eq!(o.code(), 125, "{}", o.stderr_str());
+    // --network none (and, until networking exists, bridge): a namespace with lo up
+    let o = f.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ping",
+        "-c1",
+        "127.0.0.1",
+    ]);
+    assert!(
+        o.ok().stdout_str().contains("1 packets received"),
+        "{}",
+        o.stdout_str()
+    );
+    // a tty gives a raw stream
+    let o = f.docker(&["run", "--rm", "-t", "busybox", "tty"]);
+    assert_eq!(o.ok().stdout_str(), "/dev/pts/0\r\n");
+    f.out(&["run", "--name", "short", "busybox", "true"]);
     // stdin reaches the container and its EOF ends it
     let o =
         f.d.docker_stdin(&["run", "--rm", "-i", "busybox", "cat"], Some(b"piped\n"));
     assert_eq!(o.ok().stdout_str(), "piped\n");
+    f.out(&["container", "prune", "-f"]);
+    // prune removed every stopped container; one more to see --rm ones are gone
+    assert_eq!(
+        f.docker(&["run", "--name", "exit3", "busybox", "sh", "-c", "exit 3"])
+            .code(),
+        3
+    );
     // --rm containers are gone; the `exit 3` one stays, exited
     let ps = f.out(&["ps", "-a", "--format", "{{.Status}}"]);
     assert_eq!(ps.lines().count(), 1, "{ps}");
@@ -168,6 +195,8 @@ fn detached_lifecycle() {
     // an image in use is not removed
     let o = f.docker(&["rmi", "busybox"]);
     assert_ne!(o.code(), 0, "{}", o.stdout_str());
+    let top = f.out(&["top", "web"]);
+    assert!(top.contains("httpd -f"), "{top}");
     // exec, with exit codes
     assert_eq!(f.out(&["exec", "web", "echo", "in"]), "in\n");
     assert_eq!(f.docker(&["exec", "web", "sh", "-c", "exit 7"]).code(), 7);

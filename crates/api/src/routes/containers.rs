@@ -32,6 +32,11 @@ pub async fn list(State(s): State<AppState>, req: Request) -> ApiResult<Response
     Ok(Json(s.engine.containers.list(opts).await?).into_response())
 }
 
+/// `POST /containers/prune`.
+pub async fn prune(State(s): State<AppState>) -> ApiResult<Response> {
+    Ok(Json(s.engine.containers.prune().await?).into_response())
+}
+
 /// `POST /containers/create?name=`.
 pub async fn create(State(s): State<AppState>, req: Request) -> ApiResult<Response> {
     let p = Params::from_uri(req.uri());
@@ -71,6 +76,13 @@ pub async fn get_dispatch(
     match action {
         "json" => Ok(Json(s.engine.containers.inspect(name)?).into_response()),
         "logs" => logs(&s, name, &p),
+        "top" => Ok(Json(
+            s.engine
+                .containers
+                .top(name, p.get("ps_args").unwrap_or(""))
+                .await?,
+        )
+        .into_response()),
         _ => Ok(super::not_found().await),
     }
 }

@@ -33,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(containers::create))
+        .route("/containers/prune", post(containers::prune))
         .route(
             "/containers/{*rest}",
             get(containers::get_dispatch)

@@ -360,3 +360,98 @@ impl Containers {
         Ok(())
     }
 }
+
+/// The pids of a container's cgroup (v2 unified, or v1's pids/memory/cpu hierarchies).
+fn cgroup_pids(id: &str) -> Vec<u32> {
+    let candidates = [
+        format!("/sys/fs/cgroup/berth/{id}/cgroup.procs"),
+        format!("/sys/fs/cgroup/pids/berth/{id}/cgroup.procs"),
+        format!("/sys/fs/cgroup/memory/berth/{id}/cgroup.procs"),
+        format!("/sys/fs/cgroup/cpu,cpuacct/berth/{id}/cgroup.procs"),
+    ];
+    for c in candidates {
+        if let Ok(s) = std::fs::read_to_string(&c) {
+            return s.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        }
+    }
+    Vec::new()
+}
+
+impl Containers {
+    /// `GET /containers/{id}/top?ps_args=`: the host's `ps` filtered to the container's
+    /// cgroup, as dockerd does it.
+    pub async fn top(&self, name: &str, ps_args: &str) -> Result<Value> {
+        let rec = self.running_container(name)?;
+        let args: Vec<String> = if ps_args.trim().is_empty() {
+            vec!["-ef".into()]
+        } else {
+            ps_args.split_whitespace().map(str::to_owned).collect()
+        };
+        let out = tokio::process::Command::new("ps")
+            .args(&args)
+            .output()
+            .await
+            .map_err(|e| Error::internal(format!("running ps: {e}")))?;
+        if !out.status.success() {
+            return Err(Error::internal(format!(
+                "ps: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut lines = text.lines();
+        let header: Vec<String> = lines
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let Some(pid_col) = header.iter().position(|h| h == "PID") else {
+            return Err(Error::internal("Couldn't find PID field in ps output"));
+        };
+        let pids = cgroup_pids(&rec.id);
+        let mut procs = Vec::new();
+        for l in lines {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let Some(pid) = fields.get(pid_col).and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if !pids.contains(&pid) {
+                continue;
+            }
+            // the last column (the command) keeps its spaces
+            let n = header.len();
+            let mut row: Vec<String> = fields
+                .iter()
+                .take(n.saturating_sub(1))
+                .map(|s| s.to_string())
+                .collect();
+            row.push(fields.get(n.saturating_sub(1)..).unwrap_or(&[]).join(" "));
+            procs.push(row);
+        }
+        Ok(json!({ "Titles": header, "Processes": procs }))
+    }
+
+    /// `POST /containers/prune`: every stopped container.
+    pub async fn prune(&self) -> Result<Value> {
+        let mut deleted = Vec::new();
+        for c in self.all() {
+            let r = c.record();
+            if r.running() || r.state.status == "restarting" {
+                continue;
+            }
+            if self.remove(&r.id, false, false).await.is_ok() {
+                deleted.push(r.id.clone());
+            }
+        }
+        self.0.events.log(
+            "container",
+            "prune",
+            crate::events::Actor {
+                id: String::new(),
+                attributes: [("reclaimed".to_owned(), "0".to_owned())].into(),
+            },
+        );
+        Ok(json!({ "ContainersDeleted": deleted, "SpaceReclaimed": 0 }))
+    }
+}

@@ -14,6 +14,7 @@
 mod exec;
 mod logs;
 mod names;
+mod net;
 mod record;
 mod rootfs;
 mod shim;
@@ -683,6 +684,16 @@ impl Containers {
         };
         match shim::spawn(&args).await? {
             StartResult::Started { init_pid, .. } => {
+                if rec.network_mode() != "host" {
+                    let pid = init_pid;
+                    if let Err(e) = blocking(move || {
+                        net::loopback_up(pid).map_err(|e| io_err("bringing up lo", e))
+                    })
+                    .await
+                    {
+                        tracing::warn!("container {}: {e}", rec.id);
+                    }
+                }
                 // attachers that were waiting for this start connect before the process runs
                 let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&ctr.pending));
                 for p in pending {
