@@ -204,7 +204,7 @@ impl Containers {
                 return;
             };
             let e2 = e.clone();
-            shim::pump(conn, io, tty, e.stdin, move |code| {
+            shim::pump(conn, io, tty, e.stdin, None, false, move |code| {
                 let mut st = lock(&e2.state);
                 st.running = false;
                 st.exit_code = Some(code.unwrap_or(126));

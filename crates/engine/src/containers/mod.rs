@@ -868,15 +868,27 @@ impl Containers {
         io: BoxIo,
         stdin_once: bool,
     ) {
+        // StdinOnce is applied here, not by the shim: a detach (ctrl-p ctrl-q) also ends the
+        // connection but must leave the container's stdin open
         let req = Request::Attach {
             stdin: o.stdin,
             stdout: o.stdout,
             stderr: o.stderr,
-            stdin_once,
+            stdin_once: false,
         };
+        // (dockerd closes it on the attacher's EOF only without a tty)
+        let close = (stdin_once && o.stdin && !tty).then(|| state_dir.to_path_buf());
         match shim::connect(state_dir, &req).await {
             Ok((Reply::Ok, conn)) => {
-                tokio::spawn(shim::pump(conn, io, tty, o.stdin, |_| ()));
+                tokio::spawn(shim::pump(
+                    conn,
+                    io,
+                    tty,
+                    o.stdin,
+                    close,
+                    tty && o.stdin,
+                    |_| (),
+                ));
             }
             other => {
                 tracing::debug!("attach failed: {:?}", other.map(|r| r.0));

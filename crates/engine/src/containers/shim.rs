@@ -112,6 +112,9 @@ pub async fn request(state_dir: &Path, req: &Request) -> Result<Reply> {
     }
 }
 
+/// ctrl-p ctrl-q, Docker's default detach sequence.
+const DETACH_KEYS: &[u8] = &[0x10, 0x11];
+
 /// Forward a shim stream (frames) to a client, and the client's input to the shim.
 /// `tty`: the client gets raw payloads instead of Docker's multiplexed frames.
 /// Returns the exec exit code when the stream carried one.
@@ -122,6 +125,8 @@ pub async fn pump<C, F>(
     client: C,
     tty: bool,
     forward_stdin: bool,
+    close_stdin_on_eof: Option<PathBuf>,
+    eof_ends_attach: bool,
     on_exit: F,
 ) where
     C: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -134,22 +139,72 @@ pub async fn pump<C, F>(
         (std::io::Cursor::new(buffered).chain(r), w)
     };
     let (mut cr, mut cw) = tokio::io::split(client);
+    // Docker's detach keys (ctrl-p ctrl-q) end the attach without closing the container's stdin
+    let (detached_tx, mut detached) = tokio::sync::oneshot::channel::<()>();
     let input = tokio::spawn(async move {
-        if forward_stdin {
-            let _ = tokio::io::copy(&mut cr, &mut sw).await;
-        } else {
+        if !forward_stdin {
             // drain until the client goes away, never forwarding
             let mut sink = tokio::io::sink();
             let _ = tokio::io::copy(&mut cr, &mut sink).await;
+            return Some(detached_tx);
         }
-        // half-close: the container's stdin sees EOF
+        let keys = DETACH_KEYS;
+        let mut matched = 0usize;
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = match cr.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut out = Vec::with_capacity(n);
+            for &b in &buf[..n] {
+                if b == keys[matched] {
+                    matched += 1;
+                    if matched == keys.len() {
+                        let _ = sw.write_all(&out).await;
+                        let _ = detached_tx.send(());
+                        return None;
+                    }
+                    continue;
+                }
+                // a partial match that did not complete is ordinary input
+                out.extend_from_slice(&keys[..matched]);
+                matched = 0;
+                if b == keys[0] {
+                    matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+            if sw.write_all(&out).await.is_err() {
+                return Some(detached_tx);
+            }
+        }
+        // dockerd: with a tty, the end of an attacher's input ends only its attach (the
+        // docker CLI detaches by closing); the container's stdin stays open
+        if eof_ends_attach {
+            let _ = detached_tx.send(());
+            return None;
+        }
+        // half-close: an exec's stdin sees EOF
         let _ = sw.shutdown().await;
+        // an attach with StdinOnce closes the container's stdin on EOF (not on a detach)
+        if let Some(sd) = close_stdin_on_eof {
+            let _ = request(&sd, &Request::CloseStdin).await;
+        }
+        Some(detached_tx)
     });
     let mut exit = None;
     let mut buf = vec![0u8; proto::MAX_FRAME];
     loop {
         let mut h = [0u8; 8];
-        if sr.read_exact(&mut h).await.is_err() {
+        // the input task keeps the sender alive when its input just ends, so this fires
+        // only on a real detach
+        let got = tokio::select! {
+            r = sr.read_exact(&mut h) => r.is_ok(),
+            _ = &mut detached => false,
+        };
+        if !got {
             break;
         }
         let Some((kind, len)) = proto::parse_frame_header(&h) else {
