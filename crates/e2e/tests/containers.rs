@@ -349,3 +349,90 @@ fn restart_policies() {
     f.out(&["rm", "-f", "rp", "ra"]);
     f.assert_no_leaks(&ids);
 }
+
+/// Runs `tmux` with the given args (a private server socket per test).
+fn tmux(sock: &Path, args: &[&str]) -> String {
+    let o = std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(sock)
+        .args(args)
+        .output()
+        .expect("run tmux");
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn wait_pane(sock: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut pane = String::new();
+    while Instant::now() < deadline {
+        pane = tmux(sock, &["capture-pane", "-t", "t", "-p"]);
+        if pane.contains(needle) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    pane
+}
+
+#[test]
+fn interactive_tty_detach_and_reattach() {
+    if !can_run() || !have("tmux") {
+        return;
+    }
+    let f = Fixture::new();
+    let sock = f.d.dir.join("tmux.sock");
+    let run = format!(
+        "DOCKER_HOST={} docker run -it --name itc busybox sh; echo EXITED=$?; sleep 60",
+        f.d.host()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &run,
+        ],
+    );
+    wait_pane(&sock, "/ #");
+    tmux(&sock, &["send-keys", "-t", "t", "echo $((40+2))", "Enter"]);
+    assert!(wait_pane(&sock, "42").contains("42"));
+    tmux(&sock, &["send-keys", "-t", "t", "C-p", "C-q"]);
+    let pane = wait_pane(&sock, "EXITED=");
+    assert!(pane.contains("EXITED=0"), "{pane}");
+    tmux(&sock, &["kill-server"]);
+    let ps = f.out(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(ps.starts_with("itc Up"), "{ps}");
+    // reattach: stdin still reaches the shell
+    let attach = format!(
+        "DOCKER_HOST={} docker attach itc; echo EXITED=$?; sleep 60",
+        f.d.host()
+    );
+    tmux(
+        &sock,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &attach,
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(1000));
+    tmux(&sock, &["send-keys", "-t", "t", "exit 4", "Enter"]);
+    let pane = wait_pane(&sock, "EXITED=");
+    tmux(&sock, &["kill-server"]);
+    assert!(pane.contains("EXITED=4"), "{pane}");
+    let ids = f.ids();
+    f.out(&["rm", "itc"]);
+    f.assert_no_leaks(&ids);
+}
