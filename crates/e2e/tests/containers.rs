@@ -7,6 +7,13 @@ use std::time::{Duration, Instant};
 
 use berth_e2e::{Daemon, OutputExt, archive, have};
 
+fn chrono_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 fn can_run() -> bool {
     let root = rustix::process::geteuid().is_root();
     if !root || !have("docker") || !Path::new("/bin/busybox").exists() {
@@ -116,8 +123,27 @@ fn run_exit_codes() {
         return;
     }
     let f = Fixture::new();
+    let since = chrono_now();
     let o = f.docker(&["run", "--rm", "busybox", "echo", "hi"]);
     assert_eq!(o.ok().stdout_str(), "hi\n");
+    let until = chrono_now() + 1;
+    let ev = f.out(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "type=container",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = ev.lines().collect();
+    assert_eq!(
+        actions,
+        ["create", "attach", "start", "die", "destroy"],
+        "{ev}"
+    );
     assert_eq!(
         f.docker(&["run", "busybox", "sh", "-c", "exit 3"]).code(),
         3

@@ -241,6 +241,15 @@ impl Containers {
             lock(&c.0.map).insert(ctr.id.clone(), ctr.clone());
             if running {
                 c.reconnect(ctr).await;
+            } else if ctr.record().state.status == "restarting" {
+                // the daemon died during a restart back-off: carry on with the restart
+                let this = c.clone();
+                tokio::spawn(async move {
+                    lock(&ctr.rec).state.status = "exited".into();
+                    if let Err(e) = this.start(&ctr.id).await {
+                        tracing::warn!("restarting {}: {e}", ctr.id);
+                    }
+                });
             }
         }
         Ok(c)
