@@ -462,3 +462,52 @@ fn interactive_tty_detach_and_reattach() {
     f.out(&["rm", "itc"]);
     f.assert_no_leaks(&ids);
 }
+
+#[test]
+fn health_checks() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    f.out(&[
+        "run",
+        "-d",
+        "--name",
+        "hc",
+        "--health-cmd",
+        "test -f /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let status = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut st = String::new();
+        while Instant::now() < deadline {
+            st = f.out(&["inspect", "-f", "{{.State.Health.Status}}", "hc"]);
+            if st.trim() == want {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        st.trim().to_owned()
+    };
+    assert_eq!(status("unhealthy"), "unhealthy");
+    f.out(&["exec", "hc", "touch", "/tmp/ok"]);
+    assert_eq!(status("healthy"), "healthy");
+    let ps = f.out(&[
+        "ps",
+        "--filter",
+        "health=healthy",
+        "--format",
+        "{{.Status}}",
+    ]);
+    assert!(ps.contains("(healthy)"), "{ps}");
+    let ids = f.ids();
+    f.out(&["rm", "-f", "hc"]);
+    f.assert_no_leaks(&ids);
+}

@@ -12,6 +12,7 @@
 //! networks all get a fresh namespace holding only `lo` for now.
 
 mod exec;
+mod health;
 mod logs;
 mod names;
 mod net;
@@ -65,6 +66,8 @@ pub struct Container {
     pending: Mutex<Vec<PendingAttach>>,
     /// Current restart back-off in ms (0 = none yet).
     backoff: Mutex<u64>,
+    /// `State.Health` while a health check runs.
+    health: Mutex<Option<health::Health>>,
     /// Serializes start/stop/remove of this container.
     op: tokio::sync::Mutex<()>,
 }
@@ -78,6 +81,7 @@ impl Container {
             removed: watch::channel(None).0,
             pending: Mutex::new(Vec::new()),
             backoff: Mutex::new(0),
+            health: Mutex::new(None),
             op: tokio::sync::Mutex::new(()),
         })
     }
@@ -274,7 +278,8 @@ impl Containers {
         let sd = self.state_dir(&ctr.id);
         match shim::request(&sd, &Request::State).await {
             Ok(_) => {
-                self.spawn_monitor(ctr);
+                self.spawn_monitor(ctr.clone());
+                self.spawn_health(ctr);
             }
             Err(_) => {
                 let exit = std::fs::read(sd.join(proto::EXIT_FILE))
@@ -744,6 +749,7 @@ impl Containers {
                 self.save(ctr).await?;
                 self.log_event(rec, "start", &[]);
                 self.spawn_monitor(ctr.clone());
+                self.spawn_health(ctr.clone());
                 Ok(())
             }
             StartResult::Failed { kind, message } => {
@@ -1213,7 +1219,16 @@ impl Containers {
 
     pub fn inspect(&self, name: &str) -> Result<Value> {
         let ctr = self.get(name)?;
-        Ok(self.inspect_json(&ctr.record()))
+        let mut v = self.inspect_json(&ctr.record());
+        if let Some(h) = lock(&ctr.health).as_ref() {
+            v["State"]["Health"] = h.to_json();
+        }
+        Ok(v)
+    }
+
+    fn health_status(&self, id: &str) -> Option<String> {
+        let ctr = self.get(id).ok()?;
+        lock(&ctr.health).as_ref().map(|h| h.status.clone())
     }
 
     fn inspect_json(&self, r: &Record) -> Value {
@@ -1306,7 +1321,13 @@ impl Containers {
         let s = &r.state;
         let status = match s.status.as_str() {
             "created" => "Created".to_owned(),
-            "running" => format!("Up {}", human_since(&s.started_at)),
+            "running" => match self.health_status(&r.id) {
+                Some(h) if h == "starting" => {
+                    format!("Up {} (health: starting)", human_since(&s.started_at))
+                }
+                Some(h) => format!("Up {} ({h})", human_since(&s.started_at)),
+                None => format!("Up {}", human_since(&s.started_at)),
+            },
             "paused" => format!("Up {} (Paused)", human_since(&s.started_at)),
             "restarting" => format!(
                 "Restarting ({}) {} ago",
@@ -1427,6 +1448,10 @@ impl Containers {
                         .contains(n.trim_start_matches('/'))
                 })
                 && any("id", &|i| r.id.starts_with(i))
+                && any("health", &|h| {
+                    let st = self.health_status(&r.id).unwrap_or_else(|| "none".into());
+                    h == st
+                })
                 && any("label", &|l| match l.split_once('=') {
                     Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
                     None => labels.contains_key(l),
