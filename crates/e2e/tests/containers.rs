@@ -221,6 +221,14 @@ fn detached_lifecycle() {
     // an image in use is not removed
     let o = f.docker(&["rmi", "busybox"]);
     assert_ne!(o.code(), 0, "{}", o.stdout_str());
+    let st = f.out(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}}",
+        "web",
+    ]);
+    assert_eq!(st.trim(), "web 1");
     let top = f.out(&["top", "web"]);
     assert!(top.contains("httpd -f"), "{top}");
     // exec, with exit codes

@@ -76,6 +76,28 @@ pub async fn get_dispatch(
     match action {
         "json" => Ok(Json(s.engine.containers.inspect(name)?).into_response()),
         "logs" => logs(&s, name, &p),
+        "stats" => {
+            let stream = p
+                .get("stream")
+                .is_none_or(|v| p.bool("stream") || v.is_empty());
+            let mut rx = s
+                .engine
+                .containers
+                .stats(name, stream, p.bool("one-shot"))?;
+            let body = async_stream(move |tx| async move {
+                while let Some(v) = rx.recv().await {
+                    if tx.send(Ok(Bytes::from(format!("{v}\n")))).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            let mut resp = Response::new(body);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Ok(resp)
+        }
         "top" => Ok(Json(
             s.engine
                 .containers

@@ -19,6 +19,7 @@ mod net;
 mod record;
 mod rootfs;
 mod shim;
+mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
