@@ -229,6 +229,18 @@ fn detached_lifecycle() {
         "web",
     ]);
     assert_eq!(st.trim(), "web 1");
+    f.out(&[
+        "update",
+        "-m",
+        "48m",
+        "--memory-swap",
+        "96m",
+        "--restart",
+        "on-failure",
+        "web",
+    ]);
+    let st = f.out(&["stats", "--no-stream", "--format", "{{.MemUsage}}", "web"]);
+    assert!(st.trim().ends_with("/ 48MiB"), "{st}");
     let top = f.out(&["top", "web"]);
     assert!(top.contains("httpd -f"), "{top}");
     // exec, with exit codes

@@ -154,6 +154,11 @@ pub async fn post_dispatch(
             c.pause(name, action == "pause").await?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
+        "update" => {
+            let body = json_body(req).await?;
+            let warnings = c.update(name, body).await?;
+            Ok(Json(json!({ "Warnings": warnings })).into_response())
+        }
         "rename" => {
             c.rename(name, p.get("name").unwrap_or("")).await?;
             Ok(StatusCode::NO_CONTENT.into_response())
@@ -288,6 +293,8 @@ fn attach(s: &AppState, name: String, p: &Params, req: Request) -> ApiResult<Res
         stdin: p.bool("stdin"),
         stdout: p.bool("stdout"),
         stderr: p.bool("stderr"),
+        logs: p.bool("logs"),
+        stream: p.bool("stream"),
     };
     let (tty, tx) = s.engine.containers.attach(&name, o)?;
     let (resp, fut) = hijack(req, if tty { RAW_STREAM } else { MULTIPLEXED_STREAM });

@@ -50,6 +50,10 @@ pub struct AttachOptions {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
+    /// Replay the log first (`logs=1`).
+    pub logs: bool,
+    /// Then stream live output (`stream=1`).
+    pub stream: bool,
 }
 
 struct PendingAttach {
@@ -924,7 +928,40 @@ impl Containers {
             )));
         }
         let (tx, rx) = oneshot::channel::<BoxIo>();
-        if rec.running() {
+        if o.logs && (!o.stream || rec.running()) {
+            let this = self.clone();
+            let sd = self.state_dir(&rec.id);
+            let tty = rec.tty();
+            let once = rec.cfg_bool("StdinOnce");
+            let path = self.log_path(&rec.id);
+            let lo = LogOptions {
+                stdout: o.stdout,
+                stderr: o.stderr,
+                ..Default::default()
+            };
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let Ok(mut io) = rx.await else { return };
+                let msgs = tokio::task::spawn_blocking(move || logs::read_all(&path, &lo).0)
+                    .await
+                    .unwrap_or_default();
+                for m in msgs {
+                    if !tty {
+                        let _ = io
+                            .write_all(&proto::frame_header(m.stream, m.data.len()))
+                            .await;
+                    }
+                    if io.write_all(&m.data).await.is_err() {
+                        return;
+                    }
+                }
+                if o.stream {
+                    this.connect_attach(&sd, tty, o, io, once).await;
+                } else {
+                    let _ = io.shutdown().await;
+                }
+            });
+        } else if rec.running() {
             let this = self.clone();
             let sd = self.state_dir(&rec.id);
             let tty = rec.tty();

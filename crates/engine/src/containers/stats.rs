@@ -221,3 +221,154 @@ impl Containers {
         Ok(rx)
     }
 }
+
+/// Write a cgroup file of a running container (v1: `<controller>/berth/<id>/<file>`).
+fn cg_write(v2: bool, id: &str, v1_ctl: &str, file: &str, value: &str) -> std::io::Result<()> {
+    let p = if v2 {
+        PathBuf::from(format!("/sys/fs/cgroup/berth/{id}/{file}"))
+    } else {
+        PathBuf::from(format!("/sys/fs/cgroup/{v1_ctl}/berth/{id}/{file}"))
+    };
+    std::fs::write(p, value)
+}
+
+/// Apply `docker update` resources to a running container's cgroup (the shim owns creating
+/// and deleting the cgroup; limits are plain file writes).
+pub fn apply_resources(id: &str, u: &Value) -> std::io::Result<()> {
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let i = |k: &str| u.get(k).and_then(Value::as_i64).filter(|v| *v != 0);
+    if let Some(m) = i("Memory") {
+        if v2 {
+            cg_write(v2, id, "memory", "memory.max", &m.to_string())?;
+        } else {
+            // raising memory above memsw fails: widen memsw first when it is set too
+            if let Some(sw) = i("MemorySwap") {
+                let _ = cg_write(
+                    v2,
+                    id,
+                    "memory",
+                    "memory.memsw.limit_in_bytes",
+                    &sw.to_string(),
+                );
+            }
+            cg_write(v2, id, "memory", "memory.limit_in_bytes", &m.to_string())?;
+        }
+    }
+    if let Some(sw) = i("MemorySwap") {
+        let val = if sw < 0 {
+            "-1".to_owned()
+        } else {
+            sw.to_string()
+        };
+        if v2 {
+            let m = i("Memory").unwrap_or(0);
+            let swap = if sw < 0 {
+                "max".to_owned()
+            } else {
+                (sw - m).max(0).to_string()
+            };
+            cg_write(v2, id, "memory", "memory.swap.max", &swap)?;
+        } else {
+            cg_write(v2, id, "memory", "memory.memsw.limit_in_bytes", &val)?;
+        }
+    }
+    if let Some(s) = i("CpuShares") {
+        if v2 {
+            // Docker's shares -> weight conversion
+            let w = 1 + ((s.max(2) - 2) * 9999) / 262142;
+            cg_write(v2, id, "cpu", "cpu.weight", &w.to_string())?;
+        } else {
+            cg_write(v2, id, "cpu", "cpu.shares", &s.to_string())?;
+        }
+    }
+    if let Some(n) = i("NanoCpus") {
+        let period = 100_000i64;
+        let quota = n * period / 1_000_000_000;
+        if v2 {
+            cg_write(v2, id, "cpu", "cpu.max", &format!("{quota} {period}"))?;
+        } else {
+            cg_write(v2, id, "cpu", "cpu.cfs_period_us", &period.to_string())?;
+            cg_write(v2, id, "cpu", "cpu.cfs_quota_us", &quota.to_string())?;
+        }
+    }
+    if let Some(p) = i("PidsLimit") {
+        let v = if p < 0 {
+            "max".to_owned()
+        } else {
+            p.to_string()
+        };
+        cg_write(v2, id, "pids", "pids.max", &v)?;
+    }
+    if let Some(c) = u
+        .get("CpusetCpus")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        cg_write(v2, id, "cpuset", "cpuset.cpus", c)?;
+    }
+    Ok(())
+}
+
+impl Containers {
+    /// `POST /containers/{id}/update`: resources and restart policy.
+    pub async fn update(&self, name: &str, body: Value) -> Result<Vec<String>> {
+        let ctr = self.get(name)?;
+        let _op = ctr.op.lock().await;
+        let rec = ctr.record();
+        if let Some(rp) = body.get("RestartPolicy").filter(|v| !v.is_null())
+            && rec.host_bool("AutoRemove")
+            && rp
+                .get("Name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty() && n != "no")
+        {
+            return Err(crate::Error::invalid(
+                "Restart policy cannot be updated because AutoRemove is enabled for the container",
+            ));
+        }
+        if rec.running() {
+            let id = rec.id.clone();
+            let b = body.clone();
+            tokio::task::spawn_blocking(move || apply_resources(&id, &b))
+                .await?
+                .map_err(|e| {
+                    crate::Error::invalid(format!("Cannot update container {}: {e}", rec.id))
+                })?;
+        }
+        {
+            let mut r = super::lock(&ctr.rec);
+            let keys = [
+                "Memory",
+                "MemorySwap",
+                "MemoryReservation",
+                "CpuShares",
+                "NanoCpus",
+                "CpuPeriod",
+                "CpuQuota",
+                "CpusetCpus",
+                "CpusetMems",
+                "PidsLimit",
+                "BlkioWeight",
+            ];
+            for k in keys {
+                if let Some(v) = body
+                    .get(k)
+                    .filter(|v| !v.is_null() && *v != &json!(0) && *v != &json!(""))
+                {
+                    r.host_config[k] = v.clone();
+                }
+            }
+            if let Some(rp) = body.get("RestartPolicy").filter(|v| {
+                v.get("Name")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| !n.is_empty())
+            }) {
+                r.host_config["RestartPolicy"] = rp.clone();
+            }
+        }
+        self.save(&ctr).await?;
+        let rec = ctr.record();
+        self.log_event(&rec, "update", &[]);
+        Ok(Vec::new())
+    }
+}
