@@ -246,6 +246,9 @@ fn detached_lifecycle() {
     // exec, with exit codes
     assert_eq!(f.out(&["exec", "web", "echo", "in"]), "in\n");
     assert_eq!(f.docker(&["exec", "web", "sh", "-c", "exit 7"]).code(), 7);
+    let o = f.docker(&["exec", "web", "nosuch"]);
+    assert_eq!(o.code(), 127, "{}", o.stderr_str());
+    assert_eq!(f.docker(&["exec", "web", "/etc/passwd"]).code(), 126);
     // inspect
     let st = f.out(&[
         "inspect",

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use berth_shim_proto::{ExecSpec, ExecUser, Reply, Request};
+use berth_shim_proto::{ExecSpec, ExecUser, Reply, Request, StartErrorKind};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -147,61 +147,79 @@ impl Containers {
             console_size: o.console_size,
         };
         let sd = self.state_dir(&rec.id);
-        let (reply, conn) = shim::connect(&sd, &Request::Exec(spec)).await?;
-        let pid = match reply {
-            Reply::ExecStarted { pid } => pid,
-            Reply::Error { kind, message } => {
-                lock(&e.state).exit_code = Some(kind.exit_code());
-                // worded like dockerd so the docker CLI maps it to 126/127
-                let msg = format!(
-                    "OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"
-                );
-                if !o.detach {
-                    // dockerd has hijacked by now: the message goes to the client's stream
-                    // and the exit code (126/127) comes from inspecting the exec
-                    let (tx, rx) = oneshot::channel::<BoxIo>();
-                    tokio::spawn(async move {
-                        use tokio::io::AsyncWriteExt;
-                        if let Ok(mut io) = rx.await {
-                            let line = format!("{msg}\r\n");
-                            if !tty {
-                                let _ = io
-                                    .write_all(&berth_shim_proto::frame_header(1, line.len()))
-                                    .await;
-                            }
-                            let _ = io.write_all(line.as_bytes()).await;
-                            let _ = io.shutdown().await;
-                        }
-                    });
-                    return Ok((tty, Some(tx)));
-                }
-                return Err(match kind {
-                    berth_shim_proto::StartErrorKind::Other => Error::internal(msg),
-                    _ => Error::invalid(msg),
-                });
-            }
-            other => return Err(Error::internal(format!("unexpected shim reply {other:?}"))),
-        };
-        {
-            let mut st = lock(&e.state);
-            st.running = true;
-            st.pid = pid;
-        }
-        self.log_event(
-            &rec,
-            &format!("exec_start: {}", e.args.join(" ")),
-            &[("execID", e.id.clone())],
-        );
+        let rootfs = rootfs::rw_dir(self.0.images.overlay_root(), &rec.id).join("merged");
+        // the exec's PATH: its own -e, else the container's, else Docker's default
+        let env_path = e
+            .env
+            .iter()
+            .chain(str_list(rec.config.get("Env")).unwrap_or_default().iter())
+            .find_map(|kv| kv.strip_prefix("PATH=").map(str::to_owned))
+            .unwrap_or_else(|| berth_runtime::DEFAULT_PATH.to_owned());
         if o.detach {
-            drop(conn);
-            // the exit code is collected on inspect (exec_state)
-            return Ok((tty, None));
+            match launch(&sd, spec, rootfs, env_path).await {
+                Ok((pid, _conn)) => {
+                    {
+                        let mut st = lock(&e.state);
+                        st.running = true;
+                        st.pid = pid;
+                    }
+                    self.log_event(
+                        &rec,
+                        &format!("exec_start: {}", e.args.join(" ")),
+                        &[("execID", e.id.clone())],
+                    );
+                    // the exit code is collected on inspect (exec_state)
+                    return Ok((tty, None));
+                }
+                Err((kind, msg)) => {
+                    lock(&e.state).exit_code = Some(kind.exit_code());
+                    return Err(match kind {
+                        StartErrorKind::Other => Error::internal(msg),
+                        _ => Error::invalid(msg),
+                    });
+                }
+            }
         }
+        // The process starts only once the client has the 101 and the stream: output written
+        // right behind the response head can be lost by clients that read the head buffered
+        // and then take the raw socket (docker-py).
+        lock(&e.state).running = true;
         let (tx, rx) = oneshot::channel::<BoxIo>();
         let this = self.clone();
         tokio::spawn(async move {
-            let Ok(io) = rx.await else {
+            use tokio::io::AsyncWriteExt;
+            let Ok(mut io) = rx.await else {
+                lock(&e.state).running = false;
                 return;
+            };
+            let conn = match launch(&sd, spec, rootfs, env_path).await {
+                Ok((pid, conn)) => {
+                    lock(&e.state).pid = pid;
+                    this.log_event(
+                        &rec,
+                        &format!("exec_start: {}", e.args.join(" ")),
+                        &[("execID", e.id.clone())],
+                    );
+                    conn
+                }
+                Err((kind, msg)) => {
+                    {
+                        let mut st = lock(&e.state);
+                        st.running = false;
+                        st.exit_code = Some(kind.exit_code());
+                    }
+                    // as dockerd: the message goes to the stream and the exit code (126/127)
+                    // comes from inspecting the exec
+                    let line = format!("{msg}\r\n");
+                    if !tty {
+                        let _ = io
+                            .write_all(&berth_shim_proto::frame_header(1, line.len()))
+                            .await;
+                    }
+                    let _ = io.write_all(line.as_bytes()).await;
+                    let _ = io.shutdown().await;
+                    return;
+                }
             };
             let e2 = e.clone();
             shim::pump(conn, io, tty, e.stdin, None, false, move |code| {
@@ -210,8 +228,7 @@ impl Containers {
                 st.exit_code = Some(code.unwrap_or(126));
             })
             .await;
-            let rec = this.get(&e.container_id).map(|c| c.record());
-            if let (Ok(rec), Some(code)) = (rec, lock(&e.state).exit_code) {
+            if let Some(code) = lock(&e.state).exit_code {
                 this.log_event(
                     &rec,
                     "exec_die",
@@ -361,6 +378,46 @@ impl Containers {
     }
 }
 
+/// Start an exec in the shim: (pid, stream) or (kind, Docker-worded message).
+async fn launch(
+    sd: &std::path::Path,
+    spec: ExecSpec,
+    rootfs: std::path::PathBuf,
+    env_path: String,
+) -> std::result::Result<
+    (i32, tokio::io::BufReader<tokio::net::UnixStream>),
+    (StartErrorKind, String),
+> {
+    let cmd = spec.args.first().cloned().unwrap_or_default();
+    let checked = tokio::task::spawn_blocking(move || check_command(&rootfs, &cmd, &env_path))
+        .await
+        .unwrap_or(Ok(()));
+    if let Err((kind, message)) = checked {
+        return Err((
+            kind,
+            format!(
+                "OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"
+            ),
+        ));
+    }
+    let (reply, conn) = shim::connect(sd, &Request::Exec(spec))
+        .await
+        .map_err(|e| (StartErrorKind::Other, e.message))?;
+    match reply {
+        Reply::ExecStarted { pid } => Ok((pid, conn)),
+        Reply::Error { kind, message } => Err((
+            kind,
+            format!(
+                "OCI runtime exec failed: exec failed: unable to start container process: {message}: unknown"
+            ),
+        )),
+        other => Err((
+            StartErrorKind::Other,
+            format!("unexpected shim reply {other:?}"),
+        )),
+    }
+}
+
 /// The pids of a container's cgroup (v2 unified, or v1's pids/memory/cpu hierarchies).
 fn cgroup_pids(id: &str) -> Vec<u32> {
     let candidates = [
@@ -454,4 +511,77 @@ impl Containers {
         );
         Ok(json!({ "ContainersDeleted": deleted, "SpaceReclaimed": 0 }))
     }
+}
+
+/// Open `path` inside `root` (openat2 RESOLVE_IN_ROOT: symlinks cannot leave the rootfs) and
+/// return its metadata.
+fn stat_in_root(root: &std::path::Path, path: &str) -> std::io::Result<std::fs::Metadata> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let dir = std::fs::File::open(root)?;
+    let rel = std::ffi::CString::new(path.trim_start_matches('/'))
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: open_how is plain data; zeroed is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT;
+    // SAFETY: valid dirfd, NUL-terminated path, and a correctly sized open_how.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rel.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just gave us this descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Check an exec's command the way runc's exec does, before asking the shim: a missing or
+/// non-executable command fails here with Docker's message (and 127/126) instead of a failed
+/// process creation inside the container.
+fn check_command(
+    rootfs: &std::path::Path,
+    cmd: &str,
+    env_path: &str,
+) -> std::result::Result<(), (StartErrorKind, String)> {
+    use std::os::unix::fs::PermissionsExt;
+    let usable = |m: &std::fs::Metadata| m.is_file() && m.permissions().mode() & 0o111 != 0;
+    if cmd.contains('/') {
+        if !cmd.starts_with('/') {
+            return Ok(()); // relative to the working directory: let the runtime decide
+        }
+        return match stat_in_root(rootfs, cmd) {
+            Ok(m) if m.is_dir() => Err((
+                StartErrorKind::PermissionDenied,
+                format!("exec: \"{cmd}\": is a directory"),
+            )),
+            Ok(m) if usable(&m) => Ok(()),
+            Ok(_) => Err((
+                StartErrorKind::PermissionDenied,
+                format!("exec: \"{cmd}\": permission denied"),
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err((
+                StartErrorKind::NotFound,
+                format!("exec: \"{cmd}\": stat {cmd}: no such file or directory"),
+            )),
+            Err(_) => Ok(()),
+        };
+    }
+    for dir in env_path.split(':').filter(|d| d.starts_with('/')) {
+        if let Ok(m) = stat_in_root(rootfs, &format!("{dir}/{cmd}"))
+            && usable(&m)
+        {
+            return Ok(());
+        }
+    }
+    Err((
+        StartErrorKind::NotFound,
+        format!("exec: \"{cmd}\": executable file not found in $PATH"),
+    ))
 }

@@ -393,6 +393,55 @@ impl Containers {
         if net.is_empty() {
             host_config["NetworkMode"] = json!("bridge");
         }
+        // dockerd fills these defaults in at create (clients such as docker-py read them)
+        let defaults = json!({
+            "LogConfig": { "Type": "json-file", "Config": {} },
+            "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },
+            "Binds": null, "ContainerIDFile": "", "PortBindings": {}, "AutoRemove": false,
+            "VolumeDriver": "", "VolumesFrom": null, "CapAdd": null, "CapDrop": null,
+            "CgroupnsMode": "private", "Dns": [], "DnsOptions": [], "DnsSearch": [],
+            "ExtraHosts": null, "GroupAdd": null, "IpcMode": "private", "Cgroup": "",
+            "Links": null, "OomScoreAdj": 0, "PidMode": "", "Privileged": false,
+            "PublishAllPorts": false, "ReadonlyRootfs": false, "SecurityOpt": null,
+            "UTSMode": "", "UsernsMode": "", "ShmSize": berth_runtime::DEFAULT_SHM_SIZE,
+            "Runtime": "runc", "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0,
+            "CgroupParent": "", "BlkioWeight": 0, "CpuPeriod": 0, "CpuQuota": 0,
+            "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "",
+            "Devices": [], "MemoryReservation": 0, "MemorySwap": 0, "MemorySwappiness": null,
+            "OomKillDisable": null, "PidsLimit": null, "Ulimits": [], "MaskedPaths": berth_runtime::MASKED_PATHS,
+            "ReadonlyPaths": berth_runtime::READONLY_PATHS,
+        });
+        if let (Some(hc), Value::Object(d)) = (host_config.as_object_mut(), defaults) {
+            for (k, v) in d {
+                match hc.get(k.as_str()) {
+                    None => {
+                        hc.insert(k, v);
+                    }
+                    // an empty log driver means the daemon's default
+                    Some(cur)
+                        if k == "LogConfig"
+                            && cur
+                                .get("Type")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .is_empty() =>
+                    {
+                        hc.insert(k, v);
+                    }
+                    Some(cur)
+                        if k == "RestartPolicy"
+                            && cur
+                                .get("Name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("")
+                                .is_empty() =>
+                    {
+                        hc.insert(k, v);
+                    }
+                    _ => {}
+                }
+            }
+        }
         if net.starts_with("container:") {
             return Err(Error::not_implemented(
                 "joining another container's network namespace is not supported yet",
