@@ -29,6 +29,8 @@ const BACKLOG: usize = 256 * 1024;
 const STDIN_BACKLOG: usize = 64 * 1024;
 /// After the init is reaped, wait this long at most for its stdio to reach EOF.
 const DRAIN: Duration = Duration::from_secs(2);
+/// How long to keep reaping unknown children after a failed exec.
+const STRAY_SWEEP: Duration = Duration::from_secs(10);
 /// After the exit is recorded, stay at least this long for late waiters (unless released)...
 const LINGER: Duration = Duration::from_secs(1);
 /// ...and at most this long for slow attachers.
@@ -114,6 +116,10 @@ pub struct Shim {
     released: bool,
     /// libcontainer code ran (exec, pause, ...): drop its pages again when idle
     trim_pending: bool,
+    /// Until when to sweep for children nobody holds a pidfd for: a failed exec leaves
+    /// libcontainer's helper processes behind, and while they are unreaped zombies in the
+    /// container's pid namespace its init cannot finish dying.
+    stray_sweep_until: Option<Instant>,
 }
 
 #[derive(Clone, Copy)]
@@ -269,6 +275,7 @@ impl Shim {
             finalized_at: None,
             released: false,
             trim_pending: false,
+            stray_sweep_until: None,
         })
     }
 
@@ -356,7 +363,9 @@ impl Shim {
                     add(s.as_raw_fd(), libc::POLLOUT, Tag::ExecStdin(i));
                 }
             }
-            let timeout = if self.init_status.is_some()
+            let sweeping = self.stray_sweep_until.is_some_and(|t| Instant::now() < t);
+            let timeout = if sweeping
+                || self.init_status.is_some()
                 || self
                     .execs
                     .iter()
@@ -405,7 +414,7 @@ impl Shim {
                     }
                 }
             }
-            if reap {
+            if reap || sweeping {
                 self.reap();
             }
             self.progress();
@@ -697,7 +706,11 @@ impl Shim {
                     None => err_reply(StartErrorKind::Other, "no tty to resize"),
                 }
             }
-            Request::Kill { signal, all } => self.kill(signal, all),
+            Request::Kill { signal, all } => {
+                // the init may now wait on zombies nobody holds a pidfd for (see stray_sweep_until)
+                self.stray_sweep_until = Some(Instant::now() + STRAY_SWEEP);
+                self.kill(signal, all)
+            }
             Request::State => Reply::State {
                 status: if !self.running() {
                     Status::Stopped
@@ -927,6 +940,8 @@ impl Shim {
             Ok(pid) => pid,
             Err(e) => {
                 let _ = std::fs::remove_file(&sock_name);
+                self.stray_sweep_until = Some(Instant::now() + STRAY_SWEEP);
+                self.reap();
                 return Err(start::runtime_error(&e));
             }
         };

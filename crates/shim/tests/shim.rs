@@ -533,6 +533,43 @@ fn exec_pause_kill_in_running_container() {
     }
 }
 
+/// A failed exec leaves libcontainer helper processes behind; unreaped, they would keep the
+/// container's init from dying, so a kill right after it must still end the container.
+#[test]
+fn kill_after_a_failed_exec_ends_the_container() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new("execfail");
+    f.write_spec(&f.input(&["sleep", "1000"]));
+    f.started(&[]);
+    let reply = f.request(&Request::Exec(ExecSpec {
+        id: "bad".into(),
+        args: vec!["nosuch".into()],
+        ..Default::default()
+    }));
+    assert!(matches!(reply, Reply::Error { .. }), "{reply:?}");
+    let mut s = UnixStream::connect(f.p("state/shim.sock")).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(b"{\"op\":\"wait\"}\n").unwrap();
+    assert_eq!(
+        f.request(&Request::Kill {
+            signal: 9,
+            all: false
+        }),
+        Reply::Ok
+    );
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .expect("the container must exit within 10 s of the kill");
+    match serde_json::from_str::<Reply>(line.trim()).unwrap() {
+        Reply::Exit(x) => assert_eq!(x.exit_code, 137),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn oom_is_recorded() {
     if !can_run() {
