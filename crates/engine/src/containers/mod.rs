@@ -385,6 +385,26 @@ impl Containers {
         if !host_config.is_object() {
             host_config = json!({});
         }
+        // Until volumes exist (issue 5), refuse what would otherwise silently run without the
+        // user's data rather than ignore it.
+        let non_empty = |k: &str| match host_config.get(k) {
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(Value::Object(o)) => !o.is_empty(),
+            _ => false,
+        };
+        for (key, flag) in [
+            ("Binds", "-v/--volume"),
+            ("Mounts", "--mount"),
+            ("Tmpfs", "--tmpfs"),
+            ("VolumesFrom", "--volumes-from"),
+            ("Devices", "--device"),
+        ] {
+            if non_empty(key) {
+                return Err(Error::not_implemented(format!(
+                    "{flag} ({key}) is not supported by berthd yet"
+                )));
+            }
+        }
         let net = host_config
             .get("NetworkMode")
             .and_then(Value::as_str)
