@@ -23,9 +23,7 @@ use berth_types::image_config::ImageConfig;
 use berth_types::{Digest, Reference};
 use rusqlite::OptionalExtension;
 
-use super::{
-    ImageStore, LayerGuard, NewImage, NewLayer, TempDir, get_layer, io_err, random_hex, random_link,
-};
+use super::{ImageStore, LayerGuard, NewImage, NewLayer, TempDir, get_layer, io_err, random_hex};
 use crate::archive::SpooledFile;
 use crate::layer::{self, Compression};
 use crate::{Error, Result};
@@ -215,20 +213,13 @@ impl PullSession {
             progress,
             reported: 0,
         };
-        let cache_id = random_hex(32);
-        let link = random_link();
-        let tmp = store
-            .overlay
-            .join(format!("{cache_id}.tmp-{}", random_hex(4)));
-        let tmp_guard = TempDir(tmp.clone());
-        let diff_dir = tmp.join("diff");
-        std::fs::create_dir_all(&diff_dir).map_err(io_err("creating layer directory"))?;
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // The layer root is the container's `/` when nothing above changes it: 0755.
-            std::fs::set_permissions(&diff_dir, std::fs::Permissions::from_mode(0o755))
-                .map_err(io_err("chmod layer directory"))?;
-        }
+        let super::PendingLayerDir {
+            cache_id,
+            link,
+            tmp,
+            guard: tmp_guard,
+            diff: diff_dir,
+        } = store.pending_layer_dir()?;
         let unpacked = layer::unpack_layer(&mut tee, &diff_dir, &mut |_| {});
         // Whatever the unpacker left unread (padding, a trailer) is part of the blob's digest.
         let drained = io::copy(&mut tee, &mut io::sink());

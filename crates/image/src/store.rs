@@ -256,6 +256,40 @@ struct Garbage {
 
 /// Removes a private temp directory however the operation ends.
 struct TempDir(PathBuf);
+
+/// A layer directory being filled: `<overlay>/<cache_id>.tmp-XXXX/diff`. Renamed to
+/// `<overlay>/<cache_id>` when complete; `guard` removes it otherwise, and `open` removes any
+/// `.tmp-` leftover of a crash.
+struct PendingLayerDir {
+    cache_id: String,
+    link: String,
+    tmp: PathBuf,
+    guard: TempDir,
+    diff: PathBuf,
+}
+
+impl ImageStore {
+    fn pending_layer_dir(&self) -> Result<PendingLayerDir> {
+        use std::os::unix::fs::PermissionsExt;
+        let cache_id = random_hex(32);
+        let tmp = self
+            .overlay
+            .join(format!("{cache_id}.tmp-{}", random_hex(4)));
+        let guard = TempDir(tmp.clone());
+        let diff = tmp.join("diff");
+        std::fs::create_dir_all(&diff).map_err(io_err("creating layer directory"))?;
+        // The layer root is the container's `/` when nothing above changes it: 0755, not umask.
+        std::fs::set_permissions(&diff, std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod layer directory"))?;
+        Ok(PendingLayerDir {
+            cache_id,
+            link: random_link(),
+            tmp,
+            guard,
+            diff,
+        })
+    }
+}
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -860,20 +894,13 @@ impl ImageStore {
         guard: &mut LayerGuard<'_>,
         progress: &mut dyn FnMut(LoadProgress),
     ) -> Result<NewLayer> {
-        let cache_id = random_hex(32);
-        let link = random_link();
-        let tmp = self
-            .overlay
-            .join(format!("{cache_id}.tmp-{}", random_hex(4)));
-        let tmp_guard = TempDir(tmp.clone());
-        let diff_dir = tmp.join("diff");
-        std::fs::create_dir_all(&diff_dir).map_err(io_err("creating layer directory"))?;
-        // The layer root is the container's `/` when nothing above changes it: 0755, not umask.
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&diff_dir, std::fs::Permissions::from_mode(0o755))
-                .map_err(io_err("chmod layer directory"))?;
-        }
+        let PendingLayerDir {
+            cache_id,
+            link,
+            tmp,
+            guard: tmp_guard,
+            diff: diff_dir,
+        } = self.pending_layer_dir()?;
         let total = raw.size;
         // Import learns the diff ID only after unpacking: then only the final event is sent.
         if let Some(exp) = expected {
