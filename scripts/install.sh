@@ -7,9 +7,4 @@ scripts/deps.sh build
 cargo build --release --bins
 install -m 0755 target/release/berthd target/release/berth target/release/berth-shim /usr/local/bin/
 # berth starts berthd on first use when it is not running.
-# Containers arrive with the runtime (issue 3); until then show the embedded image is there.
-if berth run --help >/dev/null 2>&1; then
-  berth run --rm hello-world
-else
-  berth images hello-world
-fi
+berth run --rm hello-world
