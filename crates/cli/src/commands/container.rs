@@ -542,11 +542,7 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
     if a.detach && o.rm {
         // Allowed since API 1.25; the daemon removes it.
     }
-    let keys = match &a.detach_keys {
-        // Keys we cannot read are left to the daemon to refuse, as docker does.
-        Some(k) => stdio::parse_detach_keys(k).unwrap_or_else(|_| stdio::DEFAULT_DETACH.to_vec()),
-        None => stdio::DEFAULT_DETACH.to_vec(),
-    };
+    let keys = stdio::detach_keys_or_default(a.detach_keys.as_deref());
     let attach_stdin = !a.detach
         && (o.interactive
             && (o.attach.is_empty() || o.attach.iter().any(|s| s.eq_ignore_ascii_case("stdin"))));
@@ -674,22 +670,8 @@ pub async fn start(client: Client, _path: &str, a: StartArgs) -> Result<(), CliE
     let id = info["Id"].as_str().unwrap_or(name).to_string();
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = a.interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
-    let keys = match &a.detach_keys {
-        // Unreadable keys: the default client-side, the daemon refuses them (like docker).
-        Some(k) => stdio::parse_detach_keys(k).unwrap_or_else(|_| stdio::DEFAULT_DETACH.to_vec()),
-        None => stdio::DEFAULT_DETACH.to_vec(),
-    };
-    let mut q = format!(
-        "/containers/{}/attach?stream=1&stdout=1&stderr=1",
-        path_escape(&id)
-    );
-    if stdin {
-        q.push_str("&stdin=1");
-    }
-    if let Some(k) = &a.detach_keys {
-        q.push_str(&format!("&detachKeys={}", urlencode(k)));
-    }
-    let h = client.hijack("POST", &q, None).await?;
+    let keys = stdio::detach_keys_or_default(a.detach_keys.as_deref());
+    let h = stdio::attach_output(&client, &id, stdin, a.detach_keys.as_deref()).await?;
     let waiter = wait_task(client.clone(), id.clone(), "next-exit").await;
     let raw = if tty && stdin {
         stdio::RawTerm::enable(0)
@@ -749,22 +731,8 @@ pub async fn attach(client: Client, path: &str, a: AttachArgs) -> Result<(), Cli
     if tty && stdin && !stdio::is_tty(0) {
         return Err(CliError::msg("the input device is not a TTY"));
     }
-    let keys = match &a.detach_keys {
-        // Unreadable keys: the default client-side, the daemon refuses them (like docker).
-        Some(k) => stdio::parse_detach_keys(k).unwrap_or_else(|_| stdio::DEFAULT_DETACH.to_vec()),
-        None => stdio::DEFAULT_DETACH.to_vec(),
-    };
-    let mut q = format!(
-        "/containers/{}/attach?stream=1&stdout=1&stderr=1",
-        path_escape(&id)
-    );
-    if stdin {
-        q.push_str("&stdin=1");
-    }
-    if let Some(k) = &a.detach_keys {
-        q.push_str(&format!("&detachKeys={}", urlencode(k)));
-    }
-    let h = client.hijack("POST", &q, None).await?;
+    let keys = stdio::detach_keys_or_default(a.detach_keys.as_deref());
+    let h = stdio::attach_output(&client, &id, stdin, a.detach_keys.as_deref()).await?;
     let raw = if tty && stdin {
         stdio::RawTerm::enable(0)
     } else {
@@ -865,11 +833,7 @@ pub async fn exec(client: Client, _path: &str, a: ExecArgs) -> Result<(), CliErr
         .await?;
         return Ok(());
     }
-    let keys = match &a.detach_keys {
-        // Unreadable keys: the default client-side, the daemon refuses them (like docker).
-        Some(k) => stdio::parse_detach_keys(k).unwrap_or_else(|_| stdio::DEFAULT_DETACH.to_vec()),
-        None => stdio::DEFAULT_DETACH.to_vec(),
-    };
+    let keys = stdio::detach_keys_or_default(a.detach_keys.as_deref());
     let start_body = json!({"Detach": false, "Tty": a.tty}).to_string();
     let h = client
         .hijack("POST", &format!("/exec/{exec_id}/start"), Some(&start_body))

@@ -13,6 +13,33 @@ use crate::error::CliError;
 /// ctrl-p ctrl-q, docker's default.
 pub const DEFAULT_DETACH: &[u8] = &[16, 17];
 
+/// The keys that detach, client-side: `--detach-keys` when readable, else docker's default.
+/// Keys we cannot read are left to the daemon to refuse, as docker does.
+pub fn detach_keys_or_default(opt: Option<&str>) -> Vec<u8> {
+    opt.and_then(|k| parse_detach_keys(k).ok())
+        .unwrap_or_else(|| DEFAULT_DETACH.to_vec())
+}
+
+/// Attach to a container's stdout/stderr (and stdin when asked), as `start -a` and `attach` do.
+pub async fn attach_output(
+    client: &Client,
+    id: &str,
+    stdin: bool,
+    detach_keys: Option<&str>,
+) -> Result<Hijacked, CliError> {
+    let mut q = format!(
+        "/containers/{}/attach?stream=1&stdout=1&stderr=1",
+        path_escape(id)
+    );
+    if stdin {
+        q.push_str("&stdin=1");
+    }
+    if let Some(k) = detach_keys {
+        q.push_str(&format!("&detachKeys={}", crate::client::urlencode(k)));
+    }
+    client.hijack("POST", &q, None).await
+}
+
 /// Parse docker's --detach-keys ("ctrl-p,ctrl-q", "a,ctrl-@").
 pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>, CliError> {
     let mut out = Vec::new();
