@@ -611,18 +611,17 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
         }
         return Err(run_error(path, &e.message, code));
     }
-    let resize = o
-        .tty
-        .then(|| stdio::monitor_resize(client.clone(), "containers", id.clone()));
-    let proxy = (sig_proxy && !o.tty).then(|| stdio::proxy_signals(client.clone(), id.clone()));
-    let ended = stdio::pump(hijacked, o.tty, attach_stdin, &keys).await;
+    let ended = stdio::container_session(
+        &client,
+        &id,
+        hijacked,
+        o.tty,
+        attach_stdin,
+        sig_proxy,
+        &keys,
+    )
+    .await;
     drop(raw);
-    if let Some(t) = resize {
-        t.abort();
-    }
-    if let Some(t) = proxy {
-        t.abort();
-    }
     match ended? {
         // docker 28 detaches silently.
         Ended::Detached => Ok(()),
@@ -688,16 +687,8 @@ pub async fn start(client: Client, _path: &str, a: StartArgs) -> Result<(), CliE
         drop(raw);
         return Err(e);
     }
-    let resize = tty.then(|| stdio::monitor_resize(client.clone(), "containers", id.clone()));
-    let proxy = (!tty).then(|| stdio::proxy_signals(client.clone(), id.clone()));
-    let ended = stdio::pump(h, tty, stdin, &keys).await;
+    let ended = stdio::container_session(&client, &id, h, tty, stdin, true, &keys).await;
     drop(raw);
-    if let Some(t) = resize {
-        t.abort();
-    }
-    if let Some(t) = proxy {
-        t.abort();
-    }
     match ended? {
         // docker 28 detaches silently.
         Ended::Detached => Ok(()),
@@ -754,16 +745,8 @@ pub async fn attach(client: Client, path: &str, a: AttachArgs) -> Result<(), Cli
             )
             .await;
     }
-    let resize = tty.then(|| stdio::monitor_resize(client.clone(), "containers", id.clone()));
-    let proxy = (sig_proxy && !tty).then(|| stdio::proxy_signals(client.clone(), id.clone()));
-    let ended = stdio::pump(h, tty, stdin, &keys).await;
+    let ended = stdio::container_session(&client, &id, h, tty, stdin, sig_proxy, &keys).await;
     drop(raw);
-    if let Some(t) = resize {
-        t.abort();
-    }
-    if let Some(t) = proxy {
-        t.abort();
-    }
     match ended? {
         // `attach` (unlike `run`) reports the detach and exits 1, as docker 28 does.
         Ended::Detached => Err(CliError::msg("read escape sequence")),

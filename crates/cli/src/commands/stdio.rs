@@ -245,6 +245,30 @@ fn stdin_channel() -> tokio::sync::mpsc::Receiver<Vec<u8>> {
     rx
 }
 
+/// One attached session with a container (`run`, `start -a`, `attach`): keep its tty size in
+/// step, or forward our signals to it when there is no tty and `sig_proxy` is set, pump the
+/// streams until EOF or detach, then stop both helpers.
+pub async fn container_session(
+    client: &std::sync::Arc<Client>,
+    id: &str,
+    h: Hijacked,
+    tty: bool,
+    stdin: bool,
+    sig_proxy: bool,
+    detach_keys: &[u8],
+) -> Result<Ended, CliError> {
+    let resize = tty.then(|| monitor_resize(client.clone(), "containers", id.to_owned()));
+    let proxy = (sig_proxy && !tty).then(|| proxy_signals(client.clone(), id.to_owned()));
+    let ended = pump(h, tty, stdin, detach_keys).await;
+    if let Some(t) = resize {
+        t.abort();
+    }
+    if let Some(t) = proxy {
+        t.abort();
+    }
+    ended
+}
+
 /// Pump a hijacked connection: stdin to it (if `stdin`), its output to stdout/stderr
 /// (raw when `tty`, demultiplexed otherwise).
 pub async fn pump(
