@@ -3,6 +3,7 @@
 
 mod containers;
 mod images;
+mod networks;
 mod system;
 
 use axum::Router;
@@ -40,6 +41,14 @@ pub fn router(state: AppState) -> Router {
                 .post(containers::post_dispatch)
                 .delete(containers::remove),
         )
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/{action}", post(networks::post_action))
         .route(
             "/exec/{*rest}",
             get(containers::exec_get).post(containers::exec_post),
