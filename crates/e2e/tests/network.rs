@@ -253,3 +253,166 @@ fn default_bridge_ports_nat_and_cleanup() {
     fx.d.stop();
     assert_clean(&fx.d, &bridges);
 }
+
+#[test]
+#[ignore = "needs the embedded DNS wiring (next landing)"]
+fn user_networks_isolation_dns_and_modes() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let (s1, s2, s3) = (fx.d.subnet(), fx.d.subnet(), fx.d.subnet());
+    fx.out(&[
+        "network", "create", "--subnet", &s1, "--label", "t=1", "front",
+    ]);
+    fx.out(&["network", "create", "--subnet", &s2, "back"]);
+    fx.out(&["network", "create", "--subnet", &s3, "--internal", "sealed"]);
+    let ls = fx.out(&["network", "ls", "--format", "{{.Name}}"]);
+    for n in ["bridge", "host", "none", "front", "back", "sealed"] {
+        assert!(ls.lines().any(|l| l == n), "{n} missing from {ls}");
+    }
+    assert_eq!(
+        fx.out(&["network", "ls", "-q", "--filter", "label=t=1"])
+            .lines()
+            .count(),
+        1
+    );
+    let insp: serde_json::Value =
+        serde_json::from_str(&fx.out(&["network", "inspect", "front"])).unwrap();
+    assert_eq!(insp[0]["IPAM"]["Config"][0]["Subnet"], s1.as_str());
+
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "--network-alias",
+        "www",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "other",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let ip = fx.ip("web");
+    assert!(
+        ip.starts_with(s1.trim_end_matches("0/24")),
+        "{ip} not in {s1}"
+    );
+    // same network: by name and by alias through the embedded DNS
+    for host in ["web", "www", &ip] {
+        let got = fx.out(&[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "busybox",
+            "sh",
+            "-c",
+            &nc_get(host, 80),
+        ]);
+        assert!(got.contains("hello-from-httpd"), "{host}: {got}");
+    }
+    // another network: neither the name nor the address
+    let r =
+        fx.d.docker(&["exec", "other", "sh", "-c", &nc_get(&ip, 80)]);
+    assert!(!r.stdout_str().contains("hello-from-httpd"));
+    let r = fx.d.docker(&["exec", "other", "nslookup", "web"]);
+    assert!(
+        !r.status.success() || !r.stdout_str().contains(&ip),
+        "{}",
+        r.stdout_str()
+    );
+    // connect puts it on front: now it answers
+    fx.out(&["network", "connect", "front", "other"]);
+    let got = fx.out(&["exec", "other", "sh", "-c", &nc_get("web", 80)]);
+    assert!(got.contains("hello-from-httpd"), "{got}");
+    fx.out(&["network", "disconnect", "front", "other"]);
+    let links = fx.out(&["exec", "other", "ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 2, "{links}");
+    // an internal network has no way out (no route, no NAT); inside it traffic flows
+    let r = fx.d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "sealed",
+        "busybox",
+        "ip",
+        "route",
+    ]);
+    assert!(!r.stdout_str().contains("default"), "{}", r.stdout_str());
+    // container:<name> shares the namespace (localhost)
+    let got = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "sh",
+        "-c",
+        &nc_get("127.0.0.1", 80),
+    ]);
+    assert!(got.contains("hello-from-httpd"), "{got}");
+    // a network in use cannot go; unused ones are pruned
+    let r = fx.d.docker(&["network", "rm", "front"]);
+    assert!(!r.status.success());
+    assert!(
+        r.stderr_str().contains("active endpoints"),
+        "{}",
+        r.stderr_str()
+    );
+    let r = fx.d.docker(&["network", "rm", "bridge"]);
+    assert!(r.stderr_str().contains("pre-defined"), "{}", r.stderr_str());
+    fx.clean();
+    let bridges = fx.d.bridges();
+    assert!(bridges.len() >= 4, "{bridges:?}");
+    let pruned = fx.out(&["network", "prune", "-f"]);
+    for n in ["front", "back", "sealed"] {
+        assert!(pruned.contains(n), "{pruned}");
+    }
+    for b in &bridges[1..] {
+        assert!(!Path::new("/sys/class/net").join(b).exists(), "{b} left");
+    }
+    fx.d.stop();
+    assert_clean(&fx.d, &bridges);
+}
+
+#[test]
+fn daemon_restart_keeps_ports_and_kill9_recovers() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let port = free_port();
+    let pub_arg = format!("127.0.0.1:{port}:80");
+    fx.out(&[
+        "run", "-d", "--name", "web", "-p", &pub_arg, "busybox", "sh", "-c", HTTPD,
+    ]);
+    wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
+    fx.d.kill9();
+    // the kernel keeps serving while the daemon is down
+    wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
+    fx.d.restart();
+    wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
+    // the port is still ours: nobody else gets it
+    let r =
+        fx.d.docker(&["run", "-d", "-p", &pub_arg, "busybox", "sleep", "5"]);
+    assert!(!r.status.success(), "{}", r.stdout_str());
+    assert_eq!(fx.out(&["port", "web", "80"]), format!("127.0.0.1:{port}"));
+    fx.clean();
+    let bridges = fx.d.bridges();
+    fx.d.stop();
+    assert_clean(&fx.d, &bridges);
+}
