@@ -14,6 +14,7 @@ pub mod images;
 pub mod info;
 pub mod models;
 pub mod networks;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -169,6 +170,10 @@ impl Engine {
         images.set_containers(containers.clone());
         let network_service =
             networks::NetworkService::new(networks.clone(), events.clone(), containers.clone());
+        images.set_registry(registry::registry_config(
+            &config.insecure_registries,
+            &config.registry_mirrors,
+        ));
         let engine = Arc::new(Engine {
             id,
             config,

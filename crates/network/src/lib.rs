@@ -109,6 +109,8 @@ pub struct SandboxInfo {
 /// What `up` needs beyond the registered endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct UpRequest {
+    /// HostConfig.Dns: the embedded DNS server forwards there (else to the host's resolvers).
+    pub dns: Vec<String>,
     pub port_bindings: Option<Value>,
     pub exposed_ports: Option<Value>,
     pub publish_all: bool,
@@ -136,7 +138,7 @@ pub struct Networks {
     state_file: PathBuf,
     netns_dir: PathBuf,
     nl: Netlink,
-    st: Mutex<State>,
+    st: Arc<Mutex<State>>,
     /// Serializes nft table swaps so the last render wins.
     nft_lock: tokio::sync::Mutex<()>,
     /// The netns directory is made a shared mount on first use (not for daemons that never
@@ -148,6 +150,10 @@ struct State {
     s: store::State,
     /// Sockets reserving published host ports, per container.
     held: HashMap<String, Vec<OwnedFd>>,
+    /// Embedded DNS servers (containers on user-defined networks); dropping one stops it.
+    dns: HashMap<String, berth_dns::Handle>,
+    /// Upstream resolvers per container (HostConfig.Dns or the host's).
+    upstreams: HashMap<String, Vec<std::net::SocketAddr>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -347,10 +353,12 @@ impl Networks {
             state_file,
             netns_dir,
             nl,
-            st: Mutex::new(State {
+            st: Arc::new(Mutex::new(State {
                 s,
                 held: HashMap::new(),
-            }),
+                dns: HashMap::new(),
+                upstreams: HashMap::new(),
+            })),
             nft_lock: tokio::sync::Mutex::new(()),
             netns_ready: std::sync::OnceLock::new(),
         });
@@ -836,6 +844,17 @@ impl Networks {
             .await
             .map_err(|e| Error::Kernel(format!("netns task: {e}")))??;
         let res = self.up_inner(id, &ns, &path, preqs).await;
+        if let Ok(info) = &res {
+            let ups = upstreams(&req.dns);
+            lock(&self.st).upstreams.insert(id.to_owned(), ups);
+            if info.user_defined
+                && let Err(e) = self.start_dns(id, &ns)
+            {
+                self.release(id, &path);
+                let _ = self.apply_rules().await;
+                return Err(e);
+            }
+        }
         if res.is_err() {
             self.release(id, &path);
             // rules may have been swapped in with the new ports
@@ -867,7 +886,7 @@ impl Networks {
         // allocate everything under the lock, then talk to the kernel without it
         let (plans, maps) = {
             let mut st = lock(&self.st);
-            let State { s, held } = &mut *st;
+            let State { s, held, .. } = &mut *st;
             let member = s.members.get(id).cloned().ok_or_else(|| {
                 Error::NotFound(format!("no network configuration for container {id}"))
             })?;
@@ -1004,8 +1023,34 @@ impl Networks {
         })
     }
 
+    /// Serve 127.0.0.11 inside the container's namespace, answering from our state.
+    fn start_dns(&self, id: &str, ns: &File) -> Result<()> {
+        if lock(&self.st).dns.contains_key(id) {
+            return Ok(());
+        }
+        let ups = lock(&self.st)
+            .upstreams
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        let r = Arc::new(Resolver {
+            st: Arc::downgrade(&self.st),
+            id: id.to_owned(),
+        });
+        let h = berth_dns::Server::start(ns, r, ups)
+            .map_err(|e| Error::Kernel(format!("starting the embedded DNS server: {e}")))?;
+        lock(&self.st).dns.insert(id.to_owned(), h);
+        Ok(())
+    }
+
     /// Forget a sandbox's runtime state (addresses, ports, namespace).
     fn release(&self, id: &str, path: &Path) {
+        let dns = {
+            let mut st = lock(&self.st);
+            st.upstreams.remove(id);
+            st.dns.remove(id)
+        };
+        drop(dns);
         netlink::remove_netns(path);
         let mut st = lock(&self.st);
         st.held.remove(id);
@@ -1055,7 +1100,7 @@ impl Networks {
             self.down(&id).await;
         }
         let mut st = lock(&self.st);
-        let State { s, held } = &mut *st;
+        let State { s, held, .. } = &mut *st;
         for m in s.members.values() {
             let Some(sb) = &m.sandbox else { continue };
             let mut fds = Vec::new();
@@ -1070,6 +1115,34 @@ impl Networks {
         // members of containers that no longer exist
         s.members
             .retain(|id, m| running.contains(id) || m.sandbox.is_none());
+        let dns_wanted: Vec<(String, PathBuf)> = s
+            .members
+            .values()
+            .filter_map(|m| {
+                let sb = m.sandbox.as_ref()?;
+                m.endpoints
+                    .iter()
+                    .any(|e| {
+                        s.networks
+                            .iter()
+                            .any(|n| n.id == e.network && !n.predefined)
+                    })
+                    .then(|| (m.id.clone(), sb.netns.clone()))
+            })
+            .collect();
+        for (id, _) in &dns_wanted {
+            let dns: Vec<String> = Vec::new();
+            st.upstreams.insert(id.clone(), upstreams(&dns));
+        }
+        drop(st);
+        for (id, ns) in dns_wanted {
+            let res = File::open(&ns)
+                .map_err(|e| Error::Kernel(format!("opening {}: {e}", ns.display())))
+                .and_then(|f| self.start_dns(&id, &f));
+            if let Err(e) = res {
+                tracing::warn!("embedded DNS of {id}: {e}");
+            }
+        }
     }
 
     /// Drop registrations of containers the engine does not know (removed while we were down).
@@ -1264,7 +1337,21 @@ impl Networks {
                 let inner = Netlink::inside(&ns)?;
                 inner
                     .configure(&w.ifname, Cidr::new(w.ip, w.prefix), w.gw)
-                    .await
+                    .await?;
+                let user = lock(&self.st)
+                    .s
+                    .networks
+                    .iter()
+                    .any(|n| n.id == net_id && !n.predefined);
+                if user {
+                    if !lock(&self.st).upstreams.contains_key(id) {
+                        lock(&self.st)
+                            .upstreams
+                            .insert(id.to_owned(), upstreams(&[]));
+                    }
+                    self.start_dns(id, &ns)?;
+                }
+                Ok(())
             }
             .await;
             if let Err(e) = res {
@@ -1561,4 +1648,79 @@ fn reserve_range(r: &ports::PortRequest) -> Result<(OwnedFd, u16)> {
     Err(Error::Kernel(format!(
         "driver failed programming external connectivity: Bind for {ip}:{port} failed: port is already allocated ({e})"
     )))
+}
+
+/// The resolvers the embedded DNS forwards to: `--dns` if given, else the host's.
+fn upstreams(dns: &[String]) -> Vec<std::net::SocketAddr> {
+    let given: Vec<std::net::SocketAddr> = dns
+        .iter()
+        .filter_map(|d| d.parse::<std::net::IpAddr>().ok())
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .collect();
+    if !given.is_empty() {
+        return given;
+    }
+    berth_dns::host_upstreams(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default())
+}
+
+/// One container's view of names: the containers sharing a user-defined network with it, by
+/// name, short ID, `--network-alias`, and `name.network`.
+struct Resolver {
+    st: std::sync::Weak<Mutex<State>>,
+    id: String,
+}
+
+impl Resolver {
+    fn each(&self, mut f: impl FnMut(&Member, &store::Endpoint, &Network)) {
+        let Some(st) = self.st.upgrade() else { return };
+        let st = lock(&st);
+        let Some(me) = st.s.members.get(&self.id) else {
+            return;
+        };
+        let mine: Vec<&String> = me.endpoints.iter().map(|e| &e.network).collect();
+        for m in st.s.members.values().filter(|m| m.sandbox.is_some()) {
+            for e in &m.endpoints {
+                if !mine.contains(&&e.network) || e.ip.is_none() {
+                    continue;
+                }
+                if let Some(n) =
+                    st.s.networks
+                        .iter()
+                        .find(|n| n.id == e.network && !n.predefined)
+                {
+                    f(m, e, n);
+                }
+            }
+        }
+    }
+}
+
+impl berth_dns::Resolve for Resolver {
+    fn lookup(&self, name: &str) -> Vec<std::net::IpAddr> {
+        let q = name.trim_end_matches('.').to_ascii_lowercase();
+        let mut out = Vec::new();
+        self.each(|m, e, n| {
+            let hit = m.name.eq_ignore_ascii_case(&q)
+                || (q.len() == 12 && m.id.starts_with(&q))
+                || e.spec.aliases.iter().any(|a| a.eq_ignore_ascii_case(&q))
+                || format!("{}.{}", m.name, n.name).eq_ignore_ascii_case(&q);
+            if hit && let Some(ip) = e.ip {
+                let ip = std::net::IpAddr::V4(ip);
+                if !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+        });
+        out
+    }
+
+    fn reverse(&self, addr: std::net::IpAddr) -> Option<String> {
+        let mut out = None;
+        self.each(|m, e, n| {
+            if out.is_none() && e.ip.map(std::net::IpAddr::V4) == Some(addr) {
+                out = Some(format!("{}.{}", m.name, n.name));
+            }
+        });
+        out
+    }
 }

@@ -111,6 +111,7 @@ pub(super) async fn setup(
         });
     }
     let req = UpRequest {
+        dns: hc_list(&rec.host_config, "Dns"),
         port_bindings: rec.host_config.get("PortBindings").cloned(),
         exposed_ports: rec.config.get("ExposedPorts").cloned(),
         publish_all: rec.host_bool("PublishAllPorts"),
@@ -169,30 +170,17 @@ pub(super) fn write_etc(
     std::fs::write(dir.join("hosts"), hosts)?;
 
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let dns = hc_list(hc, "Dns");
-    let search = hc_list(hc, "DnsSearch");
-    let opts = hc_list(hc, "DnsOptions");
-    let mut resolv = String::new();
-    let base = super::rootfs::resolv_conf(&host_resolv);
-    for line in base.lines() {
-        let first = line.split_whitespace().next().unwrap_or("");
-        let replaced = (first == "nameserver" && !dns.is_empty())
-            || (first == "search" && !search.is_empty())
-            || (first == "options" && !opts.is_empty());
-        if !replaced {
-            resolv.push_str(line);
-            resolv.push('\n');
-        }
-    }
-    for d in &dns {
-        resolv.push_str(&format!("nameserver {d}\n"));
-    }
-    if !search.is_empty() {
-        resolv.push_str(&format!("search {}\n", search.join(" ")));
-    }
-    if !opts.is_empty() {
-        resolv.push_str(&format!("options {}\n", opts.join(" ")));
-    }
+    // user-defined networks: the embedded DNS server at 127.0.0.11 (it forwards to --dns or
+    // the host's resolvers); the default bridge: the resolvers themselves
+    let user_net = sb.map(|s| s.user_defined).unwrap_or(false);
+    let resolv = berth_dns::container_resolv_conf(
+        &host_resolv,
+        &hc_list(hc, "Dns"),
+        &hc_list(hc, "DnsSearch"),
+        &hc_list(hc, "DnsOptions"),
+        user_net,
+    )
+    .content;
     std::fs::write(dir.join("resolv.conf"), resolv)
 }
 
