@@ -145,7 +145,10 @@ impl Volumes {
     /// `GET /volumes?filters=`: dangling, name, label, label!, driver.
     pub async fn list(&self, filters: &BTreeMap<String, Vec<String>>) -> Result<Value> {
         for k in filters.keys() {
-            if !matches!(k.as_str(), "dangling" | "name" | "label" | "label!" | "driver") {
+            if !matches!(
+                k.as_str(),
+                "dangling" | "name" | "label" | "label!" | "driver"
+            ) {
                 return Err(Error::invalid(format!("invalid filter '{k}'")));
             }
         }
@@ -210,8 +213,7 @@ impl Volumes {
         }
         let mut all = all_default;
         for a in filters.get("all").into_iter().flatten() {
-            all = truthy(a)
-                .ok_or_else(|| Error::invalid(format!("invalid filter 'all={a}'")))?;
+            all = truthy(a).ok_or_else(|| Error::invalid(format!("invalid filter 'all={a}'")))?;
         }
         let filters = filters.clone();
         let this = self.clone();

@@ -90,11 +90,7 @@ impl Volume {
     /// Docker's `Volume` object (empty labels and options are `null`, as dockerd sends them).
     pub fn to_json(&self) -> Value {
         let map_or_null = |m: &BTreeMap<String, String>| {
-            if m.is_empty() {
-                Value::Null
-            } else {
-                json!(m)
-            }
+            if m.is_empty() { Value::Null } else { json!(m) }
         };
         json!({
             "CreatedAt": self.created_at,
@@ -125,15 +121,14 @@ pub struct VolumeStore {
 /// Docker's rule for local volume names.
 pub fn valid_name(name: &str) -> Result<()> {
     if name.len() < 2 {
-        return Err(Error::Invalid(format!(
+        return Err(Error::Invalid(
             "volume name is too short, names should be at least two alphanumeric characters"
-        )));
+                .to_owned(),
+        ));
     }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    if !first_ok
-        || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-')
-    {
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-') {
         return Err(Error::Invalid(format!(
             "\"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path"
         )));
@@ -472,10 +467,12 @@ impl VolumeStore {
             return;
         };
         let data = self.data_path(name);
-        if last && !meta.options.is_empty() && mount::is_mountpoint(&data) {
-            if let Err(e) = mount::unmount(&data) {
-                tracing::warn!("unmounting volume {name}: {e}");
-            }
+        if last
+            && !meta.options.is_empty()
+            && mount::is_mountpoint(&data)
+            && let Err(e) = mount::unmount(&data)
+        {
+            tracing::warn!("unmounting volume {name}: {e}");
         }
     }
 
@@ -489,7 +486,8 @@ impl VolumeStore {
     /// (dockerd's copy-up). The rootfs side is resolved inside `rootfs`.
     pub fn populate(&self, name: &str, rootfs: &Path, dest: &str) -> Result<()> {
         let data = self.data_path(name);
-        copy::copy_up(rootfs, dest, &data).map_err(|e| io(format!("copying {dest} into volume {name}"), e))
+        copy::copy_up(rootfs, dest, &data)
+            .map_err(|e| io(format!("copying {dest} into volume {name}"), e))
     }
 }
 

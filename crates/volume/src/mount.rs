@@ -90,9 +90,7 @@ fn parse_o(o: &str) -> (MountFlags, Option<MountPropagationFlags>, bool, String)
             "shared" => prop = Some(MountPropagationFlags::SHARED),
             "rshared" => prop = Some(MountPropagationFlags::SHARED | MountPropagationFlags::REC),
             "slave" => prop = Some(MountPropagationFlags::DOWNSTREAM),
-            "rslave" => {
-                prop = Some(MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC)
-            }
+            "rslave" => prop = Some(MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC),
             "unbindable" => prop = Some(MountPropagationFlags::UNBINDABLE),
             "runbindable" => {
                 prop = Some(MountPropagationFlags::UNBINDABLE | MountPropagationFlags::REC)

@@ -13,7 +13,9 @@ fn m(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
 fn create_list_remove_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let s = VolumeStore::open(dir.path()).unwrap();
-    let (v, created) = s.create(Some("data"), "", m(&[("a", "b")]), m(&[])).unwrap();
+    let (v, created) = s
+        .create(Some("data"), "", m(&[("a", "b")]), m(&[]))
+        .unwrap();
     assert!(created);
     assert_eq!(v.mountpoint, dir.path().join("volumes/data/_data"));
     assert!(v.mountpoint.is_dir());
@@ -54,7 +56,10 @@ fn names_and_options_are_checked() {
     let s = VolumeStore::open(dir.path()).unwrap();
     for bad in ["a", "-x", "a/b", "../x", ".hidden"] {
         assert!(
-            matches!(s.create(Some(bad), "", m(&[]), m(&[])), Err(Error::Invalid(_))),
+            matches!(
+                s.create(Some(bad), "", m(&[]), m(&[])),
+                Err(Error::Invalid(_))
+            ),
             "{bad}"
         );
     }

@@ -626,7 +626,8 @@ impl Containers {
             map.insert(id.clone(), Container::new(rec.clone()));
             rec
         };
-        let image_volumes: Vec<String> = ic.volumes.clone().unwrap_or_default().into_keys().collect();
+        let image_volumes: Vec<String> =
+            ic.volumes.clone().unwrap_or_default().into_keys().collect();
         let rec = match self.setup_mounts(&rec, image_volumes).await {
             Ok(mps) => {
                 let ctr = self.get(&id)?;

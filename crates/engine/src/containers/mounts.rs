@@ -111,7 +111,10 @@ fn propagation_of(mode: &str) -> Option<String> {
 
 /// Lexically clean an absolute container path (`/a//b/` -> `/a/b`).
 fn clean(p: &str) -> String {
-    let parts: Vec<&str> = p.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
     format!("/{}", parts.join("/"))
 }
 
@@ -131,7 +134,11 @@ fn parse_bind(spec: &str) -> Result<MountPoint> {
     if !mode.is_empty() && !valid_mode(mode) {
         return Err(Error::invalid(format!("invalid mode: {mode}")));
     }
-    let typ = if src.starts_with('/') { "bind" } else { "volume" };
+    let typ = if src.starts_with('/') {
+        "bind"
+    } else {
+        "volume"
+    };
     if !dst.starts_with('/') {
         return Err(Error::invalid(format!(
             "invalid volume specification: '{spec}': invalid mount config for type \"{typ}\": invalid mount path: '{dst}' mount path must be absolute"
@@ -155,9 +162,8 @@ fn parse_bind(spec: &str) -> Result<MountPoint> {
         mp.propagation = propagation_of(mode).unwrap_or_else(|| "rprivate".into());
     } else {
         if !src.is_empty() {
-            berth_volume::valid_name(src).map_err(|e| {
-                Error::invalid(format!("create {src}: {e}"))
-            })?;
+            berth_volume::valid_name(src)
+                .map_err(|e| Error::invalid(format!("create {src}: {e}")))?;
         }
         mp.name = src.into();
         mp.driver = "local".into();
@@ -169,15 +175,16 @@ fn parse_bind(spec: &str) -> Result<MountPoint> {
     Ok(mp)
 }
 
+/// Labels and driver options for creating a `--mount` volume.
+type VolumeArgs = (BTreeMap<String, String>, BTreeMap<String, String>);
+
 fn mount_err(typ: &str, msg: impl std::fmt::Display) -> Error {
     Error::invalid(format!("invalid mount config for type \"{typ}\": {msg}"))
 }
 
 /// `--mount` / HostConfig.Mounts (API `Mount` objects). Returns the mount point and, for
 /// volumes, the labels and driver options to create it with.
-fn parse_api_mount(
-    m: &Value,
-) -> Result<(MountPoint, BTreeMap<String, String>, BTreeMap<String, String>)> {
+fn parse_api_mount(m: &Value) -> Result<(MountPoint, VolumeArgs)> {
     let s = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let typ = s("Type");
     let target = s("Target");
@@ -314,7 +321,7 @@ fn parse_api_mount(
             }
         }
     }
-    Ok((mp, labels, opts))
+    Ok((mp, (labels, opts)))
 }
 
 /// `--volumes-from name[:ro|rw]`.
@@ -404,11 +411,7 @@ impl Containers {
         let _ = super::blocking(move || {
             for mp in rec.mount_points.iter().filter(|m| m.typ == "volume") {
                 vols.store().unmount(&mp.name, &rec.id);
-                vols.event(
-                    "unmount",
-                    &mp.name,
-                    &[("container", rec.id.clone())],
-                );
+                vols.event("unmount", &mp.name, &[("container", rec.id.clone())]);
             }
             Ok(())
         })
@@ -464,7 +467,10 @@ impl Containers {
 /// For `docker cp`: the mount serving the container path `path` (absolute, cleaned) and the
 /// rest of the path below its destination, or None when the path is in the container's own
 /// filesystem. The rest must still be resolved inside the mount's source (RESOLVE_IN_ROOT).
-pub fn resolve_host_path<'a>(table: &'a [HostMount], path: &str) -> Option<(&'a HostMount, String)> {
+pub fn resolve_host_path<'a>(
+    table: &'a [HostMount],
+    path: &str,
+) -> Option<(&'a HostMount, String)> {
     let path = clean(path);
     table
         .iter()
@@ -474,7 +480,9 @@ pub fn resolve_host_path<'a>(table: &'a [HostMount], path: &str) -> Option<(&'a 
         })
         .max_by_key(|m| m.destination.len())
         .map(|m| {
-            let rest = path[m.destination.len()..].trim_start_matches('/').to_owned();
+            let rest = path[m.destination.len()..]
+                .trim_start_matches('/')
+                .to_owned();
             (m, rest)
         })
 }
@@ -509,11 +517,10 @@ fn build(
         seen.push(mp.destination.clone());
         push(&mut out, mp);
     }
-    let mut labels_opts: BTreeMap<String, (BTreeMap<String, String>, BTreeMap<String, String>)> =
-        BTreeMap::new();
+    let mut labels_opts: BTreeMap<String, VolumeArgs> = BTreeMap::new();
     if let Some(ms) = hc.get("Mounts").and_then(Value::as_array) {
         for m in ms {
-            let (mp, labels, opts) = parse_api_mount(m)?;
+            let (mp, (labels, opts)) = parse_api_mount(m)?;
             if seen.contains(&mp.destination) {
                 return Err(Error::invalid(format!(
                     "Duplicate mount point: {}",
@@ -574,13 +581,19 @@ fn build(
     // create (or look up) the volumes, then reference them
     for mp in out.iter_mut().filter(|m| m.typ == "volume") {
         if mp.name.is_empty() {
-            let (labels, _) = labels_opts.get(&mp.destination).cloned().unwrap_or_default();
+            let (labels, _) = labels_opts
+                .get(&mp.destination)
+                .cloned()
+                .unwrap_or_default();
             let v = vols.create_sync(None, labels, BTreeMap::new(), &mp.driver)?;
             created_anon.push(v.name.clone());
             mp.name = v.name;
             mp.anonymous = true;
         } else if vols.store().get(&mp.name).is_err() {
-            let (labels, opts) = labels_opts.get(&mp.destination).cloned().unwrap_or_default();
+            let (labels, opts) = labels_opts
+                .get(&mp.destination)
+                .cloned()
+                .unwrap_or_default();
             vols.create_sync(Some(&mp.name), labels, opts, &mp.driver)?;
         }
         vols.store().acquire(&mp.name, id)?;
@@ -742,10 +755,16 @@ mod tests {
     #[test]
     fn bind_specs() {
         let m = parse_bind("/host:/c:ro").unwrap();
-        assert_eq!((m.typ.as_str(), m.rw, m.mode.as_str()), ("bind", false, "ro"));
+        assert_eq!(
+            (m.typ.as_str(), m.rw, m.mode.as_str()),
+            ("bind", false, "ro")
+        );
         assert_eq!(m.propagation, "rprivate");
         let m = parse_bind("data:/d").unwrap();
-        assert_eq!((m.typ.as_str(), m.name.as_str(), m.mode.as_str()), ("volume", "data", "z"));
+        assert_eq!(
+            (m.typ.as_str(), m.name.as_str(), m.mode.as_str()),
+            ("volume", "data", "z")
+        );
         assert!(m.copy_data);
         let m = parse_bind("data:/d:nocopy").unwrap();
         assert!(!m.copy_data);
@@ -761,13 +780,18 @@ mod tests {
 
     #[test]
     fn api_mounts() {
-        let (m, _, _) = parse_api_mount(&json!({"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1048576,"Mode":1023}})).unwrap();
+        let (m, _) = parse_api_mount(
+            &json!({"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1048576,"Mode":1023}}),
+        )
+        .unwrap();
         assert_eq!(m.tmpfs_options, vec!["size=1048576", "mode=1777"]);
-        let (m, l, o) = parse_api_mount(&json!({"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"NoCopy":true,"Labels":{"a":"b"},"DriverConfig":{"Options":{"type":"tmpfs","device":"tmpfs"}}}})).unwrap();
+        let (m, (l, o)) = parse_api_mount(&json!({"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"NoCopy":true,"Labels":{"a":"b"},"DriverConfig":{"Options":{"type":"tmpfs","device":"tmpfs"}}}})).unwrap();
         assert!(!m.copy_data);
         assert_eq!(l["a"], "b");
         assert_eq!(o["type"], "tmpfs");
-        let e = parse_api_mount(&json!({"Type":"bind","Source":"/nonexistent-berth","Target":"/x"})).unwrap_err();
+        let e =
+            parse_api_mount(&json!({"Type":"bind","Source":"/nonexistent-berth","Target":"/x"}))
+                .unwrap_err();
         assert_eq!(
             e.message,
             "invalid mount config for type \"bind\": bind source path does not exist: /nonexistent-berth"
@@ -778,11 +802,24 @@ mod tests {
     #[test]
     fn host_paths_for_cp() {
         let t = vec![
-            HostMount { destination: "/data".into(), typ: "volume".into(), source: Some("/v/_data".into()), read_only: false },
-            HostMount { destination: "/data/sub".into(), typ: "bind".into(), source: Some("/h".into()), read_only: true },
+            HostMount {
+                destination: "/data".into(),
+                typ: "volume".into(),
+                source: Some("/v/_data".into()),
+                read_only: false,
+            },
+            HostMount {
+                destination: "/data/sub".into(),
+                typ: "bind".into(),
+                source: Some("/h".into()),
+                read_only: true,
+            },
         ];
         let (m, rest) = resolve_host_path(&t, "/data/sub/x/y").unwrap();
-        assert_eq!((m.destination.as_str(), rest.as_str()), ("/data/sub", "x/y"));
+        assert_eq!(
+            (m.destination.as_str(), rest.as_str()),
+            ("/data/sub", "x/y")
+        );
         let (m, rest) = resolve_host_path(&t, "/data").unwrap();
         assert_eq!((m.destination.as_str(), rest.as_str()), ("/data", ""));
         assert!(resolve_host_path(&t, "/datax").is_none());
