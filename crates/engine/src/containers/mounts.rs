@@ -785,7 +785,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.tmpfs_options, vec!["size=1048576", "mode=1777"]);
-        let (m, (l, o)) = parse_api_mount(&json!({"Type":"volume","Source":"v","Target":"/v","VolumeOptions":{"NoCopy":true,"Labels":{"a":"b"},"DriverConfig":{"Options":{"type":"tmpfs","device":"tmpfs"}}}})).unwrap();
+        let (m, (l, o)) = parse_api_mount(&json!({"Type":"volume","Source":"vv","Target":"/v","VolumeOptions":{"NoCopy":true,"Labels":{"a":"b"},"DriverConfig":{"Options":{"type":"tmpfs","device":"tmpfs"}}}})).unwrap();
         assert!(!m.copy_data);
         assert_eq!(l["a"], "b");
         assert_eq!(o["type"], "tmpfs");
