@@ -511,7 +511,10 @@ pub fn usage(path: &str) -> String {
         "tag" | "image tag" => "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
         "save" | "image save" => "[OPTIONS] IMAGE [IMAGE...]",
         "import" | "image import" => "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
-        "image" | "system" | "container" => "COMMAND",
+        "image" | "system" | "container" | "volume" => "COMMAND",
+        "volume create" => "[OPTIONS] [VOLUME]",
+        "volume inspect" | "volume rm" => "[OPTIONS] VOLUME [VOLUME...]",
+        "volume ls" | "volume prune" => "[OPTIONS]",
         "run" | "container run" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
         "create" | "container create" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
         "start" | "container start" => "[OPTIONS] CONTAINER [CONTAINER...]",
@@ -617,7 +620,7 @@ pub fn command_path(argv: &[String]) -> String {
             continue;
         }
         words.push(canonical(words.first().map(String::as_str), a));
-        if words.len() == 2 || !matches!(a.as_str(), "image" | "system" | "container") {
+        if words.len() == 2 || !matches!(a.as_str(), "image" | "system" | "container" | "volume") {
             break;
         }
         i += 1;
@@ -631,6 +634,8 @@ fn canonical(group: Option<&str>, w: &str) -> String {
         (Some("image"), "remove" | "rmi") => "rm".into(),
         (Some("container"), "list" | "ps") => "ls".into(),
         (Some("container"), "remove") => "rm".into(),
+        (Some("volume"), "list") => "ls".into(),
+        (Some("volume"), "remove") => "rm".into(),
         _ => w.into(),
     }
 }

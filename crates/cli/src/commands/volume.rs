@@ -31,7 +31,7 @@ pub async fn create(client: &Client, a: VolumeCreateArgs) -> Result<(), CliError
     let name = match (a.name.as_deref(), a.args.first()) {
         (Some(n), Some(p)) if n != p => {
             return Err(CliError::msg(
-                "conflicting options: either specify --name or provide positional arg, not both",
+                "conflicting options: cannot specify a volume-name through both --name and as a positional arg",
             ));
         }
         (Some(n), _) => n.to_owned(),
@@ -133,7 +133,9 @@ pub fn volume_row(v: &Ordered) -> Row {
         .with("Labels", "LABELS", labels(v))
         .with("Links", "LINKS", links)
         .with("Size", "SIZE", size)
-        .with("CreatedAt", "CREATED", s(v, "CreatedAt"))
+        .with("Group", "GROUP", "N/A")
+        .with("Availability", "AVAILABILITY", "N/A")
+        .with("Status", "STATUS", "N/A")
 }
 
 pub async fn ls(client: &Client, a: VolumeLsArgs) -> Result<(), CliError> {
@@ -186,7 +188,15 @@ pub async fn rm(client: &Client, a: VolumeRmArgs) -> Result<(), CliError> {
 }
 
 pub async fn prune(client: &Client, a: VolumePruneArgs) -> Result<(), CliError> {
-    let warning = if a.all {
+    // daemons before API 1.42 prune named volumes too; docker words its question accordingly
+    let old = {
+        let mut p = client
+            .api_version
+            .split('.')
+            .map(|x| x.parse::<u32>().unwrap_or(0));
+        (p.next().unwrap_or(1), p.next().unwrap_or(0)) < (1, 42)
+    };
+    let warning = if a.all || old {
         "WARNING! This will remove all local volumes not used by at least one container.\nAre you sure you want to continue?"
     } else {
         "WARNING! This will remove anonymous local volumes not used by at least one container.\nAre you sure you want to continue?"
