@@ -77,6 +77,16 @@ pub enum Cmd {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Download an image from a registry
+    Pull(crate::commands::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::commands::registry::PushArgs),
+    /// Authenticate to a registry
+    Login(crate::commands::registry::LoginArgs),
+    /// Log out from a registry
+    Logout(crate::commands::registry::LogoutArgs),
+    /// Search Docker Hub for images
+    Search(crate::commands::registry::SearchArgs),
     /// Show the Docker version information
     Version(VersionArgs),
     /// Display system-wide information
@@ -132,6 +142,9 @@ pub enum Cmd {
     /// Manage Docker
     #[command(subcommand, arg_required_else_help = true)]
     System(SystemCmd),
+    /// Manage networks
+    #[command(subcommand, arg_required_else_help = true)]
+    Network(crate::commands::network::NetworkCmd),
     /// Manage volumes
     #[command(subcommand, arg_required_else_help = true)]
     Volume(VolumeCmd),
@@ -241,6 +254,10 @@ pub enum ImageCmd {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Download an image from a registry
+    Pull(crate::commands::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::commands::registry::PushArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -515,6 +532,11 @@ pub fn usage(path: &str) -> String {
         "volume create" => "[OPTIONS] [VOLUME]",
         "volume inspect" | "volume rm" => "[OPTIONS] VOLUME [VOLUME...]",
         "volume ls" | "volume prune" => "[OPTIONS]",
+        "pull" | "image pull" => "[OPTIONS] NAME[:TAG|@DIGEST]",
+        "push" | "image push" => "[OPTIONS] NAME[:TAG]",
+        "login" => "[OPTIONS] [SERVER]",
+        "logout" => "[SERVER]",
+        "search" => "[OPTIONS] TERM",
         "run" | "container run" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
         "create" | "container create" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
         "start" | "container start" => "[OPTIONS] CONTAINER [CONTAINER...]",
@@ -536,6 +558,11 @@ pub fn usage(path: &str) -> String {
         "port" | "container port" => "CONTAINER [PRIVATE_PORT[/PROTO]]",
         "container prune" => "[OPTIONS]",
         "container inspect" => "[OPTIONS] CONTAINER [CONTAINER...]",
+        "network" => "COMMAND",
+        "network create" => "[OPTIONS] NETWORK",
+        "network inspect" => "[OPTIONS] NETWORK [NETWORK...]",
+        "network rm" => "NETWORK [NETWORK...]",
+        "network connect" | "network disconnect" => "[OPTIONS] NETWORK CONTAINER",
         _ => "[OPTIONS]",
     };
     if path.is_empty() {
@@ -620,7 +647,12 @@ pub fn command_path(argv: &[String]) -> String {
             continue;
         }
         words.push(canonical(words.first().map(String::as_str), a));
-        if words.len() == 2 || !matches!(a.as_str(), "image" | "system" | "container" | "volume") {
+        if words.len() == 2
+            || !matches!(
+                a.as_str(),
+                "image" | "system" | "container" | "network" | "volume"
+            )
+        {
             break;
         }
         i += 1;
@@ -636,6 +668,8 @@ fn canonical(group: Option<&str>, w: &str) -> String {
         (Some("container"), "remove") => "rm".into(),
         (Some("volume"), "list") => "ls".into(),
         (Some("volume"), "remove") => "rm".into(),
+        (Some("network"), "list") => "ls".into(),
+        (Some("network"), "remove") => "rm".into(),
         _ => w.into(),
     }
 }

@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod images;
 pub mod info;
 pub mod models;
+pub mod registry;
 pub mod volumes;
 
 use std::collections::BTreeMap;
@@ -147,6 +148,10 @@ impl Engine {
         .await?;
         let images = Images::new(store, events.clone());
         images.set_containers(containers.clone());
+        images.set_registry(registry::registry_config(
+            &config.insecure_registries,
+            &config.registry_mirrors,
+        ));
         let engine = Arc::new(Engine {
             id,
             config,
