@@ -15,6 +15,7 @@ pub mod info;
 pub mod models;
 pub mod networks;
 pub mod registry;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +27,7 @@ pub use containers::Containers;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventBus, EventFilter};
 pub use images::Images;
+pub use volumes::Volumes;
 
 /// An extra OCI runtime (`--add-runtime name=path`, daemon.json `runtimes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,6 +94,7 @@ pub struct Engine {
     pub networks: Arc<berth_network::Networks>,
     /// The /networks API (events, filters) over `networks`.
     pub network_service: networks::NetworkService,
+    pub volumes: Volumes,
 }
 
 /// The embedded hello-world docker-archive (offline `berth run hello-world`).
@@ -157,11 +160,15 @@ impl Engine {
         let networks = berth_network::Networks::open(ncfg)
             .await
             .map_err(|e| Error::internal(format!("setting up networking: {e}")))?;
+        let data_root = config.data_root.clone();
+        let ev = events.clone();
+        let volumes = tokio::task::spawn_blocking(move || Volumes::open(&data_root, ev)).await??;
         // loads the container records and reconciles them with the shims still running
         let containers = Containers::open(
             &config.data_root,
             &config.exec_root,
             store.clone(),
+            volumes.clone(),
             events.clone(),
             networks.clone(),
         )
@@ -182,6 +189,7 @@ impl Engine {
             network_service,
             containers,
             networks,
+            volumes,
         });
         if engine.config.load_hello_world
             && let Some(archive) = hello_world_archive()

@@ -16,6 +16,7 @@
 mod exec;
 mod health;
 mod logs;
+mod mounts;
 mod names;
 mod net;
 mod record;
@@ -40,6 +41,7 @@ use crate::events::{Actor, EventBus};
 
 pub use exec::ExecOptions;
 pub use logs::{LogOptions, Message as LogMessage};
+pub use mounts::{HostMount, MountPoint, resolve_host_path};
 pub use net::net_error;
 pub use record::Record;
 
@@ -119,6 +121,7 @@ struct Inner {
     root: PathBuf,
     exec_root: PathBuf,
     images: Arc<ImageStore>,
+    volumes: crate::volumes::Volumes,
     events: Arc<EventBus>,
     nets: Arc<berth_network::Networks>,
     map: Mutex<HashMap<String, Arc<Container>>>,
@@ -220,6 +223,7 @@ impl Containers {
         data_root: &Path,
         exec_root: &Path,
         images: Arc<ImageStore>,
+        volumes: crate::volumes::Volumes,
         events: Arc<EventBus>,
         nets: Arc<berth_network::Networks>,
     ) -> Result<Containers> {
@@ -245,6 +249,7 @@ impl Containers {
             root,
             exec_root: exec_root.to_path_buf(),
             images,
+            volumes,
             events,
             nets,
             map: Mutex::new(HashMap::new()),
@@ -253,6 +258,7 @@ impl Containers {
         let known: std::collections::BTreeSet<String> = recs.iter().map(|r| r.id.clone()).collect();
         c.0.nets.forget_unknown(&known);
         for rec in recs {
+            c.restore_mounts(&rec);
             let running = rec.running();
             let ctr = Container::new(rec);
             lock(&c.0.map).insert(ctr.id.clone(), ctr.clone());
@@ -404,20 +410,13 @@ impl Containers {
         if !host_config.is_object() {
             host_config = json!({});
         }
-        // Until volumes exist (issue 5), refuse what would otherwise silently run without the
-        // user's data rather than ignore it.
+        // Until devices exist, refuse what would otherwise silently run without them.
         let non_empty = |k: &str| match host_config.get(k) {
             Some(Value::Array(a)) => !a.is_empty(),
             Some(Value::Object(o)) => !o.is_empty(),
             _ => false,
         };
-        for (key, flag) in [
-            ("Binds", "-v/--volume"),
-            ("Mounts", "--mount"),
-            ("Tmpfs", "--tmpfs"),
-            ("VolumesFrom", "--volumes-from"),
-            ("Devices", "--device"),
-        ] {
+        for (key, flag) in [("Devices", "--device")] {
             if non_empty(key) {
                 return Err(Error::not_implemented(format!(
                     "{flag} ({key}) is not supported by berthd yet"
@@ -639,6 +638,7 @@ impl Containers {
                 },
                 restart_count: 0,
                 manually_stopped: false,
+                mount_points: Vec::new(),
             };
             map.insert(id.clone(), Container::new(rec.clone()));
             rec
@@ -653,6 +653,20 @@ impl Containers {
             lock(&self.0.map).remove(&id);
             return Err(net::net_error(e));
         }
+        let image_volumes: Vec<String> =
+            ic.volumes.clone().unwrap_or_default().into_keys().collect();
+        let rec = match self.setup_mounts(&rec, image_volumes).await {
+            Ok(mps) => {
+                let ctr = self.get(&id)?;
+                lock(&ctr.rec).mount_points = mps;
+                ctr.record()
+            }
+            Err(e) => {
+                lock(&self.0.map).remove(&id);
+                self.0.nets.unregister(&id).await;
+                return Err(e);
+            }
+        };
 
         let store = self.0.images.clone();
         let dir = self.dir(&id);
@@ -662,6 +676,7 @@ impl Containers {
         if let Err(e) = res {
             lock(&self.0.map).remove(&id);
             self.0.nets.unregister(&id).await;
+            self.release_volumes(&rec, true).await;
             let store = self.0.images.clone();
             let dir = self.dir(&id);
             let i2 = id.clone();
@@ -719,6 +734,7 @@ impl Containers {
                 }
             }
             let _ = self.save(&ctr).await;
+            self.unmount_volumes(&rec).await;
             lock(&ctr.pending).clear();
             let _ = tokio::fs::remove_dir_all(self.state_dir(&rec.id)).await;
             if rec.host_bool("AutoRemove") {
@@ -727,7 +743,7 @@ impl Containers {
                 let this = self.clone();
                 let id = rec.id.clone();
                 tokio::spawn(async move {
-                    let _ = this.remove(&id, true, false).await;
+                    let _ = this.remove(&id, true, true).await;
                 });
             }
         }
@@ -755,6 +771,7 @@ impl Containers {
         });
         let sn = net::setup(&self.0.nets, rec, joined.as_ref().map(|j| j.0.clone())).await?;
         let links = self.link_hosts(rec);
+        let vols = self.0.volumes.clone();
         blocking(move || {
             if sn.sandbox.is_some() {
                 net::write_etc(&dir, &r2, sn.sandbox.as_ref(), &links)
@@ -775,6 +792,7 @@ impl Containers {
                 input.hosts_path = Some(odir.join("hosts"));
                 input.resolv_conf_path = Some(odir.join("resolv.conf"));
             }
+            mounts::apply(&vols, &r2, &rootfs, &mut input)?;
             if !input.cwd.is_empty() {
                 berth_runtime::ensure_workdir(&rootfs, &input.cwd)
                     .map_err(|e| Error::invalid(e.to_string()))?;
@@ -942,6 +960,7 @@ impl Containers {
             tracing::error!("recording exit of {}: {e}", ctr.id);
         }
         self.0.nets.down(&ctr.id).await;
+        self.unmount_volumes(&rec).await;
         let sd = self.state_dir(&ctr.id);
         let _ = shim::request(&sd, &Request::Release).await;
         if info.oom_killed {
@@ -953,7 +972,7 @@ impl Containers {
             let this = self.clone();
             let id = ctr.id.clone();
             tokio::spawn(async move {
-                if let Err(e) = this.remove(&id, true, false).await {
+                if let Err(e) = this.remove(&id, true, true).await {
                     tracing::warn!("auto-removing {id}: {e}");
                 }
             });
@@ -1255,7 +1274,7 @@ impl Containers {
     // ---------------------------------------------------------------- remove
 
     /// `DELETE /containers/{id}?force=&v=`.
-    pub async fn remove(&self, name: &str, force: bool, _volumes: bool) -> Result<()> {
+    pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let ctr = self.get(name)?;
         let _op = ctr.op.lock().await;
         let rec = ctr.record();
@@ -1297,6 +1316,7 @@ impl Containers {
             Ok(())
         })
         .await?;
+        self.release_volumes(&rec, volumes).await;
         lock(&self.0.map).remove(&rec.id);
         let code = ctr.record().state.exit_code;
         ctr.removed.send_replace(Some(code));
@@ -1437,7 +1457,7 @@ impl Containers {
                 },
                 "Name": "overlay2",
             },
-            "Mounts": [],
+            "Mounts": mounts::mounts_json(&self.0.volumes, r),
             "Config": r.config,
             "NetworkSettings": self.0.nets.settings_json(&r.id, r.config.get("ExposedPorts"), r.host_config.get("PortBindings")),
         })
@@ -1483,7 +1503,7 @@ impl Containers {
             "Status": status,
             "HostConfig": { "NetworkMode": r.network_mode() },
             "NetworkSettings": { "Networks": self.0.nets.networks_summary(&r.id) },
-            "Mounts": [],
+            "Mounts": mounts::mounts_json(&self.0.volumes, r),
         })
     }
 
@@ -1582,6 +1602,7 @@ impl Containers {
                     Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
                     None => labels.contains_key(l),
                 })
+                && any("volume", &|v| mounts::uses_volume(r, v))
                 && any("exited", &|e| {
                     r.state.status == "exited" && e.parse::<i32>().ok() == Some(r.state.exit_code)
                 })
