@@ -39,6 +39,10 @@ pub struct EngineConfig {
     pub exec_root: PathBuf,
     pub debug: bool,
     pub live_restore: bool,
+    /// `--init`: docker-init in every container unless `HostConfig.Init` says otherwise.
+    pub init: bool,
+    /// `--init-path`.
+    pub init_path: Option<PathBuf>,
     pub default_runtime: String,
     pub runtimes: BTreeMap<String, Runtime>,
     pub insecure_registries: Vec<String>,
@@ -58,6 +62,8 @@ impl EngineConfig {
             exec_root: exec_root.into(),
             debug: false,
             live_restore: false,
+            init: false,
+            init_path: None,
             default_runtime: "runc".to_owned(),
             runtimes: BTreeMap::new(),
             insecure_registries: Vec::new(),
@@ -136,6 +142,12 @@ impl Engine {
             &config.exec_root,
             store.clone(),
             events.clone(),
+            containers::Options {
+                init: config.init,
+                init_path: config.init_path.clone(),
+                default_runtime: config.default_runtime.clone(),
+                runtimes: config.runtimes.clone(),
+            },
         )
         .await?;
         let images = Images::new(store, events.clone());
@@ -157,7 +169,17 @@ impl Engine {
             // Not fatal: the daemon is useful without it.
             tracing::warn!("loading the embedded hello-world image: {e}");
         }
+        // restart policies, auto-remove leftovers (after the images are there)
+        engine.containers.autostart().await;
         Ok(engine)
+    }
+
+    /// Daemon shutdown: stop the running containers (unless live-restore), each within its
+    /// stop timeout, all within `timeout` (`--shutdown-timeout`).
+    pub async fn shutdown(&self, timeout: std::time::Duration) {
+        self.containers
+            .shutdown(self.config.live_restore, timeout)
+            .await;
     }
 
     /// Number of `GET /events` streams open now (`docker info` NEventsListener).
