@@ -36,7 +36,8 @@ pub enum Runtime {
 pub struct Builtin {
     id: String,
     root: PathBuf,
-    container: Option<Container>,
+    // boxed: libcontainer's state is large next to the external variant
+    container: Option<Box<Container>>,
     /// The container's seccomp filter, applied to exec'd processes too (see executor.rs).
     exec_seccomp: Option<LinuxSeccomp>,
 }
@@ -93,7 +94,7 @@ impl Runtime {
                         start::runtime_error(&e)
                     })?;
                 let pid = c.pid();
-                b.container = Some(c);
+                b.container = Some(Box::new(c));
                 pid.ok_or_else(|| StartError::Io("container has no init pid".into()))
             }
             Runtime::External(x) => {
