@@ -515,12 +515,14 @@ impl Drop for Cleanup<'_> {
         for c in &self.containers {
             let _ = self.d.docker(&["rm", "-f", c]);
         }
-        for n in &self.networks {
-            // Names may be ambiguous after a failed run: remove by ID.
-            let ids = self
-                .d
-                .docker(&["network", "ls", "-q", "-f", &format!("name=^{n}$")]);
-            for id in text(&ids.stdout).lines() {
+        // By ID: a failed run may have left two networks of one name.
+        let all = self
+            .d
+            .docker(&["network", "ls", "--format", "{{.ID}} {{.Name}}"]);
+        for line in text(&all.stdout).lines() {
+            if let Some((id, name)) = line.split_once(' ')
+                && self.networks.iter().any(|n| n == name)
+            {
                 let _ = self.d.docker(&["network", "rm", id]);
             }
         }

@@ -2,7 +2,8 @@
 //!
 //! State: one `config.v2.json` per container under `<data-root>/containers/<id>/` (the truth),
 //! mirrored in memory. Filesystem: an overlay mount at `<data-root>/overlay2/<id>-rw/merged`
-//! over the image's layers (held with `hold_layers` until removal). Process: a `berth-shim`
+//! over the image's layers (held with `hold_layers` until removal), mounted while the container
+//! runs or someone needs its files (mount.rs). Process: a `berth-shim`
 //! per started container, state dir `<exec-root>/c/<id[..16]>` (short: unix socket paths are
 //! limited to 108 bytes), libcontainer state under `<exec-root>/rt`. The engine never runs
 //! libcontainer itself; each running container has a monitor task blocked on the shim's
@@ -17,6 +18,7 @@ mod health;
 mod lifecycle;
 mod logs;
 mod mount;
+mod mounts;
 mod names;
 mod net;
 mod record;
@@ -43,6 +45,7 @@ pub use exec::ExecOptions;
 pub use lifecycle::{BUILTIN_RUNTIME, Options};
 pub use logs::{LogOptions, Message as LogMessage};
 pub use mount::RootfsGuard;
+pub use mounts::{HostMount, MountPoint, resolve_host_path};
 pub use record::Record;
 
 /// A hijacked client stream (attach/exec), as the API hands it over.
@@ -124,6 +127,7 @@ struct Inner {
     root: PathBuf,
     exec_root: PathBuf,
     images: Arc<ImageStore>,
+    volumes: crate::volumes::Volumes,
     events: Arc<EventBus>,
     map: Mutex<HashMap<String, Arc<Container>>>,
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
@@ -227,6 +231,7 @@ impl Containers {
         data_root: &Path,
         exec_root: &Path,
         images: Arc<ImageStore>,
+        volumes: crate::volumes::Volumes,
         events: Arc<EventBus>,
         opts: Options,
     ) -> Result<Containers> {
@@ -252,6 +257,7 @@ impl Containers {
             root,
             exec_root: exec_root.to_path_buf(),
             images,
+            volumes,
             events,
             map: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
@@ -259,6 +265,7 @@ impl Containers {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
         }));
         for rec in recs {
+            c.restore_mounts(&rec);
             let running = rec.running();
             let ctr = Container::new(rec);
             lock(&c.0.map).insert(ctr.id.clone(), ctr.clone());
@@ -392,25 +399,6 @@ impl Containers {
         let mut host_config = body.get("HostConfig").cloned().unwrap_or(json!({}));
         if !host_config.is_object() {
             host_config = json!({});
-        }
-        // Until volumes exist (issue 5), refuse what would otherwise silently run without the
-        // user's data rather than ignore it.
-        let non_empty = |k: &str| match host_config.get(k) {
-            Some(Value::Array(a)) => !a.is_empty(),
-            Some(Value::Object(o)) => !o.is_empty(),
-            _ => false,
-        };
-        for (key, flag) in [
-            ("Binds", "-v/--volume"),
-            ("Mounts", "--mount"),
-            ("Tmpfs", "--tmpfs"),
-            ("VolumesFrom", "--volumes-from"),
-        ] {
-            if non_empty(key) {
-                return Err(Error::not_implemented(format!(
-                    "{flag} ({key}) is not supported by berthd yet"
-                )));
-            }
         }
         features::validate_create(&mut host_config, &self.options())?;
         let net = host_config
@@ -630,9 +618,23 @@ impl Containers {
                 },
                 restart_count: 0,
                 manually_stopped: false,
+                mount_points: Vec::new(),
             };
             map.insert(id.clone(), Container::new(rec.clone()));
             rec
+        };
+        let image_volumes: Vec<String> =
+            ic.volumes.clone().unwrap_or_default().into_keys().collect();
+        let rec = match self.setup_mounts(&rec, image_volumes).await {
+            Ok(mps) => {
+                let ctr = self.get(&id)?;
+                lock(&ctr.rec).mount_points = mps;
+                ctr.record()
+            }
+            Err(e) => {
+                lock(&self.0.map).remove(&id);
+                return Err(e);
+            }
         };
 
         let store = self.0.images.clone();
@@ -642,6 +644,7 @@ impl Containers {
         let res = blocking(move || prepare(&store, &dir, &r2, &image_id, host_net)).await;
         if let Err(e) = res {
             lock(&self.0.map).remove(&id);
+            self.release_volumes(&rec, true).await;
             let store = self.0.images.clone();
             let dir = self.dir(&id);
             let i2 = id.clone();
@@ -699,6 +702,7 @@ impl Containers {
                 }
             }
             let _ = self.save(&ctr).await;
+            self.unmount_volumes(&rec).await;
             lock(&ctr.pending).clear();
             let _ = tokio::fs::remove_dir_all(self.state_dir(&rec.id)).await;
             if rec.host_bool("AutoRemove") {
@@ -707,7 +711,7 @@ impl Containers {
                 let this = self.clone();
                 let id = rec.id.clone();
                 tokio::spawn(async move {
-                    let _ = this.remove(&id, true, false).await;
+                    let _ = this.remove(&id, true, true).await;
                 });
             }
         }
@@ -730,11 +734,13 @@ impl Containers {
         let rt = rt_root.clone();
         let this = self.clone();
         let c2 = ctr.clone();
+        let vols = self.0.volumes.clone();
         blocking(move || {
             // held until the exit is recorded (or the start fails: see `start`)
             let rootfs = this.rootfs_acquire(&c2, true)?;
             let mut input = spec_input(&r2, &rootfs, &dir);
             features::apply(&mut input, &r2, &opts)?;
+            mounts::apply(&vols, &r2, &rootfs, &mut input)?;
             if !input.cwd.is_empty() {
                 berth_runtime::ensure_workdir(&rootfs, &input.cwd)
                     .map_err(|e| Error::invalid(e.to_string()))?;
@@ -903,6 +909,7 @@ impl Containers {
         if let Err(e) = self.save(ctr).await {
             tracing::error!("recording exit of {}: {e}", ctr.id);
         }
+        self.unmount_volumes(&rec).await;
         let sd = self.state_dir(&ctr.id);
         let _ = shim::request(&sd, &Request::Release).await;
         if info.oom_killed {
@@ -914,7 +921,7 @@ impl Containers {
             let this = self.clone();
             let id = ctr.id.clone();
             tokio::spawn(async move {
-                if let Err(e) = this.remove(&id, true, false).await {
+                if let Err(e) = this.remove(&id, true, true).await {
                     tracing::warn!("auto-removing {id}: {e}");
                 }
             });
@@ -1216,7 +1223,7 @@ impl Containers {
     // ---------------------------------------------------------------- remove
 
     /// `DELETE /containers/{id}?force=&v=`.
-    pub async fn remove(&self, name: &str, force: bool, _volumes: bool) -> Result<()> {
+    pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let ctr = self.get(name)?;
         let _op = ctr.op.lock().await;
         let rec = ctr.record();
@@ -1257,6 +1264,7 @@ impl Containers {
             Ok(())
         })
         .await?;
+        self.release_volumes(&rec, volumes).await;
         lock(&self.0.map).remove(&rec.id);
         let code = ctr.record().state.exit_code;
         ctr.removed.send_replace(Some(code));
@@ -1398,7 +1406,7 @@ impl Containers {
                 },
                 "Name": "overlay2",
             },
-            "Mounts": [],
+            "Mounts": mounts::mounts_json(&self.0.volumes, r),
             "Config": r.config,
             "NetworkSettings": {
                 "Bridge": "",
@@ -1478,7 +1486,7 @@ impl Containers {
             "Status": status,
             "HostConfig": { "NetworkMode": r.network_mode() },
             "NetworkSettings": { "Networks": { r.network_mode(): { "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "" } } },
-            "Mounts": [],
+            "Mounts": mounts::mounts_json(&self.0.volumes, r),
         })
     }
 
@@ -1577,6 +1585,7 @@ impl Containers {
                     Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
                     None => labels.contains_key(l),
                 })
+                && any("volume", &|v| mounts::uses_volume(r, v))
                 && any("exited", &|e| {
                     r.state.status == "exited" && e.parse::<i32>().ok() == Some(r.state.exit_code)
                 })
