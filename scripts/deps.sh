@@ -3,9 +3,10 @@
 # `deps.sh test` adds what the test suite drives (a reference Docker, busybox for test images,
 # Python for docker-py). Idempotent: installs only what is missing.
 set -euo pipefail
-want=(pkg-config gcc libseccomp-dev iproute2 nftables)
+# tini: its static build is docker-init for `--init`; runc: the external runtime tests drive
+want=(pkg-config gcc libseccomp-dev iproute2 nftables tini)
 if [ "${1:-build}" = test ]; then
-  want+=(busybox-static docker.io docker-registry skopeo openssl tmux python3-venv python3-pip)
+  want+=(runc busybox-static docker.io docker-registry skopeo openssl tmux python3-venv python3-pip)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -94,6 +94,20 @@ pub struct Flags {
     /// Enable live restore of berthd when containers are still running
     #[arg(long = "live-restore", action = ArgAction::SetTrue)]
     pub live_restore: bool,
+    /// Run an init in the container to forward signals and reap processes
+    #[arg(long, action = ArgAction::SetTrue)]
+    pub init: bool,
+    /// Path to the docker-init binary
+    #[arg(long = "init-path", value_name = "string")]
+    pub init_path: Option<PathBuf>,
+    /// Default shutdown timeout in seconds
+    #[arg(
+        long = "shutdown-timeout",
+        default_value_t = 15,
+        value_name = "int",
+        allow_negative_numbers = true
+    )]
+    pub shutdown_timeout: i64,
     /// Storage driver to use (only overlay2)
     #[arg(short = 's', long = "storage-driver", value_name = "string")]
     pub storage_driver: Option<String>,
@@ -146,6 +160,10 @@ pub struct DaemonConfig {
     pub ip_masq: bool,
     pub icc: bool,
     pub live_restore: bool,
+    pub init: bool,
+    pub init_path: Option<PathBuf>,
+    /// Seconds to stop the containers in at shutdown (negative: no limit).
+    pub shutdown_timeout: i64,
     pub default_runtime: String,
     /// name -> (path, args)
     pub runtimes: BTreeMap<String, (String, Vec<String>)>,
@@ -187,6 +205,9 @@ const KEYS: &[(&str, &str)] = &[
     ("ip-masq", "ip_masq"),
     ("icc", "icc"),
     ("live-restore", "live_restore"),
+    ("init", "init"),
+    ("init-path", "init_path"),
+    ("shutdown-timeout", "shutdown_timeout"),
     ("storage-driver", "storage_driver"),
     ("default-runtime", "default_runtime"),
     ("runtimes", "add_runtime"),
@@ -284,6 +305,9 @@ where
         ip_masq: flags.ip_masq.unwrap_or(true),
         icc: flags.icc.unwrap_or(true),
         live_restore: flags.live_restore,
+        init: flags.init,
+        init_path: flags.init_path.clone(),
+        shutdown_timeout: flags.shutdown_timeout,
         default_runtime: flags.default_runtime.clone(),
         runtimes: BTreeMap::new(),
         insecure_registries: flags.insecure_registry.clone(),
@@ -446,6 +470,13 @@ fn apply_file(
             "ip-masq" => cfg.ip_masq = bool_of(fname, key, val)?,
             "icc" => cfg.icc = bool_of(fname, key, val)?,
             "live-restore" => cfg.live_restore = bool_of(fname, key, val)?,
+            "init" => cfg.init = bool_of(fname, key, val)?,
+            "init-path" => cfg.init_path = Some(str_of(fname, key, val)?.into()),
+            "shutdown-timeout" => {
+                cfg.shutdown_timeout = val.as_i64().ok_or_else(|| {
+                    ferr(format!("shutdown-timeout: expected an integer, got {val}"))
+                })?
+            }
             "storage-driver" => *storage_driver = Some(str_of(fname, key, val)?),
             "default-runtime" => cfg.default_runtime = str_of(fname, key, val)?,
             "insecure-registries" => cfg.insecure_registries = list_of(fname, key, val)?,

@@ -101,6 +101,8 @@ async fn run(cfg: DaemonConfig) -> Result<(), String> {
     let mut ecfg = EngineConfig::new(&cfg.data_root, &cfg.exec_root);
     ecfg.debug = cfg.debug;
     ecfg.live_restore = cfg.live_restore;
+    ecfg.init = cfg.init;
+    ecfg.init_path = cfg.init_path.clone();
     ecfg.default_runtime = cfg.default_runtime.clone();
     ecfg.runtimes = cfg
         .runtimes
@@ -155,7 +157,9 @@ async fn run(cfg: DaemonConfig) -> Result<(), String> {
         cfg.hosts.join(", ")
     );
     berth_api::serve(bound.listeners, app, shutdown, Duration::from_secs(5)).await;
-    engine.shutdown().await;
+    // like dockerd: stop the containers (unless --live-restore), bounded by --shutdown-timeout
+    let limit = u64::try_from(cfg.shutdown_timeout).unwrap_or(365 * 86400);
+    engine.shutdown(Duration::from_secs(limit)).await;
 
     for p in &bound.unix_paths {
         let _ = std::fs::remove_file(p);

@@ -184,14 +184,15 @@ impl Daemon {
         self.spawn();
     }
 
-    /// Graceful stop: SIGTERM, then SIGKILL after 10 s.
+    /// Graceful stop: SIGTERM (berthd stops its running containers, unless `--live-restore`,
+    /// within its 15 s shutdown timeout), then SIGKILL after 20 s.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             let pid = rustix::process::Pid::from_raw(c.id() as i32);
             if let Some(pid) = pid {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
             }
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
                     return;
@@ -266,10 +267,28 @@ impl Daemon {
         }
         out
     }
+
+    /// Force-remove every container (no shim or mount outlives the test, and the shutdown
+    /// has nothing to wait for).
+    pub fn remove_all_containers(&self) {
+        let Ok(r) = http::request(&self.sock, "GET", "/containers/json?all=1", &[], None) else {
+            return;
+        };
+        let list: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        for c in list.as_array().into_iter().flatten() {
+            if let Some(id) = c["Id"].as_str() {
+                let path = format!("/containers/{id}?force=1");
+                let _ = http::request(&self.sock, "DELETE", &path, &[], None);
+            }
+        }
+    }
 }
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if self.alive() {
+            self.remove_all_containers();
+        }
         self.stop();
         // a daemon killed with containers running leaves its bridges and table: remove them
         for b in self.bridges() {

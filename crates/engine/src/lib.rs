@@ -43,6 +43,10 @@ pub struct EngineConfig {
     pub exec_root: PathBuf,
     pub debug: bool,
     pub live_restore: bool,
+    /// `--init`: docker-init in every container unless `HostConfig.Init` says otherwise.
+    pub init: bool,
+    /// `--init-path`.
+    pub init_path: Option<PathBuf>,
     pub default_runtime: String,
     pub runtimes: BTreeMap<String, Runtime>,
     pub insecure_registries: Vec<String>,
@@ -68,6 +72,8 @@ impl EngineConfig {
             exec_root: exec_root.into(),
             debug: false,
             live_restore: false,
+            init: false,
+            init_path: None,
             default_runtime: "runc".to_owned(),
             runtimes: BTreeMap::new(),
             insecure_registries: Vec::new(),
@@ -171,6 +177,12 @@ impl Engine {
             volumes.clone(),
             events.clone(),
             networks.clone(),
+            containers::Options {
+                init: config.init,
+                init_path: config.init_path.clone(),
+                default_runtime: config.default_runtime.clone(),
+                runtimes: config.runtimes.clone(),
+            },
         )
         .await?;
         let images = Images::new(store, events.clone());
@@ -201,11 +213,18 @@ impl Engine {
             // Not fatal: the daemon is useful without it.
             tracing::warn!("loading the embedded hello-world image: {e}");
         }
+        // restart policies, auto-remove leftovers (after the images are there)
+        engine.containers.autostart().await;
         Ok(engine)
     }
 
-    /// At daemon shutdown: with no container running, remove our bridges and nftables table.
-    pub async fn shutdown(&self) {
+    /// Daemon shutdown: stop the running containers (unless live-restore), each within its
+    /// stop timeout, all within `timeout` (`--shutdown-timeout`); then, with no container
+    /// running, remove our bridges and nftables table.
+    pub async fn shutdown(&self, timeout: std::time::Duration) {
+        self.containers
+            .shutdown(self.config.live_restore, timeout)
+            .await;
         self.networks.shutdown().await;
     }
 

@@ -148,6 +148,33 @@ pub fn from_mapping(m: &DeviceMapping) -> Result<(LinuxDevice, LinuxDeviceCgroup
     Ok((d, r))
 }
 
+/// `--device-cgroup-rule 'c 1:3 rwm'`: one allow rule (`*` = any major or minor).
+pub fn parse_cgroup_rule(s: &str) -> Result<LinuxDeviceCgroup, Error> {
+    let bad = || Error::InvalidInput(format!("invalid device cgroup format '{s}'"));
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let [typ, nums, access] = parts[..] else {
+        return Err(bad());
+    };
+    let typ = match typ {
+        "a" => LinuxDeviceType::A,
+        "b" => LinuxDeviceType::B,
+        "c" => LinuxDeviceType::C,
+        _ => return Err(bad()),
+    };
+    let (maj, min) = nums.split_once(':').ok_or_else(bad)?;
+    let num = |n: &str| -> Result<Option<i64>, Error> {
+        if n == "*" {
+            Ok(None)
+        } else {
+            n.parse::<i64>().map(Some).map_err(|_| bad())
+        }
+    };
+    if access.is_empty() || access.len() > 3 || !access.chars().all(|c| "rwm".contains(c)) {
+        return Err(bad());
+    }
+    rule(true, typ, num(maj)?, num(min)?, access)
+}
+
 /// `--privileged`: every device node of the host's /dev (and one level of subdirectories,
 /// like runc's `HostDevices`), skipping the ones the container gets its own of.
 pub fn host_devices() -> Vec<LinuxDevice> {

@@ -24,7 +24,7 @@ use oci_spec::runtime::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use devices::DeviceMapping;
+pub use devices::{DeviceMapping, parse_cgroup_rule};
 pub use workdir::ensure_workdir;
 
 /// Errors from spec generation; `InvalidInput`/`User` are the caller's fault (Docker answers
@@ -170,6 +170,8 @@ pub struct ContainerSpecInput {
     pub resources: Resources,
     pub sysctls: HashMap<String, String>,
     pub devices: Vec<DeviceMapping>,
+    /// `--device-cgroup-rule`: `TYPE MAJOR:MINOR ACCESS` (`c 1:3 rwm`, `a *:* m`).
+    pub device_cgroup_rules: Vec<String>,
     /// None = detect from /sys/fs/cgroup.
     pub cgroup_v2: Option<bool>,
     pub oom_score_adj: Option<i32>,
@@ -351,6 +353,9 @@ fn resources(cfg: &ContainerSpecInput) -> Result<oci_spec::runtime::LinuxResourc
         devs.push(dev);
         dev_rules.push(rule);
     }
+    for r in &cfg.device_cgroup_rules {
+        dev_rules.push(devices::parse_cgroup_rule(r)?);
+    }
     b = b.devices(dev_rules);
 
     let mut m = LinuxMemoryBuilder::default();
@@ -488,6 +493,20 @@ fn default_mounts(cfg: &ContainerSpecInput) -> Result<Vec<Mount>> {
         }
     }
     Ok(v)
+}
+
+/// A read-only bind mount of a host file or directory (e.g. docker-init for `--init`).
+pub fn readonly_bind(dest: &str, src: &Path) -> Result<Mount> {
+    Ok(MountBuilder::default()
+        .destination(dest)
+        .typ("bind")
+        .source(src)
+        .options(vec![
+            "rbind".to_string(),
+            "ro".to_string(),
+            "rprivate".to_string(),
+        ])
+        .build()?)
 }
 
 fn bind(dest: &str, src: &Path) -> Result<Mount> {

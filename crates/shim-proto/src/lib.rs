@@ -5,7 +5,10 @@
 //! # Starting a shim
 //! The daemon runs `berth-shim start --id ID --bundle DIR --state-dir DIR [--tty] [--stdin]
 //! [--create-only] --log-driver json-file|none --log-path FILE [--log-max-size BYTES
-//! --log-max-file N] --runtime-root DIR` and waits for that process to exit. With
+//! --log-max-file N] --runtime-root DIR [--runtime PATH [--runtime-arg ARG]...]` and waits for
+//! that process to exit. Without `--runtime` the shim runs the container through libcontainer;
+//! with it, through that OCI runtime binary's command line (runc's), with `--root` = the
+//! runtime root. With
 //! `--create-only` the container is created (namespaces, cgroup, rootfs, command validated) but
 //! its process waits for a [`Request::Start`]: `docker run`/`start -a` attach first, then start,
 //! so no output is missed. The command is checked at create time, so 127/126 come from here. It prints one [`StartResult`] JSON

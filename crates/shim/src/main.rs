@@ -1,5 +1,5 @@
 //! berth-shim: one small process per container. It creates and starts the container through
-//! youki's libcontainer, owns the container's stdio (pipes or the pty master), writes the logs,
+//! youki's libcontainer (or an external OCI runtime binary such as runc: runtime.rs), owns the container's stdio (pipes or the pty master), writes the logs,
 //! serves attach/exec/kill/wait/pause over `<state-dir>/shim.sock`, reaps the init and records
 //! its exit in `<state-dir>/exit.json`.
 //!
@@ -13,6 +13,7 @@ mod cgroup;
 mod executor;
 mod logs;
 mod mem;
+mod runtime;
 mod server;
 mod start;
 
@@ -26,6 +27,10 @@ pub struct StartOpts {
     pub bundle: PathBuf,
     pub state_dir: PathBuf,
     pub runtime_root: PathBuf,
+    /// An external OCI runtime binary (runc's CLI); None = libcontainer in this process.
+    pub runtime: Option<PathBuf>,
+    /// Its global options (daemon.json `runtimeArgs`).
+    pub runtime_args: Vec<String>,
     pub tty: bool,
     pub stdin: bool,
     /// Create only; start on a `start` request (so attachers can connect first).
@@ -95,7 +100,7 @@ pub fn all_caps() -> libcontainer::oci_spec::runtime::Capabilities {
 }
 
 const USAGE: &str = "usage: berth-shim start --id ID --bundle DIR --state-dir DIR --runtime-root DIR \
-[--tty] [--stdin] [--create-only] --log-driver json-file|none [--log-path FILE] \
+[--runtime PATH [--runtime-arg ARG]...] [--tty] [--stdin] [--create-only] --log-driver json-file|none [--log-path FILE] \
 [--log-max-size BYTES] [--log-max-file N]";
 
 fn parse(args: &[String]) -> Result<StartOpts, String> {
@@ -104,6 +109,8 @@ fn parse(args: &[String]) -> Result<StartOpts, String> {
         bundle: PathBuf::new(),
         state_dir: PathBuf::new(),
         runtime_root: PathBuf::from("/run/berth/runtime"),
+        runtime: None,
+        runtime_args: Vec::new(),
         tty: false,
         stdin: false,
         create_only: false,
@@ -124,6 +131,8 @@ fn parse(args: &[String]) -> Result<StartOpts, String> {
             "--bundle" => o.bundle = val(a)?.into(),
             "--state-dir" => o.state_dir = val(a)?.into(),
             "--runtime-root" => o.runtime_root = val(a)?.into(),
+            "--runtime" => o.runtime = Some(val(a)?.into()),
+            "--runtime-arg" => o.runtime_args.push(val(a)?),
             "--tty" => o.tty = true,
             "--stdin" => o.stdin = true,
             "--create-only" => o.create_only = true,

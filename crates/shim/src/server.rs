@@ -12,15 +12,14 @@ use berth_shim_proto::{
     self as proto, ExecExit, ExecSpec, ExitInfo, FRAME_EXIT, MAX_FRAME, Reply, Request,
     StartErrorKind, Status,
 };
-use libcontainer::container::Container;
-use libcontainer::oci_spec::runtime::{LinuxSeccomp, Process, Spec};
-use libcontainer::signal::Signal as LcSignal;
+use libcontainer::oci_spec::runtime::{Process, Spec};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::StartOpts;
 use crate::logs::JsonFileLog;
+use crate::runtime::{ProcIo, Runtime};
 use crate::start::{self, StartError};
 
 /// Stop reading the container's output while an attacher has this much unsent.
@@ -86,13 +85,10 @@ struct Exec {
 
 pub struct Shim {
     id: String,
-    root: PathBuf,
     state_dir: PathBuf,
     process: Process,
-    /// Applied to exec'd processes too (see executor.rs).
-    seccomp: Option<LinuxSeccomp>,
     cgroups_path: PathBuf,
-    container: Container,
+    rt: Runtime,
     init_pid: Pid,
     init_pidfd: Option<OwnedFd>,
     started: bool,
@@ -225,7 +221,7 @@ impl Shim {
     pub fn new(
         o: &StartOpts,
         spec: Spec,
-        container: Container,
+        rt: Runtime,
         init_pid: Pid,
         io: ContainerIo,
         log: Option<JsonFileLog>,
@@ -235,7 +231,6 @@ impl Shim {
             .set_nonblocking(true)
             .map_err(|e| StartError::Io(format!("socket: {e}")))?;
         let process = spec.process().clone().unwrap_or_default();
-        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let cgroups_path = spec
             .linux()
             .as_ref()
@@ -248,12 +243,10 @@ impl Shim {
         };
         Ok(Self {
             id: o.id.clone(),
-            root: o.runtime_root.clone(),
             state_dir: o.state_dir.clone(),
             process,
-            seccomp,
             cgroups_path,
-            container,
+            rt,
             init_pid,
             init_pidfd: pidfd_open(init_pid),
             started: !o.create_only,
@@ -677,15 +670,13 @@ impl Shim {
                 } else if !self.running() {
                     not_running()
                 } else {
-                    match self.container.start() {
+                    match self.rt.start() {
                         Ok(()) => {
                             self.started = true;
                             Reply::Ok
                         }
-                        Err(e) => match start::runtime_error(&e) {
-                            StartError::Runtime { kind, message } => err_reply(kind, message),
-                            StartError::Io(m) => err_reply(StartErrorKind::Other, m),
-                        },
+                        Err(StartError::Runtime { kind, message }) => err_reply(kind, message),
+                        Err(StartError::Io(m)) => err_reply(StartErrorKind::Other, m),
                     }
                 }
             }
@@ -736,7 +727,7 @@ impl Shim {
                 if !self.running() {
                     not_running()
                 } else {
-                    match self.container.pause() {
+                    match self.rt.pause() {
                         Ok(()) => {
                             self.paused = true;
                             Reply::Ok
@@ -749,7 +740,7 @@ impl Shim {
                 if !self.running() {
                     not_running()
                 } else {
-                    match self.container.resume() {
+                    match self.rt.resume() {
                         Ok(()) => {
                             self.paused = false;
                             Reply::Ok
@@ -820,14 +811,12 @@ impl Shim {
         // The init is our unreaped child, so its pid cannot have been reused: signalling it
         // directly is race-free.
         let r = if all {
-            self.container
-                .kill(LcSignal::from(sig), true)
-                .map_err(|e| e.to_string())
+            self.rt.kill_all(sig)
         } else {
             nix::sys::signal::kill(self.init_pid, sig).map_err(|e| e.to_string())
         };
         // a frozen task does not die until thawed (cgroup v1): Docker unpauses after SIGKILL
-        if sig == Signal::SIGKILL && self.paused && self.container.resume().is_ok() {
+        if sig == Signal::SIGKILL && self.paused && self.rt.resume().is_ok() {
             self.paused = false;
         }
         match r {
@@ -892,49 +881,28 @@ impl Shim {
         start::write_atomic(&pfile, &json, false)
             .map_err(|e| StartError::Io(format!("exec spec: {e}")))?;
 
-        let executor = crate::executor::DockerExecutor {
-            exec_seccomp: self.seccomp.clone(),
-        };
-        let mut b = start::builder(&self.id, &self.root, executor)?;
         let mut out: [Option<File>; 2] = [None, None];
         let mut stdin = None;
         let mut console = None;
+        let mut pio = ProcIo::default();
         let sock_name = format!("exec-{seq}.sock");
         if spec.tty {
             console = Some(start::bind_relative(&sock_name)?);
-            b = b.with_console_socket(Some(self.state_dir.join(&sock_name)));
-        } else if spec.detach {
-            let null = |w: bool| {
-                std::fs::OpenOptions::new()
-                    .read(!w)
-                    .write(w)
-                    .open("/dev/null")
-                    .map_err(|e| StartError::Io(format!("/dev/null: {e}")))
-            };
-            b = b
-                .with_stdin(null(false)?)
-                .with_stdout(null(true)?)
-                .with_stderr(null(true)?);
-        } else {
+            pio.console_socket = Some(self.state_dir.join(&sock_name));
+        } else if !spec.detach {
+            // (detached: /dev/null for all three)
             let (or, ow) = start::pipe()?;
             let (er, ew) = start::pipe()?;
-            b = b.with_stdout(ow).with_stderr(ew);
+            pio.stdout = Some(ow);
+            pio.stderr = Some(ew);
             out = [Some(start::our_end(or)?), Some(start::our_end(er)?)];
             if spec.stdin {
                 let (ir, iw) = start::pipe()?;
-                b = b.with_stdin(ir);
+                pio.stdin = Some(ir);
                 stdin = Some(start::our_end(iw)?);
-            } else {
-                let null = std::fs::File::open("/dev/null")
-                    .map_err(|e| StartError::Io(format!("/dev/null: {e}")))?;
-                b = b.with_stdin(null);
             }
         }
-        let res = b
-            .as_tenant()
-            .with_process(Some(&pfile))
-            .with_detach(true)
-            .build();
+        let res = self.rt.exec(&pfile, pio);
         let _ = std::fs::remove_file(&pfile);
         let pid = match res {
             Ok(pid) => pid,
@@ -942,7 +910,7 @@ impl Shim {
                 let _ = std::fs::remove_file(&sock_name);
                 self.stray_sweep_until = Some(Instant::now() + STRAY_SWEEP);
                 self.reap();
-                return Err(start::runtime_error(&e));
+                return Err(e);
             }
         };
         let mut pty = None;
@@ -1069,10 +1037,7 @@ impl Shim {
         {
             eprintln!("berth-shim {}: write exit.json: {e}", self.id);
         }
-        if let Err(e) = self.container.delete(true) {
-            eprintln!("berth-shim {}: delete: {e}", self.id);
-            start::cleanup_failed(&self.root, &self.id);
-        }
+        self.rt.delete();
         let line = reply_line(&Reply::Exit(info.clone()));
         for c in &mut self.clients {
             match c.role {

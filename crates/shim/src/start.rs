@@ -16,6 +16,7 @@ use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::executor::DockerExecutor;
+use crate::runtime::{ProcIo, Runtime};
 use crate::server::{ContainerIo, Shim};
 use crate::{LogDriver, StartOpts};
 
@@ -60,7 +61,12 @@ pub fn runtime_error(e: &dyn std::error::Error) -> StartError {
         }
         src = s.source();
     }
-    // our executor's message is what Docker users expect; keep it unwrapped
+    message_error(msg)
+}
+
+/// A runtime's error message in Docker's wording and class.
+pub fn message_error(msg: String) -> StartError {
+    // the executor's (or runc's) message is what Docker users expect; keep it unwrapped
     let message = match msg.find("exec: \"") {
         Some(i) => msg[i..].trim_end().to_string(),
         None => msg,
@@ -294,38 +300,35 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
     };
 
     phase("setup");
-    let mut b = builder(&o.id, &o.runtime_root, DockerExecutor::default())?;
+    // processes an external runtime leaves behind (the init, exec'd processes) are
+    // reparented to us, and reaped here
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    }
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+    let mut rt = Runtime::new(o, seccomp);
     let mut console = None;
     let mut io = ContainerIo::default();
+    let mut pio = ProcIo::default();
     if o.tty {
-        let l = bind_relative("console.sock")?;
-        b = b.with_console_socket(Some(o.state_dir.join("console.sock")));
-        console = Some(l);
+        console = Some(bind_relative("console.sock")?);
+        pio.console_socket = Some(o.state_dir.join("console.sock"));
     } else {
         let (or, ow) = pipe()?;
         let (er, ew) = pipe()?;
-        b = b.with_stdout(ow).with_stderr(ew);
+        pio.stdout = Some(ow);
+        pio.stderr = Some(ew);
         io.stdout = Some(our_end(or)?);
         io.stderr = Some(our_end(er)?);
         if o.stdin {
             let (ir, iw) = pipe()?;
-            b = b.with_stdin(ir);
+            pio.stdin = Some(ir);
             io.stdin = Some(our_end(iw)?);
         }
     }
 
-    let mut container = match b
-        .as_init(&o.bundle)
-        .with_systemd(false)
-        .with_detach(true)
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            cleanup_failed(&o.runtime_root, &o.id);
-            return Err(runtime_error(&e));
-        }
-    };
+    let init_pid = rt.create(&o.bundle, pio)?;
     phase("create");
     let _ = std::fs::remove_file("console.sock");
     if let Some(l) = console {
@@ -338,27 +341,20 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
                 io.pty = Some(m);
             }
             Err(e) => {
-                let _ = container.delete(true);
-                cleanup_failed(&o.runtime_root, &o.id);
+                let _ = nix::sys::signal::kill(init_pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::wait::waitpid(init_pid, None);
+                rt.delete();
                 return Err(e);
             }
         }
     }
-    let init_pid = match container.pid() {
-        Some(p) => p,
-        None => {
-            let _ = container.delete(true);
-            return Err(StartError::Io("container has no init pid".into()));
-        }
-    };
     if !o.create_only
-        && let Err(e) = container.start()
+        && let Err(e) = rt.start()
     {
         let _ = nix::sys::signal::kill(init_pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(init_pid, None);
-        let _ = container.delete(true);
-        cleanup_failed(&o.runtime_root, &o.id);
-        return Err(runtime_error(&e));
+        rt.delete();
+        return Err(e);
     }
 
     phase("start");
@@ -375,18 +371,11 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
             false,
         )
     });
-    let shim = Shim::new(o, spec, container, init_pid, io, log, listener);
-    let shim = match (pidfiles, shim) {
-        (Ok(()), Ok(s)) => s,
-        (Err(e), _) => {
-            kill_and_delete(o, init_pid);
-            return Err(StartError::Io(format!("write pid files: {e}")));
-        }
-        (_, Err(e)) => {
-            kill_and_delete(o, init_pid);
-            return Err(e);
-        }
-    };
+    if let Err(e) = pidfiles {
+        kill_and_delete(&mut rt, init_pid);
+        return Err(StartError::Io(format!("write pid files: {e}")));
+    }
+    let shim = Shim::new(o, spec, rt, init_pid, io, log, listener)?;
     let ok = StartResult::Started {
         shim_pid: me.as_raw(),
         init_pid: init_pid.as_raw(),
@@ -396,8 +385,8 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
     Ok(shim)
 }
 
-fn kill_and_delete(o: &StartOpts, pid: Pid) {
+fn kill_and_delete(rt: &mut Runtime, pid: Pid) {
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     let _ = nix::sys::wait::waitpid(pid, None);
-    cleanup_failed(&o.runtime_root, &o.id);
+    rt.delete();
 }

@@ -74,7 +74,15 @@ pub async fn get_dispatch(
     let p = Params::from_uri(req.uri());
     let (name, action) = split(&rest);
     match action {
-        "json" => Ok(Json(s.engine.containers.inspect(name)?).into_response()),
+        "json" => {
+            let mut v = s.engine.containers.inspect(name)?;
+            if p.bool("size") {
+                let (rw, root) = s.engine.containers.sizes(name).await?;
+                v["SizeRw"] = json!(rw);
+                v["SizeRootFs"] = json!(root);
+            }
+            Ok(Json(v).into_response())
+        }
         "logs" => logs(&s, name, &p),
         "stats" => {
             let stream = p

@@ -2,7 +2,8 @@
 //!
 //! State: one `config.v2.json` per container under `<data-root>/containers/<id>/` (the truth),
 //! mirrored in memory. Filesystem: an overlay mount at `<data-root>/overlay2/<id>-rw/merged`
-//! over the image's layers (held with `hold_layers` until removal). Process: a `berth-shim`
+//! over the image's layers (held with `hold_layers` until removal), mounted while the container
+//! runs or someone needs its files (mount.rs). Process: a `berth-shim`
 //! per started container, state dir `<exec-root>/c/<id[..16]>` (short: unix socket paths are
 //! limited to 108 bytes), libcontainer state under `<exec-root>/rt`. The engine never runs
 //! libcontainer itself; each running container has a monitor task blocked on the shim's
@@ -14,8 +15,11 @@
 //! when it exits.
 
 mod exec;
+mod features;
 mod health;
+mod lifecycle;
 mod logs;
+mod mount;
 mod mounts;
 mod names;
 mod net;
@@ -40,7 +44,9 @@ use crate::error::{Error, Result};
 use crate::events::{Actor, EventBus};
 
 pub use exec::ExecOptions;
+pub use lifecycle::{BUILTIN_RUNTIME, Options};
 pub use logs::{LogOptions, Message as LogMessage};
+pub use mount::RootfsGuard;
 pub use mounts::{HostMount, MountPoint, resolve_host_path};
 pub use net::net_error;
 pub use record::Record;
@@ -80,6 +86,8 @@ pub struct Container {
     health: Mutex<Option<health::Health>>,
     /// Serializes start/stop/remove of this container.
     op: tokio::sync::Mutex<()>,
+    /// Who holds the rootfs mount (mount.rs).
+    rootfs: Mutex<mount::RootfsState>,
 }
 
 impl Container {
@@ -93,6 +101,7 @@ impl Container {
             backoff: Mutex::new(0),
             health: Mutex::new(None),
             op: tokio::sync::Mutex::new(()),
+            rootfs: Mutex::new(mount::RootfsState::default()),
         })
     }
     pub fn record(&self) -> Record {
@@ -126,6 +135,9 @@ struct Inner {
     nets: Arc<berth_network::Networks>,
     map: Mutex<HashMap<String, Arc<Container>>>,
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
+    opts: Options,
+    /// The daemon is shutting down: exits restart nothing.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Clone)]
@@ -226,6 +238,7 @@ impl Containers {
         volumes: crate::volumes::Volumes,
         events: Arc<EventBus>,
         nets: Arc<berth_network::Networks>,
+        opts: Options,
     ) -> Result<Containers> {
         let root = data_root.join("containers");
         let r = root.clone();
@@ -254,6 +267,8 @@ impl Containers {
             nets,
             map: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            opts,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         }));
         let known: std::collections::BTreeSet<String> = recs.iter().map(|r| r.id.clone()).collect();
         c.0.nets.forget_unknown(&known);
@@ -263,16 +278,9 @@ impl Containers {
             let ctr = Container::new(rec);
             lock(&c.0.map).insert(ctr.id.clone(), ctr.clone());
             if running {
+                // its rootfs is still mounted, held by the run (released at its exit)
+                *lock(&ctr.rootfs) = mount::RootfsState::running();
                 c.reconnect(ctr).await;
-            } else if ctr.record().state.status == "restarting" {
-                // the daemon died during a restart back-off: carry on with the restart
-                let this = c.clone();
-                tokio::spawn(async move {
-                    lock(&ctr.rec).state.status = "exited".into();
-                    if let Err(e) = this.start(&ctr.id).await {
-                        tracing::warn!("restarting {}: {e}", ctr.id);
-                    }
-                });
             }
         }
         let running = c
@@ -282,6 +290,7 @@ impl Containers {
             .map(|x| x.id.clone())
             .collect();
         c.0.nets.reconcile(&running).await;
+        // restart policies and leftovers: `autostart`, once the daemon options are set
         Ok(c)
     }
 
@@ -410,19 +419,7 @@ impl Containers {
         if !host_config.is_object() {
             host_config = json!({});
         }
-        // Until devices exist, refuse what would otherwise silently run without them.
-        let non_empty = |k: &str| match host_config.get(k) {
-            Some(Value::Array(a)) => !a.is_empty(),
-            Some(Value::Object(o)) => !o.is_empty(),
-            _ => false,
-        };
-        for (key, flag) in [("Devices", "--device")] {
-            if non_empty(key) {
-                return Err(Error::not_implemented(format!(
-                    "{flag} ({key}) is not supported by berthd yet"
-                )));
-            }
-        }
+        features::validate_create(&mut host_config, &self.options())?;
         let net = host_config
             .get("NetworkMode")
             .and_then(Value::as_str)
@@ -717,6 +714,7 @@ impl Containers {
         let res = self.start_locked(&ctr, &rec).await;
         if let Err(e) = &res {
             self.0.nets.down(&rec.id).await;
+            self.rootfs_release_run(&ctr).await;
             // Docker records the failure on the container and closes waiting attachers
             {
                 let mut r = lock(&ctr.rec);
@@ -753,11 +751,17 @@ impl Containers {
     async fn start_locked(&self, ctr: &Arc<Container>, rec: &Record) -> Result<()> {
         let id = rec.id.clone();
         let dir = self.dir(&id);
-        let store = self.0.images.clone();
         let r2 = rec.clone();
         let state_dir = self.state_dir(&id);
         let sd = state_dir.clone();
-        let rt = self.runtime_root();
+        let opts = self.options();
+        let external = features::external_runtime(rec, &opts)?;
+        // an external runtime keeps its state apart from libcontainer's
+        let rt_root = match &external {
+            Some((name, _)) => self.0.exec_root.join("runtimes").join(name),
+            None => self.runtime_root(),
+        };
+        let rt = rt_root.clone();
         let joined = rec.network_mode().strip_prefix("container:").and_then(|o| {
             let other = self.get(o).ok()?;
             let r = other.record();
@@ -771,20 +775,16 @@ impl Containers {
         });
         let sn = net::setup(&self.0.nets, rec, joined.as_ref().map(|j| j.0.clone())).await?;
         let links = self.link_hosts(rec);
+        let this = self.clone();
+        let c2 = ctr.clone();
         let vols = self.0.volumes.clone();
         blocking(move || {
             if sn.sandbox.is_some() {
                 net::write_etc(&dir, &r2, sn.sandbox.as_ref(), &links)
                     .map_err(|e| io_err("writing /etc files", e))?;
             }
-            let image_id: Digest = r2
-                .image_id
-                .parse()
-                .map_err(|_| Error::internal("bad image id in container record"))?;
-            // lowerdir of the held layers (works even if the image was force-removed)
-            let lower = store.lowerdir(&image_id).unwrap_or_default();
-            let rootfs = rootfs::mount(store.overlay_root(), &r2.id, &lower)
-                .map_err(|e| io_err("mounting rootfs", e))?;
+            // held until the exit is recorded (or the start fails: see `start`)
+            let rootfs = this.rootfs_acquire(&c2, true)?;
             let mut input = spec_input(&r2, &rootfs, &dir);
             input.network = sn.mode;
             if let Some((_, odir)) = &joined {
@@ -792,6 +792,7 @@ impl Containers {
                 input.hosts_path = Some(odir.join("hosts"));
                 input.resolv_conf_path = Some(odir.join("resolv.conf"));
             }
+            features::apply(&mut input, &r2, &opts)?;
             mounts::apply(&vols, &r2, &rootfs, &mut input)?;
             if !input.cwd.is_empty() {
                 berth_runtime::ensure_workdir(&rootfs, &input.cwd)
@@ -828,12 +829,12 @@ impl Containers {
         };
         let log_path = self.log_path(&id);
         let bundle = self.dir(&id).join("bundle");
-        let rt = self.runtime_root();
         let args = shim::StartArgs {
             id: &id,
             bundle: &bundle,
             state_dir: &state_dir,
-            runtime_root: &rt,
+            runtime_root: &rt_root,
+            runtime: external.as_ref().map(|(_, r)| r),
             log_path: (log_driver != "none").then_some(log_path.as_path()),
             log_max_size: log_opt("max-size").and_then(|s| parse_size(&s)),
             log_max_file: log_opt("max-file").and_then(|s| s.parse().ok()),
@@ -947,6 +948,8 @@ impl Containers {
     }
 
     async fn record_exit(&self, ctr: &Arc<Container>, info: ExitInfo) {
+        // like Docker: a stopped container's rootfs is not mounted
+        self.rootfs_release_run(ctr).await;
         let rec = {
             let mut r = lock(&ctr.rec);
             r.state.status = "exited".into();
@@ -976,7 +979,7 @@ impl Containers {
                     tracing::warn!("auto-removing {id}: {e}");
                 }
             });
-        } else if should_restart(&rec) {
+        } else if should_restart(&rec) && !self.shutting_down() {
             self.schedule_restart(ctr.clone(), &rec).await;
         }
     }
@@ -1620,8 +1623,10 @@ impl Containers {
         }
         if o.size {
             for v in &mut out {
-                v["SizeRw"] = json!(0);
-                v["SizeRootFs"] = json!(0);
+                let id = v["Id"].as_str().unwrap_or_default().to_owned();
+                let (rw, root) = self.sizes(&id).await.unwrap_or((0, 0));
+                v["SizeRw"] = json!(rw);
+                v["SizeRootFs"] = json!(root);
             }
         }
         Ok(out)
@@ -1711,15 +1716,23 @@ fn prepare(
 ) -> Result<()> {
     store.hold_layers(&rec.id, image_id)?;
     std::fs::create_dir_all(dir).map_err(|e| io_err("creating container dir", e))?;
-    let lower = store.lowerdir(image_id)?;
-    let rootfs = rootfs::mount(store.overlay_root(), &rec.id, &lower)
-        .map_err(|e| io_err("mounting rootfs", e))?;
     rootfs::write_etc(dir, &rec.cfg_str("Hostname"), host_net)
         .map_err(|e| io_err("writing /etc files", e))?;
-    // -w is created at create time, like Docker does
+    // -w is created at create time, like Docker does: the only reason to mount here (the
+    // rootfs is mounted while the container runs)
     let wd = rec.cfg_str("WorkingDir");
     if !wd.is_empty() {
-        berth_runtime::ensure_workdir(&rootfs, &wd).map_err(|e| Error::invalid(e.to_string()))?;
+        let lower = store.lowerdir(image_id)?;
+        let rootfs = rootfs::mount(store.overlay_root(), &rec.id, &lower)
+            .map_err(|e| io_err("mounting rootfs", e))?;
+        let res = berth_runtime::ensure_workdir(&rootfs, &wd);
+        if let Err(e) = rootfs::unmount(&rootfs) {
+            tracing::warn!("unmounting {}: {e}", rootfs.display());
+        }
+        res.map_err(|e| Error::invalid(e.to_string()))?;
+    } else {
+        rootfs::create_dirs(store.overlay_root(), &rec.id)
+            .map_err(|e| io_err("creating rootfs dirs", e))?;
     }
     record::save(dir, rec).map_err(|e| io_err("saving container", e))
 }
@@ -1850,6 +1863,7 @@ fn spec_input(r: &Record, rootfs: &Path, dir: &Path) -> ContainerSpecInput {
         },
         sysctls,
         devices: Vec::new(),
+        device_cgroup_rules: Vec::new(),
         cgroup_v2: None,
         oom_score_adj: hc
             .get("OomScoreAdj")

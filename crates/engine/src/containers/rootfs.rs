@@ -15,6 +15,15 @@ pub fn rw_dir(overlay_root: &Path, id: &str) -> PathBuf {
     overlay_root.join(format!("{id}-rw"))
 }
 
+/// The container's writable layer and mount point directories; returns the `-rw` dir.
+pub fn create_dirs(overlay_root: &Path, id: &str) -> std::io::Result<PathBuf> {
+    let rw = rw_dir(overlay_root, id);
+    for d in ["diff", "work", "merged", "empty"] {
+        std::fs::create_dir_all(rw.join(d))?;
+    }
+    Ok(rw)
+}
+
 /// Whether `target` is a mount point (listed in /proc/self/mountinfo).
 pub fn is_mounted(target: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
@@ -30,10 +39,7 @@ pub fn is_mounted(target: &Path) -> bool {
 /// `overlay_root` (`l/TOP:...`), so the mount happens in a short-lived thread that has its own
 /// working directory (unshare(CLONE_FS)); the daemon's cwd is never touched.
 pub fn mount(overlay_root: &Path, id: &str, lowerdir: &str) -> std::io::Result<PathBuf> {
-    let rw = rw_dir(overlay_root, id);
-    for d in ["diff", "work", "merged", "empty"] {
-        std::fs::create_dir_all(rw.join(d))?;
-    }
+    let rw = create_dirs(overlay_root, id)?;
     let target = rw.join("merged");
     if is_mounted(&target) {
         return Ok(target);

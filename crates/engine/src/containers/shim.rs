@@ -25,6 +25,8 @@ pub struct StartArgs<'a> {
     pub bundle: &'a Path,
     pub state_dir: &'a Path,
     pub runtime_root: &'a Path,
+    /// An external OCI runtime (`--runtime`); None = the shim's built-in libcontainer.
+    pub runtime: Option<&'a crate::Runtime>,
     pub log_path: Option<&'a Path>,
     pub log_max_size: Option<u64>,
     pub log_max_file: Option<u32>,
@@ -45,6 +47,12 @@ pub async fn spawn(a: &StartArgs<'_>) -> Result<StartResult> {
         .arg("--runtime-root")
         .arg(a.runtime_root)
         .arg("--create-only");
+    if let Some(rt) = a.runtime {
+        cmd.arg("--runtime").arg(&rt.path);
+        for arg in &rt.args {
+            cmd.arg("--runtime-arg").arg(arg);
+        }
+    }
     match a.log_path {
         Some(p) => {
             cmd.args(["--log-driver", "json-file", "--log-path"]).arg(p);

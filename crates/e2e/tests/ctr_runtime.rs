@@ -1,0 +1,306 @@
+//! The runtime side of containers end to end: daemon shutdown and start (stop on shutdown,
+//! live-restore, restart policies at boot), rootfs mounted only while running and sizes,
+//! `--init`, `--device`, and external OCI runtimes (runc). Real docker CLI, real kernel.
+//! Needs root, busybox-static and the docker CLI; skipped otherwise.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_e2e::{Daemon, OutputExt, archive, have};
+
+fn can_run() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root || !have("docker") || !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs root, the docker CLI and busybox-static");
+        return false;
+    }
+    true
+}
+
+/// A daemon with busybox imported; force-removes its containers on drop.
+struct Fx {
+    d: Daemon,
+}
+
+impl Fx {
+    fn new(args: &[&str]) -> Fx {
+        let d = Daemon::start_with(args);
+        let tar = archive::busybox_rootfs();
+        d.docker_stdin(&["import", "-", "busybox:latest"], Some(&tar))
+            .ok();
+        Fx { d }
+    }
+    fn out(&self, args: &[&str]) -> String {
+        self.d.docker(args).ok().stdout_str()
+    }
+    fn status(&self, name: &str) -> String {
+        self.out(&["inspect", "-f", "{{.State.Status}}", name])
+            .trim()
+            .to_owned()
+    }
+    fn merged(&self, name: &str) -> String {
+        self.out(&["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", name])
+            .trim()
+            .to_owned()
+    }
+    fn wait_status(&self, name: &str, want: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut st = self.status(name);
+        while st != want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            st = self.status(name);
+        }
+        st
+    }
+}
+
+impl Drop for Fx {
+    fn drop(&mut self) {
+        let ids = self.d.docker(&["ps", "-aq"]).stdout_str();
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = self.d.docker(&args);
+        }
+    }
+}
+
+fn mounted(path: &str) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|m| m == path)
+}
+
+/// A container that exits promptly on SIGTERM.
+const LOOP: &[&str] = &[
+    "sh",
+    "-c",
+    "trap 'exit 0' TERM; while true; do sleep 0.2; done",
+];
+
+fn run_d(f: &Fx, name: &str, extra: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(extra);
+    args.push("busybox");
+    args.extend_from_slice(LOOP);
+    f.out(&args);
+}
+
+#[test]
+fn shutdown_stops_containers_and_restart_policies_apply_at_start() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fx::new(&[]);
+    run_d(&f, "always", &["--restart", "always"]);
+    run_d(&f, "unless", &["--restart", "unless-stopped"]);
+    run_d(
+        &f,
+        "unless-stopped-by-user",
+        &["--restart", "unless-stopped"],
+    );
+    f.out(&["stop", "unless-stopped-by-user"]);
+    run_d(&f, "plain", &[]);
+    run_d(&f, "autorm", &["--rm"]);
+    let merged = f.merged("plain");
+    assert!(mounted(&merged), "a running container's rootfs is mounted");
+
+    f.d.stop();
+    // the shutdown stopped every container (no shim is left)
+    assert!(!mounted(&merged), "rootfs still mounted after shutdown");
+    f.d.restart();
+
+    assert_eq!(f.wait_status("always", "running"), "running");
+    assert_eq!(f.wait_status("unless", "running"), "running");
+    assert_eq!(f.status("unless-stopped-by-user"), "exited");
+    assert_eq!(f.status("plain"), "exited");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.d.docker(&["inspect", "autorm"]).status.success() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!f.d.docker(&["inspect", "autorm"]).status.success());
+    assert!(!mounted(&merged));
+    assert_eq!(f.out(&["exec", "always", "echo", "ok"]), "ok\n");
+}
+
+#[test]
+fn live_restore_keeps_containers_running() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fx::new(&["--live-restore"]);
+    run_d(&f, "lr", &[]);
+    let pid = f.out(&["inspect", "-f", "{{.State.Pid}}", "lr"]);
+    f.d.restart();
+    assert_eq!(f.status("lr"), "running");
+    assert_eq!(f.out(&["inspect", "-f", "{{.State.Pid}}", "lr"]), pid);
+    assert_eq!(f.out(&["exec", "lr", "echo", "ok"]), "ok\n");
+    f.out(&["stop", "lr"]);
+    assert!(!mounted(&f.merged("lr")));
+}
+
+#[test]
+fn rootfs_is_mounted_while_running_and_sizes_are_reported() {
+    if !can_run() {
+        return;
+    }
+    let f = Fx::new(&[]);
+    f.out(&[
+        "run",
+        "--name",
+        "sz",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 300000 /dev/zero > /big",
+    ]);
+    assert!(!mounted(&f.merged("sz")), "stopped: not mounted");
+    let v: serde_json::Value = serde_json::from_str(&f.out(&["inspect", "--size", "sz"])).unwrap();
+    let rw = v[0]["SizeRw"].as_i64().unwrap();
+    let root = v[0]["SizeRootFs"].as_i64().unwrap();
+    assert!((300_000..400_000).contains(&rw), "SizeRw {rw}");
+    assert!(root > rw + 500_000, "SizeRootFs {root} (busybox + rw)");
+    let ps = f.out(&["ps", "-a", "-s", "--format", "{{.Size}}"]);
+    assert!(ps.starts_with("300kB (virtual "), "{ps}");
+    // a stopped container starts again with its files
+    f.out(&["start", "sz"]);
+    f.wait_status("sz", "exited");
+    assert!(!mounted(&f.merged("sz")));
+}
+
+#[test]
+fn init_runs_docker_init_as_pid1_and_reaps() {
+    if !can_run() {
+        return;
+    }
+    let f = Fx::new(&[]);
+    let ps = f.out(&[
+        "run",
+        "--rm",
+        "--init",
+        "busybox",
+        "sh",
+        "-c",
+        "sh -c 'sleep 0.1 &'; sleep 1; ps -o pid,stat,comm",
+    ]);
+    let pid1 = ps
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or("");
+    assert!(pid1.contains("docker-init"), "{ps}");
+    assert!(
+        !ps.lines().any(|l| l.split_whitespace().nth(1) == Some("Z")),
+        "zombie left: {ps}"
+    );
+    f.out(&["create", "--name", "withinit", "--init", "busybox", "true"]);
+    assert_eq!(
+        f.out(&["inspect", "-f", "{{.HostConfig.Init}}", "withinit"])
+            .trim(),
+        "true"
+    );
+}
+
+#[test]
+fn devices_are_added_with_their_cgroup_rule() {
+    if !can_run() {
+        return;
+    }
+    let f = Fx::new(&[]);
+    let out = f.out(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/mynull:rw",
+        "--device-cgroup-rule",
+        "c 1:5 r",
+        "busybox",
+        "sh",
+        "-c",
+        "stat -c '%t:%T' /dev/mynull && echo x > /dev/mynull && echo written",
+    ]);
+    assert_eq!(out, "1:3\nwritten\n");
+    let o =
+        f.d.docker(&["run", "--rm", "--device", "/dev/nosuch", "busybox", "true"]);
+    assert_ne!(o.code(), 0);
+    assert!(
+        o.stderr_str()
+            .contains("error gathering device information"),
+        "{}",
+        o.stderr_str()
+    );
+}
+
+#[test]
+fn external_runtime_runc() {
+    if !can_run() || !Path::new("/usr/sbin/runc").exists() {
+        eprintln!("skipping: needs /usr/sbin/runc");
+        return;
+    }
+    let f = Fx::new(&["--add-runtime", "xrunc=/usr/sbin/runc"]);
+    let o =
+        f.d.docker(&["run", "--rm", "--runtime", "nope", "busybox", "true"]);
+    assert_eq!(o.code(), 125);
+    assert!(
+        o.stderr_str()
+            .contains("unknown or invalid runtime name: nope"),
+        "{}",
+        o.stderr_str()
+    );
+    let info = f.out(&["info", "--format", "{{json .Runtimes}}"]);
+    assert!(info.contains("xrunc"), "{info}");
+
+    assert_eq!(
+        f.out(&["run", "--rm", "--runtime", "xrunc", "busybox", "echo", "hi"]),
+        "hi\n"
+    );
+    let o =
+        f.d.docker(&["run", "--rm", "--runtime", "xrunc", "busybox", "nosuch"]);
+    assert_eq!(o.code(), 127, "{}", o.stderr_str());
+    assert_eq!(
+        f.out(&["run", "--rm", "-t", "--runtime", "xrunc", "busybox", "tty"])
+            .trim(),
+        "/dev/pts/0"
+    );
+    run_d(&f, "rc", &["--runtime", "xrunc"]);
+    assert_eq!(
+        f.out(&["inspect", "-f", "{{.HostConfig.Runtime}}", "rc"])
+            .trim(),
+        "xrunc"
+    );
+    // runc (not libcontainer) knows it
+    let list = std::process::Command::new("/usr/sbin/runc")
+        .args(["--root"])
+        .arg(f.d.exec_root.join("runtimes/xrunc"))
+        .arg("list")
+        .output()
+        .unwrap()
+        .stdout_str();
+    assert!(list.contains("running"), "{list}");
+    assert_eq!(f.out(&["exec", "rc", "echo", "in"]), "in\n");
+    assert_eq!(f.out(&["exec", "-t", "rc", "tty"]).trim(), "/dev/pts/0");
+    assert_eq!(f.d.docker(&["exec", "rc", "nosuch"]).code(), 127);
+    f.out(&["pause", "rc"]);
+    assert_eq!(f.status("rc"), "paused");
+    f.out(&["unpause", "rc"]);
+    f.out(&["stop", "rc"]);
+    assert_eq!(f.status("rc"), "exited");
+    f.out(&["start", "rc"]);
+    f.out(&["kill", "rc"]);
+    assert_eq!(f.wait_status("rc", "exited"), "exited");
+    let logs = f.d.docker(&[
+        "run",
+        "--name",
+        "lg",
+        "--runtime",
+        "xrunc",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(logs.code(), 3);
+    assert_eq!(f.out(&["logs", "lg"]), "out\n");
+}
