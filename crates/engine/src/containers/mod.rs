@@ -11,7 +11,10 @@
 //! Networking is a later issue: `host` shares the host's namespace; `none`, `bridge` and user
 //! networks all get a fresh namespace holding only `lo` for now.
 
+mod archive;
+mod commit;
 mod exec;
+mod fsview;
 mod health;
 mod logs;
 mod names;
@@ -36,6 +39,8 @@ use tokio::sync::{oneshot, watch};
 use crate::error::{Error, Result};
 use crate::events::{Actor, EventBus};
 
+pub use archive::PathStat;
+pub use commit::CommitOptions;
 pub use exec::ExecOptions;
 pub use logs::{LogOptions, Message as LogMessage};
 pub use record::Record;
