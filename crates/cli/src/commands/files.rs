@@ -611,20 +611,24 @@ fn local_src(path: &str, follow: bool) -> Result<(PathBuf, bool, String), CliErr
     Ok((PathBuf::from(resolved), md.is_dir(), rebase_name))
 }
 
-/// Total bytes of regular files under `p` (docker's `localContentSize`).
-fn content_size(p: &Path) -> u64 {
-    let Ok(md) = std::fs::symlink_metadata(p) else {
-        return 0;
-    };
-    if md.is_file() {
-        return md.len();
+/// Counts the bytes an upload reads (docker 28 reports the tar bytes it sent).
+struct Counting<R> {
+    inner: R,
+    n: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        self.n.fetch_add(read, std::sync::atomic::Ordering::Relaxed);
+        r
     }
-    if !md.is_dir() {
-        return 0;
-    }
-    std::fs::read_dir(p)
-        .map(|rd| rd.flatten().map(|e| content_size(&e.path())).sum())
-        .unwrap_or(0)
 }
 
 /// Tar the local `path` with its top entry named `name` (`.` for `dir/.`).
@@ -687,41 +691,45 @@ async fn to_container(
             dst_info.is_dir = st.mode & GO_MODE_DIR != 0;
         }
     }
-    let (body, extract_dir, size): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, String, u64) =
-        if src == "-" {
-            if !dst_info.is_dir {
-                return Err(CliError::msg(format!(
-                    "destination \"{ctr}:{dst}\" must be a directory"
-                )));
-            }
-            (Box::new(tokio::io::stdin()), dst_info.path.clone(), 0)
-        } else {
-            let abs = local_abs(src)?;
-            let (path, is_dir, rebase_name) = local_src(&abs, follow)?;
-            let p = path.to_string_lossy().into_owned();
-            let src_info = SrcInfo {
-                path: p.clone(),
-                is_dir,
-                rebase_name,
-            };
-            let (dir, re) = prepare_copy(&src_info, &dst_info)?;
-            let (_, mut top) = split_path_dir_entry(&p);
-            if !src_info.rebase_name.is_empty() {
-                top = src_info.rebase_name.clone();
-            }
-            if let Some((old, new)) = &re {
-                top = String::from_utf8_lossy(&rebase(top.as_bytes(), old, new)).into_owned();
-            }
-            let size = content_size(&path);
-            // the tar is produced by a thread as the upload reads it
-            let (r, w) = std::io::pipe()?;
-            let top2 = top.clone();
-            std::thread::spawn(move || {
-                let _ = tar_local(&path, is_dir, &top2, w);
-            });
-            let f = tokio::fs::File::from_std(std::fs::File::from(std::os::fd::OwnedFd::from(r)));
-            (Box::new(f), dir, size)
+    let (body, extract_dir): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, String) = if src == "-"
+    {
+        if !dst_info.is_dir {
+            return Err(CliError::msg(format!(
+                "destination \"{ctr}:{dst}\" must be a directory"
+            )));
+        }
+        (Box::new(tokio::io::stdin()), dst_info.path.clone())
+    } else {
+        let abs = local_abs(src)?;
+        let (path, is_dir, rebase_name) = local_src(&abs, follow)?;
+        let p = path.to_string_lossy().into_owned();
+        let src_info = SrcInfo {
+            path: p.clone(),
+            is_dir,
+            rebase_name,
         };
+        let (dir, re) = prepare_copy(&src_info, &dst_info)?;
+        let (_, mut top) = split_path_dir_entry(&p);
+        if !src_info.rebase_name.is_empty() {
+            top = src_info.rebase_name.clone();
+        }
+        if let Some((old, new)) = &re {
+            top = String::from_utf8_lossy(&rebase(top.as_bytes(), old, new)).into_owned();
+        }
+        // the tar is produced by a thread as the upload reads it
+        let (r, w) = std::io::pipe()?;
+        let top2 = top.clone();
+        std::thread::spawn(move || {
+            let _ = tar_local(&path, is_dir, &top2, w);
+        });
+        let f = tokio::fs::File::from_std(std::fs::File::from(std::os::fd::OwnedFd::from(r)));
+        (Box::new(f), dir)
+    };
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let body = Box::new(Counting {
+        inner: body,
+        n: sent.clone(),
+    });
     let q = format!(
         "/containers/{}/archive?path={}&noOverwriteDirNonDir=true{}",
         urlencode(ctr),
@@ -735,7 +743,8 @@ async fn to_container(
         return Err(CliError::daemon(r.message()));
     }
     if !quiet {
-        eprint!("{}", copied_msg(size, &format!("{ctr}:{}", dst_info.path)));
+        let n = sent.load(std::sync::atomic::Ordering::Relaxed);
+        eprint!("{}", copied_msg(n, &format!("{ctr}:{}", dst_info.path)));
     }
     Ok(())
 }

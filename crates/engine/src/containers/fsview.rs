@@ -284,8 +284,8 @@ impl FsView {
     pub fn list_dir(dir: &OwnedFd) -> Result<Vec<OsString>, Errno> {
         let real = reopen_dir(dir)?;
         let mut out = Vec::new();
-        let mut d = rustix::fs::Dir::read_from(&real)?;
-        while let Some(e) = d.next() {
+        let d = rustix::fs::Dir::read_from(&real)?;
+        for e in d {
             let e = e?;
             let n = e.file_name().to_bytes();
             if n == b"." || n == b".." {
@@ -405,14 +405,20 @@ mod tests {
             }],
         )
         .unwrap();
-        assert_eq!(names(&v.resolve(b"/abs/b/in", true, false).unwrap()), "/a/b/in");
+        assert_eq!(
+            names(&v.resolve(b"/abs/b/in", true, false).unwrap()),
+            "/a/b/in"
+        );
         let r = v.resolve(b"abs/b/in", true, false).unwrap();
         assert!(r.read_only && r.in_mount && r.is_dir());
         // the rootfs file under the mount point is hidden by the mount
         assert_eq!(v.resolve(b"/a/b/f", true, false).err(), Some(Errno::NOENT));
         // `..` and absolute links stop at the root
         assert_eq!(names(&v.resolve(b"/a/up", true, false).unwrap()), "/a");
-        assert_eq!(names(&v.resolve(b"/../../a/../a", true, false).unwrap()), "/a");
+        assert_eq!(
+            names(&v.resolve(b"/../../a/../a", true, false).unwrap()),
+            "/a"
+        );
         // /etc of the host is not reachable
         assert_eq!(
             v.resolve(b"/hostetc/passwd", true, false).err(),
