@@ -140,6 +140,9 @@ pub enum Cmd {
     /// Manage Docker
     #[command(subcommand, arg_required_else_help = true)]
     System(SystemCmd),
+    /// Manage networks
+    #[command(subcommand, arg_required_else_help = true)]
+    Network(crate::commands::network::NetworkCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -470,6 +473,11 @@ pub fn usage(path: &str) -> String {
         "diff" | "container diff" => "CONTAINER",
         "commit" | "container commit" => "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
         "container inspect" => "[OPTIONS] CONTAINER [CONTAINER...]",
+        "network" => "COMMAND",
+        "network create" => "[OPTIONS] NETWORK",
+        "network inspect" => "[OPTIONS] NETWORK [NETWORK...]",
+        "network rm" => "NETWORK [NETWORK...]",
+        "network connect" | "network disconnect" => "[OPTIONS] NETWORK CONTAINER",
         _ => "[OPTIONS]",
     };
     if path.is_empty() {
@@ -554,7 +562,7 @@ pub fn command_path(argv: &[String]) -> String {
             continue;
         }
         words.push(canonical(words.first().map(String::as_str), a));
-        if words.len() == 2 || !matches!(a.as_str(), "image" | "system" | "container") {
+        if words.len() == 2 || !matches!(a.as_str(), "image" | "system" | "container" | "network") {
             break;
         }
         i += 1;
@@ -568,6 +576,8 @@ fn canonical(group: Option<&str>, w: &str) -> String {
         (Some("image"), "remove" | "rmi") => "rm".into(),
         (Some("container"), "list" | "ps") => "ls".into(),
         (Some("container"), "remove") => "rm".into(),
+        (Some("network"), "list") => "ls".into(),
+        (Some("network"), "remove") => "rm".into(),
         _ => w.into(),
     }
 }

@@ -41,6 +41,8 @@ fn aliases(path: &str) -> Option<&'static str> {
         "commit" | "container commit" => "berth container commit, berth commit",
         "update" | "container update" => "berth container update, berth update",
         "port" | "container port" => "berth container port, berth port",
+        "network ls" => "berth network ls, berth network list",
+        "network rm" => "berth network rm, berth network remove",
         _ => return None,
     })
 }
@@ -82,6 +84,10 @@ fn flag_lines(cmd: &Command) -> String {
             } else {
                 text.push_str(&format!(" (default \"{d}\")"));
             }
+        }
+        if vname == "map" {
+            // pflag prints an empty Go map as its default.
+            text.push_str(" (default map[])");
         }
         rows.push((long.to_string(), left, text));
     }
@@ -177,7 +183,7 @@ pub fn render(path: &str) -> Option<String> {
             .filter(|c| {
                 !matches!(
                     c.get_name(),
-                    "images" | "version" | "info" | "image" | "system"
+                    "images" | "version" | "info" | "image" | "network" | "system"
                 )
             })
             .collect();
@@ -186,7 +192,7 @@ pub fn render(path: &str) -> Option<String> {
             "Usage:  {}\n\nA self-sufficient runtime for containers\n\nCommon Commands:\n{}\nManagement Commands:\n{}\nCommands:\n{}\nGlobal Options:\n{}\nRun 'berth COMMAND --help' for more information on a command.\n",
             usage("").replace(" [ARG...]", ""),
             command_lines(&pick(&["images", "version", "info"])),
-            command_lines(&pick(&["image", "system"])),
+            command_lines(&pick(&["image", "network", "system"])),
             command_lines(&rest),
             flag_lines(&root),
         ));

@@ -359,16 +359,6 @@ async fn create_container(
     detach: bool,
 ) -> Result<String, CliError> {
     let built = opts.build(path, detach)?;
-    let net = opts.network.as_deref().unwrap_or("default");
-    if !opts.network_alias.is_empty()
-        && (matches!(net, "none" | "host" | "default" | "bridge") || net.starts_with("container:"))
-    {
-        return Err(run_error(
-            path,
-            "network-scoped aliases are only supported for user-defined networks",
-            125,
-        ));
-    }
     if opts.mac_address.is_some() && crate::client::parse_version(&client.api_version) < (1, 44) {
         return Err(CliError::msg(format!(
             "\"specify mac-address per network\" requires API version 1.44, but the Docker daemon API version is {}",

@@ -5,6 +5,8 @@ pub mod container;
 pub mod files;
 pub mod image;
 pub mod inspect;
+pub mod netopts;
+pub mod network;
 pub mod opts;
 pub mod stdio;
 pub mod system;
@@ -107,6 +109,7 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Version(_) | Cmd::Info(_) | Cmd::System(SystemCmd::Info(_)) => Ok(()),
         Cmd::System(SystemCmd::Df(a)) => system::df(&client, a).await,
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => system::events(&client, a).await,
+        Cmd::Network(n) => network::dispatch(&client, n).await,
     }
 }
 
@@ -189,6 +192,7 @@ fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
             check_filters(path, &a.filter, "-f, --filter")?;
             check_args(path, &a.args, Arity::None)
         }
+        Cmd::Network(n) => network::precheck(path, n),
     }
 }
 
