@@ -394,7 +394,7 @@ pub trait EntryResolver {
     /// The directory `comps` (relative to the extraction point), missing ones created 0755.
     fn parent(&mut self, comps: &[OsString], full: &OsStr) -> Result<OwnedFd>;
     /// The existing directory `comps` (hardlink targets, directory mtimes at the end).
-    fn existing_dir(&mut self, comps: &[OsString], full: &OsStr) -> Result<OwnedFd>;
+    fn existing_dir(&mut self, comps: &[OsString]) -> std::result::Result<OwnedFd, Errno>;
 }
 
 /// The layer resolver: openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) under the root.
@@ -404,14 +404,8 @@ impl EntryResolver for Beneath {
     fn parent(&mut self, comps: &[OsString], full: &OsStr) -> Result<OwnedFd> {
         open_parent_creating(&self.0, comps, full)
     }
-    fn existing_dir(&mut self, comps: &[OsString], full: &OsStr) -> Result<OwnedFd> {
-        open_dir(&self.0, comps).map_err(|e| match e {
-            Errno::NOENT => bad(format!(
-                "invalid archive entry {:?}: no such file or directory",
-                full
-            )),
-            e => resolve_error(full, e),
-        })
+    fn existing_dir(&mut self, comps: &[OsString]) -> std::result::Result<OwnedFd, Errno> {
+        open_dir(&self.0, comps)
     }
 }
 
@@ -478,7 +472,7 @@ pub fn extract(
     }
     // Directory mtimes last: creating children changed them.
     for (comps, mtime) in dir_times.iter().rev() {
-        if let Ok(fd) = resolver.existing_dir(comps, OsStr::new("")) {
+        if let Ok(fd) = resolver.existing_dir(comps) {
             let _ = rustix::fs::futimens(&fd, &times(*mtime));
         }
     }
@@ -679,7 +673,14 @@ fn unpack_entry<R: Read>(
             let Some((tname, tparent_comps)) = tcomps.split_last() else {
                 return Err(bad(format!("invalid hardlink {full:?} to the layer root")));
             };
-            let tparent = root.existing_dir(tparent_comps, OsStr::from_bytes(&target))?;
+            let tparent = root.existing_dir(tparent_comps).map_err(|e| match e {
+                Errno::NOENT => bad(format!(
+                    "invalid hardlink {:?} -> {:?}: target does not exist",
+                    full,
+                    OsStr::from_bytes(&target)
+                )),
+                e => resolve_error(OsStr::from_bytes(&target), e),
+            })?;
             clear_existing_opt(&parent, name, false, no_overwrite)?;
             // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself, like tar.
             rustix::fs::linkat(

@@ -337,15 +337,21 @@ pub struct InRoot<'a> {
 
 impl berth_image::layer::EntryResolver for InRoot<'_> {
     fn parent(&mut self, comps: &[OsString], full: &OsStr) -> berth_image::Result<OwnedFd> {
-        self.open(comps, full, true)
+        self.open(comps, full)
     }
-    fn existing_dir(&mut self, comps: &[OsString], full: &OsStr) -> berth_image::Result<OwnedFd> {
-        self.open(comps, full, false)
+    fn existing_dir(&mut self, comps: &[OsString]) -> Result<OwnedFd, Errno> {
+        let mut path = self.base.clone();
+        path.extend(comps.iter().cloned());
+        let r = self.view.resolve_comps(path, true, false)?;
+        if !r.is_dir() {
+            return Err(Errno::NOTDIR);
+        }
+        reopen_dir(&r.fd)
     }
 }
 
 impl InRoot<'_> {
-    fn open(&self, comps: &[OsString], full: &OsStr, create: bool) -> berth_image::Result<OwnedFd> {
+    fn open(&self, comps: &[OsString], full: &OsStr) -> berth_image::Result<OwnedFd> {
         let mut path = self.base.clone();
         path.extend(comps.iter().cloned());
         let err = |e: Errno| {
@@ -363,7 +369,7 @@ impl InRoot<'_> {
                 e => format!("invalid archive entry {p:?}: {e}"),
             })
         };
-        let r = self.view.resolve_comps(path, true, create).map_err(err)?;
+        let r = self.view.resolve_comps(path, true, true).map_err(err)?;
         if !r.is_dir() {
             return Err(err(Errno::NOTDIR));
         }
