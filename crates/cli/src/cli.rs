@@ -77,6 +77,16 @@ pub enum Cmd {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Download an image from a registry
+    Pull(crate::commands::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::commands::registry::PushArgs),
+    /// Authenticate to a registry
+    Login(crate::commands::registry::LoginArgs),
+    /// Log out from a registry
+    Logout(crate::commands::registry::LogoutArgs),
+    /// Search Docker Hub for images
+    Search(crate::commands::registry::SearchArgs),
     /// Show the Docker version information
     Version(VersionArgs),
     /// Display system-wide information
@@ -167,6 +177,10 @@ pub enum ImageCmd {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Download an image from a registry
+    Pull(crate::commands::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::commands::registry::PushArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -446,6 +460,11 @@ pub fn usage(path: &str) -> String {
         "save" | "image save" => "[OPTIONS] IMAGE [IMAGE...]",
         "import" | "image import" => "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
         "image" | "system" | "container" => "COMMAND",
+        "pull" | "image pull" => "[OPTIONS] NAME[:TAG|@DIGEST]",
+        "push" | "image push" => "[OPTIONS] NAME[:TAG]",
+        "login" => "[OPTIONS] [SERVER]",
+        "logout" => "[SERVER]",
+        "search" => "[OPTIONS] TERM",
         "run" | "container run" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
         "create" | "container create" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
         "start" | "container start" => "[OPTIONS] CONTAINER [CONTAINER...]",

@@ -14,6 +14,8 @@ fn aliases(path: &str) -> Option<&'static str> {
         "save" | "image save" => "berth image save, berth save",
         "load" | "image load" => "berth image load, berth load",
         "import" | "image import" => "berth image import, berth import",
+        "pull" | "image pull" => "berth image pull, berth pull",
+        "push" | "image push" => "berth image push, berth push",
         "info" | "system info" => "berth system info, berth info",
         "events" | "system events" => "berth system events, berth events",
         "ps" | "container ls" => {
