@@ -153,6 +153,91 @@ pub enum Cmd {
     /// Manage networks
     #[command(subcommand, arg_required_else_help = true)]
     Network(crate::commands::network::NetworkCmd),
+    /// Manage volumes
+    #[command(subcommand, arg_required_else_help = true)]
+    Volume(VolumeCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create a volume
+    Create(VolumeCreateArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(VolumeInspectArgs),
+    /// List volumes
+    #[command(visible_alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Remove all unused local volumes
+    Prune(VolumePruneArgs),
+    /// Remove one or more volumes
+    #[command(visible_alias = "remove")]
+    Rm(VolumeRmArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeCreateArgs {
+    /// Specify volume driver name
+    #[arg(short = 'd', long, value_name = "string", default_value = "local")]
+    pub driver: String,
+    /// Set metadata for a volume
+    #[arg(long, value_name = "list")]
+    pub label: Vec<String>,
+    /// Specify volume name
+    #[arg(long, value_name = "string")]
+    pub name: Option<String>,
+    /// Set driver specific options
+    #[arg(short = 'o', long, value_name = "map")]
+    pub opt: Vec<String>,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeInspectArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long, value_name = "string", default_value = "")]
+    pub format: String,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeLsArgs {
+    /// Provide filter values (e.g. "dangling=true")
+    #[arg(short = 'f', long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+    #[arg(long, value_name = "string", default_value = "",
+          help = crate::commands::container::FORMAT_HELP)]
+    pub format: String,
+    /// Only display volume names
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumePruneArgs {
+    /// Remove all unused volumes, not just anonymous ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Provide filter values (e.g. "label=<label>")
+    #[arg(long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeRmArgs {
+    /// Force the removal of one or more volumes
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -459,7 +544,10 @@ pub fn usage(path: &str) -> String {
         "tag" | "image tag" => "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
         "save" | "image save" => "[OPTIONS] IMAGE [IMAGE...]",
         "import" | "image import" => "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
-        "image" | "system" | "container" => "COMMAND",
+        "image" | "system" | "container" | "volume" => "COMMAND",
+        "volume create" => "[OPTIONS] [VOLUME]",
+        "volume inspect" | "volume rm" => "[OPTIONS] VOLUME [VOLUME...]",
+        "volume ls" | "volume prune" => "[OPTIONS]",
         "pull" | "image pull" => "[OPTIONS] NAME[:TAG|@DIGEST]",
         "push" | "image push" => "[OPTIONS] NAME[:TAG]",
         "login" => "[OPTIONS] [SERVER]",
@@ -581,7 +669,12 @@ pub fn command_path(argv: &[String]) -> String {
             continue;
         }
         words.push(canonical(words.first().map(String::as_str), a));
-        if words.len() == 2 || !matches!(a.as_str(), "image" | "system" | "container" | "network") {
+        if words.len() == 2
+            || !matches!(
+                a.as_str(),
+                "image" | "system" | "container" | "network" | "volume"
+            )
+        {
             break;
         }
         i += 1;
@@ -595,6 +688,8 @@ fn canonical(group: Option<&str>, w: &str) -> String {
         (Some("image"), "remove" | "rmi") => "rm".into(),
         (Some("container"), "list" | "ps") => "ls".into(),
         (Some("container"), "remove") => "rm".into(),
+        (Some("volume"), "list") => "ls".into(),
+        (Some("volume"), "remove") => "rm".into(),
         (Some("network"), "list") => "ls".into(),
         (Some("network"), "remove") => "rm".into(),
         _ => w.into(),

@@ -14,6 +14,7 @@ pub mod images;
 pub mod info;
 pub mod models;
 pub mod registry;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ pub use containers::Containers;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventBus, EventFilter};
 pub use images::Images;
+pub use volumes::Volumes;
 
 /// An extra OCI runtime (`--add-runtime name=path`, daemon.json `runtimes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -77,6 +79,7 @@ pub struct Engine {
     pub events: Arc<EventBus>,
     pub images: Images,
     pub containers: Containers,
+    pub volumes: Volumes,
 }
 
 /// The embedded hello-world docker-archive (offline `berth run hello-world`).
@@ -131,11 +134,15 @@ impl Engine {
         .await??;
         let events = Arc::new(EventBus::new());
         let store = Arc::new(store);
+        let data_root = config.data_root.clone();
+        let ev = events.clone();
+        let volumes = tokio::task::spawn_blocking(move || Volumes::open(&data_root, ev)).await??;
         // loads the container records and reconciles them with the shims still running
         let containers = Containers::open(
             &config.data_root,
             &config.exec_root,
             store.clone(),
+            volumes.clone(),
             events.clone(),
         )
         .await?;
@@ -151,6 +158,7 @@ impl Engine {
             events,
             images,
             containers,
+            volumes,
         });
         if engine.config.load_hello_world
             && let Some(archive) = hello_world_archive()

@@ -6,11 +6,12 @@ mod files;
 mod images;
 mod registry;
 mod system;
+mod volumes;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::AppState;
 use crate::error::error_response;
@@ -50,6 +51,13 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/exec/{*rest}",
             get(containers::exec_get).post(containers::exec_post),
+        )
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).merge(delete(volumes::remove)),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

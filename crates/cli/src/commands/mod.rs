@@ -11,10 +11,11 @@ pub mod opts;
 pub mod registry;
 pub mod stdio;
 pub mod system;
+pub mod volume;
 
 use std::io::Write;
 
-use crate::cli::{Cli, Cmd, ContainerCmd as C, ImageCmd, SystemCmd};
+use crate::cli::{Cli, Cmd, ContainerCmd as C, ImageCmd, SystemCmd, VolumeCmd as V};
 use crate::client::{Client, TlsOptions};
 use crate::error::CliError;
 
@@ -119,6 +120,13 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Version(_) | Cmd::Info(_) | Cmd::System(SystemCmd::Info(_)) => Ok(()),
         Cmd::System(SystemCmd::Df(a)) => system::df(&client, a).await,
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => system::events(&client, a).await,
+        Cmd::Volume(V::Create(a)) => volume::create(&client, a).await,
+        Cmd::Volume(V::Ls(a)) => volume::ls(&client, a).await,
+        Cmd::Volume(V::Inspect(a)) => {
+            inspect::run(&client, &a.args, &a.format, "volume", None).await
+        }
+        Cmd::Volume(V::Rm(a)) => volume::rm(&client, a).await,
+        Cmd::Volume(V::Prune(a)) => volume::prune(&client, a).await,
         Cmd::Network(n) => network::dispatch(&client, n).await,
     }
 }
@@ -208,6 +216,17 @@ fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
         Cmd::System(SystemCmd::Df(a)) => check_args(path, &a.args, Arity::None),
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => {
             check_filters(path, &a.filter, "-f, --filter")?;
+            check_args(path, &a.args, Arity::None)
+        }
+        Cmd::Volume(V::Create(a)) => check_args(path, &a.args, Arity::AtMost(1)),
+        Cmd::Volume(V::Ls(a)) => {
+            check_filters(path, &a.filter, "-f, --filter")?;
+            check_args(path, &a.args, Arity::None)
+        }
+        Cmd::Volume(V::Inspect(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
+        Cmd::Volume(V::Rm(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
+        Cmd::Volume(V::Prune(a)) => {
+            check_filters(path, &a.filter, "--filter")?;
             check_args(path, &a.args, Arity::None)
         }
         Cmd::Network(n) => network::precheck(path, n),

@@ -420,6 +420,9 @@ fn parse_mount(spec: &str) -> Result<Value, String> {
     let mut bind = Map::new();
     let mut tmpfs = Map::new();
     let mut volume = Map::new();
+    let mut driver = Map::new();
+    let mut driver_opts = Map::new();
+    let mut volume_labels = Map::new();
     for field in spec.split(',') {
         let (k, v) = field.split_once('=').unwrap_or((field, ""));
         match k.to_ascii_lowercase().as_str() {
@@ -444,7 +447,30 @@ fn parse_mount(spec: &str) -> Result<Value, String> {
                 tmpfs.insert("Mode".into(), n.into());
             }
             "volume-nocopy" => {
-                volume.insert("NoCopy".into(), true.into());
+                let b = v.is_empty() || v == "true" || v == "1";
+                volume.insert("NoCopy".into(), b.into());
+            }
+            "volume-driver" => {
+                driver.insert("Name".into(), v.into());
+            }
+            "volume-opt" => {
+                let (ok, ov) = v.split_once('=').unwrap_or((v, ""));
+                driver_opts.insert(ok.into(), ov.into());
+            }
+            "volume-label" => {
+                let (lk, lv) = v.split_once('=').unwrap_or((v, ""));
+                volume_labels.insert(lk.into(), lv.into());
+            }
+            "volume-subpath" => {
+                volume.insert("Subpath".into(), v.into());
+            }
+            "bind-nonrecursive" => {
+                let b = v.is_empty() || v == "true" || v == "1";
+                bind.insert("NonRecursive".into(), b.into());
+            }
+            "bind-create-src" => {
+                let b = v.is_empty() || v == "true" || v == "1";
+                bind.insert("CreateMountpoint".into(), b.into());
             }
             "consistency" => {}
             _ => return Err(format!("unexpected key '{k}' in '{field}'")),
@@ -452,6 +478,16 @@ fn parse_mount(spec: &str) -> Result<Value, String> {
     }
     if !m.contains_key("Target") {
         return Err("target is required".into());
+    }
+    if !volume_labels.is_empty() {
+        volume.insert("Labels".into(), volume_labels.into());
+    }
+    if !driver_opts.is_empty() {
+        driver.insert("Options".into(), driver_opts.into());
+    }
+    // docker sends an (empty) DriverConfig with any volume option
+    if !volume.is_empty() || !driver.is_empty() {
+        volume.insert("DriverConfig".into(), driver.into());
     }
     m.insert("Type".into(), kind.clone().into());
     if ro {
@@ -704,8 +740,16 @@ impl CreateOpts {
         let mut binds = Vec::new();
         for v in &self.volume {
             // A single path is an anonymous volume; "src:dst[:opts]" is a bind or named volume.
-            if v.contains(':') {
-                binds.push(Value::String(v.clone()));
+            if let Some((src, rest)) = v.split_once(':') {
+                // docker 23+ resolves a relative host path against the current directory
+                let src = if src == "." || src.starts_with("./") || src.starts_with("../") {
+                    std::env::current_dir()
+                        .map(|d| d.join(src).display().to_string())
+                        .unwrap_or_else(|_| src.to_owned())
+                } else {
+                    src.to_owned()
+                };
+                binds.push(Value::String(format!("{src}:{rest}")));
             } else {
                 volumes.insert(v.clone(), json!({}));
             }

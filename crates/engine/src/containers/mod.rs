@@ -17,6 +17,7 @@ mod exec;
 mod fsview;
 mod health;
 mod logs;
+mod mounts;
 mod names;
 mod net;
 mod record;
@@ -43,6 +44,7 @@ pub use archive::PathStat;
 pub use commit::CommitOptions;
 pub use exec::ExecOptions;
 pub use logs::{LogOptions, Message as LogMessage};
+pub use mounts::{HostMount, MountPoint, resolve_host_path};
 pub use record::Record;
 
 /// A hijacked client stream (attach/exec), as the API hands it over.
@@ -121,6 +123,7 @@ struct Inner {
     root: PathBuf,
     exec_root: PathBuf,
     images: Arc<ImageStore>,
+    volumes: crate::volumes::Volumes,
     events: Arc<EventBus>,
     map: Mutex<HashMap<String, Arc<Container>>>,
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
@@ -221,6 +224,7 @@ impl Containers {
         data_root: &Path,
         exec_root: &Path,
         images: Arc<ImageStore>,
+        volumes: crate::volumes::Volumes,
         events: Arc<EventBus>,
     ) -> Result<Containers> {
         let root = data_root.join("containers");
@@ -245,11 +249,13 @@ impl Containers {
             root,
             exec_root: exec_root.to_path_buf(),
             images,
+            volumes,
             events,
             map: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
         }));
         for rec in recs {
+            c.restore_mounts(&rec);
             let running = rec.running();
             let ctr = Container::new(rec);
             lock(&c.0.map).insert(ctr.id.clone(), ctr.clone());
@@ -390,20 +396,13 @@ impl Containers {
         if !host_config.is_object() {
             host_config = json!({});
         }
-        // Until volumes exist (issue 5), refuse what would otherwise silently run without the
-        // user's data rather than ignore it.
+        // Until devices exist, refuse what would otherwise silently run without them.
         let non_empty = |k: &str| match host_config.get(k) {
             Some(Value::Array(a)) => !a.is_empty(),
             Some(Value::Object(o)) => !o.is_empty(),
             _ => false,
         };
-        for (key, flag) in [
-            ("Binds", "-v/--volume"),
-            ("Mounts", "--mount"),
-            ("Tmpfs", "--tmpfs"),
-            ("VolumesFrom", "--volumes-from"),
-            ("Devices", "--device"),
-        ] {
+        for (key, flag) in [("Devices", "--device")] {
             if non_empty(key) {
                 return Err(Error::not_implemented(format!(
                     "{flag} ({key}) is not supported by berthd yet"
@@ -627,9 +626,23 @@ impl Containers {
                 },
                 restart_count: 0,
                 manually_stopped: false,
+                mount_points: Vec::new(),
             };
             map.insert(id.clone(), Container::new(rec.clone()));
             rec
+        };
+        let image_volumes: Vec<String> =
+            ic.volumes.clone().unwrap_or_default().into_keys().collect();
+        let rec = match self.setup_mounts(&rec, image_volumes).await {
+            Ok(mps) => {
+                let ctr = self.get(&id)?;
+                lock(&ctr.rec).mount_points = mps;
+                ctr.record()
+            }
+            Err(e) => {
+                lock(&self.0.map).remove(&id);
+                return Err(e);
+            }
         };
 
         let store = self.0.images.clone();
@@ -639,6 +652,7 @@ impl Containers {
         let res = blocking(move || prepare(&store, &dir, &r2, &image_id, host_net)).await;
         if let Err(e) = res {
             lock(&self.0.map).remove(&id);
+            self.release_volumes(&rec, true).await;
             let store = self.0.images.clone();
             let dir = self.dir(&id);
             let i2 = id.clone();
@@ -695,6 +709,7 @@ impl Containers {
                 }
             }
             let _ = self.save(&ctr).await;
+            self.unmount_volumes(&rec).await;
             lock(&ctr.pending).clear();
             let _ = tokio::fs::remove_dir_all(self.state_dir(&rec.id)).await;
             if rec.host_bool("AutoRemove") {
@@ -703,7 +718,7 @@ impl Containers {
                 let this = self.clone();
                 let id = rec.id.clone();
                 tokio::spawn(async move {
-                    let _ = this.remove(&id, true, false).await;
+                    let _ = this.remove(&id, true, true).await;
                 });
             }
         }
@@ -718,6 +733,7 @@ impl Containers {
         let state_dir = self.state_dir(&id);
         let sd = state_dir.clone();
         let rt = self.runtime_root();
+        let vols = self.0.volumes.clone();
         blocking(move || {
             let image_id: Digest = r2
                 .image_id
@@ -727,7 +743,8 @@ impl Containers {
             let lower = store.lowerdir(&image_id).unwrap_or_default();
             let rootfs = rootfs::mount(store.overlay_root(), &r2.id, &lower)
                 .map_err(|e| io_err("mounting rootfs", e))?;
-            let input = spec_input(&r2, &rootfs, &dir);
+            let mut input = spec_input(&r2, &rootfs, &dir);
+            mounts::apply(&vols, &r2, &rootfs, &mut input)?;
             if !input.cwd.is_empty() {
                 berth_runtime::ensure_workdir(&rootfs, &input.cwd)
                     .map_err(|e| Error::invalid(e.to_string()))?;
@@ -894,6 +911,7 @@ impl Containers {
         if let Err(e) = self.save(ctr).await {
             tracing::error!("recording exit of {}: {e}", ctr.id);
         }
+        self.unmount_volumes(&rec).await;
         let sd = self.state_dir(&ctr.id);
         let _ = shim::request(&sd, &Request::Release).await;
         if info.oom_killed {
@@ -905,7 +923,7 @@ impl Containers {
             let this = self.clone();
             let id = ctr.id.clone();
             tokio::spawn(async move {
-                if let Err(e) = this.remove(&id, true, false).await {
+                if let Err(e) = this.remove(&id, true, true).await {
                     tracing::warn!("auto-removing {id}: {e}");
                 }
             });
@@ -1207,7 +1225,7 @@ impl Containers {
     // ---------------------------------------------------------------- remove
 
     /// `DELETE /containers/{id}?force=&v=`.
-    pub async fn remove(&self, name: &str, force: bool, _volumes: bool) -> Result<()> {
+    pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let ctr = self.get(name)?;
         let _op = ctr.op.lock().await;
         let rec = ctr.record();
@@ -1248,6 +1266,7 @@ impl Containers {
             Ok(())
         })
         .await?;
+        self.release_volumes(&rec, volumes).await;
         lock(&self.0.map).remove(&rec.id);
         let code = ctr.record().state.exit_code;
         ctr.removed.send_replace(Some(code));
@@ -1389,7 +1408,7 @@ impl Containers {
                 },
                 "Name": "overlay2",
             },
-            "Mounts": [],
+            "Mounts": mounts::mounts_json(&self.0.volumes, r),
             "Config": r.config,
             "NetworkSettings": {
                 "Bridge": "",
@@ -1469,7 +1488,7 @@ impl Containers {
             "Status": status,
             "HostConfig": { "NetworkMode": r.network_mode() },
             "NetworkSettings": { "Networks": { r.network_mode(): { "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "" } } },
-            "Mounts": [],
+            "Mounts": mounts::mounts_json(&self.0.volumes, r),
         })
     }
 
@@ -1568,6 +1587,7 @@ impl Containers {
                     Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
                     None => labels.contains_key(l),
                 })
+                && any("volume", &|v| mounts::uses_volume(r, v))
                 && any("exited", &|e| {
                     r.state.status == "exited" && e.parse::<i32>().ok() == Some(r.state.exit_code)
                 })
