@@ -202,6 +202,33 @@ fn cp_round_trip_with_docker_cli_and_berth() {
     assert_eq!(v["linkTarget"], "/tmp/dir/file");
     assert_eq!(v["mode"].as_u64().unwrap(), (1 << 27) | 0o777);
 
+    // a path under a volume goes to the volume, as the container sees it
+    f.out(&[
+        "run",
+        "-d",
+        "--name",
+        "cv",
+        "-v",
+        "cpvol:/data",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    f.docker(&[
+        "cp",
+        dir.join("file").to_str().unwrap(),
+        "cv:/data/fromhost",
+    ])
+    .ok();
+    assert_eq!(
+        f.out(&["exec", "cv", "cat", "/data/fromhost"]),
+        "hello file\n"
+    );
+    f.out(&["exec", "cv", "sh", "-c", "echo vol > /data/inside"]);
+    let o = f.docker(&["cp", "cv:/data/inside", "-"]);
+    o.ok();
+    assert!(o.stdout.windows(4).any(|w| w == b"vol\n"));
+
     // a stopped container still copies both ways
     f.out(&["stop", "-t", "0", "c1"]);
     let back = work.join("stopped");

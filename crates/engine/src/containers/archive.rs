@@ -140,10 +140,10 @@ fn resolve_err(e: Errno, path: &str, ctr: &str) -> Error {
     }
 }
 
-/// The mounts a container's processes see over its rootfs: the /etc files the daemon writes
-/// (volumes plug in here when they exist).
-fn mount_points(dir: &std::path::Path) -> Vec<HostBind> {
-    ["hosts", "hostname", "resolv.conf"]
+/// The mounts a container's processes see over its rootfs: the /etc files the daemon writes,
+/// then its volumes and binds (tmpfs mounts live only in the container's namespace).
+fn mount_points(dir: &std::path::Path, table: &[super::mounts::HostMount]) -> Vec<HostBind> {
+    let mut out: Vec<HostBind> = ["hosts", "hostname", "resolv.conf"]
         .iter()
         .map(|f| HostBind {
             destination: format!("/etc/{f}"),
@@ -151,7 +151,15 @@ fn mount_points(dir: &std::path::Path) -> Vec<HostBind> {
             read_only: false,
         })
         .filter(|m| m.source.exists())
-        .collect()
+        .collect();
+    out.extend(table.iter().filter_map(|m| {
+        Some(HostBind {
+            destination: m.destination.clone(),
+            source: m.source.clone()?,
+            read_only: m.read_only,
+        })
+    }));
+    out
 }
 
 impl Containers {
@@ -169,7 +177,8 @@ impl Containers {
     fn view(&self, rec: &Record, with_mounts: bool) -> Result<FsView> {
         let root = self.rootfs_path(rec)?;
         let mounts = if with_mounts {
-            mount_points(&self.dir(&rec.id))
+            let table = self.mount_table(&rec.id).unwrap_or_default();
+            mount_points(&self.dir(&rec.id), &table)
         } else {
             Vec::new()
         };
