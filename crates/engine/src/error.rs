@@ -12,6 +12,8 @@ pub enum ErrorKind {
     Unauthorized,
     /// 404
     NotFound,
+    /// 403 (pre-defined networks, networks in use)
+    Forbidden,
     /// 409
     Conflict,
     /// 501: a feature that exists in Docker but not (yet) here.

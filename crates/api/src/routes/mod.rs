@@ -4,6 +4,7 @@
 mod containers;
 mod files;
 mod images;
+mod networks;
 mod registry;
 mod system;
 mod volumes;
@@ -48,6 +49,14 @@ pub fn router(state: AppState) -> Router {
                 .put(files::put_dispatch)
                 .delete(containers::remove),
         )
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/{action}", post(networks::post_action))
         .route(
             "/exec/{*rest}",
             get(containers::exec_get).post(containers::exec_post),

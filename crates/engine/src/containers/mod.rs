@@ -8,8 +8,10 @@
 //! libcontainer itself; each running container has a monitor task blocked on the shim's
 //! `wait`, which records the exit.
 //!
-//! Networking is a later issue: `host` shares the host's namespace; `none`, `bridge` and user
-//! networks all get a fresh namespace holding only `lo` for now.
+//! Networking (net.rs over berth-network): `host` shares the host's namespace, `none` gets a
+//! fresh one with only `lo`, `container:<id>` joins another's; bridge and user networks get a
+//! sandbox (namespace + veths + addresses + ports) set up before the process runs and dropped
+//! when it exits.
 
 mod archive;
 mod commit;
@@ -45,6 +47,7 @@ pub use commit::CommitOptions;
 pub use exec::ExecOptions;
 pub use logs::{LogOptions, Message as LogMessage};
 pub use mounts::{HostMount, MountPoint, resolve_host_path};
+pub use net::net_error;
 pub use record::Record;
 
 /// A hijacked client stream (attach/exec), as the API hands it over.
@@ -125,6 +128,7 @@ struct Inner {
     images: Arc<ImageStore>,
     volumes: crate::volumes::Volumes,
     events: Arc<EventBus>,
+    nets: Arc<berth_network::Networks>,
     map: Mutex<HashMap<String, Arc<Container>>>,
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
 }
@@ -226,6 +230,7 @@ impl Containers {
         images: Arc<ImageStore>,
         volumes: crate::volumes::Volumes,
         events: Arc<EventBus>,
+        nets: Arc<berth_network::Networks>,
     ) -> Result<Containers> {
         let root = data_root.join("containers");
         let r = root.clone();
@@ -251,9 +256,12 @@ impl Containers {
             images,
             volumes,
             events,
+            nets,
             map: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
         }));
+        let known: std::collections::BTreeSet<String> = recs.iter().map(|r| r.id.clone()).collect();
+        c.0.nets.forget_unknown(&known);
         for rec in recs {
             c.restore_mounts(&rec);
             let running = rec.running();
@@ -272,7 +280,18 @@ impl Containers {
                 });
             }
         }
+        let running = c
+            .all()
+            .iter()
+            .filter(|x| x.record().running())
+            .map(|x| x.id.clone())
+            .collect();
+        c.0.nets.reconcile(&running).await;
         Ok(c)
+    }
+
+    pub fn networks(&self) -> &Arc<berth_network::Networks> {
+        &self.0.nets
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -466,10 +485,8 @@ impl Containers {
                 }
             }
         }
-        if net.starts_with("container:") {
-            return Err(Error::not_implemented(
-                "joining another container's network namespace is not supported yet",
-            ));
+        if let Some(other) = net.strip_prefix("container:") {
+            self.get(other)?;
         }
 
         let id = loop {
@@ -631,6 +648,16 @@ impl Containers {
             map.insert(id.clone(), Container::new(rec.clone()));
             rec
         };
+        if let Err(e) = self.0.nets.register(
+            &id,
+            &rec.name,
+            &rec.network_mode(),
+            body.pointer("/NetworkingConfig/EndpointsConfig"),
+            &hc_strs(&rec.host_config, "Links"),
+        ) {
+            lock(&self.0.map).remove(&id);
+            return Err(net::net_error(e));
+        }
         let image_volumes: Vec<String> =
             ic.volumes.clone().unwrap_or_default().into_keys().collect();
         let rec = match self.setup_mounts(&rec, image_volumes).await {
@@ -641,6 +668,7 @@ impl Containers {
             }
             Err(e) => {
                 lock(&self.0.map).remove(&id);
+                self.0.nets.unregister(&id).await;
                 return Err(e);
             }
         };
@@ -652,6 +680,7 @@ impl Containers {
         let res = blocking(move || prepare(&store, &dir, &r2, &image_id, host_net)).await;
         if let Err(e) = res {
             lock(&self.0.map).remove(&id);
+            self.0.nets.unregister(&id).await;
             self.release_volumes(&rec, true).await;
             let store = self.0.images.clone();
             let dir = self.dir(&id);
@@ -692,6 +721,7 @@ impl Containers {
         }
         let res = self.start_locked(&ctr, &rec).await;
         if let Err(e) = &res {
+            self.0.nets.down(&rec.id).await;
             // Docker records the failure on the container and closes waiting attachers
             {
                 let mut r = lock(&ctr.rec);
@@ -733,8 +763,25 @@ impl Containers {
         let state_dir = self.state_dir(&id);
         let sd = state_dir.clone();
         let rt = self.runtime_root();
+        let joined = rec.network_mode().strip_prefix("container:").and_then(|o| {
+            let other = self.get(o).ok()?;
+            let r = other.record();
+            (r.running() && r.state.pid > 0).then(|| {
+                let p = self.0.nets.netns_of(&r.id);
+                (
+                    p.unwrap_or_else(|| format!("/proc/{}/ns/net", r.state.pid).into()),
+                    self.dir(&r.id),
+                )
+            })
+        });
+        let sn = net::setup(&self.0.nets, rec, joined.as_ref().map(|j| j.0.clone())).await?;
+        let links = self.link_hosts(rec);
         let vols = self.0.volumes.clone();
         blocking(move || {
+            if sn.sandbox.is_some() {
+                net::write_etc(&dir, &r2, sn.sandbox.as_ref(), &links)
+                    .map_err(|e| io_err("writing /etc files", e))?;
+            }
             let image_id: Digest = r2
                 .image_id
                 .parse()
@@ -744,6 +791,12 @@ impl Containers {
             let rootfs = rootfs::mount(store.overlay_root(), &r2.id, &lower)
                 .map_err(|e| io_err("mounting rootfs", e))?;
             let mut input = spec_input(&r2, &rootfs, &dir);
+            input.network = sn.mode;
+            if let Some((_, odir)) = &joined {
+                // Docker shares the other container's /etc files with its namespace
+                input.hosts_path = Some(odir.join("hosts"));
+                input.resolv_conf_path = Some(odir.join("resolv.conf"));
+            }
             mounts::apply(&vols, &r2, &rootfs, &mut input)?;
             if !input.cwd.is_empty() {
                 berth_runtime::ensure_workdir(&rootfs, &input.cwd)
@@ -794,7 +847,7 @@ impl Containers {
         };
         match shim::spawn(&args).await? {
             StartResult::Started { init_pid, .. } => {
-                if rec.network_mode() != "host" {
+                if rec.network_mode() == "none" {
                     let pid = init_pid;
                     if let Err(e) = blocking(move || {
                         net::loopback_up(pid).map_err(|e| io_err("bringing up lo", e))
@@ -911,6 +964,7 @@ impl Containers {
         if let Err(e) = self.save(ctr).await {
             tracing::error!("recording exit of {}: {e}", ctr.id);
         }
+        self.0.nets.down(&ctr.id).await;
         self.unmount_volumes(&rec).await;
         let sd = self.state_dir(&ctr.id);
         let _ = shim::request(&sd, &Request::Release).await;
@@ -1256,6 +1310,7 @@ impl Containers {
         }
         lock(&ctr.rec).state.status = "removing".into();
         lock(&ctr.pending).clear();
+        self.0.nets.unregister(&rec.id).await;
         let store = self.0.images.clone();
         let dir = self.dir(&rec.id);
         let sd = self.state_dir(&rec.id);
@@ -1366,7 +1421,6 @@ impl Containers {
         let s = &r.state;
         let store = &self.0.images;
         let rw = rootfs::rw_dir(store.overlay_root(), &r.id);
-        let net = r.network_mode();
         json!({
             "Id": r.id,
             "Created": r.created,
@@ -1410,41 +1464,7 @@ impl Containers {
             },
             "Mounts": mounts::mounts_json(&self.0.volumes, r),
             "Config": r.config,
-            "NetworkSettings": {
-                "Bridge": "",
-                "SandboxID": "",
-                "SandboxKey": "",
-                "Ports": {},
-                "HairpinMode": false,
-                "LinkLocalIPv6Address": "",
-                "LinkLocalIPv6PrefixLen": 0,
-                "SecondaryIPAddresses": Value::Null,
-                "SecondaryIPv6Addresses": Value::Null,
-                "EndpointID": "",
-                "Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
-                "IPAddress": "",
-                "IPPrefixLen": 0,
-                "IPv6Gateway": "",
-                "MacAddress": "",
-                "Networks": { net.clone(): {
-                    "IPAMConfig": Value::Null,
-                    "Links": Value::Null,
-                    "Aliases": Value::Null,
-                    "MacAddress": "",
-                    "NetworkID": "",
-                    "EndpointID": "",
-                    "Gateway": "",
-                    "IPAddress": "",
-                    "IPPrefixLen": 0,
-                    "IPv6Gateway": "",
-                    "GlobalIPv6Address": "",
-                    "GlobalIPv6PrefixLen": 0,
-                    "DriverOpts": Value::Null,
-                    "DNSNames": Value::Null,
-                }},
-            },
+            "NetworkSettings": self.0.nets.settings_json(&r.id, r.config.get("ExposedPorts"), r.host_config.get("PortBindings")),
         })
     }
 
@@ -1482,12 +1502,12 @@ impl Containers {
             "ImageID": r.image_id,
             "Command": command.join(" "),
             "Created": chrono::DateTime::parse_from_rfc3339(&r.created).map(|d| d.timestamp()).unwrap_or(0),
-            "Ports": [],
+            "Ports": self.0.nets.ports_summary(&r.id, r.config.get("ExposedPorts")),
             "Labels": r.labels(),
             "State": s.status,
             "Status": status,
             "HostConfig": { "NetworkMode": r.network_mode() },
-            "NetworkSettings": { "Networks": { r.network_mode(): { "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "" } } },
+            "NetworkSettings": { "Networks": self.0.nets.networks_summary(&r.id) },
             "Mounts": mounts::mounts_json(&self.0.volumes, r),
         })
     }
