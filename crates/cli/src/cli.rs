@@ -133,6 +133,14 @@ pub enum Cmd {
     Update(crate::commands::container::UpdateArgs),
     /// List port mappings or a specific mapping for the container
     Port(crate::commands::container::PortArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(crate::commands::files::CpArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(crate::commands::files::ExportArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(crate::commands::container::NamesArgs),
+    /// Create a new image from a container's changes
+    Commit(crate::commands::files::CommitArgs),
     /// Manage containers
     #[command(subcommand, arg_required_else_help = true)]
     Container(ContainerCmd),
@@ -264,11 +272,19 @@ pub enum ImageCmd {
 pub enum ContainerCmd {
     /// Attach local standard input, output, and error streams to a running container
     Attach(crate::commands::container::AttachArgs),
+    /// Create a new image from a container's changes
+    Commit(crate::commands::files::CommitArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(crate::commands::files::CpArgs),
     /// Create a new container
     #[command(disable_help_flag = true)]
     Create(crate::commands::container::CreateArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(crate::commands::container::NamesArgs),
     /// Execute a command in a running container
     Exec(crate::commands::container::ExecArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(crate::commands::files::ExportArgs),
     /// Display detailed information on one or more containers
     Inspect(InspectArgs),
     /// Kill one or more running containers
@@ -557,6 +573,12 @@ pub fn usage(path: &str) -> String {
         "update" | "container update" => "[OPTIONS] CONTAINER [CONTAINER...]",
         "port" | "container port" => "CONTAINER [PRIVATE_PORT[/PROTO]]",
         "container prune" => "[OPTIONS]",
+        "cp" | "container cp" => {
+            "[OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-\n\tberth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH"
+        }
+        "export" | "container export" => "[OPTIONS] CONTAINER",
+        "diff" | "container diff" => "CONTAINER",
+        "commit" | "container commit" => "[OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
         "container inspect" => "[OPTIONS] CONTAINER [CONTAINER...]",
         "network" => "COMMAND",
         "network create" => "[OPTIONS] NETWORK",

@@ -359,6 +359,14 @@ impl Client {
 
     /// GET whose body is a long-lived stream (events); non-2xx becomes a daemon error.
     pub async fn get_stream(&self, path: &str) -> Result<hyper::body::Incoming, CliError> {
+        self.get_stream_headers(path).await.map(|(_, b)| b)
+    }
+
+    /// `get_stream`, with the response headers (archive's path stat).
+    pub async fn get_stream_headers(
+        &self,
+        path: &str,
+    ) -> Result<(http::HeaderMap, hyper::body::Incoming), CliError> {
         let full = format!("/v{}{}", self.api_version, path);
         let io = TokioIo::new(
             self.conn
@@ -398,7 +406,8 @@ impl Client {
             };
             return Err(CliError::daemon(r.message()));
         }
-        Ok(resp.into_body())
+        let headers = resp.headers().clone();
+        Ok((headers, resp.into_body()))
     }
 
     /// Hijack a connection (attach, exec start): send the request with `Upgrade: tcp`, read the

@@ -266,6 +266,17 @@ fn fd_path(dir: &OwnedFd, name: &OsStr) -> std::path::PathBuf {
 /// Remove whatever is at `name` (unless both it and the new entry are directories).
 /// Returns true when an existing directory is kept.
 fn clear_existing(parent: &OwnedFd, name: &OsStr, new_is_dir: bool) -> Result<bool> {
+    clear_existing_opt(parent, name, new_is_dir, None)
+}
+
+/// `clear_existing`; with `no_overwrite` (the entry's path, for the message) replacing a
+/// directory by a non-directory or the reverse is refused, as Docker's NoOverwriteDirNonDir.
+fn clear_existing_opt(
+    parent: &OwnedFd,
+    name: &OsStr,
+    new_is_dir: bool,
+    no_overwrite: Option<&OsStr>,
+) -> Result<bool> {
     let st = match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(false),
@@ -274,6 +285,19 @@ fn clear_existing(parent: &OwnedFd, name: &OsStr, new_is_dir: bool) -> Result<bo
     let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
     if is_dir && new_is_dir {
         return Ok(true);
+    }
+    if let Some(p) = no_overwrite {
+        let p = p.to_string_lossy();
+        if is_dir {
+            return Err(bad(format!(
+                "cannot overwrite directory {p:?} with non-directory {p:?}"
+            )));
+        }
+        if new_is_dir {
+            return Err(bad(format!(
+                "cannot overwrite non-directory {p:?} with directory {p:?}"
+            )));
+        }
     }
     if is_dir {
         // remove_dir_all does not follow symlinks inside; the /proc path pins the parent.
@@ -363,6 +387,41 @@ fn apply_path_meta(parent: &OwnedFd, name: &OsStr, meta: &Meta, chmod: bool) -> 
     Ok(())
 }
 
+/// Where tar entries go: turns an entry's cleaned parent components into an open directory.
+/// Layers resolve beneath the layer root refusing every symlink; `docker cp` resolves inside a
+/// container's root (symlinks followed, but never out of it).
+pub trait EntryResolver {
+    /// The directory `comps` (relative to the extraction point), missing ones created 0755.
+    fn parent(&mut self, comps: &[OsString], full: &OsStr) -> Result<OwnedFd>;
+    /// The existing directory `comps` (hardlink targets, directory mtimes at the end).
+    fn existing_dir(&mut self, comps: &[OsString]) -> std::result::Result<OwnedFd, Errno>;
+}
+
+/// The layer resolver: openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) under the root.
+struct Beneath(OwnedFd);
+
+impl EntryResolver for Beneath {
+    fn parent(&mut self, comps: &[OsString], full: &OsStr) -> Result<OwnedFd> {
+        open_parent_creating(&self.0, comps, full)
+    }
+    fn existing_dir(&mut self, comps: &[OsString]) -> std::result::Result<OwnedFd, Errno> {
+        open_dir(&self.0, comps)
+    }
+}
+
+/// How an archive is extracted.
+#[derive(Debug, Clone, Default)]
+pub struct ExtractOptions {
+    /// `.wh.` entries are OCI whiteouts (layers), not plain files (`docker cp`).
+    pub whiteouts: bool,
+    /// Refuse relative symlink targets that climb out of the root (layers).
+    pub check_symlinks: bool,
+    /// Own every entry by this uid/gid instead of the header's (`docker cp -a`).
+    pub chown: Option<(u32, u32)>,
+    /// Refuse replacing a directory by a non-directory and the reverse.
+    pub no_overwrite_dir_non_dir: bool,
+}
+
 /// Unpack a layer tar (plain, gzip or zstd) into `dest`, which must exist and be empty.
 /// `progress` gets the number of uncompressed tar bytes read so far, after each entry.
 pub fn unpack_layer(
@@ -371,28 +430,17 @@ pub fn unpack_layer(
     progress: &mut dyn FnMut(u64),
 ) -> Result<UnpackStats> {
     let (compression, reader) = decompress(input)?;
-    let hashing = HashReader::new(reader);
+    let mut hashing = HashReader::new(reader);
     let root_file =
         File::open(dest).map_err(|e| Error::io(format!("opening {}", dest.display()), e))?;
-    let root: OwnedFd = root_file.into();
-    let mut archive = tar::Archive::new(hashing);
-    let mut dir_times: Vec<(Vec<OsString>, i64)> = Vec::new();
-    let euid_root = is_root();
-    {
-        let entries = archive.entries().map_err(tar_err)?;
-        for entry in entries {
-            let mut entry = entry.map_err(tar_err)?;
-            unpack_entry(&root, &mut entry, &mut dir_times, euid_root)?;
-            progress(entry.raw_header_position() + 512 + entry.size());
-        }
-    }
-    // Directory mtimes last: creating children changed them.
-    for (comps, mtime) in dir_times.iter().rev() {
-        if let Ok(fd) = open_dir(&root, comps) {
-            let _ = rustix::fs::futimens(&fd, &times(*mtime));
-        }
-    }
-    let (diff_id, tar_size) = archive.into_inner().finish().map_err(tar_err)?;
+    let mut root = Beneath(root_file.into());
+    let opts = ExtractOptions {
+        whiteouts: true,
+        check_symlinks: true,
+        ..Default::default()
+    };
+    extract(&mut hashing, &mut root, &opts, progress)?;
+    let (diff_id, tar_size) = hashing.finish().map_err(tar_err)?;
     Ok(UnpackStats {
         diff_id,
         tar_size,
@@ -401,6 +449,34 @@ pub fn unpack_layer(
         size: dir_size(dest),
         compression,
     })
+}
+
+/// Extract a plain tar through `resolver`. Every entry is created with `*at()` calls relative
+/// to the directory the resolver opened, never following a symlink at the entry itself.
+pub fn extract(
+    input: &mut dyn Read,
+    resolver: &mut dyn EntryResolver,
+    opts: &ExtractOptions,
+    progress: &mut dyn FnMut(u64),
+) -> Result<()> {
+    let mut archive = tar::Archive::new(input);
+    let mut dir_times: Vec<(Vec<OsString>, i64)> = Vec::new();
+    let euid_root = is_root();
+    {
+        let entries = archive.entries().map_err(tar_err)?;
+        for entry in entries {
+            let mut entry = entry.map_err(tar_err)?;
+            unpack_entry(resolver, &mut entry, &mut dir_times, euid_root, opts)?;
+            progress(entry.raw_header_position() + 512 + entry.size());
+        }
+    }
+    // Directory mtimes last: creating children changed them.
+    for (comps, mtime) in dir_times.iter().rev() {
+        if let Ok(fd) = resolver.existing_dir(comps) {
+            let _ = rustix::fs::futimens(&fd, &times(*mtime));
+        }
+    }
+    Ok(())
 }
 
 fn entry_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
@@ -450,16 +526,22 @@ fn entry_meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta> {
 
 /// Unpack one entry.
 fn unpack_entry<R: Read>(
-    root: &OwnedFd,
+    root: &mut dyn EntryResolver,
     entry: &mut tar::Entry<'_, R>,
     dir_times: &mut Vec<(Vec<OsString>, i64)>,
     euid_root: bool,
+    opts: &ExtractOptions,
 ) -> Result<()> {
     let raw_path = entry.path_bytes().into_owned();
     let full = OsStr::from_bytes(&raw_path).to_owned();
     let comps = clean_components(&raw_path, "archive entry")?;
     let kind = entry.header().entry_type();
-    let meta = entry_meta(entry)?;
+    let mut meta = entry_meta(entry)?;
+    if let Some((u, g)) = opts.chown {
+        meta.uid = u.into();
+        meta.gid = g.into();
+    }
+    let no_overwrite = opts.no_overwrite_dir_non_dir.then_some(full.as_os_str());
     let Some((name, parent_comps)) = comps.split_last() else {
         // The root itself ("./"): nothing to create.
         return Ok(());
@@ -467,8 +549,11 @@ fn unpack_entry<R: Read>(
     let name_bytes = name.as_bytes();
 
     // Whiteouts (OCI form in the tar) become overlay's form on disk.
-    if let Some(rest) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-        let parent = open_parent_creating(root, parent_comps, &full)?;
+    if let Some(rest) = name_bytes
+        .strip_prefix(WHITEOUT_PREFIX.as_bytes())
+        .filter(|_| opts.whiteouts)
+    {
+        let parent = root.parent(parent_comps, &full)?;
         if name_bytes == WHITEOUT_OPAQUE.as_bytes() {
             rustix::fs::fsetxattr(&parent, OPAQUE_XATTR, b"y", XattrFlags::empty())
                 .map_err(|e| Error::io("setting opaque xattr", e.into()))?;
@@ -507,10 +592,10 @@ fn unpack_entry<R: Read>(
         return Ok(());
     }
 
-    let parent = open_parent_creating(root, parent_comps, &full)?;
+    let parent = root.parent(parent_comps, &full)?;
     match kind {
         tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-            clear_existing(&parent, name, false)?;
+            clear_existing_opt(&parent, name, false, no_overwrite)?;
             let fd = rustix::fs::openat(
                 &parent,
                 name.as_os_str(),
@@ -529,7 +614,7 @@ fn unpack_entry<R: Read>(
             Ok(())
         }
         tar::EntryType::Directory => {
-            if !clear_existing(&parent, name, true)? {
+            if !clear_existing_opt(&parent, name, true, no_overwrite)? {
                 rustix::fs::mkdirat(&parent, name.as_os_str(), Mode::from_raw_mode(0o700))
                     .map_err(|e| resolve_error(&full, e))?;
             }
@@ -552,7 +637,7 @@ fn unpack_entry<R: Read>(
                 .ok_or_else(|| bad(format!("symlink {full:?} without a target")))?;
             // Docker's rule: the target, taken relative to the link's directory, must stay
             // inside the root (absolute targets are resolved in the container's root: fine).
-            if !target.starts_with(b"/") {
+            if opts.check_symlinks && !target.starts_with(b"/") {
                 let mut joined = Vec::new();
                 for c in parent_comps {
                     joined.extend_from_slice(c.as_bytes());
@@ -567,7 +652,7 @@ fn unpack_entry<R: Read>(
                     )));
                 }
             }
-            clear_existing(&parent, name, false)?;
+            clear_existing_opt(&parent, name, false, no_overwrite)?;
             rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name.as_os_str())
                 .map_err(|e| resolve_error(&full, e))?;
             apply_path_meta(&parent, name, &meta, false)?;
@@ -588,7 +673,7 @@ fn unpack_entry<R: Read>(
             let Some((tname, tparent_comps)) = tcomps.split_last() else {
                 return Err(bad(format!("invalid hardlink {full:?} to the layer root")));
             };
-            let tparent = open_dir(root, tparent_comps).map_err(|e| match e {
+            let tparent = root.existing_dir(tparent_comps).map_err(|e| match e {
                 Errno::NOENT => bad(format!(
                     "invalid hardlink {:?} -> {:?}: target does not exist",
                     full,
@@ -596,7 +681,7 @@ fn unpack_entry<R: Read>(
                 )),
                 e => resolve_error(OsStr::from_bytes(&target), e),
             })?;
-            clear_existing(&parent, name, false)?;
+            clear_existing_opt(&parent, name, false, no_overwrite)?;
             // No AT_SYMLINK_FOLLOW: a link to a symlink links the symlink itself, like tar.
             rustix::fs::linkat(
                 &tparent,
@@ -641,7 +726,7 @@ fn unpack_entry<R: Read>(
                     h.device_minor().map_err(tar_err)?.unwrap_or(0),
                 )
             };
-            clear_existing(&parent, name, false)?;
+            clear_existing_opt(&parent, name, false, no_overwrite)?;
             rustix::fs::mknodat(
                 &parent,
                 name.as_os_str(),
@@ -669,6 +754,17 @@ fn unpack_entry<R: Read>(
 /// order and headers carry only what the files carry, so the same directory always gives the
 /// same bytes. Returns (diff ID, tar length).
 pub fn write_layer_tar(dir: &Path, out: &mut dyn Write) -> Result<(Digest, u64)> {
+    write_layer_tar_filtered(dir, out, &|_| false)
+}
+
+/// [`write_layer_tar`] leaving out every entry (and its subtree) for which `skip` says true;
+/// `skip` gets the entry's path relative to `dir`, without a leading `/` (`etc/hosts`). For a
+/// container's upper dir: the mount points the runtime created are not the user's changes.
+pub fn write_layer_tar_filtered(
+    dir: &Path,
+    out: &mut dyn Write,
+    skip: &dyn Fn(&[u8]) -> bool,
+) -> Result<(Digest, u64)> {
     let mut hw = HashWriter {
         inner: out,
         hasher: Hasher::new(),
@@ -678,7 +774,7 @@ pub fn write_layer_tar(dir: &Path, out: &mut dyn Write) -> Result<(Digest, u64)>
         let mut b = tar::Builder::new(&mut hw);
         b.mode(tar::HeaderMode::Complete);
         let mut links: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
-        walk(dir, &[], &mut b, &mut links)?;
+        walk(dir, &[], &mut b, &mut links, skip)?;
         b.finish().map_err(|e| Error::io("writing layer tar", e))?;
     }
     let HashWriter { hasher, count, .. } = hw;
@@ -733,6 +829,7 @@ fn walk(
     rel: &[u8],
     b: &mut tar::Builder<&mut HashWriter<'_>>,
     links: &mut HashMap<(u64, u64), Vec<u8>>,
+    skip: &dyn Fn(&[u8]) -> bool,
 ) -> Result<()> {
     let mut names: Vec<OsString> = std::fs::read_dir(dir)
         .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
@@ -746,6 +843,9 @@ fn walk(
             .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
         let mut entry_name = rel.to_vec();
         entry_name.extend_from_slice(name.as_bytes());
+        if skip(&entry_name) {
+            continue;
+        }
         let ft = md.file_type();
         let mut h = base_header(&md);
         if ft.is_char_device() && md.rdev() == 0 {
@@ -783,7 +883,7 @@ fn walk(
                 b.append_data(&mut oh, OsStr::from_bytes(&oname), io::empty())
                     .map_err(io_w)?;
             }
-            walk(&path, &dname, b, links)?;
+            walk(&path, &dname, b, links, skip)?;
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path)
                 .map_err(|e| Error::io(format!("readlink {}", path.display()), e))?;

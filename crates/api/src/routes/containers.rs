@@ -74,6 +74,9 @@ pub async fn get_dispatch(
     let p = Params::from_uri(req.uri());
     let (name, action) = split(&rest);
     match action {
+        "archive" => super::files::archive_get(&s, name, req).await,
+        "export" => super::files::export(&s, name).await,
+        "changes" => Ok(Json(s.engine.containers.changes(name).await?).into_response()),
         "json" => {
             let mut v = s.engine.containers.inspect(name)?;
             if p.bool("size") {

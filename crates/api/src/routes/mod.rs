@@ -2,6 +2,7 @@
 //! path and split off the action suffix, as dockerd's `{name:.*}` routes do.
 
 mod containers;
+mod files;
 mod images;
 mod networks;
 mod registry;
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
                 .post(images::post_dispatch)
                 .delete(images::remove),
         )
+        .route("/commit", post(files::commit))
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(containers::create))
         .route("/containers/prune", post(containers::prune))
@@ -44,6 +46,7 @@ pub fn router(state: AppState) -> Router {
             "/containers/{*rest}",
             get(containers::get_dispatch)
                 .post(containers::post_dispatch)
+                .put(files::put_dispatch)
                 .delete(containers::remove),
         )
         .route("/networks", get(networks::list))

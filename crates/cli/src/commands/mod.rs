@@ -2,6 +2,7 @@
 //! [`Client`]; later groups (container, network, volume, build) slot in the same way.
 
 pub mod container;
+pub mod files;
 pub mod image;
 pub mod inspect;
 pub mod netopts;
@@ -87,6 +88,10 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Update(a) | Cmd::Container(C::Update(a)) => container::update(&client, &path, a).await,
         Cmd::Stats(_) | Cmd::Container(C::Stats(_)) => Ok(()),
         Cmd::Container(C::Prune(a)) => container::prune(&client, a).await,
+        Cmd::Cp(a) | Cmd::Container(C::Cp(a)) => files::cp(&client, a).await,
+        Cmd::Export(a) | Cmd::Container(C::Export(a)) => files::export(&client, a).await,
+        Cmd::Diff(a) | Cmd::Container(C::Diff(a)) => files::diff(&client, &a.args[0]).await,
+        Cmd::Commit(a) | Cmd::Container(C::Commit(a)) => files::commit(&client, a).await,
         Cmd::Container(C::Inspect(a)) => {
             let size = a.size.then_some("size=1");
             inspect::run(&client, &a.args, &a.format, "container", size).await
@@ -167,6 +172,12 @@ fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
             check_args(path, &a.args, Arity::None)
         }
         Cmd::Container(C::Inspect(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
+        Cmd::Cp(a) | Cmd::Container(C::Cp(a)) => check_args(path, &a.args, Arity::Exact(2)),
+        Cmd::Export(a) | Cmd::Container(C::Export(a)) => check_args(path, &a.args, Arity::Exact(1)),
+        Cmd::Diff(a) | Cmd::Container(C::Diff(a)) => check_args(path, &a.args, Arity::Exact(1)),
+        Cmd::Commit(a) | Cmd::Container(C::Commit(a)) => {
+            check_args(path, &a.args, Arity::Range(1, 2))
+        }
         Cmd::Images(a) | Cmd::Image(ImageCmd::Ls(a)) => {
             check_filters(path, &a.filter, "-f, --filter")?;
             check_args(path, &a.args, Arity::AtMost(1))

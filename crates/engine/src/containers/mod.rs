@@ -14,8 +14,11 @@
 //! sandbox (namespace + veths + addresses + ports) set up before the process runs and dropped
 //! when it exits.
 
+mod archive;
+mod commit;
 mod exec;
 mod features;
+mod fsview;
 mod health;
 mod lifecycle;
 mod logs;
@@ -43,6 +46,8 @@ use tokio::sync::{oneshot, watch};
 use crate::error::{Error, Result};
 use crate::events::{Actor, EventBus};
 
+pub use archive::PathStat;
+pub use commit::CommitOptions;
 pub use exec::ExecOptions;
 pub use lifecycle::{BUILTIN_RUNTIME, Options};
 pub use logs::{LogOptions, Message as LogMessage};
