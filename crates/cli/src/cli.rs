@@ -132,6 +132,9 @@ pub enum Cmd {
     /// Manage Docker
     #[command(subcommand, arg_required_else_help = true)]
     System(SystemCmd),
+    /// Run a container registry
+    #[command(subcommand, arg_required_else_help = true)]
+    Registry(crate::commands::registry::RegistryCmd),
 }
 
 #[derive(Subcommand, Debug)]

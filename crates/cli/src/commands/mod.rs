@@ -5,6 +5,7 @@ pub mod container;
 pub mod image;
 pub mod inspect;
 pub mod opts;
+pub mod registry;
 pub mod stdio;
 pub mod system;
 
@@ -20,6 +21,11 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         // `berth` alone prints help, like `docker`.
         print!("{}", crate::help::render("").unwrap_or_default());
         return Ok(());
+    };
+    // A server of its own, not a client of berthd: no connection.
+    let cmd = match cmd {
+        Cmd::Registry(r) => return registry::run(r).await,
+        other => other,
     };
     let tls = TlsOptions {
         enabled: cli.tls,
@@ -102,6 +108,7 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Version(_) | Cmd::Info(_) | Cmd::System(SystemCmd::Info(_)) => Ok(()),
         Cmd::System(SystemCmd::Df(a)) => system::df(&client, a).await,
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => system::events(&client, a).await,
+        Cmd::Registry(_) => Ok(()),
     }
 }
 
@@ -178,6 +185,7 @@ fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
             check_filters(path, &a.filter, "-f, --filter")?;
             check_args(path, &a.args, Arity::None)
         }
+        Cmd::Registry(_) => Ok(()),
     }
 }
 
