@@ -17,7 +17,10 @@ struct T {
 
 async fn setup() -> T {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = EngineConfig::new(dir.path().join("data"), dir.path().join("exec"));
+    let mut cfg = EngineConfig::new(dir.path().join("data"), dir.path().join("exec"));
+    // no bridge, no host-wide changes: these tests run no container
+    cfg.bridge = Some("none".into());
+    cfg.ip_forward = false;
     let engine = Engine::open(cfg).await.unwrap();
     let app = berth_api::app(engine.clone(), CancellationToken::new());
     T {

@@ -77,6 +77,16 @@ pub enum Cmd {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Download an image from a registry
+    Pull(crate::commands::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::commands::registry::PushArgs),
+    /// Authenticate to a registry
+    Login(crate::commands::registry::LoginArgs),
+    /// Log out from a registry
+    Logout(crate::commands::registry::LogoutArgs),
+    /// Search Docker Hub for images
+    Search(crate::commands::registry::SearchArgs),
     /// Show the Docker version information
     Version(VersionArgs),
     /// Display system-wide information
@@ -134,7 +144,95 @@ pub enum Cmd {
     System(SystemCmd),
     /// Run a container registry
     #[command(subcommand, arg_required_else_help = true)]
-    Registry(crate::commands::registry::RegistryCmd),
+    Registry(crate::commands::registry_server::RegistryCmd),
+    /// Manage networks
+    #[command(subcommand, arg_required_else_help = true)]
+    Network(crate::commands::network::NetworkCmd),
+    /// Manage volumes
+    #[command(subcommand, arg_required_else_help = true)]
+    Volume(VolumeCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create a volume
+    Create(VolumeCreateArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(VolumeInspectArgs),
+    /// List volumes
+    #[command(visible_alias = "list")]
+    Ls(VolumeLsArgs),
+    /// Remove all unused local volumes
+    Prune(VolumePruneArgs),
+    /// Remove one or more volumes
+    #[command(visible_alias = "remove")]
+    Rm(VolumeRmArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeCreateArgs {
+    /// Specify volume driver name
+    #[arg(short = 'd', long, value_name = "string", default_value = "local")]
+    pub driver: String,
+    /// Set metadata for a volume
+    #[arg(long, value_name = "list")]
+    pub label: Vec<String>,
+    /// Specify volume name
+    #[arg(long, value_name = "string")]
+    pub name: Option<String>,
+    /// Set driver specific options
+    #[arg(short = 'o', long, value_name = "map")]
+    pub opt: Vec<String>,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeInspectArgs {
+    /// Format output using a custom template
+    #[arg(short = 'f', long, value_name = "string", default_value = "")]
+    pub format: String,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeLsArgs {
+    /// Provide filter values (e.g. "dangling=true")
+    #[arg(short = 'f', long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+    #[arg(long, value_name = "string", default_value = "",
+          help = crate::commands::container::FORMAT_HELP)]
+    pub format: String,
+    /// Only display volume names
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumePruneArgs {
+    /// Remove all unused volumes, not just anonymous ones
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Provide filter values (e.g. "label=<label>")
+    #[arg(long = "filter", value_name = "filter")]
+    pub filter: Vec<String>,
+    /// Do not prompt for confirmation
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Args, Debug, Default)]
+pub struct VolumeRmArgs {
+    /// Force the removal of one or more volumes
+    #[arg(short = 'f', long)]
+    pub force: bool,
+    #[arg(hide = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -159,6 +257,10 @@ pub enum ImageCmd {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Download an image from a registry
+    Pull(crate::commands::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::commands::registry::PushArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -429,7 +531,15 @@ pub fn usage(path: &str) -> String {
         "tag" | "image tag" => "SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]",
         "save" | "image save" => "[OPTIONS] IMAGE [IMAGE...]",
         "import" | "image import" => "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
-        "image" | "system" | "container" => "COMMAND",
+        "image" | "system" | "container" | "volume" => "COMMAND",
+        "volume create" => "[OPTIONS] [VOLUME]",
+        "volume inspect" | "volume rm" => "[OPTIONS] VOLUME [VOLUME...]",
+        "volume ls" | "volume prune" => "[OPTIONS]",
+        "pull" | "image pull" => "[OPTIONS] NAME[:TAG|@DIGEST]",
+        "push" | "image push" => "[OPTIONS] NAME[:TAG]",
+        "login" => "[OPTIONS] [SERVER]",
+        "logout" => "[SERVER]",
+        "search" => "[OPTIONS] TERM",
         "run" | "container run" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
         "create" | "container create" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
         "start" | "container start" => "[OPTIONS] CONTAINER [CONTAINER...]",
@@ -451,6 +561,11 @@ pub fn usage(path: &str) -> String {
         "port" | "container port" => "CONTAINER [PRIVATE_PORT[/PROTO]]",
         "container prune" => "[OPTIONS]",
         "container inspect" => "[OPTIONS] CONTAINER [CONTAINER...]",
+        "network" => "COMMAND",
+        "network create" => "[OPTIONS] NETWORK",
+        "network inspect" => "[OPTIONS] NETWORK [NETWORK...]",
+        "network rm" => "NETWORK [NETWORK...]",
+        "network connect" | "network disconnect" => "[OPTIONS] NETWORK CONTAINER",
         _ => "[OPTIONS]",
     };
     if path.is_empty() {
@@ -535,7 +650,12 @@ pub fn command_path(argv: &[String]) -> String {
             continue;
         }
         words.push(canonical(words.first().map(String::as_str), a));
-        if words.len() == 2 || !matches!(a.as_str(), "image" | "system" | "container") {
+        if words.len() == 2
+            || !matches!(
+                a.as_str(),
+                "image" | "system" | "container" | "network" | "volume"
+            )
+        {
             break;
         }
         i += 1;
@@ -549,6 +669,10 @@ fn canonical(group: Option<&str>, w: &str) -> String {
         (Some("image"), "remove" | "rmi") => "rm".into(),
         (Some("container"), "list" | "ps") => "ls".into(),
         (Some("container"), "remove") => "rm".into(),
+        (Some("volume"), "list") => "ls".into(),
+        (Some("volume"), "remove") => "rm".into(),
+        (Some("network"), "list") => "ls".into(),
+        (Some("network"), "remove") => "rm".into(),
         _ => w.into(),
     }
 }

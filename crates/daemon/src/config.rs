@@ -76,6 +76,21 @@ pub struct Flags {
     /// Attach containers to a network bridge
     #[arg(short = 'b', long, value_name = "string")]
     pub bridge: Option<String>,
+    /// IPv4 subnet for fixed IPs
+    #[arg(long = "fixed-cidr", value_name = "string")]
+    pub fixed_cidr: Option<String>,
+    /// Set the containers network MTU
+    #[arg(long, value_name = "int")]
+    pub mtu: Option<u32>,
+    /// Enable net.ipv4.ip_forward (default true)
+    #[arg(long = "ip-forward", num_args = 0..=1, default_missing_value = "true", value_name = "bool")]
+    pub ip_forward: Option<bool>,
+    /// Enable IP masquerading (default true)
+    #[arg(long = "ip-masq", num_args = 0..=1, default_missing_value = "true", value_name = "bool")]
+    pub ip_masq: Option<bool>,
+    /// Enable inter-container communication (default true)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "bool")]
+    pub icc: Option<bool>,
     /// Enable live restore of berthd when containers are still running
     #[arg(long = "live-restore", action = ArgAction::SetTrue)]
     pub live_restore: bool,
@@ -125,6 +140,11 @@ pub struct DaemonConfig {
     pub log_level: String,
     pub bip: Option<String>,
     pub bridge: Option<String>,
+    pub fixed_cidr: Option<String>,
+    pub mtu: Option<u32>,
+    pub ip_forward: bool,
+    pub ip_masq: bool,
+    pub icc: bool,
     pub live_restore: bool,
     pub default_runtime: String,
     /// name -> (path, args)
@@ -161,6 +181,11 @@ const KEYS: &[(&str, &str)] = &[
     ("log-level", "log_level"),
     ("bip", "bip"),
     ("bridge", "bridge"),
+    ("fixed-cidr", "fixed_cidr"),
+    ("mtu", "mtu"),
+    ("ip-forward", "ip_forward"),
+    ("ip-masq", "ip_masq"),
+    ("icc", "icc"),
     ("live-restore", "live_restore"),
     ("storage-driver", "storage_driver"),
     ("default-runtime", "default_runtime"),
@@ -253,6 +278,11 @@ where
         log_level: flags.log_level.clone(),
         bip: flags.bip.clone(),
         bridge: flags.bridge.clone(),
+        fixed_cidr: flags.fixed_cidr.clone(),
+        mtu: flags.mtu,
+        ip_forward: flags.ip_forward.unwrap_or(true),
+        ip_masq: flags.ip_masq.unwrap_or(true),
+        icc: flags.icc.unwrap_or(true),
         live_restore: flags.live_restore,
         default_runtime: flags.default_runtime.clone(),
         runtimes: BTreeMap::new(),
@@ -404,6 +434,17 @@ fn apply_file(
             "log-level" => cfg.log_level = str_of(fname, key, val)?,
             "bip" => cfg.bip = Some(str_of(fname, key, val)?),
             "bridge" => cfg.bridge = Some(str_of(fname, key, val)?),
+            "fixed-cidr" => cfg.fixed_cidr = Some(str_of(fname, key, val)?),
+            "mtu" => {
+                cfg.mtu = Some(
+                    val.as_u64()
+                        .and_then(|m| u32::try_from(m).ok())
+                        .ok_or_else(|| ferr(format!("mtu: expected a number, got {val}")))?,
+                )
+            }
+            "ip-forward" => cfg.ip_forward = bool_of(fname, key, val)?,
+            "ip-masq" => cfg.ip_masq = bool_of(fname, key, val)?,
+            "icc" => cfg.icc = bool_of(fname, key, val)?,
             "live-restore" => cfg.live_restore = bool_of(fname, key, val)?,
             "storage-driver" => *storage_driver = Some(str_of(fname, key, val)?),
             "default-runtime" => cfg.default_runtime = str_of(fname, key, val)?,

@@ -119,13 +119,18 @@ async fn run(cfg: DaemonConfig) -> Result<(), String> {
     ecfg.registry_mirrors = cfg.registry_mirrors.clone();
     ecfg.bip = cfg.bip.clone();
     ecfg.bridge = cfg.bridge.clone();
+    ecfg.fixed_cidr = cfg.fixed_cidr.clone();
+    ecfg.mtu = cfg.mtu;
+    ecfg.ip_forward = cfg.ip_forward;
+    ecfg.ip_masq = cfg.ip_masq;
+    ecfg.icc = cfg.icc;
     let engine: Arc<Engine> = Engine::open(ecfg).await.map_err(|e| e.to_string())?;
 
     let bound = listen::bind_all(&hosts, &cfg.group, tls)
         .await
         .map_err(|e| e.to_string())?;
     let shutdown = CancellationToken::new();
-    let app = berth_api::app(engine, shutdown.clone());
+    let app = berth_api::app(engine.clone(), shutdown.clone());
 
     let signals = shutdown.clone();
     tokio::spawn(async move {
@@ -150,6 +155,7 @@ async fn run(cfg: DaemonConfig) -> Result<(), String> {
         cfg.hosts.join(", ")
     );
     berth_api::serve(bound.listeners, app, shutdown, Duration::from_secs(5)).await;
+    engine.shutdown().await;
 
     for p in &bound.unix_paths {
         let _ = std::fs::remove_file(p);

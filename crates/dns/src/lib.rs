@@ -5,7 +5,8 @@
 //! answers for the names the daemon knows (container names, `--network-alias`, several
 //! addresses rotated per query), PTR for those addresses, and forwarding of every other
 //! question to the host's resolvers, queried from the daemon's own namespace (so a host
-//! resolver on 127.0.0.53 works) with a UDP → TCP fallback on truncation.
+//! resolver on 127.0.0.53 works) with a UDP → TCP fallback on truncation; and the
+//! resolv.conf a container gets ([`container_resolv_conf`]), as Docker writes it.
 //!
 //! Must not: know about networks or containers (the [`Resolve`] given by the caller decides which
 //! names are ours), leak a name of ours upstream, panic or stall on a malformed packet, or cost a
@@ -14,11 +15,13 @@
 mod answer;
 mod forward;
 mod netns;
+mod resolv;
 mod serve;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+pub use resolv::{ContainerResolv, container_resolv_conf};
 pub use serve::Handle;
 
 /// The address every container's resolv.conf points at, as with Docker.

@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod http;
+pub mod registry;
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -49,6 +50,8 @@ pub struct Daemon {
     pub pidfile: PathBuf,
     pub bridge: String,
     pub bip: String,
+    /// /24s claimed for this daemon (the default bridge's first), released on drop.
+    subnets: Vec<Subnet>,
     extra_args: Vec<String>,
     child: Option<Child>,
 }
@@ -64,8 +67,10 @@ impl Daemon {
         let pid = std::process::id();
         // Unique per process and test: bridge names are at most 15 bytes.
         let bridge = format!("bt{}x{}", pid % 100_000, n % 1000);
-        let bip = format!("10.{}.{}.1/24", 100 + (pid % 100), (n * 7 + pid) % 250);
+        let subnet = Subnet::claim();
+        let bip = format!("{}.1/24", subnet.prefix3());
         let mut d = Daemon {
+            subnets: vec![subnet],
             data_root: dir.join("data"),
             exec_root: dir.join("exec"),
             sock: dir.join("berth.sock"),
@@ -93,6 +98,8 @@ impl Daemon {
             self.host(),
             "--bip".to_owned(),
             self.bip.clone(),
+            "--bridge".to_owned(),
+            self.bridge.clone(),
             "--config-file".to_owned(),
             self.dir.join("daemon.json").display().to_string(),
         ];
@@ -225,10 +232,127 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Another /24 of our own (for `network create --subnet`), e.g. "10.231.7.0/24".
+    pub fn subnet(&mut self) -> String {
+        let s = Subnet::claim();
+        let out = format!("{}.0/24", s.prefix3());
+        self.subnets.push(s);
+        out
+    }
+
+    /// The nftables table this daemon uses (berth-network derives it from the data root).
+    pub fn nft_table(&self) -> String {
+        use sha2::Digest;
+        let h = sha2::Sha256::digest(self.data_root.as_os_str().as_encoded_bytes());
+        format!("berth_{}", &hex::encode(h)[..10])
+    }
+
+    /// Bridges the daemon's network state lists (default and user networks).
+    pub fn bridges(&self) -> Vec<String> {
+        let mut out = vec![self.bridge.clone()];
+        if let Ok(d) = std::fs::read(self.data_root.join("network/state.json"))
+            && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&d)
+            && let Some(nets) = v.get("networks").and_then(|n| n.as_array())
+        {
+            for n in nets {
+                if let Some(b) = n.get("bridge").and_then(|b| b.as_str())
+                    && !b.is_empty()
+                    && !out.iter().any(|x| x == b)
+                {
+                    out.push(b.to_owned());
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
+        // a daemon killed with containers running leaves its bridges and table: remove them
+        for b in self.bridges() {
+            if Path::new("/sys/class/net").join(&b).exists() {
+                let _ = Command::new("ip").args(["link", "del", &b]).status();
+            }
+        }
+        let t = self.nft_table();
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &t])
+            .stderr(Stdio::null())
+            .status();
         cleanup_dir(&self.dir);
+    }
+}
+
+/// A /24 in 10.200.0.0-10.254.255.0 claimed machine-wide through a lock file under
+/// /tmp/berth-e2e/subnets (test processes run in parallel), skipping the host's routes.
+pub struct Subnet {
+    a: u8,
+    b: u8,
+    lock: PathBuf,
+}
+
+impl Subnet {
+    pub fn claim() -> Subnet {
+        let dir = Path::new("/tmp/berth-e2e/subnets");
+        let _ = std::fs::create_dir_all(dir);
+        let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        let taken: Vec<(u32, u32)> = routes
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let d = u32::from_be(u32::from_str_radix(f.get(1)?, 16).ok()?);
+                let m = u32::from_be(u32::from_str_radix(f.get(7)?, 16).ok()?);
+                (m != 0).then_some((d, m))
+            })
+            .collect();
+        let start = (std::process::id() as usize * 131
+            + COUNTER.fetch_add(1, Ordering::SeqCst) as usize * 17)
+            % (55 * 256);
+        for k in 0..55 * 256 {
+            let i = (start + k) % (55 * 256);
+            let (a, b) = (200 + (i / 256) as u8, (i % 256) as u8);
+            let net = u32::from_be_bytes([10, a, b, 0]);
+            if taken
+                .iter()
+                .any(|(d, m)| (net & m) == (d & m) || (d & 0xffffff00) == net)
+            {
+                continue;
+            }
+            let lock = dir.join(format!("10.{a}.{b}.0"));
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&lock)
+            {
+                Ok(mut f) => {
+                    let _ = write!(f, "{}", std::process::id());
+                    return Subnet { a, b, lock };
+                }
+                Err(_) => {
+                    // stale: its owner is gone
+                    let owner = std::fs::read_to_string(&lock).unwrap_or_default();
+                    if !owner.is_empty() && !Path::new("/proc").join(owner.trim()).exists() {
+                        let _ = std::fs::remove_file(&lock);
+                    }
+                }
+            }
+        }
+        panic!("no free /24 for a test daemon");
+    }
+
+    /// "10.a.b"
+    pub fn prefix3(&self) -> String {
+        format!("10.{}.{}", self.a, self.b)
+    }
+}
+
+impl Drop for Subnet {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.lock);
     }
 }
 

@@ -199,37 +199,6 @@ fn run_exit_codes() {
     f.assert_no_leaks(&ids);
 }
 
-/// Volumes and bind mounts arrive with issue 5; until then asking for one is a clear error,
-/// never a container that silently runs without the user's data.
-#[test]
-fn unsupported_mounts_are_refused_not_ignored() {
-    if !can_run() {
-        return;
-    }
-    let f = Fixture::new();
-    for args in [
-        &["run", "--rm", "-v", "/tmp:/data", "busybox", "true"][..],
-        &[
-            "run",
-            "--rm",
-            "--mount",
-            "type=tmpfs,target=/x",
-            "busybox",
-            "true",
-        ][..],
-        &["run", "--rm", "--tmpfs", "/x", "busybox", "true"][..],
-    ] {
-        let o = f.docker(args);
-        assert_eq!(o.code(), 125, "{args:?}: {}", o.stderr_str());
-        assert!(
-            o.stderr_str().contains("not supported by berthd yet"),
-            "{}",
-            o.stderr_str()
-        );
-    }
-    assert_eq!(f.out(&["ps", "-aq"]), "");
-}
-
 #[test]
 fn detached_lifecycle() {
     if !can_run() {

@@ -8,8 +8,12 @@ use std::fmt;
 pub enum ErrorKind {
     /// 400
     InvalidInput,
+    /// 401: a registry refused the credentials (`POST /auth`).
+    Unauthorized,
     /// 404
     NotFound,
+    /// 403 (pre-defined networks, networks in use)
+    Forbidden,
     /// 409
     Conflict,
     /// 501: a feature that exists in Docker but not (yet) here.

@@ -13,6 +13,9 @@ pub mod fetch;
 pub mod images;
 pub mod info;
 pub mod models;
+pub mod networks;
+pub mod registry;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -24,6 +27,7 @@ pub use containers::Containers;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{Event, EventBus, EventFilter};
 pub use images::Images;
+pub use volumes::Volumes;
 
 /// An extra OCI runtime (`--add-runtime name=path`, daemon.json `runtimes`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -47,6 +51,12 @@ pub struct EngineConfig {
     pub bip: Option<String>,
     /// `-b/--bridge`: attach the default network to this bridge ("none" disables it)
     pub bridge: Option<String>,
+    /// `--fixed-cidr`, `--mtu`, `--ip-forward`, `--ip-masq`, `--icc`
+    pub fixed_cidr: Option<String>,
+    pub mtu: Option<u32>,
+    pub ip_forward: bool,
+    pub ip_masq: bool,
+    pub icc: bool,
     /// Load the embedded hello-world image at startup when missing.
     pub load_hello_world: bool,
 }
@@ -64,6 +74,11 @@ impl EngineConfig {
             registry_mirrors: Vec::new(),
             bip: None,
             bridge: None,
+            fixed_cidr: None,
+            mtu: None,
+            ip_forward: true,
+            ip_masq: true,
+            icc: true,
             load_hello_world: true,
         }
     }
@@ -76,6 +91,10 @@ pub struct Engine {
     pub events: Arc<EventBus>,
     pub images: Images,
     pub containers: Containers,
+    pub networks: Arc<berth_network::Networks>,
+    /// The /networks API (events, filters) over `networks`.
+    pub network_service: networks::NetworkService,
+    pub volumes: Volumes,
 }
 
 /// The embedded hello-world docker-archive (offline `berth run hello-world`).
@@ -130,22 +149,47 @@ impl Engine {
         .await??;
         let events = Arc::new(EventBus::new());
         let store = Arc::new(store);
+        let mut ncfg = berth_network::Config::new(&config.data_root, &config.exec_root);
+        ncfg.bridge = config.bridge.clone();
+        ncfg.bip = config.bip.clone();
+        ncfg.fixed_cidr = config.fixed_cidr.clone();
+        ncfg.mtu = config.mtu;
+        ncfg.ip_forward = config.ip_forward;
+        ncfg.ip_masq = config.ip_masq;
+        ncfg.icc = config.icc;
+        let networks = berth_network::Networks::open(ncfg)
+            .await
+            .map_err(|e| Error::internal(format!("setting up networking: {e}")))?;
+        let data_root = config.data_root.clone();
+        let ev = events.clone();
+        let volumes = tokio::task::spawn_blocking(move || Volumes::open(&data_root, ev)).await??;
         // loads the container records and reconciles them with the shims still running
         let containers = Containers::open(
             &config.data_root,
             &config.exec_root,
             store.clone(),
+            volumes.clone(),
             events.clone(),
+            networks.clone(),
         )
         .await?;
         let images = Images::new(store, events.clone());
         images.set_containers(containers.clone());
+        let network_service =
+            networks::NetworkService::new(networks.clone(), events.clone(), containers.clone());
+        images.set_registry(registry::registry_config(
+            &config.insecure_registries,
+            &config.registry_mirrors,
+        ));
         let engine = Arc::new(Engine {
             id,
             config,
             events,
             images,
+            network_service,
             containers,
+            networks,
+            volumes,
         });
         if engine.config.load_hello_world
             && let Some(archive) = hello_world_archive()
@@ -158,6 +202,11 @@ impl Engine {
             tracing::warn!("loading the embedded hello-world image: {e}");
         }
         Ok(engine)
+    }
+
+    /// At daemon shutdown: with no container running, remove our bridges and nftables table.
+    pub async fn shutdown(&self) {
+        self.networks.shutdown().await;
     }
 
     /// Number of `GET /events` streams open now (`docker info` NEventsListener).

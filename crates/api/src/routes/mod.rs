@@ -3,12 +3,15 @@
 
 mod containers;
 mod images;
+mod networks;
+mod registry;
 mod system;
+mod volumes;
 
 use axum::Router;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::AppState;
 use crate::error::error_response;
@@ -25,6 +28,9 @@ pub fn router(state: AppState) -> Router {
         .route("/images/create", post(images::create))
         .route("/images/prune", post(images::prune))
         .route("/images/get", get(images::save_many))
+        .route("/images/search", get(registry::search))
+        .route("/auth", post(registry::auth))
+        .route("/distribution/{*rest}", get(registry::distribution))
         .route(
             "/images/{*rest}",
             get(images::get_dispatch)
@@ -40,9 +46,24 @@ pub fn router(state: AppState) -> Router {
                 .post(containers::post_dispatch)
                 .delete(containers::remove),
         )
+        .route("/networks", get(networks::list))
+        .route("/networks/create", post(networks::create))
+        .route("/networks/prune", post(networks::prune))
+        .route(
+            "/networks/{id}",
+            get(networks::inspect).delete(networks::remove),
+        )
+        .route("/networks/{id}/{action}", post(networks::post_action))
         .route(
             "/exec/{*rest}",
             get(containers::exec_get).post(containers::exec_post),
+        )
+        .route("/volumes", get(volumes::list))
+        .route("/volumes/create", post(volumes::create))
+        .route("/volumes/prune", post(volumes::prune))
+        .route(
+            "/volumes/{name}",
+            get(volumes::inspect).merge(delete(volumes::remove)),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(not_found)

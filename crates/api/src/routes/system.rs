@@ -49,6 +49,7 @@ pub async fn df(State(s): State<AppState>, req: Request) -> ApiResult<Response> 
     let du = s.engine.images.disk_usage().await?;
     let mut out = serde_json::to_value(&du)
         .map_err(|e| ApiError(berth_engine::Error::internal(e.to_string())))?;
+    out["Volumes"] = serde_json::Value::Array(s.engine.volumes.disk_usage().await?);
     if let (Some(v), Some(images)) = (v, out.get_mut("Images").and_then(|i| i.as_array_mut()))
         && !v.at_least("1.44")
     {

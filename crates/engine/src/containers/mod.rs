@@ -8,12 +8,15 @@
 //! libcontainer itself; each running container has a monitor task blocked on the shim's
 //! `wait`, which records the exit.
 //!
-//! Networking is a later issue: `host` shares the host's namespace; `none`, `bridge` and user
-//! networks all get a fresh namespace holding only `lo` for now.
+//! Networking (net.rs over berth-network): `host` shares the host's namespace, `none` gets a
+//! fresh one with only `lo`, `container:<id>` joins another's; bridge and user networks get a
+//! sandbox (namespace + veths + addresses + ports) set up before the process runs and dropped
+//! when it exits.
 
 mod exec;
 mod health;
 mod logs;
+mod mounts;
 mod names;
 mod net;
 mod record;
@@ -38,6 +41,8 @@ use crate::events::{Actor, EventBus};
 
 pub use exec::ExecOptions;
 pub use logs::{LogOptions, Message as LogMessage};
+pub use mounts::{HostMount, MountPoint, resolve_host_path};
+pub use net::net_error;
 pub use record::Record;
 
 /// A hijacked client stream (attach/exec), as the API hands it over.
@@ -116,7 +121,9 @@ struct Inner {
     root: PathBuf,
     exec_root: PathBuf,
     images: Arc<ImageStore>,
+    volumes: crate::volumes::Volumes,
     events: Arc<EventBus>,
+    nets: Arc<berth_network::Networks>,
     map: Mutex<HashMap<String, Arc<Container>>>,
     execs: Mutex<HashMap<String, Arc<exec::Exec>>>,
 }
@@ -216,7 +223,9 @@ impl Containers {
         data_root: &Path,
         exec_root: &Path,
         images: Arc<ImageStore>,
+        volumes: crate::volumes::Volumes,
         events: Arc<EventBus>,
+        nets: Arc<berth_network::Networks>,
     ) -> Result<Containers> {
         let root = data_root.join("containers");
         let r = root.clone();
@@ -240,11 +249,16 @@ impl Containers {
             root,
             exec_root: exec_root.to_path_buf(),
             images,
+            volumes,
             events,
+            nets,
             map: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
         }));
+        let known: std::collections::BTreeSet<String> = recs.iter().map(|r| r.id.clone()).collect();
+        c.0.nets.forget_unknown(&known);
         for rec in recs {
+            c.restore_mounts(&rec);
             let running = rec.running();
             let ctr = Container::new(rec);
             lock(&c.0.map).insert(ctr.id.clone(), ctr.clone());
@@ -261,7 +275,18 @@ impl Containers {
                 });
             }
         }
+        let running = c
+            .all()
+            .iter()
+            .filter(|x| x.record().running())
+            .map(|x| x.id.clone())
+            .collect();
+        c.0.nets.reconcile(&running).await;
         Ok(c)
+    }
+
+    pub fn networks(&self) -> &Arc<berth_network::Networks> {
+        &self.0.nets
     }
 
     fn dir(&self, id: &str) -> PathBuf {
@@ -385,20 +410,13 @@ impl Containers {
         if !host_config.is_object() {
             host_config = json!({});
         }
-        // Until volumes exist (issue 5), refuse what would otherwise silently run without the
-        // user's data rather than ignore it.
+        // Until devices exist, refuse what would otherwise silently run without them.
         let non_empty = |k: &str| match host_config.get(k) {
             Some(Value::Array(a)) => !a.is_empty(),
             Some(Value::Object(o)) => !o.is_empty(),
             _ => false,
         };
-        for (key, flag) in [
-            ("Binds", "-v/--volume"),
-            ("Mounts", "--mount"),
-            ("Tmpfs", "--tmpfs"),
-            ("VolumesFrom", "--volumes-from"),
-            ("Devices", "--device"),
-        ] {
+        for (key, flag) in [("Devices", "--device")] {
             if non_empty(key) {
                 return Err(Error::not_implemented(format!(
                     "{flag} ({key}) is not supported by berthd yet"
@@ -462,10 +480,8 @@ impl Containers {
                 }
             }
         }
-        if net.starts_with("container:") {
-            return Err(Error::not_implemented(
-                "joining another container's network namespace is not supported yet",
-            ));
+        if let Some(other) = net.strip_prefix("container:") {
+            self.get(other)?;
         }
 
         let id = loop {
@@ -622,9 +638,34 @@ impl Containers {
                 },
                 restart_count: 0,
                 manually_stopped: false,
+                mount_points: Vec::new(),
             };
             map.insert(id.clone(), Container::new(rec.clone()));
             rec
+        };
+        if let Err(e) = self.0.nets.register(
+            &id,
+            &rec.name,
+            &rec.network_mode(),
+            body.pointer("/NetworkingConfig/EndpointsConfig"),
+            &hc_strs(&rec.host_config, "Links"),
+        ) {
+            lock(&self.0.map).remove(&id);
+            return Err(net::net_error(e));
+        }
+        let image_volumes: Vec<String> =
+            ic.volumes.clone().unwrap_or_default().into_keys().collect();
+        let rec = match self.setup_mounts(&rec, image_volumes).await {
+            Ok(mps) => {
+                let ctr = self.get(&id)?;
+                lock(&ctr.rec).mount_points = mps;
+                ctr.record()
+            }
+            Err(e) => {
+                lock(&self.0.map).remove(&id);
+                self.0.nets.unregister(&id).await;
+                return Err(e);
+            }
         };
 
         let store = self.0.images.clone();
@@ -634,6 +675,8 @@ impl Containers {
         let res = blocking(move || prepare(&store, &dir, &r2, &image_id, host_net)).await;
         if let Err(e) = res {
             lock(&self.0.map).remove(&id);
+            self.0.nets.unregister(&id).await;
+            self.release_volumes(&rec, true).await;
             let store = self.0.images.clone();
             let dir = self.dir(&id);
             let i2 = id.clone();
@@ -673,6 +716,7 @@ impl Containers {
         }
         let res = self.start_locked(&ctr, &rec).await;
         if let Err(e) = &res {
+            self.0.nets.down(&rec.id).await;
             // Docker records the failure on the container and closes waiting attachers
             {
                 let mut r = lock(&ctr.rec);
@@ -690,6 +734,7 @@ impl Containers {
                 }
             }
             let _ = self.save(&ctr).await;
+            self.unmount_volumes(&rec).await;
             lock(&ctr.pending).clear();
             let _ = tokio::fs::remove_dir_all(self.state_dir(&rec.id)).await;
             if rec.host_bool("AutoRemove") {
@@ -698,7 +743,7 @@ impl Containers {
                 let this = self.clone();
                 let id = rec.id.clone();
                 tokio::spawn(async move {
-                    let _ = this.remove(&id, true, false).await;
+                    let _ = this.remove(&id, true, true).await;
                 });
             }
         }
@@ -713,7 +758,25 @@ impl Containers {
         let state_dir = self.state_dir(&id);
         let sd = state_dir.clone();
         let rt = self.runtime_root();
+        let joined = rec.network_mode().strip_prefix("container:").and_then(|o| {
+            let other = self.get(o).ok()?;
+            let r = other.record();
+            (r.running() && r.state.pid > 0).then(|| {
+                let p = self.0.nets.netns_of(&r.id);
+                (
+                    p.unwrap_or_else(|| format!("/proc/{}/ns/net", r.state.pid).into()),
+                    self.dir(&r.id),
+                )
+            })
+        });
+        let sn = net::setup(&self.0.nets, rec, joined.as_ref().map(|j| j.0.clone())).await?;
+        let links = self.link_hosts(rec);
+        let vols = self.0.volumes.clone();
         blocking(move || {
+            if sn.sandbox.is_some() {
+                net::write_etc(&dir, &r2, sn.sandbox.as_ref(), &links)
+                    .map_err(|e| io_err("writing /etc files", e))?;
+            }
             let image_id: Digest = r2
                 .image_id
                 .parse()
@@ -722,7 +785,14 @@ impl Containers {
             let lower = store.lowerdir(&image_id).unwrap_or_default();
             let rootfs = rootfs::mount(store.overlay_root(), &r2.id, &lower)
                 .map_err(|e| io_err("mounting rootfs", e))?;
-            let input = spec_input(&r2, &rootfs, &dir);
+            let mut input = spec_input(&r2, &rootfs, &dir);
+            input.network = sn.mode;
+            if let Some((_, odir)) = &joined {
+                // Docker shares the other container's /etc files with its namespace
+                input.hosts_path = Some(odir.join("hosts"));
+                input.resolv_conf_path = Some(odir.join("resolv.conf"));
+            }
+            mounts::apply(&vols, &r2, &rootfs, &mut input)?;
             if !input.cwd.is_empty() {
                 berth_runtime::ensure_workdir(&rootfs, &input.cwd)
                     .map_err(|e| Error::invalid(e.to_string()))?;
@@ -772,7 +842,7 @@ impl Containers {
         };
         match shim::spawn(&args).await? {
             StartResult::Started { init_pid, .. } => {
-                if rec.network_mode() != "host" {
+                if rec.network_mode() == "none" {
                     let pid = init_pid;
                     if let Err(e) = blocking(move || {
                         net::loopback_up(pid).map_err(|e| io_err("bringing up lo", e))
@@ -889,6 +959,8 @@ impl Containers {
         if let Err(e) = self.save(ctr).await {
             tracing::error!("recording exit of {}: {e}", ctr.id);
         }
+        self.0.nets.down(&ctr.id).await;
+        self.unmount_volumes(&rec).await;
         let sd = self.state_dir(&ctr.id);
         let _ = shim::request(&sd, &Request::Release).await;
         if info.oom_killed {
@@ -900,7 +972,7 @@ impl Containers {
             let this = self.clone();
             let id = ctr.id.clone();
             tokio::spawn(async move {
-                if let Err(e) = this.remove(&id, true, false).await {
+                if let Err(e) = this.remove(&id, true, true).await {
                     tracing::warn!("auto-removing {id}: {e}");
                 }
             });
@@ -1202,7 +1274,7 @@ impl Containers {
     // ---------------------------------------------------------------- remove
 
     /// `DELETE /containers/{id}?force=&v=`.
-    pub async fn remove(&self, name: &str, force: bool, _volumes: bool) -> Result<()> {
+    pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let ctr = self.get(name)?;
         let _op = ctr.op.lock().await;
         let rec = ctr.record();
@@ -1233,6 +1305,7 @@ impl Containers {
         }
         lock(&ctr.rec).state.status = "removing".into();
         lock(&ctr.pending).clear();
+        self.0.nets.unregister(&rec.id).await;
         let store = self.0.images.clone();
         let dir = self.dir(&rec.id);
         let sd = self.state_dir(&rec.id);
@@ -1243,6 +1316,7 @@ impl Containers {
             Ok(())
         })
         .await?;
+        self.release_volumes(&rec, volumes).await;
         lock(&self.0.map).remove(&rec.id);
         let code = ctr.record().state.exit_code;
         ctr.removed.send_replace(Some(code));
@@ -1342,7 +1416,6 @@ impl Containers {
         let s = &r.state;
         let store = &self.0.images;
         let rw = rootfs::rw_dir(store.overlay_root(), &r.id);
-        let net = r.network_mode();
         json!({
             "Id": r.id,
             "Created": r.created,
@@ -1384,43 +1457,9 @@ impl Containers {
                 },
                 "Name": "overlay2",
             },
-            "Mounts": [],
+            "Mounts": mounts::mounts_json(&self.0.volumes, r),
             "Config": r.config,
-            "NetworkSettings": {
-                "Bridge": "",
-                "SandboxID": "",
-                "SandboxKey": "",
-                "Ports": {},
-                "HairpinMode": false,
-                "LinkLocalIPv6Address": "",
-                "LinkLocalIPv6PrefixLen": 0,
-                "SecondaryIPAddresses": Value::Null,
-                "SecondaryIPv6Addresses": Value::Null,
-                "EndpointID": "",
-                "Gateway": "",
-                "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0,
-                "IPAddress": "",
-                "IPPrefixLen": 0,
-                "IPv6Gateway": "",
-                "MacAddress": "",
-                "Networks": { net.clone(): {
-                    "IPAMConfig": Value::Null,
-                    "Links": Value::Null,
-                    "Aliases": Value::Null,
-                    "MacAddress": "",
-                    "NetworkID": "",
-                    "EndpointID": "",
-                    "Gateway": "",
-                    "IPAddress": "",
-                    "IPPrefixLen": 0,
-                    "IPv6Gateway": "",
-                    "GlobalIPv6Address": "",
-                    "GlobalIPv6PrefixLen": 0,
-                    "DriverOpts": Value::Null,
-                    "DNSNames": Value::Null,
-                }},
-            },
+            "NetworkSettings": self.0.nets.settings_json(&r.id, r.config.get("ExposedPorts"), r.host_config.get("PortBindings")),
         })
     }
 
@@ -1458,13 +1497,13 @@ impl Containers {
             "ImageID": r.image_id,
             "Command": command.join(" "),
             "Created": chrono::DateTime::parse_from_rfc3339(&r.created).map(|d| d.timestamp()).unwrap_or(0),
-            "Ports": [],
+            "Ports": self.0.nets.ports_summary(&r.id, r.config.get("ExposedPorts")),
             "Labels": r.labels(),
             "State": s.status,
             "Status": status,
             "HostConfig": { "NetworkMode": r.network_mode() },
-            "NetworkSettings": { "Networks": { r.network_mode(): { "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "" } } },
-            "Mounts": [],
+            "NetworkSettings": { "Networks": self.0.nets.networks_summary(&r.id) },
+            "Mounts": mounts::mounts_json(&self.0.volumes, r),
         })
     }
 
@@ -1563,6 +1602,7 @@ impl Containers {
                     Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
                     None => labels.contains_key(l),
                 })
+                && any("volume", &|v| mounts::uses_volume(r, v))
                 && any("exited", &|e| {
                     r.state.status == "exited" && e.parse::<i32>().ok() == Some(r.state.exit_code)
                 })

@@ -36,3 +36,218 @@ pub fn loopback_up(pid: i32) -> std::io::Result<()> {
     .join()
     .map_err(|_| std::io::Error::other("loopback thread panicked"))?
 }
+
+// ------------------------------------------------------------------ the container's networks
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use berth_network::{Networks, SandboxInfo, UpRequest};
+use berth_runtime::NetworkMode;
+use serde_json::Value;
+
+use super::record::Record;
+use crate::error::{Error, Result};
+
+pub fn net_error(e: berth_network::Error) -> Error {
+    use berth_network::Error as E;
+    match e {
+        E::NotFound(m) => Error::not_found(m),
+        E::Conflict(m) => Error::conflict(m),
+        E::Invalid(m) => Error::invalid(m),
+        E::Forbidden(m) => Error::new(crate::error::ErrorKind::Forbidden, m),
+        E::Kernel(m) => Error::internal(m),
+    }
+}
+
+/// What start needs from the network layer: the namespace to join and the /etc contents.
+pub(super) struct StartNet {
+    pub mode: NetworkMode,
+    pub sandbox: Option<SandboxInfo>,
+}
+
+fn hc_list(hc: &Value, key: &str) -> Vec<String> {
+    hc.get(key)
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Before the shim runs: `none` keeps the runtime's fresh namespace (fast path), `host` the
+/// host's, `container:<id>` joins that container's, the rest get a sandbox from the network
+/// layer.
+pub(super) async fn setup(
+    nets: &Networks,
+    rec: &Record,
+    joined: Option<std::path::PathBuf>,
+) -> Result<StartNet> {
+    let mode = rec.network_mode();
+    if mode == "host" {
+        return Ok(StartNet {
+            mode: NetworkMode::Host,
+            sandbox: None,
+        });
+    }
+    if mode == "none" {
+        return Ok(StartNet {
+            mode: NetworkMode::New,
+            sandbox: None,
+        });
+    }
+    if mode.starts_with("container:") {
+        let p = joined.ok_or_else(|| {
+            Error::conflict(format!(
+                "cannot join network namespace of container {}: it is not running",
+                mode.trim_start_matches("container:")
+            ))
+        })?;
+        return Ok(StartNet {
+            mode: NetworkMode::Path(p),
+            sandbox: None,
+        });
+    }
+    let req = UpRequest {
+        dns: hc_list(&rec.host_config, "Dns"),
+        port_bindings: rec.host_config.get("PortBindings").cloned(),
+        exposed_ports: rec.config.get("ExposedPorts").cloned(),
+        publish_all: rec.host_bool("PublishAllPorts"),
+    };
+    let sb = nets.up(&rec.id, &req).await.map_err(net_error)?;
+    Ok(StartNet {
+        mode: NetworkMode::Path(sb.netns.clone()),
+        sandbox: Some(sb),
+    })
+}
+
+const HOSTS_BASE: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
+fe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+
+/// /etc/hosts and /etc/resolv.conf of a container with its own namespace, as Docker writes
+/// them at start: --add-host entries, links, then the container's own addresses.
+pub(super) fn write_etc(
+    dir: &Path,
+    rec: &Record,
+    sb: Option<&SandboxInfo>,
+    links: &[(String, Ipv4Addr, Vec<String>)],
+) -> std::io::Result<()> {
+    let hc = &rec.host_config;
+    let mut hosts = HOSTS_BASE.to_owned();
+    for h in hc_list(hc, "ExtraHosts") {
+        // "name:ip" (docker CLI) or "name=ip"
+        let Some((name, ip)) = h.split_once([':', '=']) else {
+            continue;
+        };
+        let ip = if ip == "host-gateway" {
+            match sb.and_then(|s| s.gateway) {
+                Some(g) => g.to_string(),
+                None => continue,
+            }
+        } else {
+            ip.to_owned()
+        };
+        hosts.push_str(&format!("{ip}\t{name}\n"));
+    }
+    for (alias, ip, names) in links {
+        let mut all = vec![alias.clone()];
+        all.extend(names.iter().filter(|n| *n != alias).cloned());
+        hosts.push_str(&format!("{ip}\t{}\n", all.join(" ")));
+    }
+    let hostname = rec.cfg_str("Hostname");
+    let domain = rec.cfg_str("Domainname");
+    if let Some(sb) = sb {
+        for (_, ip) in sb.addresses.iter().take(1) {
+            if domain.is_empty() {
+                hosts.push_str(&format!("{ip}\t{hostname}\n"));
+            } else {
+                hosts.push_str(&format!("{ip}\t{hostname}.{domain} {hostname}\n"));
+            }
+        }
+    }
+    std::fs::write(dir.join("hosts"), hosts)?;
+
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    // user-defined networks: the embedded DNS server at 127.0.0.11 (it forwards to --dns or
+    // the host's resolvers); the default bridge: the resolvers themselves
+    let user_net = sb.map(|s| s.user_defined).unwrap_or(false);
+    let resolv = berth_dns::container_resolv_conf(
+        &host_resolv,
+        &hc_list(hc, "Dns"),
+        &hc_list(hc, "DnsSearch"),
+        &hc_list(hc, "DnsOptions"),
+        user_net,
+    )
+    .content;
+    std::fs::write(dir.join("resolv.conf"), resolv)
+}
+
+impl super::Containers {
+    /// `--link name:alias` on the default bridge: (alias, address, [id12, name]) of each
+    /// running target, for /etc/hosts.
+    pub(super) fn link_hosts(&self, rec: &Record) -> Vec<(String, Ipv4Addr, Vec<String>)> {
+        let mut out = Vec::new();
+        for l in hc_list(&rec.host_config, "Links") {
+            let (name, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+            let name = name.trim_start_matches('/');
+            let alias = alias.rsplit('/').next().unwrap_or(alias).to_owned();
+            let Ok(target) = self.get(name) else { continue };
+            let Some(m) = self.0.nets.member(&target.id) else {
+                continue;
+            };
+            let Some(ip) = m.endpoints.iter().find_map(|e| e.ip) else {
+                continue;
+            };
+            let tn = target.record().name.trim_start_matches('/').to_owned();
+            out.push((alias, ip, vec![target.id[..12].to_owned(), tn]));
+        }
+        out
+    }
+}
+
+impl super::Containers {
+    /// `network connect`: recorded for a stopped container, wired at once for a running one.
+    pub async fn connect(
+        &self,
+        id: &str,
+        n: &berth_network::Network,
+        endpoint: Option<&Value>,
+    ) -> Result<()> {
+        let ctr = self.get(id)?;
+        let _op = ctr.op.lock().await;
+        let rec = ctr.record();
+        let mode = rec.network_mode();
+        if mode == "host" || mode == "none" || mode.starts_with("container:") {
+            return Err(Error::new(
+                crate::error::ErrorKind::Forbidden,
+                "container sharing network namespace with another container or host cannot be connected to any other network",
+            ));
+        }
+        self.0
+            .nets
+            .connect(id, &n.id, endpoint)
+            .await
+            .map_err(net_error)?;
+        if rec.running() {
+            let sb = self.0.nets.sandbox_info(id);
+            let dir = self.dir(id);
+            let links = self.link_hosts(&rec);
+            let _ = write_etc(&dir, &rec, sb.as_ref(), &links);
+        }
+        Ok(())
+    }
+
+    /// `network disconnect`.
+    pub async fn disconnect(
+        &self,
+        id: &str,
+        n: &berth_network::Network,
+        _force: bool,
+    ) -> Result<()> {
+        let ctr = self.get(id)?;
+        let _op = ctr.op.lock().await;
+        self.0.nets.disconnect(id, &n.id).await.map_err(net_error)
+    }
+}

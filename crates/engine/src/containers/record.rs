@@ -45,6 +45,9 @@ pub struct Record {
     /// Whether the user ran it since the daemon knew it (unless-stopped bookkeeping).
     #[serde(default)]
     pub manually_stopped: bool,
+    /// Binds, volumes and tmpfs mounts, resolved at create (dockerd's `MountPoints`).
+    #[serde(default)]
+    pub mount_points: Vec<super::mounts::MountPoint>,
 }
 
 impl Record {

@@ -1,0 +1,421 @@
+//! Networking end to end: real bridges, veths, namespaces and nftables rules of a throwaway
+//! berthd, real traffic between containers and from the host over loopback. Each daemon has
+//! its own bridge, subnets and table (see `Daemon`), and the tests check that nothing of ours
+//! stays behind. Needs root, busybox-static, the docker CLI and nft; skipped otherwise.
+
+use std::io::{Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use berth_e2e::{Daemon, OutputExt, archive, have};
+
+fn can_run() -> bool {
+    let root = rustix::process::geteuid().is_root();
+    if !root || !have("docker") || !have("nft") || !Path::new("/bin/busybox").exists() {
+        eprintln!("skipping: needs root, the docker CLI, nft and busybox-static");
+        return false;
+    }
+    true
+}
+
+struct Fx {
+    d: Daemon,
+}
+
+impl Fx {
+    fn new(args: &[&str]) -> Fx {
+        let d = Daemon::start_with(args);
+        let tar = archive::busybox_rootfs();
+        d.docker_stdin(&["import", "-", "busybox:latest"], Some(&tar))
+            .ok();
+        Fx { d }
+    }
+    fn out(&self, args: &[&str]) -> String {
+        self.d.docker(args).ok().stdout_str().trim().to_owned()
+    }
+    fn ip(&self, name: &str) -> String {
+        self.out(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            name,
+        ])
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+    }
+    fn pid(&self, name: &str) -> i32 {
+        self.out(&["inspect", "-f", "{{.State.Pid}}", name])
+            .parse()
+            .unwrap_or(0)
+    }
+    fn clean(&self) {
+        let ids = self.d.docker(&["ps", "-aq"]).stdout_str();
+        for id in ids.split_whitespace() {
+            let _ = self.d.docker(&["rm", "-f", id]);
+        }
+    }
+}
+
+impl Drop for Fx {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
+/// Nothing of this daemon's is left in the kernel: bridges, our nft table, netns files.
+fn assert_clean(d: &Daemon, bridges: &[String]) {
+    for b in bridges {
+        assert!(
+            !Path::new("/sys/class/net").join(b).exists(),
+            "bridge {b} left behind"
+        );
+    }
+    let t = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &d.nft_table()])
+        .output()
+        .unwrap();
+    assert!(!t.status.success(), "table {} left behind", d.nft_table());
+    let ns = d.exec_root.join("netns");
+    let left: Vec<_> = std::fs::read_dir(&ns)
+        .map(|r| r.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "netns files left: {left:?}");
+}
+
+fn http_get(addr: &str) -> std::io::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(3))?;
+    s.set_read_timeout(Some(Duration::from_secs(3)))?;
+    s.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+fn wait_http(addr: &str, want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match http_get(addr) {
+            Ok(r) if r.contains(want) => return r,
+            r if Instant::now() > deadline => panic!("GET {addr}: {r:?}"),
+            _ => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+/// An HTTP GET from inside a container (busybox-static's wget crashes in static glibc's NSS).
+fn nc_get(ip: &str, port: u16) -> String {
+    format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {ip} {port}")
+}
+
+const HTTPD: &str = "echo hello-from-httpd > /tmp/index.html && exec httpd -f -p 80 -h /tmp";
+
+/// A free TCP port on the host (bound then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn default_bridge_ports_nat_and_cleanup() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let port = free_port();
+    let pub_arg = format!("127.0.0.1:{port}:80");
+    fx.out(&[
+        "run", "-d", "--name", "web", "-p", &pub_arg, "busybox", "sh", "-c", HTTPD,
+    ]);
+    let ip = fx.ip("web");
+    assert!(
+        ip.starts_with(fx.d.bip.trim_end_matches("1/24")),
+        "{ip} not in {}",
+        fx.d.bip
+    );
+    // from the host on 127.0.0.1
+    wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
+    // `port` and inspect report the binding
+    assert_eq!(fx.out(&["port", "web", "80"]), format!("127.0.0.1:{port}"));
+    // another container on the default bridge reaches it by address, and through the
+    // published port on the gateway (hairpin)
+    let gw = fx.d.bip.trim_end_matches("/24").to_owned();
+    let got = fx.out(&["run", "--rm", "busybox", "sh", "-c", &nc_get(&ip, 80)]);
+    assert!(got.contains("hello-from-httpd"), "{got}");
+    let hp = free_port();
+    let pub_all = format!("{hp}:80");
+    fx.out(&[
+        "run", "-d", "--name", "web2", "-p", &pub_all, "busybox", "sh", "-c", HTTPD,
+    ]);
+    wait_http(&format!("127.0.0.1:{hp}"), "hello-from-httpd");
+    let got = fx.out(&["run", "--rm", "busybox", "sh", "-c", &nc_get(&gw, hp)]);
+    assert!(got.contains("hello-from-httpd"), "{got}");
+
+    // a port already taken: a clear error, and nothing half set up
+    let r = fx.d.docker(&[
+        "run", "-d", "--name", "clash", "-p", &pub_arg, "busybox", "sleep", "100",
+    ]);
+    assert!(!r.status.success());
+    assert!(
+        r.stderr_str().contains("port is already allocated"),
+        "{}",
+        r.stderr_str()
+    );
+    assert_eq!(
+        fx.out(&["inspect", "-f", "{{.State.Running}}", "clash"]),
+        "false"
+    );
+    let netns: Vec<_> = std::fs::read_dir(fx.d.exec_root.join("netns"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(netns.len(), 2, "{netns:?}");
+
+    // -P publishes EXPOSEd ports on ephemeral host ports that `port` reports
+    fx.out(&[
+        "run", "-d", "--name", "pall", "--expose", "80", "-P", "busybox", "sh", "-c", HTTPD,
+    ]);
+    let p = fx.out(&["port", "pall", "80/tcp"]);
+    let hostport = p.rsplit(':').next().unwrap().to_owned();
+    assert!(hostport.parse::<u16>().unwrap() > 0, "{p}");
+    wait_http(&format!("127.0.0.1:{hostport}"), "hello-from-httpd");
+
+    // UDP: a socket inside the container's namespace answers on the published port
+    let up = free_port();
+    let udp_arg = format!("127.0.0.1:{up}:53/udp");
+    fx.out(&[
+        "run", "-d", "--name", "udp", "-p", &udp_arg, "busybox", "sleep", "100",
+    ]);
+    let pid = fx.pid("udp");
+    let server = std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+        assert_eq!(
+            unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) },
+            0
+        );
+        let s = UdpSocket::bind("0.0.0.0:53").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 64];
+        let (n, from) = s.recv_from(&mut buf).unwrap();
+        s.send_to(&buf[..n], from).unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.send_to(b"ping-udp", format!("127.0.0.1:{up}")).unwrap();
+    let mut buf = [0u8; 64];
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping-udp");
+    server.join().unwrap();
+
+    // outbound NAT: the container's traffic leaves with the host's address
+    let ruleset = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &fx.d.nft_table()])
+        .output()
+        .unwrap()
+        .stdout_str();
+    assert!(ruleset.contains("masquerade"), "{ruleset}");
+
+    // --network none and host
+    let none = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert_eq!(none.lines().count(), 1, "{none}");
+    let host = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    // the host's links (their number changes while other tests run: check the names)
+    let names: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("bt") && !n.starts_with("veth") && !n.starts_with("br-"))
+        .collect();
+    assert!(names.len() > 1);
+    for n in &names {
+        assert!(host.contains(&format!(": {n}:")), "{n} not in {host}");
+    }
+
+    // everything goes away with the containers and the daemon
+    fx.clean();
+    let bridges = fx.d.bridges();
+    fx.d.stop();
+    assert_clean(&fx.d, &bridges);
+}
+
+#[test]
+fn user_networks_isolation_dns_and_modes() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let (s1, s2, s3) = (fx.d.subnet(), fx.d.subnet(), fx.d.subnet());
+    fx.out(&[
+        "network", "create", "--subnet", &s1, "--label", "t=1", "front",
+    ]);
+    fx.out(&["network", "create", "--subnet", &s2, "back"]);
+    fx.out(&["network", "create", "--subnet", &s3, "--internal", "sealed"]);
+    let ls = fx.out(&["network", "ls", "--format", "{{.Name}}"]);
+    for n in ["bridge", "host", "none", "front", "back", "sealed"] {
+        assert!(ls.lines().any(|l| l == n), "{n} missing from {ls}");
+    }
+    assert_eq!(
+        fx.out(&["network", "ls", "-q", "--filter", "label=t=1"])
+            .lines()
+            .count(),
+        1
+    );
+    let insp: serde_json::Value =
+        serde_json::from_str(&fx.out(&["network", "inspect", "front"])).unwrap();
+    assert_eq!(insp[0]["IPAM"]["Config"][0]["Subnet"], s1.as_str());
+
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "front",
+        "--network-alias",
+        "www",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "other",
+        "--network",
+        "back",
+        "busybox",
+        "sleep",
+        "100",
+    ]);
+    let ip = fx.ip("web");
+    assert!(
+        ip.starts_with(s1.trim_end_matches("0/24")),
+        "{ip} not in {s1}"
+    );
+    // same network: by name and by alias through the embedded DNS
+    for host in ["web", "www", &ip] {
+        let got = fx.out(&[
+            "run",
+            "--rm",
+            "--network",
+            "front",
+            "busybox",
+            "sh",
+            "-c",
+            &nc_get(host, 80),
+        ]);
+        assert!(got.contains("hello-from-httpd"), "{host}: {got}");
+    }
+    // another network: neither the name nor the address
+    let r =
+        fx.d.docker(&["exec", "other", "sh", "-c", &nc_get(&ip, 80)]);
+    assert!(!r.stdout_str().contains("hello-from-httpd"));
+    // (no lookup of "web" from there: a name not ours goes to the host's resolvers)
+    // connect puts it on front: now it answers
+    fx.out(&["network", "connect", "front", "other"]);
+    let got = fx.out(&["exec", "other", "sh", "-c", &nc_get("web", 80)]);
+    assert!(got.contains("hello-from-httpd"), "{got}");
+    fx.out(&["network", "disconnect", "front", "other"]);
+    let links = fx.out(&["exec", "other", "ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 2, "{links}");
+    // an internal network has no way out (no route, no NAT); inside it traffic flows
+    let r = fx.d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "sealed",
+        "busybox",
+        "ip",
+        "route",
+    ]);
+    assert!(!r.stdout_str().contains("default"), "{}", r.stdout_str());
+    // container:<name> shares the namespace (localhost)
+    let got = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "busybox",
+        "sh",
+        "-c",
+        &nc_get("127.0.0.1", 80),
+    ]);
+    assert!(got.contains("hello-from-httpd"), "{got}");
+    // a network in use cannot go; unused ones are pruned
+    let r = fx.d.docker(&["network", "rm", "front"]);
+    assert!(!r.status.success());
+    assert!(
+        r.stderr_str().contains("active endpoints"),
+        "{}",
+        r.stderr_str()
+    );
+    let r = fx.d.docker(&["network", "rm", "bridge"]);
+    assert!(r.stderr_str().contains("pre-defined"), "{}", r.stderr_str());
+    fx.clean();
+    let bridges = fx.d.bridges();
+    assert!(bridges.len() >= 4, "{bridges:?}");
+    let pruned = fx.out(&["network", "prune", "-f"]);
+    for n in ["front", "back", "sealed"] {
+        assert!(pruned.contains(n), "{pruned}");
+    }
+    for b in &bridges[1..] {
+        assert!(!Path::new("/sys/class/net").join(b).exists(), "{b} left");
+    }
+    fx.d.stop();
+    assert_clean(&fx.d, &bridges);
+}
+
+#[test]
+fn daemon_restart_keeps_ports_and_kill9_recovers() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let port = free_port();
+    let pub_arg = format!("127.0.0.1:{port}:80");
+    fx.out(&[
+        "run", "-d", "--name", "web", "-p", &pub_arg, "busybox", "sh", "-c", HTTPD,
+    ]);
+    wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
+    fx.d.kill9();
+    // the kernel keeps serving while the daemon is down
+    wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
+    fx.d.restart();
+    wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
+    // the port is still ours: nobody else gets it
+    let r =
+        fx.d.docker(&["run", "-d", "-p", &pub_arg, "busybox", "sleep", "5"]);
+    assert!(!r.status.success(), "{}", r.stdout_str());
+    assert_eq!(fx.out(&["port", "web", "80"]), format!("127.0.0.1:{port}"));
+    fx.clean();
+    let bridges = fx.d.bridges();
+    fx.d.stop();
+    assert_clean(&fx.d, &bridges);
+}
