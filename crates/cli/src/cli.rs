@@ -150,6 +150,9 @@ pub enum Cmd {
     /// Manage Docker
     #[command(subcommand, arg_required_else_help = true)]
     System(SystemCmd),
+    /// Run a container registry
+    #[command(subcommand, arg_required_else_help = true)]
+    Registry(crate::commands::registry_server::RegistryCmd),
     /// Manage networks
     #[command(subcommand, arg_required_else_help = true)]
     Network(crate::commands::network::NetworkCmd),

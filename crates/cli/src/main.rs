@@ -5,6 +5,7 @@
 //! Must not: link or call daemon crates (berthd is reached only through the API, like any
 //! Docker client), or touch daemon state on disk. One module per command group under
 //! `commands/`; shared output code in `format/`, connection code in `client`.
+//! The exception is `berth registry`, which runs a registry (crates/registry) in-process.
 
 mod cli;
 mod client;

@@ -9,6 +9,7 @@ pub mod netopts;
 pub mod network;
 pub mod opts;
 pub mod registry;
+pub mod registry_server;
 pub mod stdio;
 pub mod system;
 pub mod volume;
@@ -25,6 +26,11 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         // `berth` alone prints help, like `docker`.
         print!("{}", crate::help::render("").unwrap_or_default());
         return Ok(());
+    };
+    // A server of its own, not a client of berthd: no connection.
+    let cmd = match cmd {
+        Cmd::Registry(r) => return registry_server::run(r).await,
+        other => other,
     };
     let tls = TlsOptions {
         enabled: cli.tls,
@@ -120,6 +126,7 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Version(_) | Cmd::Info(_) | Cmd::System(SystemCmd::Info(_)) => Ok(()),
         Cmd::System(SystemCmd::Df(a)) => system::df(&client, a).await,
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => system::events(&client, a).await,
+        Cmd::Registry(_) => Ok(()),
         Cmd::Volume(V::Create(a)) => volume::create(&client, a).await,
         Cmd::Volume(V::Ls(a)) => volume::ls(&client, a).await,
         Cmd::Volume(V::Inspect(a)) => {
@@ -218,6 +225,7 @@ fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
             check_filters(path, &a.filter, "-f, --filter")?;
             check_args(path, &a.args, Arity::None)
         }
+        Cmd::Registry(_) => Ok(()),
         Cmd::Volume(V::Create(a)) => check_args(path, &a.args, Arity::AtMost(1)),
         Cmd::Volume(V::Ls(a)) => {
             check_filters(path, &a.filter, "-f, --filter")?;
