@@ -17,7 +17,7 @@ use rustix::io::Errno;
 use serde_json::{Value, json};
 
 use super::fsview::{self, FsView, HostBind, InRoot, file_type};
-use super::{Container, Containers, Record, blocking, io_err, rootfs};
+use super::{Container, Containers, Record, blocking, io_err};
 use crate::error::{Error, Result};
 
 /// `X-Docker-Container-Path-Stat`: Docker's `ContainerPathStat`.
@@ -222,7 +222,6 @@ impl Containers {
         let (ctr, rec) = self.live(name)?;
         let this = self.clone();
         let (n, p) = (name.to_owned(), path.to_owned());
-        let r2 = rec.clone();
         blocking(move || {
             let (view, _hold) = this.view(&ctr, true)?;
             let abs = abs_path(&p);
