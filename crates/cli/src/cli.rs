@@ -77,6 +77,16 @@ pub enum Cmd {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Download an image from a registry
+    Pull(crate::commands::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::commands::registry::PushArgs),
+    /// Authenticate to a registry
+    Login(crate::commands::registry::LoginArgs),
+    /// Log out from a registry
+    Logout(crate::commands::registry::LogoutArgs),
+    /// Search Docker Hub for images
+    Search(crate::commands::registry::SearchArgs),
     /// Show the Docker version information
     Version(VersionArgs),
     /// Display system-wide information
@@ -132,6 +142,9 @@ pub enum Cmd {
     /// Manage Docker
     #[command(subcommand, arg_required_else_help = true)]
     System(SystemCmd),
+    /// Manage networks
+    #[command(subcommand, arg_required_else_help = true)]
+    Network(crate::commands::network::NetworkCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -156,6 +169,10 @@ pub enum ImageCmd {
     Load(LoadArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(ImportArgs),
+    /// Download an image from a registry
+    Pull(crate::commands::registry::PullArgs),
+    /// Upload an image to a registry
+    Push(crate::commands::registry::PushArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -427,6 +444,11 @@ pub fn usage(path: &str) -> String {
         "save" | "image save" => "[OPTIONS] IMAGE [IMAGE...]",
         "import" | "image import" => "[OPTIONS] file|URL|- [REPOSITORY[:TAG]]",
         "image" | "system" | "container" => "COMMAND",
+        "pull" | "image pull" => "[OPTIONS] NAME[:TAG|@DIGEST]",
+        "push" | "image push" => "[OPTIONS] NAME[:TAG]",
+        "login" => "[OPTIONS] [SERVER]",
+        "logout" => "[SERVER]",
+        "search" => "[OPTIONS] TERM",
         "run" | "container run" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
         "create" | "container create" => "[OPTIONS] IMAGE [COMMAND] [ARG...]",
         "start" | "container start" => "[OPTIONS] CONTAINER [CONTAINER...]",
@@ -448,6 +470,11 @@ pub fn usage(path: &str) -> String {
         "port" | "container port" => "CONTAINER [PRIVATE_PORT[/PROTO]]",
         "container prune" => "[OPTIONS]",
         "container inspect" => "[OPTIONS] CONTAINER [CONTAINER...]",
+        "network" => "COMMAND",
+        "network create" => "[OPTIONS] NETWORK",
+        "network inspect" => "[OPTIONS] NETWORK [NETWORK...]",
+        "network rm" => "NETWORK [NETWORK...]",
+        "network connect" | "network disconnect" => "[OPTIONS] NETWORK CONTAINER",
         _ => "[OPTIONS]",
     };
     if path.is_empty() {
@@ -532,7 +559,7 @@ pub fn command_path(argv: &[String]) -> String {
             continue;
         }
         words.push(canonical(words.first().map(String::as_str), a));
-        if words.len() == 2 || !matches!(a.as_str(), "image" | "system" | "container") {
+        if words.len() == 2 || !matches!(a.as_str(), "image" | "system" | "container" | "network") {
             break;
         }
         i += 1;
@@ -546,6 +573,8 @@ fn canonical(group: Option<&str>, w: &str) -> String {
         (Some("image"), "remove" | "rmi") => "rm".into(),
         (Some("container"), "list" | "ps") => "ls".into(),
         (Some("container"), "remove") => "rm".into(),
+        (Some("network"), "list") => "ls".into(),
+        (Some("network"), "remove") => "rm".into(),
         _ => w.into(),
     }
 }

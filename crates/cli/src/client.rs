@@ -296,6 +296,67 @@ impl Client {
         })
     }
 
+    /// A request whose answer is a stream read as it comes (pull/push progress), with extra
+    /// headers (X-Registry-Auth). Non-2xx answers come back whole as `Err(RawResponse)`.
+    pub async fn request_stream(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Bytes>,
+    ) -> Result<Result<hyper::body::Incoming, RawResponse>, CliError> {
+        let full = format!("/v{}{}", self.api_version, path);
+        let io = TokioIo::new(
+            self.conn
+                .stream()
+                .await
+                .map_err(|_| cannot_connect(&self.host_str))?,
+        );
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|_| cannot_connect(&self.host_str))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut req = Request::builder()
+            .method(method)
+            .uri(full)
+            .header("Host", "berth")
+            .header(
+                "User-Agent",
+                concat!("berth-cli/", env!("CARGO_PKG_VERSION")),
+            );
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        if body.is_some() {
+            req = req.header("Content-Type", "application/json");
+        }
+        let req = req
+            .body(Full::new(body.unwrap_or_default()))
+            .map_err(|e| CliError::msg(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|_| cannot_connect(&self.host_str))?;
+        if resp.status().is_success() {
+            return Ok(Ok(resp.into_body()));
+        }
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        Ok(Err(RawResponse {
+            status,
+            headers,
+            body,
+        }))
+    }
+
     /// GET whose body is a long-lived stream (events); non-2xx becomes a daemon error.
     pub async fn get_stream(&self, path: &str) -> Result<hyper::body::Incoming, CliError> {
         let full = format!("/v{}{}", self.api_version, path);

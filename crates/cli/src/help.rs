@@ -14,6 +14,8 @@ fn aliases(path: &str) -> Option<&'static str> {
         "save" | "image save" => "berth image save, berth save",
         "load" | "image load" => "berth image load, berth load",
         "import" | "image import" => "berth image import, berth import",
+        "pull" | "image pull" => "berth image pull, berth pull",
+        "push" | "image push" => "berth image push, berth push",
         "info" | "system info" => "berth system info, berth info",
         "events" | "system events" => "berth system events, berth events",
         "ps" | "container ls" => {
@@ -37,6 +39,8 @@ fn aliases(path: &str) -> Option<&'static str> {
         "rename" | "container rename" => "berth container rename, berth rename",
         "update" | "container update" => "berth container update, berth update",
         "port" | "container port" => "berth container port, berth port",
+        "network ls" => "berth network ls, berth network list",
+        "network rm" => "berth network rm, berth network remove",
         _ => return None,
     })
 }
@@ -78,6 +82,10 @@ fn flag_lines(cmd: &Command) -> String {
             } else {
                 text.push_str(&format!(" (default \"{d}\")"));
             }
+        }
+        if vname == "map" {
+            // pflag prints an empty Go map as its default.
+            text.push_str(" (default map[])");
         }
         rows.push((long.to_string(), left, text));
     }
@@ -173,7 +181,7 @@ pub fn render(path: &str) -> Option<String> {
             .filter(|c| {
                 !matches!(
                     c.get_name(),
-                    "images" | "version" | "info" | "image" | "system"
+                    "images" | "version" | "info" | "image" | "network" | "system"
                 )
             })
             .collect();
@@ -182,7 +190,7 @@ pub fn render(path: &str) -> Option<String> {
             "Usage:  {}\n\nA self-sufficient runtime for containers\n\nCommon Commands:\n{}\nManagement Commands:\n{}\nCommands:\n{}\nGlobal Options:\n{}\nRun 'berth COMMAND --help' for more information on a command.\n",
             usage("").replace(" [ARG...]", ""),
             command_lines(&pick(&["images", "version", "info"])),
-            command_lines(&pick(&["image", "system"])),
+            command_lines(&pick(&["image", "network", "system"])),
             command_lines(&rest),
             flag_lines(&root),
         ));

@@ -9,6 +9,7 @@
 mod cli;
 mod client;
 mod commands;
+mod credentials;
 mod error;
 mod format;
 mod help;

@@ -112,7 +112,11 @@ fn split_host(hostport: &str) -> &str {
 }
 
 /// A reqwest client for one host: system roots plus certs.d CAs and client certificate.
-fn http_client(cfg: &RegistryConfig, hostport: &str, skip_verify: bool) -> Result<reqwest::Client> {
+pub(crate) fn http_client(
+    cfg: &RegistryConfig,
+    hostport: &str,
+    skip_verify: bool,
+) -> Result<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         // A stalled transfer fails (and is resumed) instead of hanging the pull forever.
@@ -545,6 +549,21 @@ impl Client {
     pub fn request(&self, method: Method, url: &str) -> RequestBuilder {
         self.http.request(method, url)
     }
+}
+
+/// The next page of a paginated listing: `Link: </v2/x/tags/list?last=a&n=1000>; rel="next"`.
+pub(crate) fn next_link(resp: &Response) -> Option<String> {
+    resp.headers()
+        .get(reqwest::header::LINK)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| l.split(';').next())
+        .map(|l| {
+            l.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_owned()
+        })
+        .filter(|l| l.starts_with("/v2/"))
 }
 
 /// Read a body, refusing more than `limit` bytes.

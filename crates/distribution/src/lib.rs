@@ -23,6 +23,7 @@ mod error;
 pub mod manifest;
 mod pull;
 mod push;
+mod search;
 
 pub use auth::{Credentials, config_key, default_docker_config};
 pub use client::{RegistryConfig, api_host};
@@ -30,6 +31,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use manifest::Platform;
 pub use pull::{PullOptions, PullResult, pull};
 pub use push::{PushOptions, push};
+pub use search::{DistributionInspect, SearchResult, inspect, search, split_term};
 
 use berth_types::Digest;
 use serde::Serialize;
@@ -263,19 +265,7 @@ pub async fn list_tags(
                 _ => Error::Registry(text),
             });
         }
-        // Link: </v2/x/tags/list?last=a&n=1000>; rel="next"
-        next = resp
-            .headers()
-            .get(reqwest::header::LINK)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|l| l.split(';').next())
-            .map(|l| {
-                l.trim()
-                    .trim_start_matches('<')
-                    .trim_end_matches('>')
-                    .to_owned()
-            })
-            .filter(|l| l.starts_with("/v2/"));
+        next = client::next_link(&resp);
         let body = client::read_limited(resp, 16 << 20, "tag list").await?;
         let t: Tags = serde_json::from_slice(&body)
             .map_err(|e| Error::Registry(format!("invalid tag list: {e}")))?;

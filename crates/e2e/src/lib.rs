@@ -9,6 +9,7 @@
 
 pub mod archive;
 pub mod http;
+pub mod registry;
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;

@@ -8,6 +8,8 @@ use std::fmt;
 pub enum ErrorKind {
     /// 400
     InvalidInput,
+    /// 401: a registry refused the credentials (`POST /auth`).
+    Unauthorized,
     /// 404
     NotFound,
     /// 409

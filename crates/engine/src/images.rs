@@ -58,9 +58,11 @@ pub struct ImportParams {
 
 pub struct Images {
     store: Arc<ImageStore>,
-    events: Arc<EventBus>,
+    pub(crate) events: Arc<EventBus>,
     /// Set once at engine start-up (the containers service is built after the store).
     containers: std::sync::OnceLock<crate::containers::Containers>,
+    /// Set once at engine start-up from the daemon's registry flags.
+    pub(crate) registry: std::sync::OnceLock<berth_distribution::RegistryConfig>,
 }
 
 /// Run a blocking store call off the async runtime.
@@ -255,6 +257,7 @@ impl Images {
             store,
             events,
             containers: std::sync::OnceLock::new(),
+            registry: std::sync::OnceLock::new(),
         }
     }
 

@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod images;
 pub mod info;
 pub mod models;
+pub mod registry;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -140,6 +141,10 @@ impl Engine {
         .await?;
         let images = Images::new(store, events.clone());
         images.set_containers(containers.clone());
+        images.set_registry(registry::registry_config(
+            &config.insecure_registries,
+            &config.registry_mirrors,
+        ));
         let engine = Arc::new(Engine {
             id,
             config,

@@ -4,8 +4,8 @@ use axum::Json;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use berth_engine::Error;
 use berth_engine::images::{ImportParams, ListOptions};
-use berth_engine::{Error, ErrorKind};
 use berth_image::LoadProgress;
 use bytes::Bytes;
 use serde_json::json;
@@ -98,10 +98,9 @@ pub async fn post_dispatch(
             .await?;
         return Ok(StatusCode::CREATED.into_response());
     }
-    if rest.ends_with("/push") {
-        return Err(ApiError(Error::not_implemented(
-            "pushing images to a registry is not supported by this daemon yet",
-        )));
+    if let Some(name) = rest.strip_suffix("/push") {
+        let name = name.to_owned();
+        return Ok(super::registry::push(s, name, req).await);
     }
     Ok(super::not_found().await)
 }
@@ -204,15 +203,11 @@ pub async fn load(State(s): State<AppState>, req: Request) -> Response {
     stream::first_or_error(rx, "application/json", Some(error_line)).await
 }
 
-/// POST /images/create: import (fromSrc) now; pull (fromImage) belongs to the registry work.
+/// POST /images/create: pull (fromImage, in `registry`) or import (fromSrc).
 pub async fn create(State(s): State<AppState>, req: Request) -> Response {
     let p = Params::from_uri(req.uri());
-    if let Some(image) = p.get("fromImage").filter(|v| !v.is_empty()) {
-        return ApiError(Error::new(
-            ErrorKind::NotImplemented,
-            format!("pulling images is not supported by this daemon yet (fromImage={image})"),
-        ))
-        .into_response();
+    if p.get("fromImage").is_some_and(|v| !v.is_empty()) {
+        return super::registry::pull(s, req).await;
     }
     let Some(src) = p
         .get("fromSrc")

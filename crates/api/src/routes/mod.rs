@@ -3,6 +3,7 @@
 
 mod containers;
 mod images;
+mod registry;
 mod system;
 
 use axum::Router;
@@ -25,6 +26,9 @@ pub fn router(state: AppState) -> Router {
         .route("/images/create", post(images::create))
         .route("/images/prune", post(images::prune))
         .route("/images/get", get(images::save_many))
+        .route("/images/search", get(registry::search))
+        .route("/auth", post(registry::auth))
+        .route("/distribution/{*rest}", get(registry::distribution))
         .route(
             "/images/{*rest}",
             get(images::get_dispatch)

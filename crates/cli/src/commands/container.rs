@@ -359,16 +359,6 @@ async fn create_container(
     detach: bool,
 ) -> Result<String, CliError> {
     let built = opts.build(path, detach)?;
-    let net = opts.network.as_deref().unwrap_or("default");
-    if !opts.network_alias.is_empty()
-        && (matches!(net, "none" | "host" | "default" | "bridge") || net.starts_with("container:"))
-    {
-        return Err(run_error(
-            path,
-            "network-scoped aliases are only supported for user-defined networks",
-            125,
-        ));
-    }
     if opts.mac_address.is_some() && crate::client::parse_version(&client.api_version) < (1, 44) {
         return Err(CliError::msg(format!(
             "\"specify mac-address per network\" requires API version 1.44, but the Docker daemon API version is {}",
@@ -401,7 +391,7 @@ async fn create_container(
     let image = &built.image;
     let tagged = reference_with_tag(image);
     if opts.pull == "always" {
-        pull(client, &tagged, path, opts.quiet).await?;
+        pull(client, &tagged, opts.platform.as_deref(), path, opts.quiet).await?;
     }
     let mut r = client
         .raw(
@@ -420,7 +410,7 @@ async fn create_container(
         if !opts.quiet {
             eprintln!("Unable to find image '{tagged}' locally");
         }
-        pull(client, &tagged, path, opts.quiet).await?;
+        pull(client, &tagged, opts.platform.as_deref(), path, opts.quiet).await?;
         r = client
             .raw(Method::POST, &format!("/containers/create{qs}"), Some(body))
             .await?;
@@ -459,51 +449,19 @@ fn reference_with_tag(image: &str) -> String {
     }
 }
 
-/// POST /images/create; progress to stderr, errors as docker's run errors.
-async fn pull(client: &Client, image: &str, path: &str, quiet: bool) -> Result<(), CliError> {
-    let (name, tag) = match image.rsplit_once(':') {
-        Some((n, t)) if !t.contains('/') => (n, t),
-        _ => (image, "latest"),
-    };
-    let r = client
-        .raw(
-            Method::POST,
-            &format!(
-                "/images/create?fromImage={}&tag={}",
-                urlencode(name),
-                urlencode(tag)
-            ),
-            None,
-        )
-        .await?;
-    if !r.status.is_success() {
-        return Err(engine_err(
-            path,
-            &format!("Error response from daemon: {}", r.message()),
-        ));
-    }
-    for line in r.body.split(|b| *b == b'\n') {
-        let Ok(v) = serde_json::from_slice::<Value>(line) else {
-            continue;
-        };
-        if let Some(e) = v["error"].as_str() {
-            return Err(engine_err(path, e));
-        }
-        // Without a terminal docker leaves out progress updates (Downloading, Extracting).
-        let progress = v["progressDetail"]
-            .as_object()
-            .is_some_and(|o| !o.is_empty());
-        if !quiet
-            && !progress
-            && let Some(s) = v["status"].as_str()
-        {
-            match v["id"].as_str() {
-                Some(id) => eprintln!("{id}: {s}"),
-                None => eprintln!("{s}"),
-            }
-        }
-    }
-    Ok(())
+/// POST /images/create (live progress on stderr, as docker run), errors as docker's run errors.
+async fn pull(
+    client: &Client,
+    image: &str,
+    platform: Option<&str>,
+    path: &str,
+    quiet: bool,
+) -> Result<(), CliError> {
+    let r = berth_types::Reference::parse_normalized(image)
+        .map_err(|e| engine_err(path, &e.to_string()))?;
+    super::registry::pull_image(client, &r, platform, quiet, true)
+        .await
+        .map_err(|e| engine_err(path, &e.message))
 }
 
 pub async fn create(client: &Client, path: &str, a: CreateArgs) -> Result<(), CliError> {

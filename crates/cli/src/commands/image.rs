@@ -407,7 +407,7 @@ pub async fn tag(client: &Client, a: TagArgs) -> Result<(), CliError> {
 }
 
 /// docker's prompt: returns true on "y"/"Y"; EOF or anything else is "no".
-fn confirm(question: &str) -> Result<bool, CliError> {
+pub(crate) fn confirm(question: &str) -> Result<bool, CliError> {
     out(&format!("{question} [y/N] "))?;
     let mut line = String::new();
     let mut stdin = std::io::stdin();

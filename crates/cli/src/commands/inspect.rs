@@ -27,7 +27,7 @@ async fn fetch(
     let path = match kind {
         "container" => format!("/containers/{n}/json{q}"),
         "image" => format!("/images/{n}/json{q}"),
-        "network" => format!("/networks/{n}"),
+        "network" => format!("/networks/{n}{q}"),
         "volume" => format!("/volumes/{n}"),
         "plugin" => format!("/plugins/{n}/json"),
         // Swarm objects: berth has no swarm; report them as missing.
@@ -50,6 +50,19 @@ pub async fn run(
     kind: &str,
     // Extra query: `size=1` for containers, `platform=...` for images.
     query: Option<&str>,
+) -> Result<(), CliError> {
+    run_with(client, names, format, kind, query, None).await
+}
+
+/// Like [`run`]; `typed` fills in, before a template sees an object, the fields docker's typed
+/// struct has even when the daemon's JSON leaves them out (Go zero values).
+pub async fn run_with(
+    client: &Client,
+    names: &[String],
+    format: &str,
+    kind: &str,
+    query: Option<&str>,
+    typed: Option<fn(&mut Ordered)>,
 ) -> Result<(), CliError> {
     let kinds: Vec<&str> = match kind {
         "" => vec!["container", "image", "network", "volume", "plugin"],
@@ -94,8 +107,11 @@ pub async fn run(
         match &tmpl {
             None => raws.push(raw),
             Some(t) => {
-                let v = Ordered::parse(&raw)
+                let mut v = Ordered::parse(&raw)
                     .map_err(|e| CliError::msg(format!("invalid JSON from daemon: {e}")))?;
+                if let Some(fill) = typed {
+                    fill(&mut v);
+                }
                 match t.render_value(&v) {
                     Ok(s) => {
                         text.push_str(&s);

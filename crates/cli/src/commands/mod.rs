@@ -4,7 +4,10 @@
 pub mod container;
 pub mod image;
 pub mod inspect;
+pub mod netopts;
+pub mod network;
 pub mod opts;
+pub mod registry;
 pub mod stdio;
 pub mod system;
 
@@ -31,6 +34,10 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
     // Argument checks and local refusals come before connecting, as in docker.
     let pre = precheck(&cmd, &path);
     pre?;
+    // logout only edits the client's config, as in docker.
+    if let Cmd::Logout(a) = cmd {
+        return registry::logout(a).await;
+    }
     let connected = Client::connect(cli.host.as_deref(), &tls).await;
     // version and info print their client part even without a daemon.
     let cmd = match cmd {
@@ -91,6 +98,11 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Save(a) | Cmd::Image(ImageCmd::Save(a)) => image::save(&client, a).await,
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => image::load(&client, a).await,
         Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => image::import(&client, a).await,
+        Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => registry::pull(&client, a).await,
+        Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => registry::push(&client, a).await,
+        Cmd::Login(a) => registry::login(&client, a).await,
+        Cmd::Logout(_) => Ok(()),
+        Cmd::Search(a) => registry::search(&client, a).await,
         Cmd::Image(ImageCmd::Inspect(a)) => {
             let platform = image::platform_query(&client, a.platform.as_deref(), "1.49")?;
             inspect::run(&client, &a.args, &a.format, "image", platform.as_deref()).await
@@ -102,6 +114,7 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Version(_) | Cmd::Info(_) | Cmd::System(SystemCmd::Info(_)) => Ok(()),
         Cmd::System(SystemCmd::Df(a)) => system::df(&client, a).await,
         Cmd::Events(a) | Cmd::System(SystemCmd::Events(a)) => system::events(&client, a).await,
+        Cmd::Network(n) => network::dispatch(&client, n).await,
     }
 }
 
@@ -169,6 +182,14 @@ fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
         Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => {
             check_args(path, &a.args, Arity::Range(1, 2))
         }
+        Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => check_args(path, &a.args, Arity::Exact(1)),
+        Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => check_args(path, &a.args, Arity::Exact(1)),
+        Cmd::Login(a) => check_args(path, &a.args, Arity::AtMost(1)),
+        Cmd::Logout(a) => check_args(path, &a.args, Arity::AtMost(1)),
+        Cmd::Search(a) => {
+            check_filters(path, &a.filter, "-f, --filter")?;
+            check_args(path, &a.args, Arity::Exact(1))
+        }
         Cmd::Image(ImageCmd::Inspect(a)) => check_args(path, &a.args, Arity::AtLeast(1)),
         Cmd::Inspect(a) => check_args(path, &a.args, Arity::AtLeast(1)),
         Cmd::Version(a) => check_args(path, &a.args, Arity::None),
@@ -178,6 +199,7 @@ fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
             check_filters(path, &a.filter, "-f, --filter")?;
             check_args(path, &a.args, Arity::None)
         }
+        Cmd::Network(n) => network::precheck(path, n),
     }
 }
 

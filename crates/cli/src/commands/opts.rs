@@ -217,7 +217,7 @@ pub struct CreateOpts {
     pub name: Option<String>,
     /// Connect a container to a network
     #[arg(long, visible_alias = "net", value_name = "network")]
-    pub network: Option<String>,
+    pub network: Vec<String>,
     /// Disable any container-specified HEALTHCHECK
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
@@ -410,61 +410,6 @@ pub fn io_text(e: &std::io::Error) -> String {
         std::io::ErrorKind::PermissionDenied => "permission denied".into(),
         _ => e.to_string(),
     }
-}
-
-/// "[ip:][hostPort:]containerPort[/proto]" -> (container "80/tcp", binding).
-fn parse_publish(spec: &str) -> Result<Vec<(String, Value)>, String> {
-    let (main, proto) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
-    let parts: Vec<&str> = if main.starts_with('[') {
-        // [v6]:host:container
-        let close = main.find(']').ok_or("invalid IP address")?;
-        let ip = &main[1..close];
-        let rest: Vec<&str> = main[close + 1..]
-            .trim_start_matches(':')
-            .split(':')
-            .collect();
-        let mut v = vec![ip];
-        v.extend(rest);
-        v
-    } else {
-        main.split(':').collect()
-    };
-    let (ip, host, cport) = match parts.as_slice() {
-        [c] => ("", "", *c),
-        [h, c] => ("", *h, *c),
-        [i, h, c] => (*i, *h, *c),
-        _ => return Err(format!("invalid port format for --publish: {spec}")),
-    };
-    let range = |s: &str| -> Result<(u32, u32), String> {
-        let (a, b) = s.split_once('-').unwrap_or((s, s));
-        let a: u32 = a
-            .parse()
-            .map_err(|_| format!("invalid containerPort: {s}"))?;
-        let b: u32 = b
-            .parse()
-            .map_err(|_| format!("invalid containerPort: {s}"))?;
-        Ok((a, b))
-    };
-    let (c0, c1) = range(cport)?;
-    let host_range = if host.is_empty() {
-        None
-    } else {
-        Some(range(host).map_err(|_| format!("invalid hostPort: {host}"))?)
-    };
-    let mut out = Vec::new();
-    for (i, p) in (c0..=c1).enumerate() {
-        let hp = match host_range {
-            None => String::new(),
-            Some((h0, h1)) if h1 - h0 == c1 - c0 => (h0 + i as u32).to_string(),
-            Some((h0, h1)) if h0 != h1 => format!("{h0}-{h1}"),
-            Some((h0, _)) => h0.to_string(),
-        };
-        out.push((
-            format!("{p}/{proto}"),
-            json!({"HostIp": ip, "HostPort": hp}),
-        ));
-    }
-    Ok(out)
 }
 
 /// `--mount type=bind,source=/a,target=/b,readonly`.
@@ -691,18 +636,12 @@ impl CreateOpts {
         set(&mut config, "AttachStdin", a_in.into());
         set(&mut config, "AttachStdout", a_out.into());
         set(&mut config, "AttachStderr", a_err.into());
+        let net_flags = super::netopts::check_flags(self)
+            .map_err(|(flag, value, why)| bad(flag, &value, &why, path))?;
         let mut exposed = Map::new();
-        for e in &self.expose {
-            let p = if e.contains('/') {
-                e.clone()
-            } else {
-                format!("{e}/tcp")
-            };
-            exposed.insert(p, json!({}));
-        }
         let mut bindings: Map<String, Value> = Map::new();
         for p in &self.publish {
-            let list = parse_publish(p).map_err(|e| run_err(path, &e))?;
+            let list = super::netopts::parse_publish(p).map_err(|e| run_err(path, &e))?;
             for (port, b) in list {
                 exposed.insert(port.clone(), json!({}));
                 if let Some(Value::Array(a)) = bindings.get_mut(&port) {
@@ -710,6 +649,11 @@ impl CreateOpts {
                 } else {
                     bindings.insert(port, Value::Array(vec![b]));
                 }
+            }
+        }
+        for e in &self.expose {
+            for p in super::netopts::parse_expose(e).map_err(|e| run_err(path, &e))? {
+                exposed.entry(p).or_insert(json!({}));
             }
         }
         if !exposed.is_empty() {
@@ -805,14 +749,9 @@ impl CreateOpts {
             log["Config"] = kv_list(&self.log_opt).into();
         }
         set(&mut host, "LogConfig", log);
-        set(
-            &mut host,
-            "NetworkMode",
-            self.network
-                .clone()
-                .unwrap_or_else(|| "default".into())
-                .into(),
-        );
+        let (network_mode, endpoints) =
+            super::netopts::networks(self).map_err(|e| run_err(path, &e))?;
+        set(&mut host, "NetworkMode", network_mode.into());
         set(&mut host, "PortBindings", bindings.into());
         let restart = parse_restart(&self.restart).map_err(|e| run_err(path, &e))?;
         if self.rm && restart["Name"] != "no" {
@@ -836,10 +775,10 @@ impl CreateOpts {
         );
         set(&mut host, "CapAdd", or_null(caps(&self.cap_add)));
         set(&mut host, "CapDrop", or_null(caps(&self.cap_drop)));
-        set(&mut host, "Dns", self.dns.clone().into());
+        set(&mut host, "Dns", net_flags.dns.into());
         set(&mut host, "DnsOptions", self.dns_option.clone().into());
-        set(&mut host, "DnsSearch", self.dns_search.clone().into());
-        set(&mut host, "ExtraHosts", or_null(self.add_host.clone()));
+        set(&mut host, "DnsSearch", net_flags.dns_search.into());
+        set(&mut host, "ExtraHosts", or_null(net_flags.extra_hosts));
         set(&mut host, "GroupAdd", or_null(self.group_add.clone()));
         set(&mut host, "Privileged", self.privileged.into());
         set(&mut host, "PublishAllPorts", self.publish_all.into());
@@ -973,9 +912,6 @@ impl CreateOpts {
         if !self.storage_opt.is_empty() {
             set(&mut host, "StorageOpt", kv_list(&self.storage_opt).into());
         }
-        if let Some(m) = &self.mac_address {
-            config.insert("MacAddress".into(), m.clone().into());
-        }
         if let Some(n) = size("--kernel-memory", &self.kernel_memory)? {
             set(&mut host, "KernelMemory", n.into());
         }
@@ -1039,33 +975,8 @@ impl CreateOpts {
         }
         config.insert("HostConfig".into(), host.into());
         let mut body = Value::Object(config);
-        // Endpoint settings travel for user networks (and for addresses/aliases on any).
-        let mut ep = Map::new();
-        if !self.network_alias.is_empty() {
-            ep.insert("Aliases".into(), self.network_alias.clone().into());
-        }
-        let mut ipam = Map::new();
-        if let Some(ip) = &self.ip {
-            ipam.insert("IPv4Address".into(), ip.clone().into());
-        }
-        if let Some(ip) = &self.ip6 {
-            ipam.insert("IPv6Address".into(), ip.clone().into());
-        }
-        if !self.link_local_ip.is_empty() {
-            ipam.insert("LinkLocalIPs".into(), self.link_local_ip.clone().into());
-        }
-        if !ipam.is_empty() {
-            ep.insert("IPAMConfig".into(), ipam.into());
-        }
-        if let Some(m) = &self.mac_address {
-            ep.insert("MacAddress".into(), m.clone().into());
-        }
-        let net = self.network.clone().unwrap_or_else(|| "default".into());
-        let user_net = !matches!(net.as_str(), "none" | "host" | "default" | "bridge")
-            && !net.starts_with("container:");
-        if user_net || !ep.is_empty() {
-            body["NetworkingConfig"] = json!({"EndpointsConfig": {net: Value::Object(ep)}});
-        }
+        // The MAC address travels per endpoint (API >= 1.44), as docker 28 sends it.
+        body["NetworkingConfig"] = json!({"EndpointsConfig": endpoints});
         Ok(Built {
             body,
             image,
@@ -1087,15 +998,6 @@ mod tests {
         assert_eq!(go_duration("1m30s").unwrap(), 90_000_000_000);
         assert_eq!(go_duration("500ms").unwrap(), 500_000_000);
         assert!(go_duration("5").is_err());
-    }
-
-    #[test]
-    fn publish_specs() {
-        let p = parse_publish("127.0.0.1:8080:80").unwrap();
-        assert_eq!(p[0].0, "80/tcp");
-        assert_eq!(p[0].1["HostPort"], "8080");
-        let p = parse_publish("53/udp").unwrap();
-        assert_eq!(p[0].0, "53/udp");
     }
 
     #[test]
