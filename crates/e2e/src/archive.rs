@@ -14,6 +14,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// One tar entry written with raw header bytes: no path sanitizing, for hostile input.
 pub enum Entry<'a> {
     File(&'a str, &'a [u8]),
+    /// A regular file with the given mode (e.g. 0o755 for executables).
+    FileMode(&'a str, &'a [u8], u32),
     Dir(&'a str),
     Symlink(&'a str, &'a str),
     Hardlink(&'a str, &'a str),
@@ -48,6 +50,10 @@ pub fn layer(entries: &[Entry]) -> Vec<u8> {
         let (h, data): (tar::Header, &[u8]) = match e {
             Entry::File(p, d) => (
                 raw_header(p, tar::EntryType::Regular, d.len() as u64, 0o644, ""),
+                d,
+            ),
+            Entry::FileMode(p, d, mode) => (
+                raw_header(p, tar::EntryType::Regular, d.len() as u64, *mode, ""),
                 d,
             ),
             Entry::Dir(p) => (raw_header(p, tar::EntryType::Directory, 0, 0o755, ""), &[]),

@@ -302,47 +302,131 @@ fn detached_lifecycle() {
     f.assert_no_leaks(&ids);
 }
 
+/// Issue 3's acceptance: `kill -9` of berthd while 10 containers run loses none of them. After
+/// the restart the running ones are listed Up and logs/exec/stop work, the ones that exited
+/// while the daemon was down show their exit codes, and restart policies resume.
 #[test]
 fn kill9_of_the_daemon_keeps_containers() {
     if !can_run() {
         return;
     }
     let mut f = Fixture::new();
-    for n in ["k1", "k2", "k3"] {
-        f.out(&[
-            "run",
-            "-d",
-            "--name",
-            n,
-            "busybox",
-            "sh",
-            "-c",
-            "echo up; while true; do sleep 1; done",
-        ]);
+    let forever = "echo up; while true; do sleep 1; done";
+    for n in ["k1", "k2", "k3", "k4", "k5", "k6"] {
+        f.out(&["run", "-d", "--name", n, "busybox", "sh", "-c", forever]);
     }
+    // k7..k9 end while the daemon is down: on SIGTERM from the host, with these codes
+    let on_term =
+        |code: u8| format!("trap 'exit {code}' TERM; echo run; while true; do sleep 0.1; done");
     f.out(&[
         "run",
         "-d",
         "--name",
-        "k4",
+        "k7",
         "busybox",
         "sh",
         "-c",
-        "sleep 1; exit 5",
+        &on_term(5),
     ]);
+    f.out(&[
+        "run",
+        "-d",
+        "--name",
+        "k8",
+        "busybox",
+        "sh",
+        "-c",
+        &on_term(0),
+    ]);
+    f.out(&[
+        "run",
+        "-d",
+        "--name",
+        "k9",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        &on_term(1),
+    ]);
+    // running through the restart, with a policy the restored daemon must still apply
+    f.out(&[
+        "run",
+        "-d",
+        "--name",
+        "k10",
+        "--restart",
+        "on-failure:1",
+        "busybox",
+        "sh",
+        "-c",
+        "while [ ! -f /tmp/stop ]; do sleep 0.1; done; exit 3",
+    ]);
+    assert_eq!(f.shim_pids().len(), 10, "one shim per container");
+    let pids: Vec<i32> = ["k7", "k8", "k9"]
+        .iter()
+        .map(|n| {
+            f.out(&["inspect", "-f", "{{.State.Pid}}", n])
+                .trim()
+                .parse()
+                .expect("pid")
+        })
+        .collect();
+
     f.d.kill9();
-    std::thread::sleep(Duration::from_secs(2));
-    f.d.restart();
-    let ps = f.out(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
-    for n in ["k1", "k2", "k3"] {
-        assert!(ps.contains(&format!("{n} Up")), "{ps}");
+    for &pid in &pids {
+        let p = rustix::process::Pid::from_raw(pid).expect("a container pid");
+        rustix::process::kill_process(p, rustix::process::Signal::TERM).expect("signal k7..k9");
     }
-    assert!(ps.contains("k4 Exited (5)"), "{ps}");
+    // their shims reap them and record the exits, with nobody listening
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pids
+        .iter()
+        .any(|p| Path::new(&format!("/proc/{p}")).exists())
+    {
+        assert!(Instant::now() < deadline, "k7..k9 did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f.d.restart();
+
+    let ps = f.out(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]);
+    for n in ["k1", "k2", "k3", "k4", "k5", "k6", "k10"] {
+        assert!(ps.contains(&format!("{n} Up")), "{n}: {ps}");
+    }
+    assert!(ps.contains("k7 Exited (5)"), "{ps}");
+    assert!(ps.contains("k8 Exited (0)"), "{ps}");
     assert_eq!(f.out(&["logs", "k1"]), "up\n");
     assert_eq!(f.out(&["exec", "k2", "echo", "ok"]), "ok\n");
     f.out(&["stop", "-t", "1", "k3"]);
     let st = f.out(&["inspect", "-f", "{{.State.Status}}", "k3"]);
     assert_eq!(st.trim(), "exited");
+    // `always` brings k9 back; on-failure:1 restarts k10 once when it fails now
+    f.out(&["exec", "k10", "touch", "/tmp/stop"]);
+    let until = |name: &str, want: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut st = String::new();
+        while Instant::now() < deadline {
+            st = f.out(&[
+                "inspect",
+                "-f",
+                "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}",
+                name,
+            ]);
+            if want(st.trim()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("{name}: {st}");
+    };
+    until("k9", &|s| s.starts_with('1') || s.starts_with('2'));
+    until("k10", &|s| s == "1 exited 3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.out(&["logs", "k9"]) != "run\nrun\n" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(f.out(&["logs", "k9"]), "run\nrun\n");
     let ids = f.ids();
     let mut args = vec!["rm", "-f"];
     args.extend(ids.iter().map(String::as_str));

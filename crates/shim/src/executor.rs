@@ -7,8 +7,9 @@
 //! processes like the container's own.
 
 use std::ffi::CString;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use libcontainer::oci_spec::runtime::{Capability, LinuxSeccomp, Spec};
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
@@ -40,6 +41,47 @@ fn load_exec_seccomp(spec: &Spec, sc: &LinuxSeccomp) -> Result<(), ExecutorError
     libcontainer::seccomp::initialize_seccomp(sc)
         .map(|_| ())
         .map_err(|e| ExecutorError::Other(format!("loading seccomp filter: {e}")))
+}
+
+/// (device, inode) of the berth-shim binary, taken at start-up on the host.
+static OWN_BINARY: OnceLock<(u64, u64)> = OnceLock::new();
+
+/// Records which file is berth-shim, before any container is entered (CVE-2019-5736 class:
+/// the about-to-exec process still runs berth-shim, so `/proc/self/exe` inside the container
+/// resolves to the host's binary).
+pub fn remember_own_binary() {
+    if let Ok(m) = std::fs::metadata("/proc/self/exe") {
+        let _ = OWN_BINARY.set((m.dev(), m.ino()));
+    }
+}
+
+/// Refuses to run the runtime's own binary as a container process, directly or as a script's
+/// interpreter: running it would leave the host file reachable through `/proc/<pid>/exe` for
+/// the container's other processes.
+fn refuse_own_binary(name: &str, p: &Path, md: &std::fs::Metadata) -> Result<(), String> {
+    let Some(&own) = OWN_BINARY.get() else {
+        return Ok(());
+    };
+    let denied = || format!("exec: \"{name}\": permission denied");
+    if (md.dev(), md.ino()) == own {
+        return Err(denied());
+    }
+    // `#!/proc/self/exe`: the kernel resolves the interpreter while we are still berth-shim
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(p)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    if let Some(line) = head[..n].strip_prefix(b"#!") {
+        let line = line.split(|&b| b == b'\n').next().unwrap_or_default();
+        let interp = String::from_utf8_lossy(line);
+        if let Some(i) = interp.split_whitespace().next()
+            && let Ok(m) = std::fs::metadata(i)
+            && (m.dev(), m.ino()) == own
+        {
+            return Err(denied());
+        }
+    }
+    Ok(())
 }
 
 fn args_env(spec: &Spec) -> (Vec<String>, String) {
@@ -75,7 +117,7 @@ fn look_path(name: &str, path_var: &str) -> Result<PathBuf, String> {
         if md.permissions().mode() & 0o111 == 0 {
             return Err(format!("exec: \"{name}\": permission denied"));
         }
-        Ok(())
+        refuse_own_binary(name, p, &md)
     };
     if name.contains('/') {
         check(Path::new(name))?;
@@ -157,5 +199,21 @@ mod tests {
         assert_eq!(e, "exec: \"/etc\": is a directory");
         let e = look_path("/nosuch/x", "/bin").unwrap_err();
         assert!(e.contains("no such file or directory"), "{e}");
+    }
+
+    #[test]
+    fn refuses_the_runtime_binary() {
+        remember_own_binary();
+        let e = look_path("/proc/self/exe", "/bin").unwrap_err();
+        assert_eq!(e, "exec: \"/proc/self/exe\": permission denied");
+        let dir = std::env::temp_dir().join(format!("berth-shim-exe-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("s");
+        std::fs::write(&script, "#!/proc/self/exe -x\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let e = look_path(script.to_str().unwrap(), "/bin").unwrap_err();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(e.ends_with("permission denied"), "{e}");
+        assert!(look_path("sh", "/bin").is_ok());
     }
 }

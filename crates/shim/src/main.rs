@@ -182,7 +182,10 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("start") => match parse(&args[1..]) {
-            Ok(o) => ExitCode::from(start::run(o) as u8),
+            Ok(o) => {
+                executor::remember_own_binary();
+                ExitCode::from(start::run(o) as u8)
+            }
             Err(e) => {
                 eprintln!("berth-shim: {e}\n{USAGE}");
                 ExitCode::from(125)
