@@ -541,6 +541,19 @@ impl<'a, W: Write> TarWriter<'a, W> {
     }
 }
 
+/// See [`Containers::hold_rootfs`].
+struct Hold<'a> {
+    containers: &'a Containers,
+    ctr: Arc<Container>,
+    path: PathBuf,
+}
+
+impl Drop for Hold<'_> {
+    fn drop(&mut self) {
+        self.containers.rootfs_release(&self.ctr, false);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -561,18 +574,5 @@ mod tests {
         assert_eq!(go_mode(0o104755), (1 << 23) | 0o755);
         assert_eq!(go_time(0, 0), "1970-01-01T00:00:00Z");
         assert_eq!(go_time(1, 500_000_000), "1970-01-01T00:00:01.5Z");
-    }
-}
-
-/// See [`Containers::hold_rootfs`].
-struct Hold<'a> {
-    containers: &'a Containers,
-    ctr: Arc<Container>,
-    path: PathBuf,
-}
-
-impl Drop for Hold<'_> {
-    fn drop(&mut self) {
-        self.containers.rootfs_release(&self.ctr, false);
     }
 }
