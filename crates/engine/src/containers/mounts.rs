@@ -271,6 +271,16 @@ fn parse_api_mount(m: &Value) -> Result<(MountPoint, VolumeArgs)> {
             mp.name = source;
             mp.driver = "local".into();
             let vo = m.get("VolumeOptions");
+            // refused rather than ignored: mounting the whole volume would expose more than asked
+            if vo
+                .and_then(|v| v.get("Subpath"))
+                .and_then(Value::as_str)
+                .is_some_and(|s| !s.is_empty())
+            {
+                return Err(Error::not_implemented(
+                    "volume-subpath is not supported by berthd yet",
+                ));
+            }
             mp.copy_data = !vo
                 .and_then(|v| v.get("NoCopy"))
                 .and_then(Value::as_bool)
@@ -785,6 +795,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m.tmpfs_options, vec!["size=1048576", "mode=1777"]);
+        assert!(parse_api_mount(&json!({"Type":"volume","Source":"vv","Target":"/v","VolumeOptions":{"Subpath":"a"}})).is_err());
         let (m, (l, o)) = parse_api_mount(&json!({"Type":"volume","Source":"vv","Target":"/v","VolumeOptions":{"NoCopy":true,"Labels":{"a":"b"},"DriverConfig":{"Options":{"type":"tmpfs","device":"tmpfs"}}}})).unwrap();
         assert!(!m.copy_data);
         assert_eq!(l["a"], "b");
