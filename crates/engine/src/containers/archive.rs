@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use rustix::fs::{FileType, Stat};
@@ -163,28 +163,16 @@ fn mount_points(dir: &std::path::Path, table: &[super::mounts::HostMount]) -> Ve
 }
 
 impl Containers {
-    /// Holds the container's rootfs mounted for one operation (a stopped container's is
-    /// mounted on demand and unmounted, lazily, when the last hold ends).
-    fn hold_rootfs(&self, ctr: &Arc<Container>) -> Result<Hold<'_>> {
-        let path = self.rootfs_acquire(ctr, false)?;
-        Ok(Hold {
-            containers: self,
-            ctr: ctr.clone(),
-            path,
-        })
-    }
-
-    fn view(&self, ctr: &Arc<Container>, with_mounts: bool) -> Result<(FsView, Hold<'_>)> {
-        let hold = self.hold_rootfs(ctr)?;
+    /// The container's filesystem as seen from inside, rooted at `root` (held mounted by the
+    /// caller's [`RootfsGuard`](super::RootfsGuard) for the whole operation).
+    fn view(&self, ctr: &Arc<Container>, root: &Path, with_mounts: bool) -> Result<FsView> {
         let mounts = if with_mounts {
             let table = self.mount_table(&ctr.id).unwrap_or_default();
             mount_points(&self.dir(&ctr.id), &table)
         } else {
             Vec::new()
         };
-        let view = FsView::open(&hold.path, &mounts)
-            .map_err(|e| io_err("opening container filesystem", e))?;
-        Ok((view, hold))
+        FsView::open(root, &mounts).map_err(|e| io_err("opening container filesystem", e))
     }
 
     fn live(&self, name: &str) -> Result<(Arc<Container>, Record)> {
@@ -204,8 +192,9 @@ impl Containers {
         let (ctr, _) = self.live(name)?;
         let this = self.clone();
         let (name, path) = (name.to_owned(), path.to_owned());
+        let guard = self.mount_rootfs(&ctr.id).await?;
         blocking(move || {
-            let (view, _hold) = this.view(&ctr, true)?;
+            let view = this.view(&ctr, guard.path(), true)?;
             stat_path(&view, &path, &name)
         })
         .await
@@ -222,8 +211,9 @@ impl Containers {
         let (ctr, rec) = self.live(name)?;
         let this = self.clone();
         let (n, p) = (name.to_owned(), path.to_owned());
+        let guard = self.mount_rootfs(&ctr.id).await?;
         blocking(move || {
-            let (view, _hold) = this.view(&ctr, true)?;
+            let view = this.view(&ctr, guard.path(), true)?;
             let abs = abs_path(&p);
             let r = view
                 .resolve(abs.as_bytes(), asserts_dir(&abs), false)
@@ -253,8 +243,9 @@ impl Containers {
         let this = self.clone();
         let (n, p) = (name.to_owned(), path.to_owned());
         let r2 = rec.clone();
+        let guard = self.mount_rootfs(&ctr.id).await?;
         blocking(move || {
-            let (view, hold) = this.view(&ctr, true)?;
+            let view = this.view(&ctr, guard.path(), true)?;
             let abs = abs_path(&p);
             let r = view
                 .resolve(abs.as_bytes(), true, false)
@@ -270,7 +261,7 @@ impl Containers {
             }
             let user = r2.cfg_str("User");
             let chown = if copy_uid_gid && !user.is_empty() {
-                let u = berth_runtime::user::resolve(&hold.path, &user, &[])
+                let u = berth_runtime::user::resolve(guard.path(), &user, &[])
                     .map_err(|e| Error::invalid(e.to_string()))?;
                 Some((u.uid, u.gid))
             } else {
@@ -300,8 +291,9 @@ impl Containers {
     pub async fn export(&self, name: &str, out: Box<dyn Write + Send>) -> Result<()> {
         let (ctr, rec) = self.live(name)?;
         let this = self.clone();
+        let guard = self.mount_rootfs(&ctr.id).await?;
         blocking(move || {
-            let (view, _hold) = this.view(&ctr, false)?;
+            let view = this.view(&ctr, guard.path(), false)?;
             let r = view
                 .resolve(b"/", false, false)
                 .map_err(|e| io_err("opening rootfs", e))?;
@@ -538,19 +530,6 @@ impl<'a, W: Write> TarWriter<'a, W> {
             _ => {}
         }
         Ok(())
-    }
-}
-
-/// See [`Containers::hold_rootfs`].
-struct Hold<'a> {
-    containers: &'a Containers,
-    ctr: Arc<Container>,
-    path: PathBuf,
-}
-
-impl Drop for Hold<'_> {
-    fn drop(&mut self) {
-        self.containers.rootfs_release(&self.ctr, false);
     }
 }
 
