@@ -1,0 +1,18 @@
+//! berth-build: `docker build` without BuildKit's daemon.
+//!
+//! Owns the Dockerfile front end — [`parse`] turns source text into the [`ast`] (directives,
+//! line continuations, comments, heredocs, JSON/shell forms, flags such as `--from`/`--mount`),
+//! [`expand`] does Docker's variable substitution (`$V`, `${V}`, `${V:-x}`, `${V:+x}`), and
+//! [`ignore`] applies `.dockerignore` with Docker's pattern rules — and the executor that walks
+//! stages with Docker's cache semantics against a backend the engine implements.
+//!
+//! Must not: speak HTTP, touch the image store or containers directly (the engine's backend
+//! does that), or depend on engine crates (arrows point down: the engine uses this crate).
+
+pub mod ast;
+pub mod expand;
+pub mod ignore;
+pub mod parse;
+
+pub use ast::{Dockerfile, Instruction, InstructionKind, Stage};
+pub use parse::{ParseError, parse};
