@@ -736,9 +736,8 @@ async fn build_stage<B: Backend>(
         cmd_set: false,
         cache_ok: !sh.opts.no_cache,
     };
-    match &st.image {
-        Some(id) => out(format!(" ---> {}\n", short(id))),
-        None => {}
+    if let Some(id) = &st.image {
+        out(format!(" ---> {}\n", short(id)));
     }
     // ONBUILD triggers of the base run first, then are cleared
     let triggers = st.config.on_build.take().unwrap_or_default();
