@@ -362,7 +362,11 @@ impl Networks {
             nft_lock: tokio::sync::Mutex::new(()),
             netns_ready: std::sync::OnceLock::new(),
         });
-        me.apply_rules().await?;
+        if let Err(e) = me.apply_rules().await {
+            // no half set-up: the bridges made above go again (kept while sandboxes exist)
+            me.shutdown().await;
+            return Err(e);
+        }
         Ok(me)
     }
 
