@@ -8,8 +8,11 @@
 //! Cleanup happens in `Drop`, so it runs when a test fails too.
 
 pub mod archive;
+mod fixture;
 pub mod http;
 pub mod registry;
+
+pub use fixture::{Fixture, can_run_containers, mount_points, mounted};
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
