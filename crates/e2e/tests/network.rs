@@ -419,3 +419,111 @@ fn daemon_restart_keeps_ports_and_kill9_recovers() {
     fx.d.stop();
     assert_clean(&fx.d, &bridges);
 }
+
+#[test]
+fn legacy_links_env_hosts_and_user_network_aliases() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "-e",
+        "SECRET=s3",
+        "--expose",
+        "5432",
+        "--expose",
+        "80/udp",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    let ip = fx.ip("db");
+    // default bridge: Docker's legacy variables and an /etc/hosts entry
+    let env = fx.out(&[
+        "run",
+        "--rm",
+        "--name",
+        "web",
+        "--link",
+        "db:my-db",
+        "-e",
+        "MY_DB_ENV_SECRET=mine",
+        "busybox",
+        "sh",
+        "-c",
+        "env; cat /etc/hosts",
+    ]);
+    for want in [
+        format!("MY_DB_PORT=udp://{ip}:80"),
+        format!("MY_DB_PORT_5432_TCP=tcp://{ip}:5432"),
+        format!("MY_DB_PORT_5432_TCP_ADDR={ip}"),
+        "MY_DB_PORT_5432_TCP_PORT=5432".to_owned(),
+        "MY_DB_PORT_5432_TCP_PROTO=tcp".to_owned(),
+        format!("MY_DB_PORT_80_UDP_ADDR={ip}"),
+        "MY_DB_NAME=/web/my-db".to_owned(),
+        // the container's own value wins over the link's
+        "MY_DB_ENV_SECRET=mine".to_owned(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing:\n{env}");
+    }
+    assert!(
+        env.lines()
+            .any(|l| l.starts_with(&format!("{ip}\tmy-db ")) && l.ends_with(" db")),
+        "{env}"
+    );
+    fx.out(&[
+        "create", "--name", "w2", "--link", "db:my-db", "busybox", "true",
+    ]);
+    assert_eq!(
+        fx.out(&["inspect", "-f", "{{json .HostConfig.Links}}", "w2"]),
+        r#"["/db:/w2/my-db"]"#
+    );
+    assert_eq!(
+        fx.out(&["inspect", "-f", "{{json .HostConfig.Links}}", "db"]),
+        "null"
+    );
+    // user network: a link is a DNS alias for the linking container only
+    let s = fx.d.subnet();
+    fx.out(&["network", "create", "--subnet", &s, "n1"]);
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "n1",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    let got = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "--link",
+        "srv:back-end",
+        "busybox",
+        "sh",
+        "-c",
+        &nc_get("back-end", 80),
+    ]);
+    assert!(got.contains("hello-from-httpd"), "{got}");
+    let r = fx.d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "busybox",
+        "sh",
+        "-c",
+        &nc_get("back-end", 80),
+    ]);
+    assert!(!r.stdout_str().contains("hello-from-httpd"));
+}

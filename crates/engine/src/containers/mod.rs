@@ -780,6 +780,7 @@ impl Containers {
         });
         let sn = net::setup(&self.0.nets, rec, joined.as_ref().map(|j| j.0.clone())).await?;
         let links = self.link_hosts(rec);
+        let link_env = self.link_env(rec);
         let this = self.clone();
         let c2 = ctr.clone();
         let vols = self.0.volumes.clone();
@@ -791,6 +792,7 @@ impl Containers {
             // held until the exit is recorded (or the start fails: see `start`)
             let rootfs = this.rootfs_acquire(&c2, true)?;
             let mut input = spec_input(&r2, &rootfs, &dir);
+            input.env = net::merge_env(link_env, std::mem::take(&mut input.env));
             input.network = sn.mode;
             if let Some((_, odir)) = &joined {
                 // Docker shares the other container's /etc files with its namespace
@@ -1421,6 +1423,14 @@ impl Containers {
     }
 
     fn inspect_json(&self, r: &Record) -> Value {
+        let mut v = self.inspect_json_raw(r);
+        if v["HostConfig"].is_object() {
+            v["HostConfig"]["Links"] = self.links_json(r);
+        }
+        v
+    }
+
+    fn inspect_json_raw(&self, r: &Record) -> Value {
         let s = &r.state;
         let store = &self.0.images;
         let rw = rootfs::rw_dir(store.overlay_root(), &r.id);
