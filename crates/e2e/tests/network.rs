@@ -527,3 +527,68 @@ fn legacy_links_env_hosts_and_user_network_aliases() {
     ]);
     assert!(!r.stdout_str().contains("hello-from-httpd"));
 }
+
+#[test]
+fn mac_address_on_the_veth_and_in_inspect() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let mac = "02:42:ac:11:fe:01";
+    // docker 28 sends it per endpoint (API >= 1.44)
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "m1",
+        "--mac-address",
+        mac,
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(
+        fx.out(&["exec", "m1", "cat", "/sys/class/net/eth0/address"]),
+        mac
+    );
+    assert_eq!(
+        fx.out(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.MacAddress}} {{.NetworkSettings.Networks.bridge.MacAddress}}",
+            "m1",
+        ]),
+        format!("{mac} {mac}")
+    );
+    // older clients send Config.MacAddress: it goes to the main network's endpoint
+    let s = fx.d.subnet();
+    fx.out(&["network", "create", "--subnet", &s, "macnet"]);
+    let mac2 = "02:42:0a:00:00:99";
+    let body = format!(
+        r#"{{"Image":"busybox","Cmd":["sleep","60"],"MacAddress":"{mac2}","HostConfig":{{"NetworkMode":"macnet"}}}}"#
+    );
+    let r = fx.d.api(
+        "POST",
+        "/v1.41/containers/create?name=m2",
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    fx.out(&["start", "m2"]);
+    assert_eq!(
+        fx.out(&["exec", "m2", "cat", "/sys/class/net/eth0/address"]),
+        mac2
+    );
+    assert_eq!(
+        fx.out(&["inspect", "-f", "{{.Config.MacAddress}}", "m2"]),
+        mac2
+    );
+    // bad input: 400 with a message, nothing created
+    let r =
+        fx.d.docker(&["create", "--mac-address", "zz:42", "busybox", "true"]);
+    assert!(!r.status.success());
+    assert!(r.stderr_str().contains("zz:42"), "{}", r.stderr_str());
+    let body = br#"{"Image":"busybox","MacAddress":"02:42:ac:11:fe:02","HostConfig":{"NetworkMode":"host"}}"#;
+    let r = fx.d.api("POST", "/v1.41/containers/create", Some(body));
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(fx.out(&["ps", "-aq"]).lines().count(), 2);
+}

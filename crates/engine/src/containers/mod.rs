@@ -591,6 +591,11 @@ impl Containers {
         if let Some(h) = user_cfg("Healthcheck") {
             config["Healthcheck"] = h.clone();
         }
+        let mac = s("MacAddress");
+        if !mac.is_empty() {
+            // deprecated in API 1.44, still sent by older clients: applied to the main network
+            config["MacAddress"] = json!(mac);
+        }
 
         // the name, reserved under the map lock
         let rec = {
@@ -645,15 +650,23 @@ impl Containers {
             map.insert(id.clone(), Container::new(rec.clone()));
             rec
         };
-        if let Err(e) = self.0.nets.register(
-            &id,
-            &rec.name,
-            &rec.network_mode(),
-            body.pointer("/NetworkingConfig/EndpointsConfig"),
-            &hc_strs(&rec.host_config, "Links"),
-        ) {
+        let registered =
+            net::endpoints_with_mac(&rec, body.pointer("/NetworkingConfig/EndpointsConfig"))
+                .and_then(|eps| {
+                    self.0
+                        .nets
+                        .register(
+                            &id,
+                            &rec.name,
+                            &rec.network_mode(),
+                            eps.as_ref(),
+                            &hc_strs(&rec.host_config, "Links"),
+                        )
+                        .map_err(net::net_error)
+                });
+        if let Err(e) = registered {
             lock(&self.0.map).remove(&id);
-            return Err(net::net_error(e));
+            return Err(e);
         }
         let image_volumes: Vec<String> =
             ic.volumes.clone().unwrap_or_default().into_keys().collect();

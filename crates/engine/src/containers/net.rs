@@ -206,6 +206,49 @@ impl super::Containers {
     }
 }
 
+/// Config.MacAddress (deprecated since API 1.44) is the MAC of the main network's endpoint:
+/// moved into EndpointsConfig as dockerd does, refused where it cannot apply.
+pub(super) fn endpoints_with_mac(rec: &Record, eps: Option<&Value>) -> Result<Option<Value>> {
+    let mac = rec.cfg_str("MacAddress");
+    if mac.is_empty() {
+        return Ok(eps.cloned());
+    }
+    let mode = rec.network_mode();
+    if mode == "host" || mode.starts_with("container:") {
+        return Err(Error::invalid(
+            "conflicting options: mac-address and the network mode",
+        ));
+    }
+    if mode == "none" {
+        return Ok(eps.cloned());
+    }
+    let mut eps = eps
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    let key = eps
+        .as_object()
+        .and_then(|o| {
+            o.keys()
+                .find(|k| *k == &mode || (mode == "bridge" && *k == "default"))
+                .cloned()
+        })
+        .unwrap_or_else(|| mode.clone());
+    let ep = &mut eps[key.as_str()];
+    if !ep.is_object() {
+        *ep = serde_json::json!({});
+    }
+    match ep.get("MacAddress").and_then(Value::as_str) {
+        Some(m) if !m.is_empty() && !m.eq_ignore_ascii_case(&mac) => {
+            return Err(Error::invalid(
+                "the container-wide MAC address must match the endpoint-specific MAC address for the main network, or be left empty",
+            ));
+        }
+        _ => ep["MacAddress"] = Value::String(mac),
+    }
+    Ok(Some(eps))
+}
+
 /// One `--link` as written ("name:alias", "/name:/me/alias" or "name"): (target, alias).
 fn split_link(l: &str) -> (&str, &str) {
     let (name, alias) = l.split_once(':').unwrap_or((l, l));
