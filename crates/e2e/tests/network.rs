@@ -592,3 +592,189 @@ fn mac_address_on_the_veth_and_in_inspect() {
     assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(fx.out(&["ps", "-aq"]).lines().count(), 2);
 }
+
+/// A fake "internet" for outbound NAT tests: a netns of the test's own, joined to the host by
+/// a veth pair on a /24 of its own (host .1, netns .2, default route back via .1), with a TCP
+/// server in it that answers each connection with the peer address it sees. Removed on drop,
+/// so a failing test leaves nothing behind.
+struct FakeInternet {
+    ns: String,
+    host_if: String,
+    host_ip: String,
+    server: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _subnet: berth_e2e::Subnet,
+}
+
+fn sh(cmd: &[&str]) {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl FakeInternet {
+    fn new() -> FakeInternet {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let subnet = berth_e2e::Subnet::claim();
+        let p = subnet.prefix3();
+        // the /24 is ours machine-wide, so names made of it are unique (and <= 15 bytes)
+        let tag = p.trim_start_matches("10.").replace('.', "x");
+        let mut fi = FakeInternet {
+            ns: format!("berth-inet-{tag}"),
+            host_if: format!("bi{tag}"),
+            host_ip: format!("{p}.1"),
+            server: format!("{p}.2:8080"),
+            stop: std::sync::Arc::new(AtomicBool::new(false)),
+            thread: None,
+            _subnet: subnet,
+        };
+        let peer = format!("{}p", fi.host_if);
+        sh(&["ip", "netns", "add", &fi.ns]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &fi.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "netns",
+            &fi.ns,
+        ]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{p}.1/24"),
+            "dev",
+            &fi.host_if,
+        ]);
+        sh(&["ip", "link", "set", &fi.host_if, "up"]);
+        for c in [
+            vec!["addr", "add", &format!("{p}.2/24"), "dev", &peer],
+            vec!["link", "set", &peer, "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", "default", "via", &fi.host_ip],
+        ] {
+            let mut a = vec!["ip", "-n", fi.ns.as_str()];
+            a.extend(c.iter().map(|s| -> &str { s }));
+            sh(&a);
+        }
+        let ns = std::fs::File::open(format!("/run/netns/{}", fi.ns)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = fi.stop.clone();
+        let addr = fi.server.clone();
+        fi.thread = Some(std::thread::spawn(move || {
+            // SAFETY: setns on this thread only (CLONE_NEWNET), with a valid fd.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            let l = if r == 0 {
+                std::net::TcpListener::bind(&addr)
+            } else {
+                Err(std::io::Error::last_os_error())
+            };
+            let l = match l {
+                Ok(l) => {
+                    let _ = tx.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = l.set_nonblocking(true);
+            while !stop.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut s, peer)) => {
+                        let _ = s.write_all(format!("from {}\n", peer.ip()).as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }));
+        rx.recv().unwrap().expect("server in the fake internet");
+        fi
+    }
+
+    /// What the server answers a container (`from <address it saw>`), or "" if unreachable.
+    fn reach(&self, fx: &Fx, network: &str) -> String {
+        let (ip, port) = self.server.split_once(':').unwrap();
+        let r = fx.d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "busybox",
+            "sh",
+            "-c",
+            &format!("nc -w 3 {ip} {port} </dev/null"),
+        ]);
+        r.stdout_str().trim().to_owned()
+    }
+}
+
+impl Drop for FakeInternet {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // the netns dies with its last reference: its end of the veth pair, then ours, go
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+        if Path::new("/sys/class/net").join(&self.host_if).exists() {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.host_if])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn outbound_nat_through_a_fake_internet() {
+    if !can_run() || !have("ip") {
+        return;
+    }
+    let inet = FakeInternet::new();
+    let host = format!("from {}", inet.host_ip);
+    let mut fx = Fx::new(&[]);
+    // default bridge and a user network: masqueraded behind the host's address
+    assert_eq!(inet.reach(&fx, "bridge"), host);
+    let (s1, s2, s3) = (fx.d.subnet(), fx.d.subnet(), fx.d.subnet());
+    fx.out(&["network", "create", "--subnet", &s1, "out"]);
+    assert_eq!(inet.reach(&fx, "out"), host);
+    // --internal: no way out
+    fx.out(&["network", "create", "--subnet", &s2, "--internal", "sealed"]);
+    assert_eq!(inet.reach(&fx, "sealed"), "");
+    // no masquerade: the server sees the container's own address
+    fx.out(&[
+        "network",
+        "create",
+        "--subnet",
+        &s3,
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+        "plain",
+    ]);
+    let got = inet.reach(&fx, "plain");
+    assert!(
+        got.starts_with(&format!("from {}", s3.trim_end_matches("0/24"))),
+        "{got}"
+    );
+    drop(fx);
+
+    let fx = Fx::new(&["--ip-masq=false"]);
+    let got = inet.reach(&fx, "bridge");
+    let prefix = fx.d.bip.trim_end_matches("1/24").to_owned();
+    assert!(got.starts_with(&format!("from {prefix}")), "{got}");
+}
