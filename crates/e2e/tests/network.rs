@@ -419,3 +419,362 @@ fn daemon_restart_keeps_ports_and_kill9_recovers() {
     fx.d.stop();
     assert_clean(&fx.d, &bridges);
 }
+
+#[test]
+fn legacy_links_env_hosts_and_user_network_aliases() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "-e",
+        "SECRET=s3",
+        "--expose",
+        "5432",
+        "--expose",
+        "80/udp",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    let ip = fx.ip("db");
+    // default bridge: Docker's legacy variables and an /etc/hosts entry
+    let env = fx.out(&[
+        "run",
+        "--rm",
+        "--name",
+        "web",
+        "--link",
+        "db:my-db",
+        "-e",
+        "MY_DB_ENV_SECRET=mine",
+        "busybox",
+        "sh",
+        "-c",
+        "env; cat /etc/hosts",
+    ]);
+    for want in [
+        format!("MY_DB_PORT=udp://{ip}:80"),
+        format!("MY_DB_PORT_5432_TCP=tcp://{ip}:5432"),
+        format!("MY_DB_PORT_5432_TCP_ADDR={ip}"),
+        "MY_DB_PORT_5432_TCP_PORT=5432".to_owned(),
+        "MY_DB_PORT_5432_TCP_PROTO=tcp".to_owned(),
+        format!("MY_DB_PORT_80_UDP_ADDR={ip}"),
+        "MY_DB_NAME=/web/my-db".to_owned(),
+        // the container's own value wins over the link's
+        "MY_DB_ENV_SECRET=mine".to_owned(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing:\n{env}");
+    }
+    assert!(
+        env.lines()
+            .any(|l| l.starts_with(&format!("{ip}\tmy-db ")) && l.ends_with(" db")),
+        "{env}"
+    );
+    fx.out(&[
+        "create", "--name", "w2", "--link", "db:my-db", "busybox", "true",
+    ]);
+    assert_eq!(
+        fx.out(&["inspect", "-f", "{{json .HostConfig.Links}}", "w2"]),
+        r#"["/db:/w2/my-db"]"#
+    );
+    assert_eq!(
+        fx.out(&["inspect", "-f", "{{json .HostConfig.Links}}", "db"]),
+        "null"
+    );
+    // user network: a link is a DNS alias for the linking container only
+    let s = fx.d.subnet();
+    fx.out(&["network", "create", "--subnet", &s, "n1"]);
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "n1",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    let got = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "--link",
+        "srv:back-end",
+        "busybox",
+        "sh",
+        "-c",
+        &nc_get("back-end", 80),
+    ]);
+    assert!(got.contains("hello-from-httpd"), "{got}");
+    let r = fx.d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "busybox",
+        "sh",
+        "-c",
+        &nc_get("back-end", 80),
+    ]);
+    assert!(!r.stdout_str().contains("hello-from-httpd"));
+}
+
+#[test]
+fn mac_address_on_the_veth_and_in_inspect() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let mac = "02:42:ac:11:fe:01";
+    // docker 28 sends it per endpoint (API >= 1.44)
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "m1",
+        "--mac-address",
+        mac,
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(
+        fx.out(&["exec", "m1", "cat", "/sys/class/net/eth0/address"]),
+        mac
+    );
+    assert_eq!(
+        fx.out(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.MacAddress}} {{.NetworkSettings.Networks.bridge.MacAddress}}",
+            "m1",
+        ]),
+        format!("{mac} {mac}")
+    );
+    // older clients send Config.MacAddress: it goes to the main network's endpoint
+    let s = fx.d.subnet();
+    fx.out(&["network", "create", "--subnet", &s, "macnet"]);
+    let mac2 = "02:42:0a:00:00:99";
+    let body = format!(
+        r#"{{"Image":"busybox","Cmd":["sleep","60"],"MacAddress":"{mac2}","HostConfig":{{"NetworkMode":"macnet"}}}}"#
+    );
+    let r = fx.d.api(
+        "POST",
+        "/v1.41/containers/create?name=m2",
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    fx.out(&["start", "m2"]);
+    assert_eq!(
+        fx.out(&["exec", "m2", "cat", "/sys/class/net/eth0/address"]),
+        mac2
+    );
+    assert_eq!(
+        fx.out(&["inspect", "-f", "{{.Config.MacAddress}}", "m2"]),
+        mac2
+    );
+    // bad input: 400 with a message, nothing created
+    let r =
+        fx.d.docker(&["create", "--mac-address", "zz:42", "busybox", "true"]);
+    assert!(!r.status.success());
+    assert!(r.stderr_str().contains("zz:42"), "{}", r.stderr_str());
+    let body = br#"{"Image":"busybox","MacAddress":"02:42:ac:11:fe:02","HostConfig":{"NetworkMode":"host"}}"#;
+    let r = fx.d.api("POST", "/v1.41/containers/create", Some(body));
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(fx.out(&["ps", "-aq"]).lines().count(), 2);
+}
+
+/// A fake "internet" for outbound NAT tests: a netns of the test's own, joined to the host by
+/// a veth pair on a /24 of its own (host .1, netns .2, default route back via .1), with a TCP
+/// server in it that answers each connection with the peer address it sees. Removed on drop,
+/// so a failing test leaves nothing behind.
+struct FakeInternet {
+    ns: String,
+    host_if: String,
+    host_ip: String,
+    server: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _subnet: berth_e2e::Subnet,
+}
+
+fn sh(cmd: &[&str]) {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl FakeInternet {
+    fn new() -> FakeInternet {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let subnet = berth_e2e::Subnet::claim();
+        let p = subnet.prefix3();
+        // the /24 is ours machine-wide, so names made of it are unique (and <= 15 bytes)
+        let tag = p.trim_start_matches("10.").replace('.', "x");
+        let mut fi = FakeInternet {
+            ns: format!("berth-inet-{tag}"),
+            host_if: format!("bi{tag}"),
+            host_ip: format!("{p}.1"),
+            server: format!("{p}.2:8080"),
+            stop: std::sync::Arc::new(AtomicBool::new(false)),
+            thread: None,
+            _subnet: subnet,
+        };
+        let peer = format!("{}p", fi.host_if);
+        sh(&["ip", "netns", "add", &fi.ns]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &fi.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "netns",
+            &fi.ns,
+        ]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{p}.1/24"),
+            "dev",
+            &fi.host_if,
+        ]);
+        sh(&["ip", "link", "set", &fi.host_if, "up"]);
+        for c in [
+            vec!["addr", "add", &format!("{p}.2/24"), "dev", &peer],
+            vec!["link", "set", &peer, "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", "default", "via", &fi.host_ip],
+        ] {
+            let mut a = vec!["ip", "-n", fi.ns.as_str()];
+            a.extend(c.iter().map(|s| -> &str { s }));
+            sh(&a);
+        }
+        let ns = std::fs::File::open(format!("/run/netns/{}", fi.ns)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = fi.stop.clone();
+        let addr = fi.server.clone();
+        fi.thread = Some(std::thread::spawn(move || {
+            // SAFETY: setns on this thread only (CLONE_NEWNET), with a valid fd.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            let l = if r == 0 {
+                std::net::TcpListener::bind(&addr)
+            } else {
+                Err(std::io::Error::last_os_error())
+            };
+            let l = match l {
+                Ok(l) => {
+                    let _ = tx.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = l.set_nonblocking(true);
+            while !stop.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut s, peer)) => {
+                        let _ = s.write_all(format!("from {}\n", peer.ip()).as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }));
+        rx.recv().unwrap().expect("server in the fake internet");
+        fi
+    }
+
+    /// What the server answers a container (`from <address it saw>`), or "" if unreachable.
+    fn reach(&self, fx: &Fx, network: &str) -> String {
+        let (ip, port) = self.server.split_once(':').unwrap();
+        let r = fx.d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "busybox",
+            "sh",
+            "-c",
+            &format!("nc -w 3 {ip} {port} </dev/null"),
+        ]);
+        r.stdout_str().trim().to_owned()
+    }
+}
+
+impl Drop for FakeInternet {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // the netns dies with its last reference: its end of the veth pair, then ours, go
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+        if Path::new("/sys/class/net").join(&self.host_if).exists() {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.host_if])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn outbound_nat_through_a_fake_internet() {
+    if !can_run() || !have("ip") {
+        return;
+    }
+    let inet = FakeInternet::new();
+    let host = format!("from {}", inet.host_ip);
+    let mut fx = Fx::new(&[]);
+    // default bridge and a user network: masqueraded behind the host's address
+    assert_eq!(inet.reach(&fx, "bridge"), host);
+    let (s1, s2, s3) = (fx.d.subnet(), fx.d.subnet(), fx.d.subnet());
+    fx.out(&["network", "create", "--subnet", &s1, "out"]);
+    assert_eq!(inet.reach(&fx, "out"), host);
+    // --internal: no way out
+    fx.out(&["network", "create", "--subnet", &s2, "--internal", "sealed"]);
+    assert_eq!(inet.reach(&fx, "sealed"), "");
+    // no masquerade: the server sees the container's own address
+    fx.out(&[
+        "network",
+        "create",
+        "--subnet",
+        &s3,
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+        "plain",
+    ]);
+    let got = inet.reach(&fx, "plain");
+    assert!(
+        got.starts_with(&format!("from {}", s3.trim_end_matches("0/24"))),
+        "{got}"
+    );
+    drop(fx);
+
+    let fx = Fx::new(&["--ip-masq=false"]);
+    let got = inet.reach(&fx, "bridge");
+    let prefix = fx.d.bip.trim_end_matches("1/24").to_owned();
+    assert!(got.starts_with(&format!("from {prefix}")), "{got}");
+}

@@ -168,23 +168,37 @@ impl Engine {
             .map_err(|e| Error::internal(format!("setting up networking: {e}")))?;
         let data_root = config.data_root.clone();
         let ev = events.clone();
-        let volumes = tokio::task::spawn_blocking(move || Volumes::open(&data_root, ev)).await??;
-        // loads the container records and reconciles them with the shims still running
-        let containers = Containers::open(
-            &config.data_root,
-            &config.exec_root,
-            store.clone(),
-            volumes.clone(),
-            events.clone(),
-            networks.clone(),
-            containers::Options {
-                init: config.init,
-                init_path: config.init_path.clone(),
-                default_runtime: config.default_runtime.clone(),
-                runtimes: config.runtimes.clone(),
-            },
-        )
-        .await?;
+        let opened = async {
+            let volumes =
+                tokio::task::spawn_blocking(move || Volumes::open(&data_root, ev)).await??;
+            // loads the container records and reconciles them with the shims still running
+            let containers = Containers::open(
+                &config.data_root,
+                &config.exec_root,
+                store.clone(),
+                volumes.clone(),
+                events.clone(),
+                networks.clone(),
+                containers::Options {
+                    init: config.init,
+                    init_path: config.init_path.clone(),
+                    default_runtime: config.default_runtime.clone(),
+                    runtimes: config.runtimes.clone(),
+                },
+            )
+            .await?;
+            Ok::<_, Error>((volumes, containers))
+        }
+        .await;
+        let (volumes, containers) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                // a start failing half-way must not leave our bridges and nftables table
+                // behind (kept if a container still runs: live-restore)
+                networks.shutdown().await;
+                return Err(e);
+            }
+        };
         let images = Images::new(store, events.clone());
         images.set_containers(containers.clone());
         let network_service =

@@ -362,7 +362,11 @@ impl Networks {
             nft_lock: tokio::sync::Mutex::new(()),
             netns_ready: std::sync::OnceLock::new(),
         });
-        me.apply_rules().await?;
+        if let Err(e) = me.apply_rules().await {
+            // no half set-up: the bridges made above go again (kept while sandboxes exist)
+            me.shutdown().await;
+            return Err(e);
+        }
         Ok(me)
     }
 
@@ -759,6 +763,10 @@ impl Networks {
                 )));
             }
             check_spec(&net, &spec)?;
+            if !net.predefined && spec.links.is_empty() {
+                // on user networks a --link is a DNS alias seen by this container only
+                spec.links = links.to_vec();
+            }
             if net.predefined {
                 spec.links = links.to_vec();
                 if !spec.aliases.is_empty() {
@@ -1695,12 +1703,45 @@ impl Resolver {
     }
 }
 
+impl Resolver {
+    /// `--link target:alias` of this container on user networks: (network id, target) of
+    /// the links whose alias is `q`.
+    fn link_targets(&self, q: &str) -> Vec<(String, String)> {
+        let Some(st) = self.st.upgrade() else {
+            return Vec::new();
+        };
+        let st = lock(&st);
+        let Some(me) = st.s.members.get(&self.id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in &me.endpoints {
+            for l in &e.spec.links {
+                let (target, alias) = l.split_once(':').unwrap_or((l, l));
+                let alias = alias.rsplit('/').next().unwrap_or(alias);
+                if alias.eq_ignore_ascii_case(q) {
+                    out.push((
+                        e.network.clone(),
+                        target.trim_start_matches('/').to_ascii_lowercase(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
 impl berth_dns::Resolve for Resolver {
     fn lookup(&self, name: &str) -> Vec<std::net::IpAddr> {
         let q = name.trim_end_matches('.').to_ascii_lowercase();
+        let links = self.link_targets(&q);
         let mut out = Vec::new();
         self.each(|m, e, n| {
-            let hit = m.name.eq_ignore_ascii_case(&q)
+            let linked = links.iter().any(|(net, t)| {
+                *net == e.network && (m.name.eq_ignore_ascii_case(t) || m.id == *t)
+            });
+            let hit = linked
+                || m.name.eq_ignore_ascii_case(&q)
                 || (q.len() == 12 && m.id.starts_with(&q))
                 || e.spec.aliases.iter().any(|a| a.eq_ignore_ascii_case(&q))
                 || format!("{}.{}", m.name, n.name).eq_ignore_ascii_case(&q);

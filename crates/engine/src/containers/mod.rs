@@ -591,6 +591,11 @@ impl Containers {
         if let Some(h) = user_cfg("Healthcheck") {
             config["Healthcheck"] = h.clone();
         }
+        let mac = s("MacAddress");
+        if !mac.is_empty() {
+            // deprecated in API 1.44, still sent by older clients: applied to the main network
+            config["MacAddress"] = json!(mac);
+        }
 
         // the name, reserved under the map lock
         let rec = {
@@ -645,15 +650,23 @@ impl Containers {
             map.insert(id.clone(), Container::new(rec.clone()));
             rec
         };
-        if let Err(e) = self.0.nets.register(
-            &id,
-            &rec.name,
-            &rec.network_mode(),
-            body.pointer("/NetworkingConfig/EndpointsConfig"),
-            &hc_strs(&rec.host_config, "Links"),
-        ) {
+        let registered =
+            net::endpoints_with_mac(&rec, body.pointer("/NetworkingConfig/EndpointsConfig"))
+                .and_then(|eps| {
+                    self.0
+                        .nets
+                        .register(
+                            &id,
+                            &rec.name,
+                            &rec.network_mode(),
+                            eps.as_ref(),
+                            &hc_strs(&rec.host_config, "Links"),
+                        )
+                        .map_err(net::net_error)
+                });
+        if let Err(e) = registered {
             lock(&self.0.map).remove(&id);
-            return Err(net::net_error(e));
+            return Err(e);
         }
         let image_volumes: Vec<String> =
             ic.volumes.clone().unwrap_or_default().into_keys().collect();
@@ -783,6 +796,7 @@ impl Containers {
         let sn = net::setup(&self.0.nets, rec, joined.as_ref().map(|j| j.0.clone())).await?;
         phase("network set up");
         let links = self.link_hosts(rec);
+        let link_env = self.link_env(rec);
         let this = self.clone();
         let c2 = ctr.clone();
         let vols = self.0.volumes.clone();
@@ -794,6 +808,7 @@ impl Containers {
             // held until the exit is recorded (or the start fails: see `start`)
             let rootfs = this.rootfs_acquire(&c2, true)?;
             let mut input = spec_input(&r2, &rootfs, &dir);
+            input.env = net::merge_env(link_env, std::mem::take(&mut input.env));
             input.network = sn.mode;
             if let Some((_, odir)) = &joined {
                 // Docker shares the other container's /etc files with its namespace
@@ -1453,6 +1468,14 @@ impl Containers {
     }
 
     fn inspect_json(&self, r: &Record) -> Value {
+        let mut v = self.inspect_json_raw(r);
+        if v["HostConfig"].is_object() {
+            v["HostConfig"]["Links"] = self.links_json(r);
+        }
+        v
+    }
+
+    fn inspect_json_raw(&self, r: &Record) -> Value {
         let s = &r.state;
         let store = &self.0.images;
         let rw = rootfs::rw_dir(store.overlay_root(), &r.id);
