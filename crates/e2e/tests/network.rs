@@ -778,3 +778,76 @@ fn outbound_nat_through_a_fake_internet() {
     let prefix = fx.d.bip.trim_end_matches("1/24").to_owned();
     assert!(got.starts_with(&format!("from {prefix}")), "{got}");
 }
+
+/// docker-compose 1.29 (Debian's package) against the test daemon.
+fn compose(d: &Daemon, dir: &Path, project: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("docker-compose")
+        .args(["-p", project, "-f"])
+        .arg(dir.join("docker-compose.yml"))
+        .args(args)
+        .env("DOCKER_HOST", d.host())
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .env("DOCKER_CONFIG", dir.join("docker-config"))
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn docker_compose_two_services_by_name() {
+    if !can_run() || !have("docker-compose") {
+        return;
+    }
+    let fx = Fx::new(&[]);
+    let dir = fx.d.dir.join("compose");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        r#"version: "3"
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo hello-from-compose > /tmp/index.html && exec httpd -f -p 80 -h /tmp"]
+  client:
+    image: busybox
+    depends_on: [web]
+    command: ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 80 && break; sleep 0.5; done; exec sleep 60"]
+"#,
+    )
+    .unwrap();
+    let project = format!("bc{}", std::process::id());
+    let up = compose(&fx.d, &dir, &project, &["up", "-d"]);
+    up.ok();
+    let ps = compose(&fx.d, &dir, &project, &["ps"]);
+    let ps_out = ps.ok().stdout_str();
+    for s in ["web_1", "client_1"] {
+        assert!(
+            ps_out.lines().any(|l| l.contains(s) && l.contains("Up")),
+            "{s} not up:\n{ps_out}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let logs = compose(&fx.d, &dir, &project, &["logs", "--no-color", "client"]);
+        let out = logs.ok().stdout_str();
+        if out.contains("hello-from-compose") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client never reached web:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let net = format!("{project}_default");
+    assert!(
+        fx.out(&["network", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|l| l == net)
+    );
+    compose(&fx.d, &dir, &project, &["down", "-t", "1"]).ok();
+    let nets = fx.out(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.lines().any(|l| l == net), "{nets}");
+    assert_eq!(fx.out(&["ps", "-aq"]), "");
+}

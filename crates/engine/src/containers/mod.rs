@@ -1661,10 +1661,14 @@ impl Containers {
                     let st = self.health_status(&r.id).unwrap_or_else(|| "none".into());
                     h == st
                 })
-                && any("label", &|l| match l.split_once('=') {
-                    Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
-                    None => labels.contains_key(l),
+                // labels: every one given must match (dockerd; docker-compose relies on it)
+                && f.get("label").is_none_or(|ls| {
+                    ls.iter().all(|l| match l.split_once('=') {
+                        Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
+                        None => labels.contains_key(l.as_str()),
+                    })
                 })
+                && any("network", &|n| self.on_network(&r.id, n))
                 && any("volume", &|v| mounts::uses_volume(r, v))
                 && any("exited", &|e| {
                     r.state.status == "exited" && e.parse::<i32>().ok() == Some(r.state.exit_code)

@@ -343,6 +343,17 @@ impl super::Containers {
         out
     }
 
+    /// The `network` filter of `ps`: joined to the network of that name or (prefix of) id.
+    pub(super) fn on_network(&self, id: &str, net: &str) -> bool {
+        let Ok(n) = self.0.nets.get(net) else {
+            return false;
+        };
+        self.0
+            .nets
+            .member(id)
+            .is_some_and(|m| m.endpoints.iter().any(|e| e.network == n.id))
+    }
+
     /// HostConfig.Links as dockerd's inspect shows them: "/target:/me/alias".
     pub(super) fn links_json(&self, rec: &Record) -> Value {
         let links = hc_list(&rec.host_config, "Links");
