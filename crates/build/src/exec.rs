@@ -41,7 +41,6 @@ pub type Output = Arc<dyn Fn(String) + Send + Sync>;
 /// What `POST /build` asked for, as far as the executor cares.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    pub tags: Vec<String>,
     /// `--build-arg K=V`; `None`: given without a value and not set in the client's env.
     pub build_args: BTreeMap<String, Option<String>>,
     /// `--label`: added to the target stage as a last LABEL step, as dockerd does.
@@ -150,7 +149,6 @@ pub trait Backend: Send + Sync + 'static {
     /// The image cached under `key`, if it still exists.
     fn cache_get(&self, key: &str) -> impl Future<Output = Option<String>> + Send;
     fn cache_put(&self, key: &str, image: &str) -> impl Future<Output = ()> + Send;
-    fn tag(&self, image: &str, tag: &str) -> impl Future<Output = Result<(), BuildError>> + Send;
 }
 
 fn short(id: &str) -> &str {
@@ -359,7 +357,7 @@ struct Shared<B: Backend> {
     total_steps: usize,
 }
 
-/// The result of a build: the final image ID.
+/// The result of a build: the final image ID (the caller tags it and prints the summary).
 pub struct Built {
     pub id: String,
 }
@@ -630,9 +628,6 @@ pub async fn build<B: Backend>(
             "[Warning] One or more build-args [{}] were not consumed\n",
             unused.join(" ")
         ));
-    }
-    for t in &shared.opts.tags {
-        shared.backend.tag(&img.id, t).await?;
     }
     Ok(Built { id: img.id })
 }

@@ -6,6 +6,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod builds;
 pub mod containers;
 pub mod error;
 pub mod events;
@@ -101,6 +102,8 @@ pub struct Engine {
     /// The /networks API (events, filters) over `networks`.
     pub network_service: networks::NetworkService,
     pub volumes: Volumes,
+    /// The builder's step cache and cache mounts.
+    pub builds: builds::Builds,
 }
 
 /// The embedded hello-world docker-archive (offline `berth run hello-world`).
@@ -144,13 +147,14 @@ impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
         let root = config.data_root.clone();
         let exec_root = config.exec_root.clone();
-        let (store, id) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (store, id, builds) = tokio::task::spawn_blocking(move || -> Result<_> {
             std::fs::create_dir_all(&root)
                 .map_err(|e| io_err(&format!("creating data root {}", root.display()), e))?;
             std::fs::create_dir_all(&exec_root)
                 .map_err(|e| io_err(&format!("creating exec root {}", exec_root.display()), e))?;
             let store = ImageStore::open(&root)?;
-            Ok((store, engine_id(&root)?))
+            let builds = builds::Builds::open(&root)?;
+            Ok((store, engine_id(&root)?, builds))
         })
         .await??;
         let events = Arc::new(EventBus::new());
@@ -216,6 +220,7 @@ impl Engine {
             containers,
             networks,
             volumes,
+            builds,
         });
         if engine.config.load_hello_world
             && let Some(archive) = hello_world_archive()

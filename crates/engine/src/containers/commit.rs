@@ -285,6 +285,42 @@ impl Containers {
     }
 }
 
+impl Containers {
+    /// The builder's commit (a RUN/COPY step): the container's changes as a layer on its
+    /// image, with the config and history line the step computed. No event, no tag.
+    pub async fn commit_build(
+        &self,
+        name: &str,
+        config: ImageConfig,
+        history: History,
+    ) -> Result<Digest> {
+        let rec = self.get(name)?.record();
+        let parent: Option<Digest> = rec.image_id.parse().ok();
+        let (upper, _) = self.upper_and_lowers(&rec);
+        let store = self.0.images.clone();
+        blocking(move || {
+            let (mut r, mut w) = std::io::pipe().map_err(|e| io_err("commit pipe", e))?;
+            let writer = std::thread::spawn(move || {
+                berth_image::layer::write_layer_tar_filtered(&upper, &mut w, &|p| is_init_path(p))
+            });
+            let id = store.create_image(
+                parent.as_ref(),
+                Some(&mut r),
+                config,
+                history,
+                None,
+                &mut |_| {},
+            );
+            let w = writer
+                .join()
+                .map_err(|_| Error::internal("commit: layer writer panicked"))?;
+            w?;
+            Ok(id?)
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
