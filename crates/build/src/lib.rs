@@ -19,7 +19,7 @@ pub mod parse;
 
 pub use ast::{Dockerfile, Instruction, InstructionKind, Stage};
 pub use exec::{Backend, BaseImage, Built, FilesRequest, MountSpec, Options, Output, RunRequest};
-pub use parse::{ParseError, parse};
+pub use parse::{ParseError, parse, parse_named};
 
 /// A build failure, with the message dockerd would put in the stream's error line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

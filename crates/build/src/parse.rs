@@ -41,9 +41,22 @@ fn err<T>(line: usize, message: impl Into<String>) -> Result<T, ParseError> {
 
 /// Parses a whole Dockerfile.
 pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
+    parse_named(src, "Dockerfile")
+}
+
+/// [`parse`], naming the file in the whole-file errors as dockerd does (`-f` name):
+/// `the Dockerfile (Dockerfile.dev) cannot be empty` for zero bytes,
+/// `failed to parse Dockerfile.dev: file with no instructions` for only comments/blank lines.
+pub fn parse_named(src: &str, name: &str) -> Result<Dockerfile, ParseError> {
+    if src.is_empty() {
+        return err(0, format!("the Dockerfile ({name}) cannot be empty"));
+    }
     let (nodes, directives) = split_nodes(src)?;
     if nodes.is_empty() {
-        return err(0, "file with no instructions");
+        return err(
+            0,
+            format!("failed to parse {name}: file with no instructions"),
+        );
     }
     let mut df = Dockerfile {
         escape: directives.escape,
@@ -435,14 +448,14 @@ impl Flags {
                 None => (arg, None),
             };
             let Some(&(key, kind)) = spec.iter().find(|(k, _)| *k == name) else {
-                return err(line, format!("unknown flag: {name}"));
+                return err(line, format!("Unknown flag: {name}"));
             };
             if !used.insert(key) && kind != FlagKind::Strs {
-                return err(line, format!("duplicate flag specified: {name}"));
+                return err(line, format!("Duplicate flag specified: {name}"));
             }
             match (kind, value) {
                 (FlagKind::Bool, Some("")) | (FlagKind::Str | FlagKind::Strs, None) => {
-                    return err(line, format!("missing a value on flag: {name}"));
+                    return err(line, format!("Missing a value on flag: {name}"));
                 }
                 (FlagKind::Bool, v) => {
                     let b = match v.map(str::to_ascii_lowercase).as_deref() {
@@ -452,7 +465,7 @@ impl Flags {
                             return err(
                                 line,
                                 format!(
-                                    "expecting boolean value for flag {name}, not: {}",
+                                    "Expecting boolean value for flag {name}, not: {}",
                                     v.unwrap_or_default()
                                 ),
                             );
@@ -928,7 +941,7 @@ fn healthcheck(node: &Node) -> Result<Healthcheck, ParseError> {
     let retries = f.str("retries");
     if let Some(r) = &retries {
         match r.parse::<i32>() {
-            Ok(n) if n < 0 => return err(line, format!("--retries cannot be negative ({n})")),
+            Ok(n) if n < 1 => return err(line, format!("--retries must be at least 1 (not {n})")),
             Ok(_) => {}
             Err(_) => {
                 return err(

@@ -228,7 +228,7 @@ fn env_and_label() {
         ),
         ("ENV onlyname", "ENV must have two arguments"),
         ("LABEL", "LABEL requires at least one argument"),
-        ("ENV --x=1 a=b", "unknown flag: x"),
+        ("ENV --x=1 a=b", "Unknown flag: x"),
     ];
     for (src, want) in errs {
         assert_eq!(
@@ -328,15 +328,15 @@ fn add_and_copy() {
             "COPY a",
             "COPY requires at least two arguments, but only one was provided. Destination could not be determined",
         ),
-        ("ADD --from=x a b", "unknown flag: from"),
-        ("COPY --from a b", "missing a value on flag: from"),
+        ("ADD --from=x a b", "Unknown flag: from"),
+        ("COPY --from a b", "Missing a value on flag: from"),
         (
             "COPY --link=maybe a b",
-            "expecting boolean value for flag link, not: maybe",
+            "Expecting boolean value for flag link, not: maybe",
         ),
         (
             "COPY --chown=1 --chown=2 a b",
-            "duplicate flag specified: chown",
+            "Duplicate flag specified: chown",
         ),
     ];
     for (src, want) in errs {
@@ -453,7 +453,7 @@ fn run_flags_and_mounts() {
             "RUN --network=bridge2 a",
             "unsupported network mode \"bridge2\"",
         ),
-        ("RUN --bogus a", "unknown flag: bogus"),
+        ("RUN --bogus a", "Unknown flag: bogus"),
     ];
     for (src, want) in errs {
         assert_eq!(
@@ -549,7 +549,7 @@ fn healthcheck() {
         ),
         (
             "HEALTHCHECK --retries=-1 CMD x",
-            "--retries cannot be negative (-1)",
+            "--retries must be at least 1 (not -1)",
         ),
         ("HEALTHCHECK", "HEALTHCHECK requires at least one argument"),
     ];
@@ -641,10 +641,23 @@ fn heredocs() {
 
 #[test]
 fn file_level_errors() {
-    assert_eq!(error(""), (0, s("file with no instructions")));
+    assert_eq!(
+        error(""),
+        (0, s("the Dockerfile (Dockerfile) cannot be empty"))
+    );
     assert_eq!(
         error("# only a comment\n\n"),
-        (0, s("file with no instructions"))
+        (
+            0,
+            s("failed to parse Dockerfile: file with no instructions")
+        )
+    );
+    assert_eq!(
+        parse_named("\n", "Dockerfile.dev")
+            .map_err(|e| e.to_string())
+            .err()
+            .as_deref(),
+        Some("failed to parse Dockerfile.dev: file with no instructions")
     );
     assert_eq!(
         error("RUN x\n"),
@@ -671,7 +684,7 @@ fn file_level_errors() {
         error("FROM a AS x\nFROM b AS X\n"),
         (2, s("duplicate stage name \"x\""))
     );
-    assert_eq!(error("FROM --bogus=1 a\n"), (1, s("unknown flag: bogus")));
+    assert_eq!(error("FROM --bogus=1 a\n"), (1, s("Unknown flag: bogus")));
     let e = parse("FROM a\n\nRUNN x\n").expect_err("unknown");
     assert_eq!(
         e.to_string(),

@@ -314,6 +314,9 @@ pub fn tar_context_dir(dir: &Path, dockerfile: Option<&str>) -> Result<Vec<u8>, 
         })?;
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(&md, tar::HeaderMode::Complete);
+        // Permission bits only, as Go's tar.FileInfoHeader writes them: the file type bits
+        // tar-rs adds would make the daemon's COPY checksums differ from a docker CLI upload.
+        h.set_mode(std::os::unix::fs::PermissionsExt::mode(&md.permissions()) & 0o7777);
         h.set_uid(0);
         h.set_gid(0);
         let _ = h.set_username("");
@@ -589,7 +592,10 @@ fn query(a: &BuildArgs, ctx: &Context) -> Result<String, CliError> {
     let rm =
         a.rm.as_deref()
             .is_none_or(|v| matches!(v, "1" | "t" | "T" | "true" | "TRUE" | "True"));
-    p("rm", if rm { "1" } else { "0" });
+    // rm defaults to true on the API; docker sends it only to turn it off.
+    if !rm {
+        p("rm", "0");
+    }
     if a.force_rm {
         p("forcerm", "1");
     }
@@ -658,6 +664,8 @@ fn query(a: &BuildArgs, ctx: &Context) -> Result<String, CliError> {
         }
         p("ulimits", &Value::Array(ul).to_string());
     }
+    // The legacy builder, as the docker CLI asks for it with DOCKER_BUILDKIT=0.
+    p("version", "1");
     Ok(format!("/build?{}", q.join("&")))
 }
 
@@ -730,7 +738,7 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
     let mut stdout = std::io::stdout();
     let tty = !a.quiet && stdout.is_terminal() && a.progress.as_deref() != Some("plain");
     let sending = format!(
-        "Sending build context to Docker daemon  {:>8}\n",
+        "Sending build context to Docker daemon {:>8}\n",
         crate::format::units::human_size(ctx.body.len() as f64)
     );
     if ctx.remote.is_none() {
@@ -757,8 +765,10 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
             return Err(CliError::daemon(r.message()));
         }
     };
+    // With -q the daemon's stream is just the ID; it is printed only once the build succeeded.
+    let mut held_stream: Vec<u8> = Vec::new();
     let streamed = if a.quiet {
-        show_build_stream(body, &mut held, false).await
+        show_build_stream(body, &mut held_stream, false).await
     } else {
         show_build_stream(body, &mut stdout, tty).await
     };
@@ -767,13 +777,25 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
         Err(e) => {
             if a.quiet {
                 let _ = std::io::stderr().write_all(&held);
+                let _ = std::io::stderr().write_all(&held_stream);
             }
             return Err(e);
         }
     };
-    let id = streamed.id.unwrap_or_default();
+    let quiet_text = String::from_utf8_lossy(&held_stream).to_string();
+    let id = streamed
+        .id
+        .or_else(|| {
+            let t = quiet_text.trim();
+            t.starts_with("sha256:").then(|| t.to_string())
+        })
+        .unwrap_or_default();
     if a.quiet {
-        out(&format!("{id}\n"))?;
+        if quiet_text.is_empty() {
+            out(&format!("{id}\n"))?;
+        } else {
+            out(&quiet_text)?;
+        }
     }
     if let Some(f) = &a.iidfile {
         if id.is_empty() {
