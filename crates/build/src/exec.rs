@@ -647,7 +647,7 @@ fn escape_dollar(s: &str) -> String {
 
 enum Action {
     Meta,
-    Run(RunRequest),
+    Run(Box<RunRequest>),
     Copy {
         plan: Box<CopyPlan>,
         chown: Option<String>,
@@ -1021,7 +1021,7 @@ async fn dispatch<B: Backend>(
         Action::Run(mut req) => {
             req.config = config;
             req.history = history;
-            sh.backend.run(req, out).await?
+            sh.backend.run(*req, out).await?
         }
         Action::Workdir { path } => {
             let exists = match &st.image {
@@ -1267,7 +1267,7 @@ fn run_step<B: Backend>(
     *extra = format!("{mounts:?}|{network:?}");
     Ok((
         created_by,
-        Action::Run(RunRequest {
+        Action::Run(Box::new(RunRequest {
             image,
             cmd,
             env,
@@ -1277,7 +1277,7 @@ fn run_step<B: Backend>(
             mounts,
             config: ImageConfig::default(),
             history: History::default(),
-        }),
+        })),
     ))
 }
 
