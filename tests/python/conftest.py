@@ -80,9 +80,10 @@ class Daemon:
                 self.proc.wait()
         self.log.close()
         leaks = []
-        if _exists(["nft", "list", "table", "ip", self.nft_table()]):
-            leaks.append(f"nftables table ip {self.nft_table()}")
-            subprocess.run(["nft", "delete", "table", "ip", self.nft_table()], check=False)
+        for family in ("ip", "bridge"):
+            if _exists(["nft", "list", "table", family, self.nft_table()]):
+                leaks.append(f"nftables table {family} {self.nft_table()}")
+                subprocess.run(["nft", "delete", "table", family, self.nft_table()], check=False)
         if os.path.exists(f"/sys/class/net/{self.bridge}"):
             leaks.append(f"bridge {self.bridge}")
             subprocess.run(["ip", "link", "del", self.bridge], check=False)

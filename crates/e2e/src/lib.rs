@@ -311,8 +311,10 @@ impl Daemon {
     /// mounts. Empty after a graceful stop, or berthd leaks.
     fn network_leftovers(&self, veths: &[String]) -> Vec<String> {
         let mut left = Vec::new();
-        if nft_table_exists(&self.nft_table()) {
-            left.push(format!("nftables table ip {}", self.nft_table()));
+        for family in ["ip", "bridge"] {
+            if nft_table_exists(family, &self.nft_table()) {
+                left.push(format!("nftables table {family} {}", self.nft_table()));
+            }
         }
         for b in self.bridges() {
             if Path::new("/sys/class/net").join(&b).exists() {
@@ -338,9 +340,9 @@ impl Daemon {
     }
 }
 
-fn nft_table_exists(t: &str) -> bool {
+fn nft_table_exists(family: &str, t: &str) -> bool {
     Command::new("nft")
-        .args(["list", "table", "ip", t])
+        .args(["list", "table", family, t])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -369,10 +371,12 @@ impl Drop for Daemon {
             }
         }
         let t = self.nft_table();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &t])
-            .stderr(Stdio::null())
-            .status();
+        for family in ["ip", "bridge"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &t])
+                .stderr(Stdio::null())
+                .status();
+        }
         let log = if leaks.is_empty() {
             String::new()
         } else {
