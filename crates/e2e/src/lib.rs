@@ -84,6 +84,12 @@ impl Daemon {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
+        // like dockerd, berthd takes a -b bridge other than its default as given: it must
+        // exist, and it is not removed at shutdown (Drop removes it)
+        let _ = Command::new("ip")
+            .args(["link", "add", &d.bridge, "type", "bridge"])
+            .stderr(Stdio::null())
+            .status();
         d.spawn();
         d
     }
@@ -316,7 +322,8 @@ impl Daemon {
                 left.push(format!("nftables table {family} {}", self.nft_table()));
             }
         }
-        for b in self.bridges() {
+        // (the default network's bridge is the harness's, given with -b: it stays)
+        for b in self.bridges().into_iter().filter(|b| *b != self.bridge) {
             if Path::new("/sys/class/net").join(&b).exists() {
                 left.push(format!("bridge {b}"));
             }
