@@ -162,6 +162,20 @@ fn devices_are_added_with_their_cgroup_rule() {
         "stat -c '%t:%T' /dev/mynull && echo x > /dev/mynull && echo written",
     ]);
     assert_eq!(out, "1:3\nwritten\n");
+    // a directory: every device node below it, at the same place under the target (dockerd)
+    if Path::new("/dev/net/tun").exists() {
+        let out = f.out(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/net:/dev/mynet",
+            "busybox",
+            "sh",
+            "-c",
+            "stat -c '%n %t:%T' /dev/mynet/*",
+        ]);
+        assert_eq!(out, "/dev/mynet/tun a:c8\n");
+    }
     let o =
         f.d.docker(&["run", "--rm", "--device", "/dev/nosuch", "busybox", "true"]);
     assert_ne!(o.code(), 0);
