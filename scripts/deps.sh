@@ -6,7 +6,7 @@ set -euo pipefail
 # tini: its static build is docker-init for `--init`; runc: the external runtime tests drive
 want=(pkg-config gcc libseccomp-dev iproute2 nftables tini)
 if [ "${1:-build}" = test ]; then
-  want+=(runc busybox-static docker.io docker-registry skopeo openssl tmux python3-venv python3-pip)
+  want+=(runc busybox-static docker.io docker-compose docker-registry skopeo openssl tmux python3-venv python3-pip)
 fi
 missing=()
 for p in "${want[@]}"; do

@@ -1,6 +1,8 @@
 """pytest fixtures: a throwaway berthd per test module (own data root, exec root, socket,
 pidfile, bridge subnet), driven through docker-py exactly as a user's program would."""
+import hashlib
 import io
+import itertools
 import json
 import os
 import shutil
@@ -14,6 +16,11 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN_DIR = os.environ.get("BERTH_BIN_DIR", os.path.join(ROOT, "target", "debug"))
+_SEQ = itertools.count()
+
+
+def _exists(cmd):
+    return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
 class Daemon:
@@ -25,6 +32,9 @@ class Daemon:
         with open(os.path.join(self.dir, "daemon.json"), "w") as f:
             f.write("{}")
         n = os.getpid() % 250
+        # a bridge of our own (not the host's berth0), at most 15 bytes
+        self.bridge = f"bp{os.getpid() % 100000}x{next(_SEQ) % 1000}"
+        self.data_root = os.path.join(self.dir, "data")
         args = [
             os.path.join(BIN_DIR, "berthd"),
             "--data-root", os.path.join(self.dir, "data"),
@@ -32,8 +42,13 @@ class Daemon:
             "--pidfile", os.path.join(self.dir, "berthd.pid"),
             "-H", f"unix://{self.sock}",
             "--bip", f"10.99.{n}.1/24",
+            "--bridge", self.bridge,
             "--config-file", os.path.join(self.dir, "daemon.json"),
         ]
+        # like dockerd, berthd takes a -b bridge other than its default as given: it must
+        # exist and stays at shutdown (stop removes it)
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=False,
+                       stderr=subprocess.DEVNULL)
         self.log = open(os.path.join(self.dir, "berthd.log"), "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, start_new_session=True)
         deadline = time.time() + 20
@@ -50,21 +65,42 @@ class Daemon:
     def client(self):
         return docker.DockerClient(base_url=f"unix://{self.sock}", version="auto")
 
+    def nft_table(self):
+        """The daemon's nftables table (berth-network derives it from the data root)."""
+        return "berth_" + hashlib.sha256(self.data_root.encode()).hexdigest()[:10]
+
     def stop(self):
+        """SIGTERM and wait (berthd stops its containers within its 15 s shutdown timeout),
+        then check that it removed its bridge, nftables table and netns mounts; whatever is
+        left is removed and reported, so a leak fails the run instead of piling up."""
+        graceful = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(10)
+                self.proc.wait(25)
             except subprocess.TimeoutExpired:
+                graceful = False
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        leaks = []
+        for family in ("ip", "bridge"):
+            if _exists(["nft", "list", "table", family, self.nft_table()]):
+                leaks.append(f"nftables table {family} {self.nft_table()}")
+                subprocess.run(["nft", "delete", "table", family, self.nft_table()], check=False)
+        subprocess.run(["ip", "link", "del", self.bridge], check=False, stderr=subprocess.DEVNULL)
+        with open("/proc/self/mountinfo") as f:
+            netns = [l.split()[4] for l in f if l.split()[4].startswith(os.path.join(self.dir, "exec", "netns"))]
+        if netns:
+            leaks.append(f"netns mounts {netns}")
         # Unmount anything left below our directory, deepest first, then remove it.
         with open("/proc/self/mountinfo") as f:
             mounts = [l.split()[4] for l in f if l.split()[4].startswith(self.dir)]
         for m in sorted(mounts, key=len, reverse=True):
             subprocess.run(["umount", "-l", m], check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
+        if leaks and graceful:
+            raise AssertionError(f"berthd left behind after SIGTERM: {', '.join(leaks)}")
 
 
 @pytest.fixture(scope="module")

@@ -36,8 +36,8 @@ pub struct Stage {
 pub struct Instruction {
     /// First line of the instruction (1-based), for errors ("Dockerfile:7 ...").
     pub line: usize,
-    /// The instruction as Docker prints it in `Step n/m : ...`: keyword upper-cased, continuation
-    /// lines joined, comments inside continuations removed.
+    /// The instruction as Docker prints it in `Step n/m : ...`: as written (keyword case kept),
+    /// continuation lines joined, comments inside continuations removed, trimmed.
     pub original: String,
     pub kind: InstructionKind,
 }
@@ -158,12 +158,13 @@ pub enum InstructionKind {
     Run(Run),
     Cmd(Command),
     Entrypoint(Command),
-    /// key/value pairs, quotes removed per Docker's rules, values unexpanded.
+    /// key/value pairs as written: quotes and escapes still in place (they are removed by
+    /// [`crate::expand::expand`], which must run on both key and value).
     Label(Vec<(String, String)>),
     Maintainer(String),
     /// Ports as written (`80/tcp`, `${P}`, `8000-8010`).
     Expose(Vec<String>),
-    /// `ENV a=b c=d` and the legacy `ENV a b c` (one pair).
+    /// `ENV a=b c=d` and the legacy `ENV a b c` (one pair, value `b c`). Raw like LABEL's.
     Env(Vec<(String, String)>),
     Add(CopyInstr),
     Copy(CopyInstr),
@@ -171,7 +172,7 @@ pub enum InstructionKind {
     Volume(Vec<String>),
     User(String),
     Workdir(String),
-    /// `ARG name[=default]` (several per line allowed).
+    /// `ARG name[=default]` (several per line allowed); the default raw like ENV's.
     Arg(Vec<(String, Option<String>)>),
     /// The trigger, parsed (ONBUILD may not hold FROM, MAINTAINER or ONBUILD).
     Onbuild(Box<Instruction>),

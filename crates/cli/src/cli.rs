@@ -79,6 +79,8 @@ pub enum Cmd {
     Import(ImportArgs),
     /// Download an image from a registry
     Pull(crate::commands::registry::PullArgs),
+    /// Build an image from a Dockerfile
+    Build(Box<crate::commands::build::BuildArgs>),
     /// Upload an image to a registry
     Push(crate::commands::registry::PushArgs),
     /// Authenticate to a registry
@@ -267,6 +269,8 @@ pub enum ImageCmd {
     Import(ImportArgs),
     /// Download an image from a registry
     Pull(crate::commands::registry::PullArgs),
+    /// Build an image from a Dockerfile
+    Build(Box<crate::commands::build::BuildArgs>),
     /// Upload an image to a registry
     Push(crate::commands::registry::PushArgs),
 }
@@ -552,6 +556,7 @@ pub fn usage(path: &str) -> String {
         "volume inspect" | "volume rm" => "[OPTIONS] VOLUME [VOLUME...]",
         "volume ls" | "volume prune" => "[OPTIONS]",
         "pull" | "image pull" => "[OPTIONS] NAME[:TAG|@DIGEST]",
+        "build" | "image build" => "[OPTIONS] PATH | URL | -",
         "push" | "image push" => "[OPTIONS] NAME[:TAG]",
         "login" => "[OPTIONS] [SERVER]",
         "logout" => "[SERVER]",

@@ -305,6 +305,20 @@ impl Client {
         headers: &[(&str, String)],
         body: Option<Bytes>,
     ) -> Result<Result<hyper::body::Incoming, RawResponse>, CliError> {
+        let ct = body.is_some().then_some("application/json");
+        self.request_stream_body(method, path, headers, body.unwrap_or_default(), ct)
+            .await
+    }
+
+    /// `request_stream` with a body of any type (build: the context tar).
+    pub async fn request_stream_body(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+        content_type: impl Into<Option<&'static str>>,
+    ) -> Result<Result<hyper::body::Incoming, RawResponse>, CliError> {
         let full = format!("/v{}{}", self.api_version, path);
         let io = TokioIo::new(
             self.conn
@@ -329,11 +343,11 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
         }
-        if body.is_some() {
-            req = req.header("Content-Type", "application/json");
+        if let Some(ct) = content_type.into() {
+            req = req.header("Content-Type", ct);
         }
         let req = req
-            .body(Full::new(body.unwrap_or_default()))
+            .body(Full::new(body))
             .map_err(|e| CliError::msg(e.to_string()))?;
         let resp = sender
             .send_request(req)

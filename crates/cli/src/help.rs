@@ -15,6 +15,7 @@ fn aliases(path: &str) -> Option<&'static str> {
         "load" | "image load" => "berth image load, berth load",
         "import" | "image import" => "berth image import, berth import",
         "pull" | "image pull" => "berth image pull, berth pull",
+        "build" | "image build" => "berth image build, berth build",
         "push" | "image push" => "berth image push, berth push",
         "info" | "system info" => "berth system info, berth info",
         "events" | "system events" => "berth system events, berth events",

@@ -130,9 +130,16 @@ async fn run(cfg: DaemonConfig) -> Result<(), String> {
     ecfg.icc = cfg.icc;
     let engine: Arc<Engine> = Engine::open(ecfg).await.map_err(|e| e.to_string())?;
 
-    let bound = listen::bind_all(&hosts, &cfg.group, tls)
-        .await
-        .map_err(|e| e.to_string())?;
+    let bound = match listen::bind_all(&hosts, &cfg.group, tls).await {
+        Ok(b) => b,
+        Err(e) => {
+            // the engine already set up bridges and our nftables table: a start that fails
+            // here must take them down again, as a normal shutdown does
+            let limit = u64::try_from(cfg.shutdown_timeout).unwrap_or(365 * 86400);
+            engine.shutdown(Duration::from_secs(limit)).await;
+            return Err(e.to_string());
+        }
+    };
     let shutdown = CancellationToken::new();
     let app = berth_api::app(engine.clone(), shutdown.clone());
 

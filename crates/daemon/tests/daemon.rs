@@ -45,6 +45,9 @@ fn lifecycle() {
             format!("unix://{}", sock.display()),
             "--config-file".to_owned(),
             d.join("none.json").display().to_string(),
+            // no default bridge: parallel tests must not share (and remove) the host's berth0
+            "--bridge".to_owned(),
+            "none".to_owned(),
         ]
     };
     std::fs::write(d.join("none.json"), "{}").unwrap();

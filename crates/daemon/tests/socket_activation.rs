@@ -26,6 +26,8 @@ fn serves_on_inherited_socket() {
         ))
         .arg("berthd")
         .args(["--data-root", &p("data"), "--exec-root", &p("exec")])
+        // no default bridge: this test is about sockets, and must not touch the host's berth0
+        .args(["--bridge", "none"])
         .args([
             "--pidfile",
             &p("pid"),
@@ -68,6 +70,10 @@ fn serves_on_inherited_socket() {
     };
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("OK"), "{answer}");
-    let _ = child.kill();
+    // SIGTERM, not SIGKILL: a daemon killed -9 and never restarted leaves its state behind
+    // (as dockerd leaves its iptables rules)
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
     let _ = child.wait();
 }

@@ -74,6 +74,9 @@ fn mutual_tls() {
             &p("exec"),
             "--pidfile",
             &p("pid"),
+            // no default bridge: this test is about TLS, and must not touch the host's berth0
+            "--bridge",
+            "none",
         ])
         .args([
             "-H",
@@ -105,6 +108,10 @@ fn mutual_tls() {
         curl(d, port, false).is_none(),
         "served a client without certificate"
     );
-    let _ = child.kill();
+    // SIGTERM, not SIGKILL: a daemon killed -9 and never restarted leaves its state behind
+    // (as dockerd leaves its iptables rules)
+    if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
     let _ = child.wait();
 }

@@ -8,8 +8,11 @@
 //! Cleanup happens in `Drop`, so it runs when a test fails too.
 
 pub mod archive;
+mod fixture;
 pub mod http;
 pub mod registry;
+
+pub use fixture::{Fixture, can_run_containers, mount_points, mounted};
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -81,6 +84,12 @@ impl Daemon {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
+        // like dockerd, berthd takes a -b bridge other than its default as given: it must
+        // exist, and it is not removed at shutdown (Drop removes it)
+        let _ = Command::new("ip")
+            .args(["link", "add", &d.bridge, "type", "bridge"])
+            .stderr(Stdio::null())
+            .status();
         d.spawn();
         d
     }
@@ -187,21 +196,28 @@ impl Daemon {
     /// Graceful stop: SIGTERM (berthd stops its running containers, unless `--live-restore`,
     /// within its 15 s shutdown timeout), then SIGKILL after 20 s.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let pid = rustix::process::Pid::from_raw(c.id() as i32);
-            if let Some(pid) = pid {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+        self.stop_graceful();
+    }
+
+    /// `stop`, telling whether berthd exited by itself within the 20 s.
+    fn stop_graceful(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let pid = rustix::process::Pid::from_raw(c.id() as i32);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
         }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
     }
 
     /// Run our CLI against this daemon.
@@ -284,10 +300,75 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Host-side veths plugged into this daemon's bridges.
+    fn veths(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for b in self.bridges() {
+            let dir = Path::new("/sys/class/net").join(&b).join("brif");
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        out
+    }
+
+    /// What a stopped daemon left of its networking: nftables table, bridges, veths, netns
+    /// mounts. Empty after a graceful stop, or berthd leaks.
+    fn network_leftovers(&self, veths: &[String]) -> Vec<String> {
+        let mut left = Vec::new();
+        for family in ["ip", "bridge"] {
+            if nft_table_exists(family, &self.nft_table()) {
+                left.push(format!("nftables table {family} {}", self.nft_table()));
+            }
+        }
+        // (the default network's bridge is the harness's, given with -b: it stays)
+        for b in self.bridges().into_iter().filter(|b| *b != self.bridge) {
+            if Path::new("/sys/class/net").join(&b).exists() {
+                left.push(format!("bridge {b}"));
+            }
+        }
+        // the kernel removes a veth when its netns dies, asynchronously: give it a moment
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut veths: Vec<&String> = veths.iter().collect();
+        while !veths.is_empty() && Instant::now() < deadline {
+            veths.retain(|v| Path::new("/sys/class/net").join(v).exists());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        left.extend(veths.iter().map(|v| format!("veth {v}")));
+        let netns = self.exec_root.join("netns").display().to_string();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for m in info.lines().filter_map(|l| l.split(' ').nth(4)) {
+            if m.starts_with(&netns) {
+                left.push(format!("mount {m}"));
+            }
+        }
+        left
+    }
+}
+
+fn nft_table_exists(family: &str, t: &str) -> bool {
+    Command::new("nft")
+        .args(["list", "table", family, t])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Leak guard: a daemon still running here gets its containers removed and a SIGTERM;
+        // after that berthd itself must have removed everything of its networking. Only a
+        // daemon the test killed for good (kill9, no restart) is cleaned up silently below.
+        let mut leaks = Vec::new();
         if self.alive() {
             self.remove_all_containers();
+            let veths = self.veths();
+            if self.stop_graceful() {
+                leaks = self.network_leftovers(&veths);
+            }
         }
         self.stop();
         // a daemon killed with containers running leaves its bridges and table: remove them
@@ -297,11 +378,24 @@ impl Drop for Daemon {
             }
         }
         let t = self.nft_table();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &t])
-            .stderr(Stdio::null())
-            .status();
+        for family in ["ip", "bridge"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &t])
+                .stderr(Stdio::null())
+                .status();
+        }
+        let log = if leaks.is_empty() {
+            String::new()
+        } else {
+            self.log()
+        };
         cleanup_dir(&self.dir);
+        if !leaks.is_empty() && !std::thread::panicking() {
+            panic!(
+                "berthd left behind after SIGTERM with no container: {}\nlog:\n{log}",
+                leaks.join(", ")
+            );
+        }
     }
 }
 

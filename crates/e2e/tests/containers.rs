@@ -5,116 +5,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_e2e::{Daemon, OutputExt, archive, have};
+use berth_e2e::{Fixture, OutputExt, can_run_containers as can_run, have};
 
 fn chrono_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn can_run() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    if !root || !have("docker") || !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: needs root, the docker CLI and busybox-static");
-        return false;
-    }
-    true
-}
-
-/// A daemon with busybox imported; removes every container and stray shim on drop, so a
-/// failing test leaks nothing.
-struct Fixture {
-    d: Daemon,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let d = Daemon::start();
-        let tar = archive::busybox_rootfs();
-        d.docker_stdin(&["import", "-", "busybox:latest"], Some(&tar))
-            .ok();
-        Fixture { d }
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        self.d.docker(args)
-    }
-
-    fn out(&self, args: &[&str]) -> String {
-        self.docker(args).ok().stdout_str()
-    }
-
-    fn ids(&self) -> Vec<String> {
-        self.d
-            .docker(&["ps", "-aq", "--no-trunc"])
-            .stdout_str()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// Shim pids recorded under this daemon's exec root.
-    fn shim_pids(&self) -> Vec<i32> {
-        let mut out = Vec::new();
-        if let Ok(rd) = std::fs::read_dir(self.d.exec_root.join("c")) {
-            for e in rd.flatten() {
-                if let Ok(p) = std::fs::read_to_string(e.path().join("shim.pid"))
-                    && let Ok(pid) = p.trim().parse::<i32>()
-                    && Path::new(&format!("/proc/{pid}")).exists()
-                {
-                    out.push(pid);
-                }
-            }
-        }
-        out
-    }
-
-    fn assert_no_leaks(&self, ids: &[String]) {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let root = self.d.data_root.display().to_string();
-        let mounts: Vec<&str> = info
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&root))
-            .collect();
-        assert!(mounts.is_empty(), "mounts left: {mounts:?}");
-        for id in ids {
-            if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-                for c in rd.flatten() {
-                    let p = c.path().join("berth").join(id);
-                    assert!(!p.exists(), "cgroup left: {}", p.display());
-                }
-            }
-        }
-        // shims go away once their exit is recorded and released
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.shim_pids().is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        assert!(
-            self.shim_pids().is_empty(),
-            "shims left: {:?}",
-            self.shim_pids()
-        );
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let ids = self.ids();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids.iter().map(String::as_str));
-            let _ = self.d.docker(&args);
-        }
-        for pid in self.shim_pids() {
-            if let Some(p) = rustix::process::Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
-            }
-        }
-    }
 }
 
 #[test]

@@ -6,72 +6,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_e2e::{Daemon, OutputExt, archive, have};
+use berth_e2e::{Fixture, OutputExt, can_run_containers as can_run, mounted};
 
-fn can_run() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    if !root || !have("docker") || !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: needs root, the docker CLI and busybox-static");
-        return false;
-    }
-    true
-}
-
-/// A daemon with busybox imported; force-removes its containers on drop.
-struct Fx {
-    d: Daemon,
-}
-
-impl Fx {
-    fn new(args: &[&str]) -> Fx {
-        let d = Daemon::start_with(args);
-        let tar = archive::busybox_rootfs();
-        d.docker_stdin(&["import", "-", "busybox:latest"], Some(&tar))
-            .ok();
-        Fx { d }
-    }
-    fn out(&self, args: &[&str]) -> String {
-        self.d.docker(args).ok().stdout_str()
-    }
-    fn status(&self, name: &str) -> String {
-        self.out(&["inspect", "-f", "{{.State.Status}}", name])
-            .trim()
-            .to_owned()
-    }
-    fn merged(&self, name: &str) -> String {
-        self.out(&["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", name])
-            .trim()
-            .to_owned()
-    }
-    fn wait_status(&self, name: &str, want: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut st = self.status(name);
-        while st != want && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-            st = self.status(name);
-        }
-        st
-    }
-}
-
-impl Drop for Fx {
-    fn drop(&mut self) {
-        let ids = self.d.docker(&["ps", "-aq"]).stdout_str();
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids);
-            let _ = self.d.docker(&args);
-        }
-    }
-}
-
-fn mounted(path: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|m| m == path)
+fn merged(f: &Fixture, name: &str) -> String {
+    f.out(&["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", name])
+        .trim()
+        .to_owned()
 }
 
 /// A container that exits promptly on SIGTERM.
@@ -81,7 +21,7 @@ const LOOP: &[&str] = &[
     "trap 'exit 0' TERM; while true; do sleep 0.2; done",
 ];
 
-fn run_d(f: &Fx, name: &str, extra: &[&str]) {
+fn run_d(f: &Fixture, name: &str, extra: &[&str]) {
     let mut args = vec!["run", "-d", "--name", name];
     args.extend_from_slice(extra);
     args.push("busybox");
@@ -94,7 +34,7 @@ fn shutdown_stops_containers_and_restart_policies_apply_at_start() {
     if !can_run() {
         return;
     }
-    let mut f = Fx::new(&[]);
+    let mut f = Fixture::with_args(&[]);
     run_d(&f, "always", &["--restart", "always"]);
     run_d(&f, "unless", &["--restart", "unless-stopped"]);
     run_d(
@@ -105,7 +45,7 @@ fn shutdown_stops_containers_and_restart_policies_apply_at_start() {
     f.out(&["stop", "unless-stopped-by-user"]);
     run_d(&f, "plain", &[]);
     run_d(&f, "autorm", &["--rm"]);
-    let merged = f.merged("plain");
+    let merged = merged(&f, "plain");
     assert!(mounted(&merged), "a running container's rootfs is mounted");
 
     f.d.stop();
@@ -131,7 +71,7 @@ fn live_restore_keeps_containers_running() {
     if !can_run() {
         return;
     }
-    let mut f = Fx::new(&["--live-restore"]);
+    let mut f = Fixture::with_args(&["--live-restore"]);
     run_d(&f, "lr", &[]);
     let pid = f.out(&["inspect", "-f", "{{.State.Pid}}", "lr"]);
     f.d.restart();
@@ -139,7 +79,7 @@ fn live_restore_keeps_containers_running() {
     assert_eq!(f.out(&["inspect", "-f", "{{.State.Pid}}", "lr"]), pid);
     assert_eq!(f.out(&["exec", "lr", "echo", "ok"]), "ok\n");
     f.out(&["stop", "lr"]);
-    assert!(!mounted(&f.merged("lr")));
+    assert!(!mounted(&merged(&f, "lr")));
 }
 
 #[test]
@@ -147,7 +87,7 @@ fn rootfs_is_mounted_while_running_and_sizes_are_reported() {
     if !can_run() {
         return;
     }
-    let f = Fx::new(&[]);
+    let f = Fixture::with_args(&[]);
     f.out(&[
         "run",
         "--name",
@@ -157,7 +97,7 @@ fn rootfs_is_mounted_while_running_and_sizes_are_reported() {
         "-c",
         "head -c 300000 /dev/zero > /big",
     ]);
-    assert!(!mounted(&f.merged("sz")), "stopped: not mounted");
+    assert!(!mounted(&merged(&f, "sz")), "stopped: not mounted");
     let v: serde_json::Value = serde_json::from_str(&f.out(&["inspect", "--size", "sz"])).unwrap();
     let rw = v[0]["SizeRw"].as_i64().unwrap();
     let root = v[0]["SizeRootFs"].as_i64().unwrap();
@@ -168,7 +108,7 @@ fn rootfs_is_mounted_while_running_and_sizes_are_reported() {
     // a stopped container starts again with its files
     f.out(&["start", "sz"]);
     f.wait_status("sz", "exited");
-    assert!(!mounted(&f.merged("sz")));
+    assert!(!mounted(&merged(&f, "sz")));
 }
 
 #[test]
@@ -176,7 +116,7 @@ fn init_runs_docker_init_as_pid1_and_reaps() {
     if !can_run() {
         return;
     }
-    let f = Fx::new(&[]);
+    let f = Fixture::with_args(&[]);
     let ps = f.out(&[
         "run",
         "--rm",
@@ -208,7 +148,7 @@ fn devices_are_added_with_their_cgroup_rule() {
     if !can_run() {
         return;
     }
-    let f = Fx::new(&[]);
+    let f = Fixture::with_args(&[]);
     let out = f.out(&[
         "run",
         "--rm",
@@ -222,6 +162,20 @@ fn devices_are_added_with_their_cgroup_rule() {
         "stat -c '%t:%T' /dev/mynull && echo x > /dev/mynull && echo written",
     ]);
     assert_eq!(out, "1:3\nwritten\n");
+    // a directory: every device node below it, at the same place under the target (dockerd)
+    if Path::new("/dev/net/tun").exists() {
+        let out = f.out(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/net:/dev/mynet",
+            "busybox",
+            "sh",
+            "-c",
+            "stat -c '%n %t:%T' /dev/mynet/*",
+        ]);
+        assert_eq!(out, "/dev/mynet/tun a:c8\n");
+    }
     let o =
         f.d.docker(&["run", "--rm", "--device", "/dev/nosuch", "busybox", "true"]);
     assert_ne!(o.code(), 0);
@@ -239,7 +193,7 @@ fn external_runtime_runc() {
         eprintln!("skipping: needs /usr/sbin/runc");
         return;
     }
-    let f = Fx::new(&["--add-runtime", "xrunc=/usr/sbin/runc"]);
+    let f = Fixture::with_args(&["--add-runtime", "xrunc=/usr/sbin/runc"]);
     let o =
         f.d.docker(&["run", "--rm", "--runtime", "nope", "busybox", "true"]);
     assert_eq!(o.code(), 125);

@@ -5,56 +5,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use berth_e2e::{Daemon, OutputExt, archive, bin_dir, have};
-
-fn can_run() -> bool {
-    if !rustix::process::geteuid().is_root()
-        || !have("docker")
-        || !Path::new("/bin/busybox").exists()
-    {
-        eprintln!("skipping: needs root, the docker CLI and busybox-static");
-        return false;
-    }
-    true
-}
-
-/// A daemon with busybox imported; removes its containers on drop (the daemon's own drop then
-/// stops it and wipes its directories), so a failing test leaks nothing.
-struct Fixture {
-    d: Daemon,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let d = Daemon::start();
-        d.docker_stdin(
-            &["import", "-", "busybox:latest"],
-            Some(&archive::busybox_rootfs()),
-        )
-        .ok();
-        Fixture { d }
-    }
-
-    fn docker(&self, args: &[&str]) -> Output {
-        self.d.docker(args)
-    }
-
-    fn out(&self, args: &[&str]) -> String {
-        self.docker(args).ok().stdout_str()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let ids = self.d.docker(&["ps", "-aq"]).stdout_str();
-        let ids: Vec<&str> = ids.split_whitespace().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids);
-            let _ = self.d.docker(&args);
-        }
-    }
-}
+use berth_e2e::{Fixture, OutputExt, archive, bin_dir, can_run_containers as can_run};
 
 /// Prints the device:inode of the directory reached by walking `..` up from the cwd, then of
 /// `/`. Inside the root the walk ends at `/` (its `..` is itself); from a cwd outside the

@@ -6,53 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_e2e::{Daemon, OutputExt, archive, have, scratch};
-
-fn can_run() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    if !root || !have("docker") || !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: needs root, the docker CLI and busybox-static");
-        return false;
-    }
-    true
-}
-
-/// A daemon with busybox imported; removes its containers on drop (a failing test leaks
-/// nothing).
-struct Fixture {
-    d: Daemon,
-}
-
-impl Fixture {
-    fn new() -> Fixture {
-        let d = Daemon::start();
-        let tar = archive::busybox_rootfs();
-        d.docker_stdin(&["import", "-", "busybox:latest"], Some(&tar))
-            .ok();
-        Fixture { d }
-    }
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        self.d.docker(args)
-    }
-    fn out(&self, args: &[&str]) -> String {
-        self.docker(args).ok().stdout_str()
-    }
-    fn berth(&self, args: &[&str]) -> std::process::Output {
-        self.d.berth(args)
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let ids = self.d.docker(&["ps", "-aq"]).stdout_str();
-        let ids: Vec<&str> = ids.lines().collect();
-        if !ids.is_empty() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(ids);
-            let _ = self.d.docker(&args);
-        }
-    }
-}
+use berth_e2e::{Fixture, OutputExt, archive, can_run_containers as can_run, scratch};
 
 fn set_mtime(p: &Path, secs: i64) {
     let t = rustix::fs::Timespec {

@@ -54,8 +54,11 @@ impl Fx {
     }
     fn clean(&self) {
         let ids = self.d.docker(&["ps", "-aq"]).stdout_str();
-        for id in ids.split_whitespace() {
-            let _ = self.d.docker(&["rm", "-f", id]);
+        let mut args = vec!["rm", "-f"];
+        args.extend(ids.split_whitespace());
+        // one call: the CLI removes them in parallel
+        if args.len() > 2 {
+            let _ = self.d.docker(&args);
         }
     }
 }
@@ -68,17 +71,24 @@ impl Drop for Fx {
 
 /// Nothing of this daemon's is left in the kernel: bridges, our nft table, netns files.
 fn assert_clean(d: &Daemon, bridges: &[String]) {
-    for b in bridges {
+    // the default network's bridge was given with -b: the harness's, it stays
+    for b in bridges.iter().filter(|b| **b != d.bridge) {
         assert!(
             !Path::new("/sys/class/net").join(b).exists(),
             "bridge {b} left behind"
         );
     }
-    let t = std::process::Command::new("nft")
-        .args(["list", "table", "ip", &d.nft_table()])
-        .output()
-        .unwrap();
-    assert!(!t.status.success(), "table {} left behind", d.nft_table());
+    for family in ["ip", "bridge"] {
+        let t = std::process::Command::new("nft")
+            .args(["list", "table", family, &d.nft_table()])
+            .output()
+            .unwrap();
+        assert!(
+            !t.status.success(),
+            "table {family} {} left behind",
+            d.nft_table()
+        );
+    }
     let ns = d.exec_root.join("netns");
     let left: Vec<_> = std::fs::read_dir(&ns)
         .map(|r| r.flatten().map(|e| e.file_name()).collect())
@@ -418,4 +428,612 @@ fn daemon_restart_keeps_ports_and_kill9_recovers() {
     let bridges = fx.d.bridges();
     fx.d.stop();
     assert_clean(&fx.d, &bridges);
+}
+
+#[test]
+fn legacy_links_env_hosts_and_user_network_aliases() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "-e",
+        "SECRET=s3",
+        "--expose",
+        "5432",
+        "--expose",
+        "80/udp",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    let ip = fx.ip("db");
+    // default bridge: Docker's legacy variables and an /etc/hosts entry
+    let env = fx.out(&[
+        "run",
+        "--rm",
+        "--name",
+        "web",
+        "--link",
+        "db:my-db",
+        "-e",
+        "MY_DB_ENV_SECRET=mine",
+        "busybox",
+        "sh",
+        "-c",
+        "env; cat /etc/hosts",
+    ]);
+    for want in [
+        format!("MY_DB_PORT=udp://{ip}:80"),
+        format!("MY_DB_PORT_5432_TCP=tcp://{ip}:5432"),
+        format!("MY_DB_PORT_5432_TCP_ADDR={ip}"),
+        "MY_DB_PORT_5432_TCP_PORT=5432".to_owned(),
+        "MY_DB_PORT_5432_TCP_PROTO=tcp".to_owned(),
+        format!("MY_DB_PORT_80_UDP_ADDR={ip}"),
+        "MY_DB_NAME=/web/my-db".to_owned(),
+        // the container's own value wins over the link's
+        "MY_DB_ENV_SECRET=mine".to_owned(),
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} missing:\n{env}");
+    }
+    assert!(
+        env.lines()
+            .any(|l| l.starts_with(&format!("{ip}\tmy-db ")) && l.ends_with(" db")),
+        "{env}"
+    );
+    fx.out(&[
+        "create", "--name", "w2", "--link", "db:my-db", "busybox", "true",
+    ]);
+    assert_eq!(
+        fx.out(&["inspect", "-f", "{{json .HostConfig.Links}}", "w2"]),
+        r#"["/db:/w2/my-db"]"#
+    );
+    assert_eq!(
+        fx.out(&["inspect", "-f", "{{json .HostConfig.Links}}", "db"]),
+        "null"
+    );
+    // user network: a link is a DNS alias for the linking container only
+    let s = fx.d.subnet();
+    fx.out(&["network", "create", "--subnet", &s, "n1"]);
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "n1",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    let got = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "--link",
+        "srv:back-end",
+        "busybox",
+        "sh",
+        "-c",
+        &nc_get("back-end", 80),
+    ]);
+    assert!(got.contains("hello-from-httpd"), "{got}");
+    let r = fx.d.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "n1",
+        "busybox",
+        "sh",
+        "-c",
+        &nc_get("back-end", 80),
+    ]);
+    assert!(!r.stdout_str().contains("hello-from-httpd"));
+}
+
+#[test]
+fn mac_address_on_the_veth_and_in_inspect() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let mac = "02:42:ac:11:fe:01";
+    // docker 28 sends it per endpoint (API >= 1.44)
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "m1",
+        "--mac-address",
+        mac,
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert_eq!(
+        fx.out(&["exec", "m1", "cat", "/sys/class/net/eth0/address"]),
+        mac
+    );
+    assert_eq!(
+        fx.out(&[
+            "inspect",
+            "-f",
+            "{{.NetworkSettings.MacAddress}} {{.NetworkSettings.Networks.bridge.MacAddress}}",
+            "m1",
+        ]),
+        format!("{mac} {mac}")
+    );
+    // older clients send Config.MacAddress: it goes to the main network's endpoint
+    let s = fx.d.subnet();
+    fx.out(&["network", "create", "--subnet", &s, "macnet"]);
+    let mac2 = "02:42:0a:00:00:99";
+    let body = format!(
+        r#"{{"Image":"busybox","Cmd":["sleep","60"],"MacAddress":"{mac2}","HostConfig":{{"NetworkMode":"macnet"}}}}"#
+    );
+    let r = fx.d.api(
+        "POST",
+        "/v1.41/containers/create?name=m2",
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    fx.out(&["start", "m2"]);
+    assert_eq!(
+        fx.out(&["exec", "m2", "cat", "/sys/class/net/eth0/address"]),
+        mac2
+    );
+    assert_eq!(
+        fx.out(&["inspect", "-f", "{{.Config.MacAddress}}", "m2"]),
+        mac2
+    );
+    // bad input: 400 with a message, nothing created
+    let r =
+        fx.d.docker(&["create", "--mac-address", "zz:42", "busybox", "true"]);
+    assert!(!r.status.success());
+    assert!(r.stderr_str().contains("zz:42"), "{}", r.stderr_str());
+    let body = br#"{"Image":"busybox","MacAddress":"02:42:ac:11:fe:02","HostConfig":{"NetworkMode":"host"}}"#;
+    let r = fx.d.api("POST", "/v1.41/containers/create", Some(body));
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(fx.out(&["ps", "-aq"]).lines().count(), 2);
+}
+
+/// A fake "internet" for outbound NAT tests: a netns of the test's own, joined to the host by
+/// a veth pair on a /24 of its own (host .1, netns .2, default route back via .1), with a TCP
+/// server in it that answers each connection with the peer address it sees. Removed on drop,
+/// so a failing test leaves nothing behind.
+struct FakeInternet {
+    ns: String,
+    host_if: String,
+    host_ip: String,
+    server: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _subnet: berth_e2e::Subnet,
+}
+
+fn sh(cmd: &[&str]) {
+    let out = std::process::Command::new(cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl FakeInternet {
+    fn new() -> FakeInternet {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let subnet = berth_e2e::Subnet::claim();
+        let p = subnet.prefix3();
+        // the /24 is ours machine-wide, so names made of it are unique (and <= 15 bytes)
+        let tag = p.trim_start_matches("10.").replace('.', "x");
+        let mut fi = FakeInternet {
+            ns: format!("berth-inet-{tag}"),
+            host_if: format!("bi{tag}"),
+            host_ip: format!("{p}.1"),
+            server: format!("{p}.2:8080"),
+            stop: std::sync::Arc::new(AtomicBool::new(false)),
+            thread: None,
+            _subnet: subnet,
+        };
+        let peer = format!("{}p", fi.host_if);
+        sh(&["ip", "netns", "add", &fi.ns]);
+        sh(&[
+            "ip",
+            "link",
+            "add",
+            &fi.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer,
+            "netns",
+            &fi.ns,
+        ]);
+        sh(&[
+            "ip",
+            "addr",
+            "add",
+            &format!("{p}.1/24"),
+            "dev",
+            &fi.host_if,
+        ]);
+        sh(&["ip", "link", "set", &fi.host_if, "up"]);
+        for c in [
+            vec!["addr", "add", &format!("{p}.2/24"), "dev", &peer],
+            vec!["link", "set", &peer, "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", "default", "via", &fi.host_ip],
+        ] {
+            let mut a = vec!["ip", "-n", fi.ns.as_str()];
+            a.extend(c.iter().map(|s| -> &str { s }));
+            sh(&a);
+        }
+        let ns = std::fs::File::open(format!("/run/netns/{}", fi.ns)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = fi.stop.clone();
+        let addr = fi.server.clone();
+        fi.thread = Some(std::thread::spawn(move || {
+            // SAFETY: setns on this thread only (CLONE_NEWNET), with a valid fd.
+            let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+            let l = if r == 0 {
+                std::net::TcpListener::bind(&addr)
+            } else {
+                Err(std::io::Error::last_os_error())
+            };
+            let l = match l {
+                Ok(l) => {
+                    let _ = tx.send(Ok(()));
+                    l
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+            };
+            let _ = l.set_nonblocking(true);
+            while !stop.load(Ordering::SeqCst) {
+                match l.accept() {
+                    Ok((mut s, peer)) => {
+                        let _ = s.write_all(format!("from {}\n", peer.ip()).as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }));
+        rx.recv().unwrap().expect("server in the fake internet");
+        fi
+    }
+
+    /// What the server answers a container (`from <address it saw>`), or "" if unreachable.
+    fn reach(&self, fx: &Fx, network: &str) -> String {
+        let (ip, port) = self.server.split_once(':').unwrap();
+        let r = fx.d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            network,
+            "busybox",
+            "sh",
+            "-c",
+            &format!("nc -w 3 {ip} {port} </dev/null"),
+        ]);
+        r.stdout_str().trim().to_owned()
+    }
+}
+
+impl Drop for FakeInternet {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // the netns dies with its last reference: its end of the veth pair, then ours, go
+        let _ = std::process::Command::new("ip")
+            .args(["netns", "del", &self.ns])
+            .status();
+        if Path::new("/sys/class/net").join(&self.host_if).exists() {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.host_if])
+                .status();
+        }
+    }
+}
+
+#[test]
+fn outbound_nat_through_a_fake_internet() {
+    if !can_run() || !have("ip") {
+        return;
+    }
+    let inet = FakeInternet::new();
+    let host = format!("from {}", inet.host_ip);
+    let mut fx = Fx::new(&[]);
+    // default bridge and a user network: masqueraded behind the host's address
+    assert_eq!(inet.reach(&fx, "bridge"), host);
+    let (s1, s2, s3) = (fx.d.subnet(), fx.d.subnet(), fx.d.subnet());
+    fx.out(&["network", "create", "--subnet", &s1, "out"]);
+    assert_eq!(inet.reach(&fx, "out"), host);
+    // --internal: no way out
+    fx.out(&["network", "create", "--subnet", &s2, "--internal", "sealed"]);
+    assert_eq!(inet.reach(&fx, "sealed"), "");
+    // no masquerade: the server sees the container's own address
+    fx.out(&[
+        "network",
+        "create",
+        "--subnet",
+        &s3,
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+        "plain",
+    ]);
+    let got = inet.reach(&fx, "plain");
+    assert!(
+        got.starts_with(&format!("from {}", s3.trim_end_matches("0/24"))),
+        "{got}"
+    );
+    drop(fx);
+
+    let fx = Fx::new(&["--ip-masq=false"]);
+    let got = inet.reach(&fx, "bridge");
+    let prefix = fx.d.bip.trim_end_matches("1/24").to_owned();
+    assert!(got.starts_with(&format!("from {prefix}")), "{got}");
+}
+
+/// docker-compose 1.29 (Debian's package) against the test daemon.
+fn compose(d: &Daemon, dir: &Path, project: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("docker-compose")
+        .args(["-p", project, "-f"])
+        .arg(dir.join("docker-compose.yml"))
+        .args(args)
+        .env("DOCKER_HOST", d.host())
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .env("DOCKER_CONFIG", dir.join("docker-config"))
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn docker_compose_two_services_by_name() {
+    if !can_run() || !have("docker-compose") {
+        return;
+    }
+    let fx = Fx::new(&[]);
+    let dir = fx.d.dir.join("compose");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("docker-compose.yml"),
+        r#"version: "3"
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo hello-from-compose > /tmp/index.html && exec httpd -f -p 80 -h /tmp"]
+  client:
+    image: busybox
+    depends_on: [web]
+    command: ["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 web 80 && break; sleep 0.5; done; exec sleep 60"]
+"#,
+    )
+    .unwrap();
+    let project = format!("bc{}", std::process::id());
+    let up = compose(&fx.d, &dir, &project, &["up", "-d"]);
+    up.ok();
+    let ps = compose(&fx.d, &dir, &project, &["ps"]);
+    let ps_out = ps.ok().stdout_str();
+    for s in ["web_1", "client_1"] {
+        assert!(
+            ps_out.lines().any(|l| l.contains(s) && l.contains("Up")),
+            "{s} not up:\n{ps_out}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let logs = compose(&fx.d, &dir, &project, &["logs", "--no-color", "client"]);
+        let out = logs.ok().stdout_str();
+        if out.contains("hello-from-compose") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "client never reached web:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let net = format!("{project}_default");
+    assert!(
+        fx.out(&["network", "ls", "--format", "{{.Name}}"])
+            .lines()
+            .any(|l| l == net)
+    );
+    compose(&fx.d, &dir, &project, &["down", "-t", "1"]).ok();
+    let nets = fx.out(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.lines().any(|l| l == net), "{nets}");
+    assert_eq!(fx.out(&["ps", "-aq"]), "");
+}
+
+/// Acceptance: 200 containers on one user network start and resolve each other by name. They
+/// are created and started over the API from 4 threads (the CLI's own start-up would dominate),
+/// then two of them, the first and the last, ping every other one by name.
+///
+/// Ignored in the suite: at load ~15 on the 2-core machine it took 74 s (38 s to start the
+/// 200, 3 s to resolve, 33 s to remove them) — not "well under a minute". bench/cases/network.sh
+/// measures the same; run it with `cargo test -p berth-e2e --test network -- --ignored`.
+#[test]
+#[ignore = "slow (about a minute on 2 loaded cores); bench/cases/network.sh covers it"]
+fn two_hundred_containers_on_one_network() {
+    if !can_run() {
+        return;
+    }
+    const N: usize = 200;
+    let mut fx = Fx::new(&[]);
+    let s = fx.d.subnet();
+    fx.out(&["network", "create", "--subnet", &s, "many"]);
+    let t0 = Instant::now();
+    let sock = fx.d.sock.clone();
+    let workers: Vec<_> = (0..4)
+        .map(|w| {
+            let sock = sock.clone();
+            std::thread::spawn(move || {
+                for i in (w..N).step_by(4) {
+                    let body = br#"{"Image":"busybox","Cmd":["sleep","600"],"HostConfig":{"NetworkMode":"many"}}"#;
+                    let r = berth_e2e::http::request(
+                        &sock,
+                        "POST",
+                        &format!("/containers/create?name=m{i}"),
+                        &[("Content-Type", "application/json")],
+                        Some(body),
+                    )
+                    .unwrap();
+                    assert_eq!(r.status, 201, "create m{i}: {}", String::from_utf8_lossy(&r.body));
+                    let r = berth_e2e::http::request(
+                        &sock,
+                        "POST",
+                        &format!("/containers/m{i}/start"),
+                        &[],
+                        None,
+                    )
+                    .unwrap();
+                    assert_eq!(r.status, 204, "start m{i}: {}", String::from_utf8_lossy(&r.body));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a starter thread failed");
+    }
+    eprintln!("{N} containers started in {:?}", t0.elapsed());
+    let script = format!(
+        "for i in $(seq 0 {}); do ping -c 1 -W 2 m$i >/dev/null 2>&1 || echo unreachable m$i; done; echo done",
+        N - 1
+    );
+    for from in ["m0", &format!("m{}", N - 1)] {
+        let out = fx.out(&["exec", from, "sh", "-c", &script]);
+        assert_eq!(out, "done", "from {from}:\n{out}");
+    }
+    eprintln!("{N} containers started and resolved in {:?}", t0.elapsed());
+}
+
+#[test]
+fn icc_off_isolates_containers_of_one_bridge() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&["--icc=false"]);
+    let (s1, s2) = (fx.d.subnet(), fx.d.subnet());
+    fx.out(&[
+        "network",
+        "create",
+        "--subnet",
+        &s1,
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "closed",
+    ]);
+    fx.out(&["network", "create", "--subnet", &s2, "open"]);
+    let ping = |net: &str, ip: &str| {
+        fx.d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            ip,
+        ])
+        .status
+        .success()
+    };
+    for net in ["bridge", "closed", "open"] {
+        fx.out(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("t-{net}"),
+            "--network",
+            net,
+            "busybox",
+            "sleep",
+            "60",
+        ]);
+    }
+    let gw = |net: &str| {
+        fx.out(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            net,
+        ])
+    };
+    // the default bridge (--icc=false) and the closed network: no container to container
+    // traffic, the gateway still answers
+    for net in ["bridge", "closed"] {
+        assert!(
+            !ping(net, &fx.ip(&format!("t-{net}"))),
+            "{net}: containers reach each other"
+        );
+        assert!(ping(net, &gw(net)), "{net}: gateway unreachable");
+    }
+    assert!(
+        ping("open", &fx.ip("t-open")),
+        "open network blocks containers"
+    );
+    let rules = std::process::Command::new("nft")
+        .args(["list", "table", "bridge", &fx.d.nft_table()])
+        .output()
+        .unwrap();
+    assert!(rules.status.success());
+    fx.clean();
+    fx.out(&["network", "rm", "closed", "open"]);
+}
+
+#[test]
+fn a_missing_non_default_bridge_is_refused_like_dockerd() {
+    if !can_run() {
+        return;
+    }
+    let dir = berth_e2e::scratch("nobr");
+    std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+    let p = |n: &str| dir.join(n).display().to_string();
+    let out = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
+        .args([
+            "--data-root",
+            &p("data"),
+            "--exec-root",
+            &p("exec"),
+            "--pidfile",
+            &p("pid"),
+        ])
+        .args([
+            "-H",
+            &format!("unix://{}", p("s.sock")),
+            "--config-file",
+            &p("daemon.json"),
+        ])
+        .args(["-b", "nosuchbr0"])
+        .output()
+        .unwrap();
+    berth_e2e::cleanup_dir(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bridge device with non default name nosuchbr0 must be created manually"),
+        "{err}"
+    );
+    assert!(!Path::new("/sys/class/net/nosuchbr0").exists());
 }

@@ -5,63 +5,51 @@
 
 use std::path::Path;
 
-use berth_e2e::{Daemon, OutputExt, archive, have, scratch};
+use berth_e2e::{OutputExt, archive, can_run_containers as can_run, mount_points, scratch};
 
-fn can_run() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    if !root || !have("docker") || !Path::new("/bin/busybox").exists() {
-        eprintln!("skipping: needs root, the docker CLI and busybox-static");
-        return false;
-    }
-    true
-}
-
-/// A daemon with busybox (and busybox with `VOLUME /etc`) imported; removes every container
-/// on drop so a failing test leaks no mount.
+/// A daemon with busybox (and busybox with `VOLUME /etc`) imported, and a host directory for
+/// binds removed on drop.
 struct Fixture {
-    d: Daemon,
+    f: berth_e2e::Fixture,
     host: std::path::PathBuf,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let d = Daemon::start();
-        let tar = archive::busybox_rootfs();
-        d.docker_stdin(&["import", "-", "busybox:latest"], Some(&tar))
-            .ok();
-        d.docker_stdin(
+        let f = berth_e2e::Fixture::new();
+        f.docker_stdin(
             &["import", "-c", "VOLUME /etc", "-", "withvol:latest"],
-            Some(&tar),
+            Some(&archive::busybox_rootfs()),
         )
         .ok();
         let host = scratch("volhost");
-        Fixture { d, host }
-    }
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        self.d.docker(args)
-    }
-    fn out(&self, args: &[&str]) -> String {
-        self.docker(args).ok().stdout_str()
+        Fixture { f, host }
     }
     fn mounts_under(&self, p: &Path) -> Vec<String> {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&*p.to_string_lossy()))
-            .map(str::to_owned)
+        let p = p.to_string_lossy();
+        mount_points()
+            .into_iter()
+            .filter(|m| m.starts_with(&*p))
             .collect()
+    }
+}
+
+impl std::ops::Deref for Fixture {
+    type Target = berth_e2e::Fixture;
+    fn deref(&self) -> &berth_e2e::Fixture {
+        &self.f
+    }
+}
+
+impl std::ops::DerefMut for Fixture {
+    fn deref_mut(&mut self) -> &mut berth_e2e::Fixture {
+        &mut self.f
     }
 }
 
 impl Drop for Fixture {
     fn drop(&mut self) {
-        let ids = self.d.docker(&["ps", "-aq"]).stdout_str();
-        let mut args = vec!["rm", "-f"];
-        args.extend(ids.lines());
-        if args.len() > 2 {
-            let _ = self.d.docker(&args);
-        }
+        self.f.remove_all_containers();
         berth_e2e::cleanup_dir(&self.host);
     }
 }

@@ -6,6 +6,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod builds;
 pub mod containers;
 pub mod error;
 pub mod events;
@@ -107,6 +108,8 @@ pub struct Engine {
     /// The /networks API (events, filters) over `networks`.
     pub network_service: networks::NetworkService,
     pub volumes: Volumes,
+    /// The builder's step cache and cache mounts.
+    pub builds: builds::Builds,
 }
 
 /// The embedded hello-world docker-archive (offline `berth run hello-world`).
@@ -150,13 +153,14 @@ impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
         let root = config.data_root.clone();
         let exec_root = config.exec_root.clone();
-        let (store, id) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let (store, id, builds) = tokio::task::spawn_blocking(move || -> Result<_> {
             std::fs::create_dir_all(&root)
                 .map_err(|e| io_err(&format!("creating data root {}", root.display()), e))?;
             std::fs::create_dir_all(&exec_root)
                 .map_err(|e| io_err(&format!("creating exec root {}", exec_root.display()), e))?;
             let store = ImageStore::open(&root)?;
-            Ok((store, engine_id(&root)?))
+            let builds = builds::Builds::open(&root)?;
+            Ok((store, engine_id(&root)?, builds))
         })
         .await??;
         let events = Arc::new(EventBus::new());
@@ -174,23 +178,37 @@ impl Engine {
             .map_err(|e| Error::internal(format!("setting up networking: {e}")))?;
         let data_root = config.data_root.clone();
         let ev = events.clone();
-        let volumes = tokio::task::spawn_blocking(move || Volumes::open(&data_root, ev)).await??;
-        // loads the container records and reconciles them with the shims still running
-        let containers = Containers::open(
-            &config.data_root,
-            &config.exec_root,
-            store.clone(),
-            volumes.clone(),
-            events.clone(),
-            networks.clone(),
-            containers::Options {
-                init: config.init,
-                init_path: config.init_path.clone(),
-                default_runtime: config.default_runtime.clone(),
-                runtimes: config.runtimes.clone(),
-            },
-        )
-        .await?;
+        let opened = async {
+            let volumes =
+                tokio::task::spawn_blocking(move || Volumes::open(&data_root, ev)).await??;
+            // loads the container records and reconciles them with the shims still running
+            let containers = Containers::open(
+                &config.data_root,
+                &config.exec_root,
+                store.clone(),
+                volumes.clone(),
+                events.clone(),
+                networks.clone(),
+                containers::Options {
+                    init: config.init,
+                    init_path: config.init_path.clone(),
+                    default_runtime: config.default_runtime.clone(),
+                    runtimes: config.runtimes.clone(),
+                },
+            )
+            .await?;
+            Ok::<_, Error>((volumes, containers))
+        }
+        .await;
+        let (volumes, containers) = match opened {
+            Ok(v) => v,
+            Err(e) => {
+                // a start failing half-way must not leave our bridges and nftables table
+                // behind (kept if a container still runs: live-restore)
+                networks.shutdown().await;
+                return Err(e);
+            }
+        };
         let images = Images::new(store, events.clone());
         images.set_containers(containers.clone());
         let network_service =
@@ -213,6 +231,7 @@ impl Engine {
             containers,
             networks,
             volumes,
+            builds,
         });
         if engine.config.load_hello_world
             && let Some(archive) = hello_world_archive()

@@ -243,6 +243,12 @@ impl Networks {
             if !valid_ifname(&br_name) {
                 return Err(Error::Invalid(format!("invalid bridge name: {br_name}")));
             }
+            // like dockerd: only the default name is ours to create (and to remove again)
+            if br_name != DEFAULT_BRIDGE && nl.index(&br_name).await?.is_none() {
+                return Err(Error::Invalid(format!(
+                    "bridge device with non default name {br_name} must be created manually"
+                )));
+            }
             let others: Vec<Cidr> = s
                 .networks
                 .iter()
@@ -362,7 +368,11 @@ impl Networks {
             nft_lock: tokio::sync::Mutex::new(()),
             netns_ready: std::sync::OnceLock::new(),
         });
-        me.apply_rules().await?;
+        if let Err(e) = me.apply_rules().await {
+            // no half set-up: the bridges made above go again (kept while sandboxes exist)
+            me.shutdown().await;
+            return Err(e);
+        }
         Ok(me)
     }
 
@@ -759,6 +769,10 @@ impl Networks {
                 )));
             }
             check_spec(&net, &spec)?;
+            if !net.predefined && spec.links.is_empty() {
+                // on user networks a --link is a DNS alias seen by this container only
+                spec.links = links.to_vec();
+            }
             if net.predefined {
                 spec.links = links.to_vec();
                 if !spec.aliases.is_empty() {
@@ -824,6 +838,7 @@ impl Networks {
     /// Before the container's process exists: the namespace, one veth per network, addresses,
     /// routes, published ports. On error nothing stays behind.
     pub async fn up(&self, id: &str, req: &UpRequest) -> Result<SandboxInfo> {
+        let t0 = std::time::Instant::now();
         // a sandbox left by an earlier run (e.g. a crash between up and start) goes first
         self.down(id).await;
         let preqs = ports::requests(
@@ -843,7 +858,9 @@ impl Networks {
         let ns = tokio::task::spawn_blocking(move || netlink::create_netns(&p2))
             .await
             .map_err(|e| Error::Kernel(format!("netns task: {e}")))??;
+        let t_ns = t0.elapsed();
         let res = self.up_inner(id, &ns, &path, preqs).await;
+        let t_links = t0.elapsed();
         if let Ok(info) = &res {
             let ups = upstreams(&req.dns);
             lock(&self.st).upstreams.insert(id.to_owned(), ups);
@@ -860,6 +877,14 @@ impl Networks {
             // rules may have been swapped in with the new ports
             let _ = self.apply_rules().await;
         }
+        // what the network costs a start (RUST_LOG=berth_network=debug)
+        tracing::debug!(
+            "network up {}: netns {:?}, links+addresses {:?}, total {:?}",
+            &id[..id.len().min(12)],
+            t_ns,
+            t_links - t_ns,
+            t0.elapsed()
+        );
         res
     }
 
@@ -986,29 +1011,38 @@ impl Networks {
             held.insert(id.to_owned(), fds);
             (plans, maps)
         };
+        let t0 = std::time::Instant::now();
+        let mut marks = Vec::new();
         let inner = Netlink::inside(ns)?;
         inner.lo_up().await?;
+        marks.push(("lo", t0.elapsed()));
         for p in &plans {
             let br = self
                 .nl
                 .index(&p.br)
                 .await?
                 .ok_or_else(|| Error::Kernel(format!("bridge {} is missing", p.br)))?;
+            marks.push(("bridge index", t0.elapsed()));
             self.nl
                 .add_veth(&p.veth, br, ns, &p.ifname, p.mac, p.mtu)
                 .await?;
+            marks.push(("veth", t0.elapsed()));
             inner
                 .configure(&p.ifname, Cidr::new(p.ip, p.prefix), p.gw)
                 .await?;
+            marks.push(("address+route", t0.elapsed()));
         }
         drop(inner);
         if !maps.is_empty() {
             self.apply_rules().await?;
+            marks.push(("nft", t0.elapsed()));
         }
         {
             let st = lock(&self.st);
             self.save(&st, false)?;
         }
+        marks.push(("save", t0.elapsed()));
+        tracing::debug!("network up {}: {marks:?}", &id[..id.len().min(12)]);
         Ok(SandboxInfo {
             netns: path.to_path_buf(),
             addresses: plans.iter().map(|p| (p.net_name.clone(), p.ip)).collect(),
@@ -1079,7 +1113,13 @@ impl Networks {
         }) else {
             return;
         };
+        let t0 = std::time::Instant::now();
         self.release(id, &path);
+        tracing::debug!(
+            "network down {}: {:?}",
+            &id[..id.len().min(12)],
+            t0.elapsed()
+        );
         if had_ports && let Err(e) = self.apply_rules().await {
             tracing::warn!("updating nftables after {id} stopped: {e}");
         }
@@ -1163,6 +1203,8 @@ impl Networks {
                 st.s.networks
                     .iter()
                     .filter(|n| n.is_bridge())
+                    // a bridge given with -b is the admin's: it stays, as with dockerd
+                    .filter(|n| !(n.predefined && n.bridge != DEFAULT_BRIDGE))
                     .map(|n| n.bridge.clone())
                     .collect::<Vec<_>>(),
                 st.s.members.values().any(|m| m.sandbox.is_some()),
@@ -1695,12 +1737,45 @@ impl Resolver {
     }
 }
 
+impl Resolver {
+    /// `--link target:alias` of this container on user networks: (network id, target) of
+    /// the links whose alias is `q`.
+    fn link_targets(&self, q: &str) -> Vec<(String, String)> {
+        let Some(st) = self.st.upgrade() else {
+            return Vec::new();
+        };
+        let st = lock(&st);
+        let Some(me) = st.s.members.get(&self.id) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in &me.endpoints {
+            for l in &e.spec.links {
+                let (target, alias) = l.split_once(':').unwrap_or((l, l));
+                let alias = alias.rsplit('/').next().unwrap_or(alias);
+                if alias.eq_ignore_ascii_case(q) {
+                    out.push((
+                        e.network.clone(),
+                        target.trim_start_matches('/').to_ascii_lowercase(),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
 impl berth_dns::Resolve for Resolver {
     fn lookup(&self, name: &str) -> Vec<std::net::IpAddr> {
         let q = name.trim_end_matches('.').to_ascii_lowercase();
+        let links = self.link_targets(&q);
         let mut out = Vec::new();
         self.each(|m, e, n| {
-            let hit = m.name.eq_ignore_ascii_case(&q)
+            let linked = links.iter().any(|(net, t)| {
+                *net == e.network && (m.name.eq_ignore_ascii_case(t) || m.id == *t)
+            });
+            let hit = linked
+                || m.name.eq_ignore_ascii_case(&q)
                 || (q.len() == 12 && m.id.starts_with(&q))
                 || e.spec.aliases.iter().any(|a| a.eq_ignore_ascii_case(&q))
                 || format!("{}.{}", m.name, n.name).eq_ignore_ascii_case(&q);

@@ -123,8 +123,9 @@ fn node(path: &Path, dest: &str) -> Result<Option<LinuxDevice>, Error> {
     ))
 }
 
-/// `--device`: the node plus its cgroup allow rule.
-pub fn from_mapping(m: &DeviceMapping) -> Result<(LinuxDevice, LinuxDeviceCgroup), Error> {
+/// `--device`: the node plus its cgroup allow rule; a directory gives every device node below
+/// it, at the same place under the container path (dockerd's `devicesFromPath`).
+pub fn from_mapping(m: &DeviceMapping) -> Result<Vec<(LinuxDevice, LinuxDeviceCgroup)>, Error> {
     let dest = if m.path_in_container.is_empty() {
         m.path_on_host.to_string_lossy().into_owned()
     } else {
@@ -138,14 +139,57 @@ pub fn from_mapping(m: &DeviceMapping) -> Result<(LinuxDevice, LinuxDeviceCgroup
     if !perms.chars().all(|c| "rwm".contains(c)) {
         return Err(Error::InvalidInput(format!("invalid device mode: {perms}")));
     }
-    let d = node(&m.path_on_host, &dest)?.ok_or_else(|| {
-        Error::InvalidInput(format!(
+    let mut nodes = Vec::new();
+    match node(&m.path_on_host, &dest)? {
+        Some(d) => nodes.push(d),
+        None => {
+            // dockerd resolves a symlinked directory once, then walks without following links
+            let root = std::fs::canonicalize(&m.path_on_host).map_err(|e| {
+                Error::InvalidInput(format!(
+                    "error gathering device information while adding custom device \"{}\": {e}",
+                    m.path_on_host.display()
+                ))
+            })?;
+            if root.is_dir() {
+                walk_devices(&root, Path::new(&dest), &mut nodes);
+            }
+        }
+    }
+    if nodes.is_empty() {
+        return Err(Error::InvalidInput(format!(
             "error gathering device information while adding custom device \"{}\": not a device node",
             m.path_on_host.display()
-        ))
-    })?;
-    let r = rule(true, d.typ(), Some(d.major()), Some(d.minor()), perms)?;
-    Ok((d, r))
+        )));
+    }
+    nodes
+        .into_iter()
+        .map(|d| {
+            let r = rule(true, d.typ(), Some(d.major()), Some(d.minor()), perms)?;
+            Ok((d, r))
+        })
+        .collect()
+}
+
+/// Every device node below `dir` (recursively, symlinks not followed; unreadable entries are
+/// skipped, as dockerd's walk ignores them), named `dest` + the path below `dir`.
+fn walk_devices(dir: &Path, dest: &Path, out: &mut Vec<LinuxDevice>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = rd.flatten().collect();
+    // filepath.Walk's lexical order, so the spec is the same run after run
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let Ok(ft) = e.file_type() else { continue };
+        let target = dest.join(e.file_name());
+        if ft.is_dir() {
+            walk_devices(&e.path(), &target, out);
+        } else if (ft.is_char_device() || ft.is_block_device())
+            && let Ok(Some(d)) = node(&e.path(), &target.to_string_lossy())
+        {
+            out.push(d);
+        }
+    }
 }
 
 /// `--device-cgroup-rule 'c 1:3 rwm'`: one allow rule (`*` = any major or minor).

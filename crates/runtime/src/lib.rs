@@ -349,9 +349,10 @@ fn resources(cfg: &ContainerSpecInput) -> Result<oci_spec::runtime::LinuxResourc
     let mut dev_rules: Vec<LinuxDeviceCgroup> = devices::default_cgroup_rules(cfg.privileged)?;
     let mut devs = Vec::new();
     for d in &cfg.devices {
-        let (dev, rule) = devices::from_mapping(d)?;
-        devs.push(dev);
-        dev_rules.push(rule);
+        for (dev, rule) in devices::from_mapping(d)? {
+            devs.push(dev);
+            dev_rules.push(rule);
+        }
     }
     for r in &cfg.device_cgroup_rules {
         dev_rules.push(devices::parse_cgroup_rule(r)?);
@@ -612,7 +613,7 @@ pub fn container_spec(cfg: &ContainerSpecInput) -> Result<Spec> {
                 d.extend(devices::host_devices());
             }
             for m in &cfg.devices {
-                d.push(devices::from_mapping(m)?.0);
+                d.extend(devices::from_mapping(m)?.into_iter().map(|(dev, _)| dev));
             }
             d
         });

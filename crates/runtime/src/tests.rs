@@ -410,3 +410,70 @@ fn device_mapping_like_docker() {
     };
     assert!(matches!(container_spec(&cfg), Err(Error::InvalidInput(_))));
 }
+
+#[test]
+fn device_directory_expands_to_its_nodes() {
+    use rustix::fs::{FileType, Mode, mknodat};
+    let r = rootfs();
+    let dir = tempfile::tempdir().unwrap();
+    let mk = |p: &Path, maj: u32, min: u32| {
+        mknodat(
+            rustix::fs::CWD,
+            p,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(0o666),
+            rustix::fs::makedev(maj, min),
+        )
+        .unwrap();
+    };
+    mk(&dir.path().join("null"), 1, 3);
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    mk(&dir.path().join("sub/zero"), 1, 5);
+    std::fs::write(dir.path().join("not-a-device"), "x").unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("link")).unwrap();
+    let mut cfg = input(r.path());
+    cfg.devices = vec![DeviceMapping {
+        path_on_host: dir.path().to_path_buf(),
+        path_in_container: "/dev/mine".into(),
+        cgroup_permissions: "r".into(),
+    }];
+    let spec = container_spec(&cfg).unwrap();
+    let linux = spec.linux().as_ref().unwrap();
+    let mine: Vec<(String, i64, i64)> = linux
+        .devices()
+        .as_ref()
+        .unwrap()
+        .iter()
+        .filter(|d| d.path().starts_with("/dev/mine"))
+        .map(|d| (d.path().display().to_string(), d.major(), d.minor()))
+        .collect();
+    assert_eq!(
+        mine,
+        vec![
+            ("/dev/mine/null".to_string(), 1, 3),
+            ("/dev/mine/sub/zero".to_string(), 1, 5)
+        ]
+    );
+    let rules = linux
+        .resources()
+        .as_ref()
+        .unwrap()
+        .devices()
+        .as_ref()
+        .unwrap();
+    let n = rules.len();
+    assert_eq!(
+        rules[n - 2..]
+            .iter()
+            .map(|r| (r.major(), r.minor(), r.access().clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (Some(1), Some(3), Some("r".to_string())),
+            (Some(1), Some(5), Some("r".to_string()))
+        ]
+    );
+    // a directory without device nodes is refused like a file
+    let empty = tempfile::tempdir().unwrap();
+    cfg.devices[0].path_on_host = empty.path().to_path_buf();
+    assert!(matches!(container_spec(&cfg), Err(Error::InvalidInput(_))));
+}

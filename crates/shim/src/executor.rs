@@ -58,6 +58,16 @@ pub fn remember_own_binary() {
 /// Refuses to run the runtime's own binary as a container process, directly or as a script's
 /// interpreter: running it would leave the host file reachable through `/proc/<pid>/exe` for
 /// the container's other processes.
+///
+/// This is a check, then an exec by path: a process already in the container (exec, a shared
+/// volume) could swap the path in between. We accept that race rather than runc's fix (a
+/// sealed memfd copy of the binary per shim: 2–5 MiB of memory each, against a 1 MiB budget;
+/// or a read-only bind mount, which needs a mount namespace per shim) because the payoff of
+/// winning it is nil here: the host binary cannot be opened for writing while any process
+/// executes it (ETXTBSY, checked on this kernel), and the container's own shim executes the
+/// same file for as long as any process of the container lives (it kills the cgroup in its
+/// delete before it exits). Until the exec the init is non-dumpable (libcontainer), so
+/// `/proc/<pid>/exe` is closed to the container meanwhile.
 fn refuse_own_binary(name: &str, p: &Path, md: &std::fs::Metadata) -> Result<(), String> {
     let Some(&own) = OWN_BINARY.get() else {
         return Ok(());

@@ -35,6 +35,9 @@ const LINGER: Duration = Duration::from_secs(1);
 /// ...and at most this long for slow attachers.
 const LINGER_MAX: Duration = Duration::from_secs(10);
 const MAX_REQUEST: usize = 1 << 20;
+/// Give pages back (mem::trim_rss) only after this long without any event, so the trim (a few
+/// ms reading /proc/self/smaps) never delays a reply or an exit on the start/exit path.
+const TRIM_IDLE_MS: i32 = 200;
 
 #[derive(Default)]
 pub struct ContainerIo {
@@ -112,6 +115,9 @@ pub struct Shim {
     released: bool,
     /// libcontainer code ran (exec, pause, ...): drop its pages again when idle
     trim_pending: bool,
+    /// The exit is reported; the runtime's delete (cgroups, state) runs right after the reply
+    /// is on its way, not before it.
+    delete_pending: bool,
     /// Until when to sweep for children nobody holds a pidfd for: a failed exec leaves
     /// libcontainer's helper processes behind, and while they are unreaped zombies in the
     /// container's pid namespace its init cannot finish dying.
@@ -267,7 +273,9 @@ impl Shim {
             exit: None,
             finalized_at: None,
             released: false,
-            trim_pending: false,
+            // creating the container ran a lot of code once: give it back when idle
+            trim_pending: true,
+            delete_pending: false,
             stray_sweep_until: None,
         })
     }
@@ -287,6 +295,7 @@ impl Shim {
             if let Some(t) = self.finalized_at {
                 let idle = self.clients.is_empty() && (self.released || t.elapsed() >= LINGER);
                 if idle || t.elapsed() >= LINGER_MAX {
+                    self.finish_delete();
                     let _ = std::fs::remove_file(self.state_dir.join(proto::SOCKET_NAME));
                     return;
                 }
@@ -365,11 +374,17 @@ impl Shim {
                     .any(|e| e.exit_code.is_some() && !e.finished)
             {
                 100
+            } else if self.trim_pending && self.exit.is_none() {
+                TRIM_IDLE_MS
             } else {
                 -1
             };
             // SAFETY: fds is a valid array of pollfd for the duration of the call.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n == 0 && self.trim_pending && self.exit.is_none() {
+                self.trim_pending = false;
+                crate::mem::trim_rss();
+            }
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() == ErrorKind::Interrupted {
@@ -411,12 +426,15 @@ impl Shim {
                 self.reap();
             }
             self.progress();
+            // replies go out now rather than after another poll round
+            for c in &mut self.clients {
+                if !c.out.is_empty() && !c.dead && flush_to(&mut c.sock, &mut c.out).is_err() {
+                    c.dead = true;
+                }
+            }
+            self.finish_delete();
             self.clients
                 .retain(|c| !(c.dead || (c.close_when_flushed && c.out.is_empty())));
-            if self.trim_pending && self.exit.is_none() {
-                self.trim_pending = false;
-                crate::mem::trim_rss();
-            }
             let live: Vec<u64> = self.clients.iter().map(|c| c.id).collect();
             for e in &mut self.execs {
                 if e.client.is_some_and(|id| !live.contains(&id)) {
@@ -634,6 +652,13 @@ impl Shim {
 
     fn running(&self) -> bool {
         self.init_status.is_none()
+    }
+
+    /// The runtime's delete after the exit was reported (see `delete_pending`).
+    fn finish_delete(&mut self) {
+        if std::mem::take(&mut self.delete_pending) {
+            self.rt.delete();
+        }
     }
 
     fn handle(&mut self, i: usize, req: Request) {
@@ -878,7 +903,7 @@ impl Shim {
         }
         let pfile = self.state_dir.join(format!("exec-{seq}.json"));
         let json = serde_json::to_vec(&p).map_err(|e| StartError::Io(format!("exec spec: {e}")))?;
-        start::write_atomic(&pfile, &json, false)
+        start::write_atomic(&pfile, &json)
             .map_err(|e| StartError::Io(format!("exec spec: {e}")))?;
 
         let mut out: [Option<File>; 2] = [None, None];
@@ -1033,11 +1058,13 @@ impl Shim {
         let path = self.state_dir.join(proto::EXIT_FILE);
         if let Err(e) = serde_json::to_vec(&info)
             .map_err(std::io::Error::other)
-            .and_then(|j| start::write_atomic(&path, &j, true))
+            // it must outlive the daemon (a kill -9), not the host: a host crash ends the
+            // container with it
+            .and_then(|j| start::write_atomic(&path, &j))
         {
             eprintln!("berth-shim {}: write exit.json: {e}", self.id);
         }
-        self.rt.delete();
+        self.delete_pending = true;
         let line = reply_line(&Reply::Exit(info.clone()));
         for c in &mut self.clients {
             match c.role {

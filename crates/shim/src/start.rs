@@ -122,7 +122,7 @@ pub fn run(o: StartOpts) -> i32 {
             let code = match shim_main(&o, &mut report) {
                 Ok(mut shim) => {
                     drop(report);
-                    crate::mem::trim_rss();
+                    // (pages are trimmed once the shim is idle: see server.rs)
                     shim.serve();
                     0
                 }
@@ -252,8 +252,9 @@ pub fn cleanup_failed(root: &Path, id: &str) {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// temp + rename; `durable` also fsyncs (for the exit record, which must survive a crash).
-pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
+/// temp + rename: readers never see half a file. Not fsync'd: everything the shim writes lives
+/// in the exec root (tmpfs) and only has to outlive processes, not the host.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp: PathBuf = {
         let mut p = path.as_os_str().to_owned();
         p.push(".tmp");
@@ -261,9 +262,6 @@ pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<
     };
     let mut f = File::create(&tmp)?;
     f.write_all(data)?;
-    if durable {
-        f.sync_all()?;
-    }
     std::fs::rename(&tmp, path)
 }
 
@@ -362,13 +360,11 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
     let pidfiles = write_atomic(
         &o.state_dir.join(proto::SHIM_PID_FILE),
         me.to_string().as_bytes(),
-        false,
     )
     .and_then(|_| {
         write_atomic(
             &o.state_dir.join(proto::INIT_PID_FILE),
             init_pid.to_string().as_bytes(),
-            false,
         )
     });
     if let Err(e) = pidfiles {

@@ -1,6 +1,7 @@
 //! The route table. Image names contain `/` and `:`, so image routes take the whole rest of the
 //! path and split off the action suffix, as dockerd's `{name:.*}` routes do.
 
+mod build;
 mod containers;
 mod files;
 mod images;
@@ -39,6 +40,8 @@ pub fn router(state: AppState) -> Router {
                 .delete(images::remove),
         )
         .route("/commit", post(files::commit))
+        .route("/build", post(build::build))
+        .route("/build/prune", post(build::prune))
         .route("/containers/json", get(containers::list))
         .route("/containers/create", post(containers::create))
         .route("/containers/prune", post(containers::prune))

@@ -1,6 +1,7 @@
 //! Command groups. Each module owns one group (`image`, `system`, ...) and takes a connected
 //! [`Client`]; later groups (container, network, volume, build) slot in the same way.
 
+pub mod build;
 pub mod container;
 pub mod files;
 pub mod image;
@@ -111,6 +112,7 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
         Cmd::Load(a) | Cmd::Image(ImageCmd::Load(a)) => image::load(&client, a).await,
         Cmd::Import(a) | Cmd::Image(ImageCmd::Import(a)) => image::import(&client, a).await,
         Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => registry::pull(&client, a).await,
+        Cmd::Build(a) | Cmd::Image(ImageCmd::Build(a)) => build::build(&client, a).await,
         Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => registry::push(&client, a).await,
         Cmd::Login(a) => registry::login(&client, a).await,
         Cmd::Logout(_) => Ok(()),
@@ -209,6 +211,10 @@ fn precheck(cmd: &Cmd, path: &str) -> Result<(), CliError> {
             check_args(path, &a.args, Arity::Range(1, 2))
         }
         Cmd::Pull(a) | Cmd::Image(ImageCmd::Pull(a)) => check_args(path, &a.args, Arity::Exact(1)),
+        Cmd::Build(a) | Cmd::Image(ImageCmd::Build(a)) => {
+            build::precheck(a, path)?;
+            check_args(path, &a.args, Arity::Exact(1))
+        }
         Cmd::Push(a) | Cmd::Image(ImageCmd::Push(a)) => check_args(path, &a.args, Arity::Exact(1)),
         Cmd::Login(a) => check_args(path, &a.args, Arity::AtMost(1)),
         Cmd::Logout(a) => check_args(path, &a.args, Arity::AtMost(1)),

@@ -591,6 +591,11 @@ impl Containers {
         if let Some(h) = user_cfg("Healthcheck") {
             config["Healthcheck"] = h.clone();
         }
+        let mac = s("MacAddress");
+        if !mac.is_empty() {
+            // deprecated in API 1.44, still sent by older clients: applied to the main network
+            config["MacAddress"] = json!(mac);
+        }
 
         // the name, reserved under the map lock
         let rec = {
@@ -645,15 +650,23 @@ impl Containers {
             map.insert(id.clone(), Container::new(rec.clone()));
             rec
         };
-        if let Err(e) = self.0.nets.register(
-            &id,
-            &rec.name,
-            &rec.network_mode(),
-            body.pointer("/NetworkingConfig/EndpointsConfig"),
-            &hc_strs(&rec.host_config, "Links"),
-        ) {
+        let registered =
+            net::endpoints_with_mac(&rec, body.pointer("/NetworkingConfig/EndpointsConfig"))
+                .and_then(|eps| {
+                    self.0
+                        .nets
+                        .register(
+                            &id,
+                            &rec.name,
+                            &rec.network_mode(),
+                            eps.as_ref(),
+                            &hc_strs(&rec.host_config, "Links"),
+                        )
+                        .map_err(net::net_error)
+                });
+        if let Err(e) = registered {
             lock(&self.0.map).remove(&id);
-            return Err(net::net_error(e));
+            return Err(e);
         }
         let image_volumes: Vec<String> =
             ic.volumes.clone().unwrap_or_default().into_keys().collect();
@@ -755,6 +768,8 @@ impl Containers {
 
     async fn start_locked(&self, ctr: &Arc<Container>, rec: &Record) -> Result<()> {
         let id = rec.id.clone();
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str| tracing::debug!(container = %id, "start: {what} at {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
         let dir = self.dir(&id);
         let r2 = rec.clone();
         let state_dir = self.state_dir(&id);
@@ -779,7 +794,9 @@ impl Containers {
             })
         });
         let sn = net::setup(&self.0.nets, rec, joined.as_ref().map(|j| j.0.clone())).await?;
+        phase("network set up");
         let links = self.link_hosts(rec);
+        let link_env = self.link_env(rec);
         let this = self.clone();
         let c2 = ctr.clone();
         let vols = self.0.volumes.clone();
@@ -791,6 +808,7 @@ impl Containers {
             // held until the exit is recorded (or the start fails: see `start`)
             let rootfs = this.rootfs_acquire(&c2, true)?;
             let mut input = spec_input(&r2, &rootfs, &dir);
+            input.env = net::merge_env(link_env, std::mem::take(&mut input.env));
             input.network = sn.mode;
             if let Some((_, odir)) = &joined {
                 // Docker shares the other container's /etc files with its namespace
@@ -810,7 +828,9 @@ impl Containers {
             let bundle = dir.join("bundle");
             std::fs::create_dir_all(&bundle).map_err(|e| io_err("creating bundle", e))?;
             let data = serde_json::to_vec(&spec).map_err(|e| io_err("writing spec", e))?;
-            record::write_atomic(&bundle.join("config.json"), &data)
+            // not fsync'd: the spec is regenerated at every start and read only by the shim
+            // that is spawned next, so it never needs to survive a crash
+            std::fs::write(bundle.join("config.json"), &data)
                 .map_err(|e| io_err("writing spec", e))?;
             // a previous run's state dir (its shim is gone: the container is not running)
             let _ = std::fs::remove_dir_all(&sd);
@@ -819,6 +839,7 @@ impl Containers {
             Ok(())
         })
         .await?;
+        phase("rootfs mounted, bundle written");
 
         let log_driver = rec
             .host_config
@@ -846,7 +867,9 @@ impl Containers {
             tty: rec.tty(),
             stdin: rec.cfg_bool("OpenStdin"),
         };
-        match shim::spawn(&args).await? {
+        let spawned = shim::spawn(&args).await?;
+        phase("shim created the container");
+        match spawned {
             StartResult::Started { init_pid, .. } => {
                 if rec.network_mode() == "none" {
                     let pid = init_pid;
@@ -857,6 +880,7 @@ impl Containers {
                     {
                         tracing::warn!("container {}: {e}", rec.id);
                     }
+                    phase("lo up");
                 }
                 // attachers that were waiting for this start connect before the process runs
                 let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&ctr.pending));
@@ -872,6 +896,7 @@ impl Containers {
                         .await;
                     }
                 }
+                phase("lo up, attachers connected");
                 if let Err(e) = shim::request(&state_dir, &Request::Start).await {
                     let _ = shim::request(
                         &state_dir,
@@ -896,7 +921,9 @@ impl Containers {
                     };
                     r.manually_stopped = false;
                 }
+                phase("shim started the process");
                 self.save(ctr).await?;
+                phase("record saved");
                 self.log_event(rec, "start", &[]);
                 self.spawn_monitor(ctr.clone());
                 self.spawn_health(ctr.clone());
@@ -953,8 +980,8 @@ impl Containers {
     }
 
     async fn record_exit(&self, ctr: &Arc<Container>, info: ExitInfo) {
-        // like Docker: a stopped container's rootfs is not mounted
-        self.rootfs_release_run(ctr).await;
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str| tracing::debug!(container = %ctr.id, "exit: {what} at {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
         let rec = {
             let mut r = lock(&ctr.rec);
             r.state.status = "exited".into();
@@ -964,13 +991,30 @@ impl Containers {
             r.state.finished_at = info.finished_at.clone();
             r.clone()
         };
-        if let Err(e) = self.save(ctr).await {
+        // like Docker: a stopped container's rootfs is not mounted. One blocking task for
+        // the unmount and the record: each hop to the blocking pool costs a wake-up on the
+        // path `run --rm` waits on.
+        let this = self.clone();
+        let c = ctr.clone();
+        let dir = self.dir(&ctr.id);
+        let r2 = rec.clone();
+        let saved = blocking(move || {
+            this.rootfs_release(&c, true);
+            record::save(&dir, &r2).map_err(|e| io_err("saving container", e))
+        })
+        .await;
+        if let Err(e) = saved {
             tracing::error!("recording exit of {}: {e}", ctr.id);
         }
+        phase("rootfs released, record saved");
         self.0.nets.down(&ctr.id).await;
         self.unmount_volumes(&rec).await;
+        // the shim may still be deleting the container's cgroups: nobody waits for that
         let sd = self.state_dir(&ctr.id);
-        let _ = shim::request(&sd, &Request::Release).await;
+        tokio::spawn(async move {
+            let _ = shim::request(&sd, &Request::Release).await;
+        });
+        phase("network down");
         if info.oom_killed {
             self.log_event(&rec, "oom", &[]);
         }
@@ -1285,6 +1329,8 @@ impl Containers {
     pub async fn remove(&self, name: &str, force: bool, volumes: bool) -> Result<()> {
         let ctr = self.get(name)?;
         let _op = ctr.op.lock().await;
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str| tracing::debug!(container = %ctr.id, "remove: {what} at {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
         let rec = ctr.record();
         if rec.state.status == "removing" {
             return Err(Error::conflict(format!(
@@ -1324,6 +1370,7 @@ impl Containers {
             Ok(())
         })
         .await?;
+        phase("files removed");
         self.release_volumes(&rec, volumes).await;
         lock(&self.0.map).remove(&rec.id);
         let code = ctr.record().state.exit_code;
@@ -1421,6 +1468,14 @@ impl Containers {
     }
 
     fn inspect_json(&self, r: &Record) -> Value {
+        let mut v = self.inspect_json_raw(r);
+        if v["HostConfig"].is_object() {
+            v["HostConfig"]["Links"] = self.links_json(r);
+        }
+        v
+    }
+
+    fn inspect_json_raw(&self, r: &Record) -> Value {
         let s = &r.state;
         let store = &self.0.images;
         let rw = rootfs::rw_dir(store.overlay_root(), &r.id);
@@ -1606,10 +1661,14 @@ impl Containers {
                     let st = self.health_status(&r.id).unwrap_or_else(|| "none".into());
                     h == st
                 })
-                && any("label", &|l| match l.split_once('=') {
-                    Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
-                    None => labels.contains_key(l),
+                // labels: every one given must match (dockerd; docker-compose relies on it)
+                && f.get("label").is_none_or(|ls| {
+                    ls.iter().all(|l| match l.split_once('=') {
+                        Some((k, v)) => labels.get(k).map(String::as_str) == Some(v),
+                        None => labels.contains_key(l.as_str()),
+                    })
                 })
+                && any("network", &|n| self.on_network(&r.id, n))
                 && any("volume", &|v| mounts::uses_volume(r, v))
                 && any("exited", &|e| {
                     r.state.status == "exited" && e.parse::<i32>().ok() == Some(r.state.exit_code)
@@ -1728,7 +1787,7 @@ fn prepare(
     let wd = rec.cfg_str("WorkingDir");
     if !wd.is_empty() {
         let lower = store.lowerdir(image_id)?;
-        let rootfs = rootfs::mount(store.overlay_root(), &rec.id, &lower)
+        let rootfs = rootfs::mount(store.overlay_root(), &rec.id, &lower, false)
             .map_err(|e| io_err("mounting rootfs", e))?;
         let res = berth_runtime::ensure_workdir(&rootfs, &wd);
         if let Err(e) = rootfs::unmount(&rootfs) {

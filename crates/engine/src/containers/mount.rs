@@ -79,8 +79,13 @@ impl Containers {
                 .map_err(|_| Error::internal("bad image id in container record"))?;
             // lowerdir of the held layers (works even if the image was force-removed)
             let lower = store.lowerdir(&image_id).unwrap_or_default();
-            rootfs::mount(store.overlay_root(), &rec.id, &lower)
-                .map_err(|e| io_err("mounting rootfs", e))?;
+            rootfs::mount(
+                store.overlay_root(),
+                &rec.id,
+                &lower,
+                rec.host_bool("AutoRemove"),
+            )
+            .map_err(|e| io_err("mounting rootfs", e))?;
         }
         st.users += 1;
         st.run |= run;

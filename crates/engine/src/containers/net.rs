@@ -190,9 +190,8 @@ impl super::Containers {
     pub(super) fn link_hosts(&self, rec: &Record) -> Vec<(String, Ipv4Addr, Vec<String>)> {
         let mut out = Vec::new();
         for l in hc_list(&rec.host_config, "Links") {
-            let (name, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
-            let name = name.trim_start_matches('/');
-            let alias = alias.rsplit('/').next().unwrap_or(alias).to_owned();
+            let (name, alias) = split_link(&l);
+            let alias = alias.to_owned();
             let Ok(target) = self.get(name) else { continue };
             let Some(m) = self.0.nets.member(&target.id) else {
                 continue;
@@ -204,6 +203,177 @@ impl super::Containers {
             out.push((alias, ip, vec![target.id[..12].to_owned(), tn]));
         }
         out
+    }
+}
+
+/// Config.MacAddress (deprecated since API 1.44) is the MAC of the main network's endpoint:
+/// moved into EndpointsConfig as dockerd does, refused where it cannot apply.
+pub(super) fn endpoints_with_mac(rec: &Record, eps: Option<&Value>) -> Result<Option<Value>> {
+    let mac = rec.cfg_str("MacAddress");
+    if mac.is_empty() {
+        return Ok(eps.cloned());
+    }
+    let mode = rec.network_mode();
+    if mode == "host" || mode.starts_with("container:") {
+        return Err(Error::invalid(
+            "conflicting options: mac-address and the network mode",
+        ));
+    }
+    if mode == "none" {
+        return Ok(eps.cloned());
+    }
+    let mut eps = eps
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    let key = eps
+        .as_object()
+        .and_then(|o| {
+            o.keys()
+                .find(|k| *k == &mode || (mode == "bridge" && *k == "default"))
+                .cloned()
+        })
+        .unwrap_or_else(|| mode.clone());
+    let ep = &mut eps[key.as_str()];
+    if !ep.is_object() {
+        *ep = serde_json::json!({});
+    }
+    match ep.get("MacAddress").and_then(Value::as_str) {
+        Some(m) if !m.is_empty() && !m.eq_ignore_ascii_case(&mac) => {
+            return Err(Error::invalid(
+                "the container-wide MAC address must match the endpoint-specific MAC address for the main network, or be left empty",
+            ));
+        }
+        _ => ep["MacAddress"] = Value::String(mac),
+    }
+    Ok(Some(eps))
+}
+
+/// One `--link` as written ("name:alias", "/name:/me/alias" or "name"): (target, alias).
+fn split_link(l: &str) -> (&str, &str) {
+    let (name, alias) = l.split_once(':').unwrap_or((l, l));
+    let name = name.trim_start_matches('/');
+    (name, alias.rsplit('/').next().unwrap_or(alias))
+}
+
+/// Docker's legacy link variables of one link (daemon/links ToEnv): the lowest exposed port
+/// (tcp first) as `ALIAS_PORT`, each port's `ALIAS_PORT_<n>_<PROTO>[_ADDR|_PORT|_PROTO]`,
+/// `ALIAS_NAME=/me/alias`, and the target's env (but HOME and PATH) as `ALIAS_ENV_<X>`.
+fn link_env_of(
+    alias: &str,
+    me: &str,
+    ip: Ipv4Addr,
+    exposed: &[String],
+    env: &[String],
+) -> Vec<String> {
+    let a = alias.to_ascii_uppercase().replace('-', "_");
+    let mut ports: Vec<(u16, String)> = exposed
+        .iter()
+        .filter_map(|p| {
+            let (n, proto) = p.split_once('/').unwrap_or((p.as_str(), "tcp"));
+            Some((n.parse().ok()?, proto.to_ascii_lowercase()))
+        })
+        .collect();
+    ports.sort_by(|x, y| x.0.cmp(&y.0).then((x.1 != "tcp").cmp(&(y.1 != "tcp"))));
+    let mut out = Vec::new();
+    if let Some((n, proto)) = ports.first() {
+        out.push(format!("{a}_PORT={proto}://{ip}:{n}"));
+    }
+    for (n, proto) in &ports {
+        let up = proto.to_ascii_uppercase();
+        out.push(format!("{a}_PORT_{n}_{up}={proto}://{ip}:{n}"));
+        out.push(format!("{a}_PORT_{n}_{up}_ADDR={ip}"));
+        out.push(format!("{a}_PORT_{n}_{up}_PORT={n}"));
+        out.push(format!("{a}_PORT_{n}_{up}_PROTO={proto}"));
+    }
+    out.push(format!("{a}_NAME=/{}/{alias}", me.trim_start_matches('/')));
+    for kv in env {
+        let Some((k, v)) = kv.split_once('=') else {
+            continue;
+        };
+        if k != "HOME" && k != "PATH" {
+            out.push(format!("{a}_ENV_{k}={v}"));
+        }
+    }
+    out
+}
+
+/// The link variables first, the container's own env after; a variable the container sets
+/// itself wins (it is left out of the link set: getenv takes the first match).
+pub(super) fn merge_env(links: Vec<String>, own: Vec<String>) -> Vec<String> {
+    let key = |kv: &str| kv.split('=').next().unwrap_or("").to_owned();
+    let mine: std::collections::HashSet<String> = own.iter().map(|kv| key(kv)).collect();
+    links
+        .into_iter()
+        .filter(|kv| !mine.contains(&key(kv)))
+        .chain(own)
+        .collect()
+}
+
+impl super::Containers {
+    /// Docker's legacy link environment of a container on the default bridge (on user
+    /// networks links are only DNS aliases).
+    pub(super) fn link_env(&self, rec: &Record) -> Vec<String> {
+        let mode = rec.network_mode();
+        if mode != "default" && mode != "bridge" {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for l in hc_list(&rec.host_config, "Links") {
+            let (name, alias) = split_link(&l);
+            let Ok(target) = self.get(name) else { continue };
+            let Some(ip) = self
+                .0
+                .nets
+                .member(&target.id)
+                .and_then(|m| m.endpoints.iter().find_map(|e| e.ip))
+            else {
+                continue;
+            };
+            let t = target.record();
+            let exposed: Vec<String> = t
+                .config
+                .get("ExposedPorts")
+                .and_then(Value::as_object)
+                .map(|o| o.keys().cloned().collect())
+                .unwrap_or_default();
+            let env = hc_list(&t.config, "Env");
+            out.extend(link_env_of(alias, &rec.name, ip, &exposed, &env));
+        }
+        out
+    }
+
+    /// The `network` filter of `ps`: joined to the network of that name or (prefix of) id.
+    pub(super) fn on_network(&self, id: &str, net: &str) -> bool {
+        let Ok(n) = self.0.nets.get(net) else {
+            return false;
+        };
+        self.0
+            .nets
+            .member(id)
+            .is_some_and(|m| m.endpoints.iter().any(|e| e.network == n.id))
+    }
+
+    /// HostConfig.Links as dockerd's inspect shows them: "/target:/me/alias".
+    pub(super) fn links_json(&self, rec: &Record) -> Value {
+        let links = hc_list(&rec.host_config, "Links");
+        if links.is_empty() {
+            return Value::Null;
+        }
+        let me = rec.name.trim_start_matches('/');
+        Value::Array(
+            links
+                .iter()
+                .map(|l| {
+                    let (name, alias) = split_link(l);
+                    let target = self
+                        .get(name)
+                        .map(|t| t.record().name.trim_start_matches('/').to_owned())
+                        .unwrap_or_else(|_| name.to_owned());
+                    Value::String(format!("/{target}:/{me}/{alias}"))
+                })
+                .collect(),
+        )
     }
 }
 
@@ -249,5 +419,44 @@ impl super::Containers {
         let ctr = self.get(id)?;
         let _op = ctr.op.lock().await;
         self.0.nets.disconnect(id, &n.id).await.map_err(net_error)
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    #[test]
+    fn legacy_link_env_like_docker() {
+        let ip: Ipv4Addr = "172.17.0.2".parse().unwrap();
+        let e = link_env_of(
+            "my-db",
+            "/web",
+            ip,
+            &["5432/tcp".into(), "80/udp".into(), "80/tcp".into()],
+            &["PATH=/bin".into(), "PASSWORD=x=y".into()],
+        );
+        assert_eq!(
+            e,
+            [
+                "MY_DB_PORT=tcp://172.17.0.2:80",
+                "MY_DB_PORT_80_TCP=tcp://172.17.0.2:80",
+                "MY_DB_PORT_80_TCP_ADDR=172.17.0.2",
+                "MY_DB_PORT_80_TCP_PORT=80",
+                "MY_DB_PORT_80_TCP_PROTO=tcp",
+                "MY_DB_PORT_80_UDP=udp://172.17.0.2:80",
+                "MY_DB_PORT_80_UDP_ADDR=172.17.0.2",
+                "MY_DB_PORT_80_UDP_PORT=80",
+                "MY_DB_PORT_80_UDP_PROTO=udp",
+                "MY_DB_PORT_5432_TCP=tcp://172.17.0.2:5432",
+                "MY_DB_PORT_5432_TCP_ADDR=172.17.0.2",
+                "MY_DB_PORT_5432_TCP_PORT=5432",
+                "MY_DB_PORT_5432_TCP_PROTO=tcp",
+                "MY_DB_NAME=/web/my-db",
+                "MY_DB_ENV_PASSWORD=x=y",
+            ]
+        );
+        let m = merge_env(vec!["A=1".into(), "B=2".into()], vec!["B=3".into()]);
+        assert_eq!(m, ["A=1", "B=3"]);
     }
 }

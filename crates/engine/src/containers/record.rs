@@ -1,5 +1,6 @@
 //! What is persisted per container: `<data-root>/containers/<id>/config.v2.json`, written
-//! temp + fsync + rename (+ fsync of the directory) so a kill -9 of berthd loses nothing.
+//! temp + rename so a kill -9 of berthd loses nothing, and fsync'd (file and directory) so a
+//! host crash does not either (see `save` for the one exception).
 
 use std::io::Write;
 use std::path::Path;
@@ -107,16 +108,19 @@ impl Record {
     }
 }
 
-/// Atomically replace `path` with `data`, durable before returning.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+/// Atomically replace `path` with `data`; `durable`: on disk before returning.
+pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent()
+    if durable
+        && let Some(dir) = path.parent()
         && let Ok(d) = std::fs::File::open(dir)
     {
         let _ = d.sync_all();
@@ -124,9 +128,13 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Saves the record; always atomic, so a kill -9 of the daemon never loses or tears it.
+/// Durable against a host crash too, except for auto-remove (`--rm`) containers: the next
+/// daemon start removes those anyway unless they run, and none runs after a host crash, so
+/// their fsyncs (4 per `run --rm`, up to tens of ms each on a busy disk) would buy nothing.
 pub fn save(dir: &Path, rec: &Record) -> std::io::Result<()> {
     let data = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join(CONFIG_FILE), &data)
+    write_atomic(&dir.join(CONFIG_FILE), &data, !rec.host_bool("AutoRemove"))
 }
 
 pub fn load(dir: &Path) -> std::io::Result<Record> {

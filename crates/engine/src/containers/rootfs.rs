@@ -36,9 +36,21 @@ pub fn is_mounted(target: &Path) -> bool {
 }
 
 /// Mount the overlay for container `id` (idempotent). `lowerdir` is relative to
-/// `overlay_root` (`l/TOP:...`), so the mount happens in a short-lived thread that has its own
-/// working directory (unshare(CLONE_FS)); the daemon's cwd is never touched.
-pub fn mount(overlay_root: &Path, id: &str, lowerdir: &str) -> std::io::Result<PathBuf> {
+/// `overlay_root` (`l/TOP:...`): made absolute when that fits in the one page mount(2) takes,
+/// else the mount happens in a short-lived thread that has its own working directory
+/// (unshare(CLONE_FS)); the daemon's cwd is never touched.
+///
+/// `volatile` (for `--rm` containers, as Podman does): overlayfs skips syncing the upper
+/// filesystem. Without it, the last unmount syncs the *whole* host filesystem under the upper
+/// dir (ovl_sync_fs), which costs up to hundreds of ms on a busy host. A crash can leave a
+/// volatile layer inconsistent; an auto-remove container is removed at the next daemon start
+/// anyway, so nothing of value is at risk.
+pub fn mount(
+    overlay_root: &Path,
+    id: &str,
+    lowerdir: &str,
+    volatile: bool,
+) -> std::io::Result<PathBuf> {
     let rw = create_dirs(overlay_root, id)?;
     let target = rw.join("merged");
     if is_mounted(&target) {
@@ -50,7 +62,40 @@ pub fn mount(overlay_root: &Path, id: &str, lowerdir: &str) -> std::io::Result<P
     } else {
         lowerdir.to_owned()
     };
-    let opts = format!("lowerdir={lower},upperdir={id}-rw/diff,workdir={id}-rw/work");
+    let mut opts = format!("lowerdir={lower},upperdir={id}-rw/diff,workdir={id}-rw/work");
+    if volatile {
+        // overlayfs leaves this marker and refuses to mount again while it exists; our own
+        // clean unmount (no crash in between: the page cache still holds the data) makes a
+        // remount safe, e.g. for `cp` after the container stopped and before it is removed
+        match std::fs::remove_dir_all(rw.join("work/work/incompat/volatile")) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        opts.push_str(",volatile");
+    }
+    // The same options with absolute paths, when they fit in mount(2)'s one page and the
+    // root has no character the option syntax would misread: then no thread (and no wake-up
+    // on the start path) is needed for a private working directory.
+    if let Some(root_str) = overlay_root.to_str()
+        && overlay_root.is_absolute()
+        && !root_str.contains([',', ':', '=', '\\'])
+    {
+        let abs = |p: &str| format!("{root_str}/{p}");
+        let lower_abs: Vec<String> = lower.split(':').map(abs).collect();
+        let mut o = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower_abs.join(":"),
+            abs(&format!("{id}-rw/diff")),
+            abs(&format!("{id}-rw/work"))
+        );
+        if volatile {
+            o.push_str(",volatile");
+        }
+        if o.len() < 4000 {
+            mount_overlay(&target, &o)?;
+            return Ok(target);
+        }
+    }
     let root = overlay_root.to_path_buf();
     let tgt = target.clone();
     let res = std::thread::spawn(move || -> std::io::Result<()> {
@@ -59,27 +104,31 @@ pub fn mount(overlay_root: &Path, id: &str, lowerdir: &str) -> std::io::Result<P
             return Err(std::io::Error::last_os_error());
         }
         std::env::set_current_dir(&root)?;
-        let src = cstr(b"overlay")?;
-        let t = cstr(tgt.as_os_str().as_bytes())?;
-        let o = cstr(opts.as_bytes())?;
-        // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
-        let r = unsafe {
-            libc::mount(
-                src.as_ptr(),
-                t.as_ptr(),
-                src.as_ptr(),
-                0,
-                o.as_ptr() as *const libc::c_void,
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
+        mount_overlay(&tgt, &opts)
     })
     .join()
     .map_err(|_| std::io::Error::other("overlay mount thread panicked"))?;
     res.map(|()| target)
+}
+
+fn mount_overlay(target: &Path, opts: &str) -> std::io::Result<()> {
+    let src = cstr(b"overlay")?;
+    let t = cstr(target.as_os_str().as_bytes())?;
+    let o = cstr(opts.as_bytes())?;
+    // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            t.as_ptr(),
+            src.as_ptr(),
+            0,
+            o.as_ptr() as *const libc::c_void,
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 pub fn unmount(target: &Path) -> std::io::Result<()> {

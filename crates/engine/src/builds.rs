@@ -1,0 +1,814 @@
+//! Builds (`POST /build`, `docker build` with the legacy builder): the engine's side of
+//! [`berth_build::Backend`]. RUN steps are real containers made, started, waited for and
+//! committed through the containers service (bridge network unless `--network`); ADD/COPY
+//! extract a tar into a created (never started) container and commit it, as dockerd's builder
+//! does; metadata steps make an empty-layer image without any container.
+//!
+//! The step cache is a small SQLite table in `<data-root>/builder/cache.db` (WAL, so it
+//! survives a crash or restart); `RUN --mount=type=cache` directories live under
+//! `<data-root>/builder/cache-mounts/`. Both are emptied by `builder prune`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use berth_build::context::{self, Context};
+use berth_build::{BaseImage, BuildError, FilesRequest, MountSpec, RunRequest};
+use berth_types::image_config::{History, ImageConfig};
+use berth_types::{Digest, Reference};
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::{Value, json};
+
+use crate::containers::{LogOptions, WaitCondition};
+use crate::error::{Error, Result};
+use crate::{Engine, io_err};
+
+/// What `POST /build` asked for.
+#[derive(Debug, Clone, Default)]
+pub struct BuildParams {
+    /// `dockerfile`: path inside the context (default `Dockerfile`).
+    pub dockerfile: String,
+    /// `t` (repeatable)
+    pub tags: Vec<String>,
+    /// `q`
+    pub quiet: bool,
+    pub no_cache: bool,
+    pub cache_from: Vec<String>,
+    pub pull: bool,
+    /// `rm` (default true) / `forcerm`
+    pub rm: bool,
+    pub force_rm: bool,
+    /// Resource limits of RUN containers: Memory, MemorySwap, CpuShares, CpusetCpus, ShmSize,
+    /// ExtraHosts, as HostConfig fields.
+    pub host_config: serde_json::Map<String, Value>,
+    pub build_args: BTreeMap<String, Option<String>>,
+    pub labels: BTreeMap<String, String>,
+    /// `networkmode`
+    pub network_mode: String,
+    pub target: String,
+    /// `X-Registry-Config`: credentials by registry, for pulling bases.
+    pub auth: BTreeMap<String, berth_distribution::Credentials>,
+    /// `RUN --mount=type=secret` data by id (berth's `X-Berth-Build-Secrets` header).
+    pub secrets: BTreeMap<String, Vec<u8>>,
+}
+
+/// One line of the build's JSON stream.
+#[derive(Debug, Clone)]
+pub enum BuildEvent {
+    Stream(String),
+    Aux(Value),
+}
+
+pub type Sink = Arc<dyn Fn(BuildEvent) + Send + Sync>;
+
+/// The builder's persistent state.
+pub struct Builds {
+    root: PathBuf,
+    db: Mutex<Connection>,
+}
+
+fn db_err(e: rusqlite::Error) -> Error {
+    Error::internal(format!("build cache: {e}"))
+}
+
+impl Builds {
+    pub fn open(data_root: &Path) -> Result<Builds> {
+        let root = data_root.join("builder");
+        std::fs::create_dir_all(root.join("tmp")).map_err(|e| io_err("creating builder dir", e))?;
+        // contexts of builds that a crash interrupted
+        if let Ok(rd) = std::fs::read_dir(root.join("tmp")) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let conn = Connection::open(root.join("cache.db")).map_err(db_err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS cache (key TEXT PRIMARY KEY, image TEXT NOT NULL, created INTEGER NOT NULL);",
+        )
+        .map_err(db_err)?;
+        Ok(Builds {
+            root,
+            db: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn cache_get(&self, key: &str) -> Option<String> {
+        self.conn()
+            .query_row("SELECT image FROM cache WHERE key = ?1", [key], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()
+            .ok()
+            .flatten()
+    }
+
+    fn cache_put(&self, key: &str, image: &str) {
+        let now = chrono::Utc::now().timestamp();
+        if let Err(e) = self.conn().execute(
+            "INSERT OR REPLACE INTO cache (key, image, created) VALUES (?1, ?2, ?3)",
+            rusqlite::params![key, image, now],
+        ) {
+            tracing::warn!("build cache: {e}");
+        }
+    }
+
+    fn cache_mount_dir(&self, id: &str) -> PathBuf {
+        let h = Digest::of(id.as_bytes());
+        self.root.join("cache-mounts").join(&h.hex()[..32])
+    }
+
+    /// `POST /build/prune`: forgets every cached step and deletes the cache mounts. Returns the
+    /// bytes reclaimed and the IDs of the cache records removed.
+    pub fn prune(&self) -> Result<(u64, Vec<String>)> {
+        let ids: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT key FROM cache").map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db_err)?;
+            rows.flatten().collect()
+        };
+        self.conn()
+            .execute("DELETE FROM cache", [])
+            .map_err(db_err)?;
+        let mounts = self.root.join("cache-mounts");
+        let size = berth_image::layer::dir_size(&mounts);
+        if mounts.exists() {
+            std::fs::remove_dir_all(&mounts).map_err(|e| io_err("removing cache mounts", e))?;
+        }
+        Ok((size, ids))
+    }
+
+    /// For `/system/df`: (number of cache records, bytes of cache mounts).
+    pub fn usage(&self) -> (usize, u64) {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM cache", [], |r| r.get(0))
+            .unwrap_or(0);
+        (
+            n.max(0) as usize,
+            berth_image::layer::dir_size(&self.root.join("cache-mounts")),
+        )
+    }
+}
+
+fn berr(e: Error) -> BuildError {
+    BuildError::new(e.message)
+}
+
+/// Removes the context directory however the build ends.
+struct TmpDir(PathBuf);
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The engine as the executor sees it during one build.
+struct Backend {
+    engine: Arc<Engine>,
+    rm: bool,
+    force_rm: bool,
+    host_config: serde_json::Map<String, Value>,
+    auth: BTreeMap<String, berth_distribution::Credentials>,
+    secrets: BTreeMap<String, Vec<u8>>,
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
+impl Backend {
+    fn store(&self) -> &Arc<berth_image::ImageStore> {
+        self.engine.images.store()
+    }
+
+    /// A container from `image` that is never started: a rootfs for archive operations.
+    async fn scratch_container(&self, image: &str, user: Option<&str>) -> Result<String> {
+        let body = json!({
+            "Image": image,
+            "Cmd": ["#(nop) "],
+            "Entrypoint": [""],
+            "User": user.unwrap_or(""),
+            "HostConfig": { "NetworkMode": "none" },
+        });
+        let (id, _) = self.engine.containers.create(None, body).await?;
+        Ok(id)
+    }
+
+    async fn remove(&self, id: &str) {
+        if let Err(e) = self.engine.containers.remove(id, true, true).await {
+            tracing::warn!("removing build container {id}: {e}");
+        }
+    }
+
+    async fn run_inner(
+        &self,
+        req: &RunRequest,
+        id: &str,
+        out: &berth_build::Output,
+    ) -> Result<i32> {
+        let exit = self.engine.containers.wait(id, WaitCondition::NextExit)?;
+        self.engine.containers.start(id).await?;
+        let (_, mut logs) = self.engine.containers.logs(
+            id,
+            LogOptions {
+                stdout: true,
+                stderr: true,
+                follow: true,
+                ..Default::default()
+            },
+        )?;
+        while let Some(m) = logs.recv().await {
+            out(String::from_utf8_lossy(&m.data).into_owned());
+        }
+        let _ = req;
+        Ok(exit.await)
+    }
+}
+
+impl berth_build::Backend for Backend {
+    async fn base_image(
+        &self,
+        name: &str,
+        pull: bool,
+        out: &berth_build::Output,
+    ) -> std::result::Result<BaseImage, BuildError> {
+        let store = self.store().clone();
+        let n = name.to_owned();
+        let local = tokio::task::spawn_blocking(move || store.lookup(&n))
+            .await
+            .map_err(|e| BuildError::new(e.to_string()))?;
+        let img = match local {
+            Ok(img) if !pull => img,
+            other => {
+                let r = Reference::parse_normalized(name)
+                    .map_err(|e| BuildError::new(e.to_string()))?;
+                let r = if r.tag.is_none() && r.digest.is_none() {
+                    r.with_tag("latest")
+                } else {
+                    r
+                };
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+                let req = crate::registry::PullRequest {
+                    from_image: r.to_string(),
+                    tag: String::new(),
+                    platform: String::new(),
+                    auth: self.auth.get(&r.domain).cloned().or_else(|| {
+                        (r.domain == "docker.io")
+                            .then(|| self.auth.get("https://index.docker.io/v1/").cloned())
+                            .flatten()
+                    }),
+                };
+                let o = out.clone();
+                let fwd = tokio::spawn(async move {
+                    while let Some(v) = rx.recv().await {
+                        if let Some(s) = v.get("status").and_then(Value::as_str) {
+                            match v.get("id").and_then(Value::as_str) {
+                                Some(id) if v.get("progressDetail").is_none() => {
+                                    o(format!("{id}: {s}\n"))
+                                }
+                                None => o(format!("{s}\n")),
+                                _ => {}
+                            }
+                        }
+                    }
+                });
+                let res = self.engine.images.pull(req, tx).await;
+                let _ = fwd.await;
+                if let Err(e) = res {
+                    // a local image is good enough when --pull could not refresh it
+                    match other {
+                        Ok(img) => img,
+                        Err(_) => return Err(berr(e)),
+                    }
+                } else {
+                    let store = self.store().clone();
+                    let n = r.to_string();
+                    tokio::task::spawn_blocking(move || store.lookup(&n))
+                        .await
+                        .map_err(|e| BuildError::new(e.to_string()))?
+                        .map_err(|e| BuildError::new(e.to_string()))?
+                }
+            }
+        };
+        Ok(BaseImage {
+            id: img.id.to_string(),
+            config: img.config,
+        })
+    }
+
+    async fn run(
+        &self,
+        req: RunRequest,
+        out: &berth_build::Output,
+    ) -> std::result::Result<String, BuildError> {
+        let mut hc = self.host_config.clone();
+        hc.insert(
+            "NetworkMode".into(),
+            json!(req.network.clone().unwrap_or_else(|| "bridge".into())),
+        );
+        let mut binds = Vec::new();
+        let mut tmpfs = serde_json::Map::new();
+        // secrets are files in the exec root (tmpfs on a usual host), removed after the step
+        let secret_dir = TmpDir(
+            self.engine
+                .config
+                .exec_root
+                .join("build-secrets")
+                .join(hex_rand()),
+        );
+        for m in &req.mounts {
+            match m {
+                MountSpec::Secret {
+                    id,
+                    target,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let data = self.secrets.get(id).cloned().unwrap_or_default();
+                    let path = secret_dir.0.join(hex_rand());
+                    write_secret(&path, &data, *mode, *uid, *gid)
+                        .map_err(|e| BuildError::new(format!("secret {id}: {e}")))?;
+                    binds.push(format!("{}:{target}:ro", path.display()));
+                }
+                MountSpec::Bind {
+                    source,
+                    target,
+                    readonly,
+                } => binds.push(format!(
+                    "{}:{target}{}",
+                    source.display(),
+                    if *readonly { ":ro" } else { "" }
+                )),
+                MountSpec::Cache {
+                    id,
+                    target,
+                    readonly,
+                } => {
+                    let dir = self.engine.builds.cache_mount_dir(id);
+                    std::fs::create_dir_all(&dir)
+                        .map_err(|e| BuildError::new(format!("creating cache mount: {e}")))?;
+                    binds.push(format!(
+                        "{}:{target}{}",
+                        dir.display(),
+                        if *readonly { ":ro" } else { "" }
+                    ));
+                }
+                MountSpec::Tmpfs { target, size } => {
+                    tmpfs.insert(
+                        target.clone(),
+                        json!(size.map(|s| format!("size={s}")).unwrap_or_default()),
+                    );
+                }
+            }
+        }
+        if !binds.is_empty() {
+            hc.insert("Binds".into(), json!(binds));
+        }
+        if !tmpfs.is_empty() {
+            hc.insert("Tmpfs".into(), Value::Object(tmpfs));
+        }
+        let body = json!({
+            "Image": req.image,
+            "Cmd": req.cmd,
+            "Entrypoint": [""],
+            "Env": req.env,
+            "User": req.user,
+            "WorkingDir": req.workdir,
+            "HostConfig": hc,
+        });
+        let (id, _) = self
+            .engine
+            .containers
+            .create(None, body)
+            .await
+            .map_err(berr)?;
+        out(format!(" ---> Running in {}\n", short(&id)));
+        let res = self.run_inner(&req, &id, out).await;
+        let code = match res {
+            Ok(c) => c,
+            Err(e) => {
+                if self.force_rm || self.rm {
+                    self.remove(&id).await;
+                }
+                return Err(berr(e));
+            }
+        };
+        if code != 0 {
+            if self.force_rm {
+                self.remove(&id).await;
+            }
+            return Err(BuildError::new(format!(
+                "The command '{}' returned a non-zero code: {code}",
+                req.cmd.join(" ")
+            )));
+        }
+        // mount points the runtime made are not the step's changes (nor is a secret's name)
+        let targets: Vec<String> = req
+            .mounts
+            .iter()
+            .map(|m| match m {
+                MountSpec::Bind { target, .. }
+                | MountSpec::Cache { target, .. }
+                | MountSpec::Tmpfs { target, .. }
+                | MountSpec::Secret { target, .. } => target.clone(),
+            })
+            .collect();
+        let img = self
+            .engine
+            .containers
+            .commit_build(&id, req.config, req.history, &targets)
+            .await;
+        drop(secret_dir);
+        if self.rm || self.force_rm {
+            out(format!("Removing intermediate container {}\n", short(&id)));
+            self.remove(&id).await;
+        }
+        Ok(img.map_err(berr)?.to_string())
+    }
+
+    async fn add_files(
+        &self,
+        req: FilesRequest,
+        _out: &berth_build::Output,
+    ) -> std::result::Result<String, BuildError> {
+        let FilesRequest {
+            image,
+            entries,
+            chown,
+            config,
+            history,
+        } = req;
+        let Some(image) = image else {
+            // FROM scratch: the layer is exactly the entries
+            let (uid, gid) = match &chown {
+                Some(c) => numeric_owner(c)?,
+                None => (None, None),
+            };
+            let entries: Vec<_> = entries
+                .into_iter()
+                .map(|mut e| {
+                    if let Some(u) = uid {
+                        e.uid = u;
+                    }
+                    if let Some(g) = gid {
+                        e.gid = g;
+                    }
+                    e
+                })
+                .collect();
+            let store = self.store().clone();
+            let id =
+                tokio::task::spawn_blocking(move || -> std::result::Result<Digest, BuildError> {
+                    let mut tar = Vec::new();
+                    context::write_tar(&entries, &HashSet::new(), &mut tar)?;
+                    store
+                        .create_image(
+                            None,
+                            Some(&mut &tar[..]),
+                            config,
+                            history,
+                            None,
+                            &mut |_| {},
+                        )
+                        .map_err(|e| BuildError::new(e.to_string()))
+                })
+                .await
+                .map_err(|e| BuildError::new(e.to_string()))??;
+            return Ok(id.to_string());
+        };
+        let ctr = self
+            .scratch_container(&image, chown.as_deref())
+            .await
+            .map_err(berr)?;
+        let res = async {
+            // implicit directories the image already has keep their mode and owner
+            let mut skip = HashSet::new();
+            for e in entries.iter().filter(|e| e.implicit) {
+                if self
+                    .engine
+                    .containers
+                    .archive_stat(&ctr, &e.path)
+                    .await
+                    .is_ok()
+                {
+                    skip.insert(e.path.clone());
+                }
+            }
+            let tar = tokio::task::spawn_blocking(move || {
+                let mut tar = Vec::new();
+                context::write_tar(&entries, &skip, &mut tar).map(|_| tar)
+            })
+            .await
+            .map_err(|e| BuildError::new(e.to_string()))??;
+            self.engine
+                .containers
+                .archive_put(
+                    &ctr,
+                    "/",
+                    false,
+                    chown.is_some(),
+                    Box::new(std::io::Cursor::new(tar)),
+                )
+                .await
+                .map_err(|e| match &chown {
+                    Some(c) if e.message.contains("user") || e.message.contains("group") => {
+                        BuildError::new(format!(
+                            "unable to convert uid/gid chown string to host mapping: {}: {c}",
+                            e.message
+                        ))
+                    }
+                    _ => berr(e),
+                })?;
+            self.engine
+                .containers
+                .commit_build(&ctr, config, history, &[])
+                .await
+                .map_err(berr)
+        }
+        .await;
+        self.remove(&ctr).await;
+        Ok(res?.to_string())
+    }
+
+    async fn commit_config(
+        &self,
+        parent: Option<&str>,
+        config: ImageConfig,
+        history: History,
+    ) -> std::result::Result<String, BuildError> {
+        let parent: Option<Digest> = match parent {
+            Some(p) => Some(
+                p.parse()
+                    .map_err(|_| BuildError::new(format!("bad image id {p}")))?,
+            ),
+            None => None,
+        };
+        let store = self.store().clone();
+        let id = tokio::task::spawn_blocking(move || {
+            store.create_image(parent.as_ref(), None, config, history, None, &mut |_| {})
+        })
+        .await
+        .map_err(|e| BuildError::new(e.to_string()))?
+        .map_err(|e| BuildError::new(e.to_string()))?;
+        Ok(id.to_string())
+    }
+
+    async fn is_dir(&self, image: &str, path: &str) -> bool {
+        let Ok(ctr) = self.scratch_container(image, None).await else {
+            return false;
+        };
+        let st = self.engine.containers.archive_stat(&ctr, path).await;
+        self.remove(&ctr).await;
+        // Go's os.ModeDir
+        matches!(st, Ok(s) if s.mode & 0x8000_0000 != 0)
+    }
+
+    async fn export(&self, image: &str, path: &str) -> std::result::Result<Vec<u8>, BuildError> {
+        let ctr = self.scratch_container(image, None).await.map_err(berr)?;
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let w = SharedBuf(buf.clone());
+        let res = self
+            .engine
+            .containers
+            .archive_get(&ctr, path, Box::new(w))
+            .await;
+        self.remove(&ctr).await;
+        res.map_err(|e| {
+            if e.kind == crate::ErrorKind::NotFound {
+                BuildError::new(format!("COPY failed: stat {path}: file does not exist"))
+            } else {
+                berr(e)
+            }
+        })?;
+        let data = std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(data)
+    }
+
+    async fn download(&self, url: &str) -> std::result::Result<Vec<u8>, BuildError> {
+        let r = crate::fetch::get_reader(url).await.map_err(berr)?;
+        tokio::task::spawn_blocking(move || {
+            let mut r = r;
+            let mut d = Vec::new();
+            r.read_to_end(&mut d).map(|_| d)
+        })
+        .await
+        .map_err(|e| BuildError::new(e.to_string()))?
+        .map_err(|e| BuildError::new(format!("downloading {url}: {e}")))
+    }
+
+    async fn cache_get(&self, key: &str) -> Option<String> {
+        let id = self.engine.builds.cache_get(key)?;
+        let d: Digest = id.parse().ok()?;
+        // a cached image that was removed is a miss
+        self.store().get(&d).ok().map(|_| id)
+    }
+
+    async fn cache_put(&self, key: &str, image: &str) {
+        self.engine.builds.cache_put(key, image);
+    }
+}
+
+fn numeric_owner(c: &str) -> std::result::Result<(Option<u32>, Option<u32>), BuildError> {
+    let (u, g) = c.split_once(':').unwrap_or((c, c));
+    let p = |s: &str| {
+        s.parse::<u32>().map_err(|_| {
+            BuildError::new(format!(
+                "unable to convert uid/gid chown string to host mapping: can't find uid for user {s}: no such user: {s}"
+            ))
+        })
+    };
+    Ok((Some(p(u)?), Some(p(g)?)))
+}
+
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Unpacks the context tar (plain, gzip or zstd) into `dir`; a malformed tar is a 400.
+fn unpack_context(input: Box<dyn Read + Send>, dir: &Path) -> Result<()> {
+    let mut input = input;
+    let (_, reader) = berth_image::layer::decompress(&mut input)
+        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
+    let mut ar = tar::Archive::new(reader);
+    ar.set_preserve_permissions(true);
+    ar.set_preserve_mtime(true);
+    ar.set_overwrite(true);
+    // tar's unpack refuses `..` members and writes through no symlink outside `dir`
+    ar.unpack(dir)
+        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))
+}
+
+/// `POST /build`: the whole build; events go to `sink`. Errors before any output (bad tar,
+/// Dockerfile missing or malformed, bad tag) are returned plainly; later ones too, and the
+/// caller writes them in-band.
+pub async fn build(
+    engine: Arc<Engine>,
+    input: Box<dyn Read + Send>,
+    p: BuildParams,
+    sink: Sink,
+) -> Result<String> {
+    let mut tags = Vec::new();
+    for t in &p.tags {
+        let r = Reference::parse_normalized(t).map_err(|_| {
+            Error::invalid(format!(
+                "invalid reference format: repository name ({t}) must be lowercase"
+            ))
+        })?;
+        if r.digest.is_some() {
+            return Err(Error::invalid(
+                "refusing to create a tag with a digest reference",
+            ));
+        }
+        tags.push(if r.tag.is_none() {
+            r.with_tag("latest")
+        } else {
+            r
+        });
+    }
+    let dir = engine
+        .builds
+        .root
+        .join("tmp")
+        .join(format!("ctx-{}", hex_rand()));
+    std::fs::create_dir_all(&dir).map_err(|e| io_err("creating build context dir", e))?;
+    let tmp = TmpDir(dir.clone());
+    let d2 = dir.clone();
+    tokio::task::spawn_blocking(move || unpack_context(input, &d2)).await??;
+    let dockerfile = if p.dockerfile.is_empty() {
+        "Dockerfile".to_owned()
+    } else {
+        p.dockerfile.clone()
+    };
+    let ignore_text = std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default();
+    let ctx = Arc::new(Context::new(
+        &dir,
+        berth_build::ignore::Ignore::parse(&ignore_text),
+    ));
+    let df_path = match Context::new(&dir, Default::default()).resolve(&dockerfile) {
+        Ok(r) if !r.is_dir => r.host,
+        // dockerd also accepts a lower-case `dockerfile` when the default is missing
+        _ if p.dockerfile.is_empty() && dir.join("dockerfile").is_file() => dir.join("dockerfile"),
+        _ => {
+            return Err(Error::invalid(format!(
+                "Cannot locate specified Dockerfile: {dockerfile}"
+            )));
+        }
+    };
+    let text = std::fs::read_to_string(&df_path)
+        .map_err(|e| Error::invalid(format!("reading Dockerfile: {e}")))?;
+    let df = berth_build::parse(&text).map_err(|e| Error::invalid(e.to_string()))?;
+    // dockerd's removeDockerfile: once read, the Dockerfile and .dockerignore leave the context
+    // when .dockerignore excludes them — the docker CLI's `-f` from outside the context or stdin
+    // arrives as `.dockerfile.<random>` listed there, and `COPY .` must not pick it up.
+    if ctx.excluded(".dockerignore") {
+        let _ = std::fs::remove_file(dir.join(".dockerignore"));
+    }
+    if df_path
+        .strip_prefix(&dir)
+        .ok()
+        .and_then(|r| r.to_str())
+        .is_some_and(|r| ctx.excluded(r))
+    {
+        let _ = std::fs::remove_file(&df_path);
+    }
+
+    let quiet = p.quiet;
+    let s2 = sink.clone();
+    let out: berth_build::Output = Arc::new(move |s: String| {
+        if !quiet {
+            s2(BuildEvent::Stream(s));
+        }
+    });
+    let backend = Arc::new(Backend {
+        engine: engine.clone(),
+        rm: p.rm,
+        force_rm: p.force_rm,
+        host_config: p.host_config.clone(),
+        auth: p.auth.clone(),
+        secrets: p.secrets.clone(),
+    });
+    let opts = berth_build::Options {
+        build_args: p.build_args.clone(),
+        labels: p.labels.clone(),
+        target: Some(p.target.clone()).filter(|t| !t.is_empty()),
+        no_cache: p.no_cache,
+        pull: p.pull,
+        network: Some(p.network_mode.clone()).filter(|n| !n.is_empty() && n != "default"),
+        quiet,
+        cache_from: p.cache_from.clone(),
+        secrets: p.secrets.keys().cloned().collect(),
+    };
+    let built = berth_build::exec::build(backend, ctx, df, opts, out)
+        .await
+        .map_err(|e| Error::invalid(e.message))?;
+    drop(tmp);
+    sink(BuildEvent::Aux(json!({ "ID": built.id })));
+    let short_id = built
+        .id
+        .strip_prefix("sha256:")
+        .unwrap_or(&built.id)
+        .chars()
+        .take(12)
+        .collect::<String>();
+    if quiet {
+        sink(BuildEvent::Stream(format!("{}\n", built.id)));
+    } else {
+        sink(BuildEvent::Stream(format!(
+            "Successfully built {short_id}\n"
+        )));
+    }
+    for t in &tags {
+        engine
+            .images
+            .tag(built.id.clone(), t.to_string(), String::new())
+            .await?;
+        if !quiet {
+            sink(BuildEvent::Stream(format!(
+                "Successfully tagged {}\n",
+                t.familiar()
+            )));
+        }
+    }
+    Ok(built.id)
+}
+
+fn write_secret(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, data)?;
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+    Ok(())
+}
+
+fn hex_rand() -> String {
+    let b: [u8; 8] = rand::random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
