@@ -45,6 +45,10 @@ class Daemon:
             "--bridge", self.bridge,
             "--config-file", os.path.join(self.dir, "daemon.json"),
         ]
+        # like dockerd, berthd takes a -b bridge other than its default as given: it must
+        # exist and stays at shutdown (stop removes it)
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=False,
+                       stderr=subprocess.DEVNULL)
         self.log = open(os.path.join(self.dir, "berthd.log"), "ab")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, start_new_session=True)
         deadline = time.time() + 20
@@ -80,12 +84,11 @@ class Daemon:
                 self.proc.wait()
         self.log.close()
         leaks = []
-        if _exists(["nft", "list", "table", "ip", self.nft_table()]):
-            leaks.append(f"nftables table ip {self.nft_table()}")
-            subprocess.run(["nft", "delete", "table", "ip", self.nft_table()], check=False)
-        if os.path.exists(f"/sys/class/net/{self.bridge}"):
-            leaks.append(f"bridge {self.bridge}")
-            subprocess.run(["ip", "link", "del", self.bridge], check=False)
+        for family in ("ip", "bridge"):
+            if _exists(["nft", "list", "table", family, self.nft_table()]):
+                leaks.append(f"nftables table {family} {self.nft_table()}")
+                subprocess.run(["nft", "delete", "table", family, self.nft_table()], check=False)
+        subprocess.run(["ip", "link", "del", self.bridge], check=False, stderr=subprocess.DEVNULL)
         with open("/proc/self/mountinfo") as f:
             netns = [l.split()[4] for l in f if l.split()[4].startswith(os.path.join(self.dir, "exec", "netns"))]
         if netns:

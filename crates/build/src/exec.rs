@@ -647,11 +647,14 @@ fn escape_dollar(s: &str) -> String {
 
 enum Action {
     Meta,
-    Run(RunRequest),
-    Files(FilesRequest),
+    Run(Box<RunRequest>),
     Copy {
         plan: Box<CopyPlan>,
         chown: Option<String>,
+    },
+    /// WORKDIR: a layer with the directory when the image lacks it, else metadata only.
+    Workdir {
+        path: String,
     },
 }
 
@@ -980,37 +983,12 @@ async fn dispatch<B: Backend>(
                 context::clean_abs(&format!("/{cur}/{w}"))
             };
             st.config.working_dir = Some(path.clone());
-            let exists = match &st.image {
-                Some(img) => sh.backend.is_dir(img, &path).await,
-                None => false,
-            };
             let created_by = nop(&format!("#(nop) WORKDIR {path}"));
-            if exists || path == "/" {
+            if path == "/" {
                 (created_by, Action::Meta)
             } else {
-                let entries = context::with_parents(
-                    vec![FileEntry {
-                        path: path.clone(),
-                        source: Source::Dir,
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                        mtime: now_secs(),
-                        implicit: true,
-                    }],
-                    now_secs(),
-                );
-                let chown = st.config.user.clone().filter(|u| !u.is_empty());
-                (
-                    created_by.clone(),
-                    Action::Files(FilesRequest {
-                        image: st.image.clone(),
-                        entries,
-                        chown,
-                        config: st.image_config(),
-                        history: History::default(),
-                    }),
-                )
+                // whether the dir must be created is asked only on a cache miss
+                (created_by, Action::Workdir { path })
             }
         }
         InstructionKind::Run(r) => run_step(sh, st, index, r, &mut extra, line)?,
@@ -1043,12 +1021,41 @@ async fn dispatch<B: Backend>(
         Action::Run(mut req) => {
             req.config = config;
             req.history = history;
-            sh.backend.run(req, out).await?
+            sh.backend.run(*req, out).await?
         }
-        Action::Files(mut req) => {
-            req.config = config;
-            req.history = history;
-            sh.backend.add_files(req, out).await?
+        Action::Workdir { path } => {
+            let exists = match &st.image {
+                Some(img) => sh.backend.is_dir(img, &path).await,
+                None => false,
+            };
+            if exists {
+                sh.backend
+                    .commit_config(st.image.as_deref(), config, history)
+                    .await?
+            } else {
+                let now = now_secs();
+                let entries = context::with_parents(
+                    vec![FileEntry {
+                        path,
+                        source: Source::Dir,
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        mtime: now,
+                        implicit: true,
+                    }],
+                    now,
+                );
+                let req = FilesRequest {
+                    image: st.image.clone(),
+                    entries,
+                    // root-owned, as dockerd's legacy builder makes it (BuildKit chowns to USER)
+                    chown: None,
+                    config,
+                    history,
+                };
+                sh.backend.add_files(req, out).await?
+            }
         }
         Action::Copy { plan, chown } => {
             let entries = plan.entries(sh, st.image.as_deref()).await?;
@@ -1260,7 +1267,7 @@ fn run_step<B: Backend>(
     *extra = format!("{mounts:?}|{network:?}");
     Ok((
         created_by,
-        Action::Run(RunRequest {
+        Action::Run(Box::new(RunRequest {
             image,
             cmd,
             env,
@@ -1270,7 +1277,7 @@ fn run_step<B: Backend>(
             mounts,
             config: ImageConfig::default(),
             history: History::default(),
-        }),
+        })),
     ))
 }
 

@@ -84,6 +84,12 @@ impl Daemon {
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
+        // like dockerd, berthd takes a -b bridge other than its default as given: it must
+        // exist, and it is not removed at shutdown (Drop removes it)
+        let _ = Command::new("ip")
+            .args(["link", "add", &d.bridge, "type", "bridge"])
+            .stderr(Stdio::null())
+            .status();
         d.spawn();
         d
     }
@@ -311,10 +317,13 @@ impl Daemon {
     /// mounts. Empty after a graceful stop, or berthd leaks.
     fn network_leftovers(&self, veths: &[String]) -> Vec<String> {
         let mut left = Vec::new();
-        if nft_table_exists(&self.nft_table()) {
-            left.push(format!("nftables table ip {}", self.nft_table()));
+        for family in ["ip", "bridge"] {
+            if nft_table_exists(family, &self.nft_table()) {
+                left.push(format!("nftables table {family} {}", self.nft_table()));
+            }
         }
-        for b in self.bridges() {
+        // (the default network's bridge is the harness's, given with -b: it stays)
+        for b in self.bridges().into_iter().filter(|b| *b != self.bridge) {
             if Path::new("/sys/class/net").join(&b).exists() {
                 left.push(format!("bridge {b}"));
             }
@@ -338,9 +347,9 @@ impl Daemon {
     }
 }
 
-fn nft_table_exists(t: &str) -> bool {
+fn nft_table_exists(family: &str, t: &str) -> bool {
     Command::new("nft")
-        .args(["list", "table", "ip", t])
+        .args(["list", "table", family, t])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -369,10 +378,12 @@ impl Drop for Daemon {
             }
         }
         let t = self.nft_table();
-        let _ = Command::new("nft")
-            .args(["delete", "table", "ip", &t])
-            .stderr(Stdio::null())
-            .status();
+        for family in ["ip", "bridge"] {
+            let _ = Command::new("nft")
+                .args(["delete", "table", family, &t])
+                .stderr(Stdio::null())
+                .status();
+        }
         let log = if leaks.is_empty() {
             String::new()
         } else {

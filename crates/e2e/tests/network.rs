@@ -71,17 +71,24 @@ impl Drop for Fx {
 
 /// Nothing of this daemon's is left in the kernel: bridges, our nft table, netns files.
 fn assert_clean(d: &Daemon, bridges: &[String]) {
-    for b in bridges {
+    // the default network's bridge was given with -b: the harness's, it stays
+    for b in bridges.iter().filter(|b| **b != d.bridge) {
         assert!(
             !Path::new("/sys/class/net").join(b).exists(),
             "bridge {b} left behind"
         );
     }
-    let t = std::process::Command::new("nft")
-        .args(["list", "table", "ip", &d.nft_table()])
-        .output()
-        .unwrap();
-    assert!(!t.status.success(), "table {} left behind", d.nft_table());
+    for family in ["ip", "bridge"] {
+        let t = std::process::Command::new("nft")
+            .args(["list", "table", family, &d.nft_table()])
+            .output()
+            .unwrap();
+        assert!(
+            !t.status.success(),
+            "table {family} {} left behind",
+            d.nft_table()
+        );
+    }
     let ns = d.exec_root.join("netns");
     let left: Vec<_> = std::fs::read_dir(&ns)
         .map(|r| r.flatten().map(|e| e.file_name()).collect())
@@ -915,4 +922,118 @@ fn two_hundred_containers_on_one_network() {
         assert_eq!(out, "done", "from {from}:\n{out}");
     }
     eprintln!("{N} containers started and resolved in {:?}", t0.elapsed());
+}
+
+#[test]
+fn icc_off_isolates_containers_of_one_bridge() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&["--icc=false"]);
+    let (s1, s2) = (fx.d.subnet(), fx.d.subnet());
+    fx.out(&[
+        "network",
+        "create",
+        "--subnet",
+        &s1,
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "closed",
+    ]);
+    fx.out(&["network", "create", "--subnet", &s2, "open"]);
+    let ping = |net: &str, ip: &str| {
+        fx.d.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "busybox",
+            "ping",
+            "-c",
+            "1",
+            "-W",
+            "1",
+            ip,
+        ])
+        .status
+        .success()
+    };
+    for net in ["bridge", "closed", "open"] {
+        fx.out(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("t-{net}"),
+            "--network",
+            net,
+            "busybox",
+            "sleep",
+            "60",
+        ]);
+    }
+    let gw = |net: &str| {
+        fx.out(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
+            net,
+        ])
+    };
+    // the default bridge (--icc=false) and the closed network: no container to container
+    // traffic, the gateway still answers
+    for net in ["bridge", "closed"] {
+        assert!(
+            !ping(net, &fx.ip(&format!("t-{net}"))),
+            "{net}: containers reach each other"
+        );
+        assert!(ping(net, &gw(net)), "{net}: gateway unreachable");
+    }
+    assert!(
+        ping("open", &fx.ip("t-open")),
+        "open network blocks containers"
+    );
+    let rules = std::process::Command::new("nft")
+        .args(["list", "table", "bridge", &fx.d.nft_table()])
+        .output()
+        .unwrap();
+    assert!(rules.status.success());
+    fx.clean();
+    fx.out(&["network", "rm", "closed", "open"]);
+}
+
+#[test]
+fn a_missing_non_default_bridge_is_refused_like_dockerd() {
+    if !can_run() {
+        return;
+    }
+    let dir = berth_e2e::scratch("nobr");
+    std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+    let p = |n: &str| dir.join(n).display().to_string();
+    let out = std::process::Command::new(berth_e2e::bin_dir().join("berthd"))
+        .args([
+            "--data-root",
+            &p("data"),
+            "--exec-root",
+            &p("exec"),
+            "--pidfile",
+            &p("pid"),
+        ])
+        .args([
+            "-H",
+            &format!("unix://{}", p("s.sock")),
+            "--config-file",
+            &p("daemon.json"),
+        ])
+        .args(["-b", "nosuchbr0"])
+        .output()
+        .unwrap();
+    berth_e2e::cleanup_dir(&dir);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bridge device with non default name nosuchbr0 must be created manually"),
+        "{err}"
+    );
+    assert!(!Path::new("/sys/class/net/nosuchbr0").exists());
 }

@@ -243,6 +243,12 @@ impl Networks {
             if !valid_ifname(&br_name) {
                 return Err(Error::Invalid(format!("invalid bridge name: {br_name}")));
             }
+            // like dockerd: only the default name is ours to create (and to remove again)
+            if br_name != DEFAULT_BRIDGE && nl.index(&br_name).await?.is_none() {
+                return Err(Error::Invalid(format!(
+                    "bridge device with non default name {br_name} must be created manually"
+                )));
+            }
             let others: Vec<Cidr> = s
                 .networks
                 .iter()
@@ -1197,6 +1203,8 @@ impl Networks {
                 st.s.networks
                     .iter()
                     .filter(|n| n.is_bridge())
+                    // a bridge given with -b is the admin's: it stays, as with dockerd
+                    .filter(|n| !(n.predefined && n.bridge != DEFAULT_BRIDGE))
                     .map(|n| n.bridge.clone())
                     .collect::<Vec<_>>(),
                 st.s.members.values().any(|m| m.sandbox.is_some()),

@@ -1,6 +1,9 @@
 //! NAT and filtering: one nftables table of our own (`ip <table>`), rendered whole from the
-//! networks and published ports and swapped in one `nft -f` transaction. Nothing of ours lives
-//! outside that table, so deleting it removes every rule we made.
+//! networks and published ports and swapped in one `nft -f` transaction, plus a `bridge
+//! <table>` of the same name when a bridge has inter-container communication off (bridged
+//! frames never reach the ip family's hooks unless br_netfilter is loaded, which would change
+//! the whole host's behaviour). Nothing of ours lives outside those tables, so deleting them
+//! removes every rule we made.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -94,9 +97,6 @@ pub fn render(table: &str, bridges: &[BridgeRules], dnats: &[Dnat]) -> String {
             let _ = writeln!(s, "    iifname {br} oifname != {br} drop");
             let _ = writeln!(s, "    oifname {br} iifname != {br} drop");
         }
-        if !b.icc {
-            let _ = writeln!(s, "    iifname {br} oifname {br} drop");
-        }
         let others: Vec<String> = bridges
             .iter()
             .filter(|o| o.bridge != b.bridge)
@@ -112,6 +112,26 @@ pub fn render(table: &str, bridges: &[BridgeRules], dnats: &[Dnat]) -> String {
         }
     }
     s.push_str("  }\n}\n");
+    // icc=false: IPv4 between two containers of the bridge's subnet is dropped where the
+    // bridge forwards it (ARP still passes; traffic to the gateway, outbound and NAT'd traffic
+    // is routed, not bridge-forwarded). By subnet: `meta ibrname` needs nft_meta_bridge, which
+    // kernels do not always have.
+    let _ = writeln!(s, "table bridge {table} {{}}\ndelete table bridge {table}");
+    let closed: Vec<String> = bridges
+        .iter()
+        .filter(|b| !b.icc)
+        .map(|b| {
+            let n = b.subnet.network();
+            format!("    ip saddr {n} ip daddr {n} drop\n")
+        })
+        .collect();
+    if !closed.is_empty() {
+        let _ = writeln!(
+            s,
+            "table bridge {table} {{\n  chain forward {{\n    type filter hook forward priority filter; policy accept;\n{}  }}\n}}",
+            closed.concat()
+        );
+    }
     s
 }
 
@@ -126,7 +146,9 @@ pub fn delete(table: &str) -> Result<()> {
 }
 
 pub fn delete_script(table: &str) -> String {
-    format!("table ip {table} {{}}\ndelete table ip {table}\n")
+    format!(
+        "table ip {table} {{}}\ndelete table ip {table}\ntable bridge {table} {{}}\ndelete table bridge {table}\n"
+    )
 }
 
 fn run_nft(script: &str) -> Result<()> {
@@ -192,5 +214,12 @@ mod tests {
         assert!(!t.contains("ip saddr 172.18.0.0/16 oifname"));
         assert!(t.contains("iifname \"br-x\" oifname != \"br-x\" drop"));
         assert!(t.contains("iifname \"berth0\" oifname { \"br-x\" } drop"));
+        // every bridge talks within itself: no bridge-family rules
+        assert!(!t.contains("table bridge berth {\n"));
+        let mut closed = b("br-y", "172.19.0.1/16", false);
+        closed.icc = false;
+        let t = render("berth", &[closed], &[]);
+        assert!(t.contains("ip saddr 172.19.0.0/16 ip daddr 172.19.0.0/16 drop"));
+        assert!(t.contains("table bridge berth {\n"));
     }
 }
