@@ -53,6 +53,9 @@ pub struct Options {
     pub quiet: bool,
     /// `cachefrom`: images whose chains count as cache (when they are local).
     pub cache_from: Vec<String>,
+    /// IDs of the secrets the client sent (`RUN --mount=type=secret`); the data stays with
+    /// the backend.
+    pub secrets: BTreeSet<String>,
 }
 
 /// An image a stage starts from.
@@ -80,6 +83,14 @@ pub enum MountSpec {
     Tmpfs {
         target: String,
         size: Option<u64>,
+    },
+    /// A secret the client sent, as a read-only file (never in a layer or in history).
+    Secret {
+        id: String,
+        target: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
     },
 }
 
@@ -1250,11 +1261,39 @@ fn run_step<B: Backend>(
                 target: abs_in(st, target),
                 size: *size,
             }),
-            RunMount::Secret { id, .. } => {
-                return Err(BuildError::new(format!(
-                    "secret {} not found: secrets need BuildKit's session, which the legacy /build API has not",
-                    id.as_deref().unwrap_or("")
-                )));
+            RunMount::Secret {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let id = id
+                    .clone()
+                    .or_else(|| {
+                        target
+                            .as_deref()
+                            .and_then(|t| t.rsplit('/').next())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default();
+                if !sh.opts.secrets.contains(&id) {
+                    if *required {
+                        return Err(BuildError::new(format!("secret {id}: not found")));
+                    }
+                    continue;
+                }
+                let target = target
+                    .clone()
+                    .unwrap_or_else(|| format!("/run/secrets/{id}"));
+                mounts.push(MountSpec::Secret {
+                    target: abs_in(st, &target),
+                    id,
+                    mode: mode.unwrap_or(0o400),
+                    uid: uid.unwrap_or(0),
+                    gid: gid.unwrap_or(0),
+                });
             }
             RunMount::Ssh { .. } => {
                 return Err(BuildError::new(

@@ -49,6 +49,8 @@ pub struct BuildParams {
     pub target: String,
     /// `X-Registry-Config`: credentials by registry, for pulling bases.
     pub auth: BTreeMap<String, berth_distribution::Credentials>,
+    /// `RUN --mount=type=secret` data by id (berth's `X-Berth-Build-Secrets` header).
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 /// One line of the build's JSON stream.
@@ -175,6 +177,7 @@ struct Backend {
     force_rm: bool,
     host_config: serde_json::Map<String, Value>,
     auth: BTreeMap<String, berth_distribution::Credentials>,
+    secrets: BTreeMap<String, Vec<u8>>,
 }
 
 fn short(id: &str) -> &str {
@@ -313,8 +316,29 @@ impl berth_build::Backend for Backend {
         );
         let mut binds = Vec::new();
         let mut tmpfs = serde_json::Map::new();
+        // secrets are files in the exec root (tmpfs on a usual host), removed after the step
+        let secret_dir = TmpDir(
+            self.engine
+                .config
+                .exec_root
+                .join("build-secrets")
+                .join(hex_rand()),
+        );
         for m in &req.mounts {
             match m {
+                MountSpec::Secret {
+                    id,
+                    target,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let data = self.secrets.get(id).cloned().unwrap_or_default();
+                    let path = secret_dir.0.join(hex_rand());
+                    write_secret(&path, &data, *mode, *uid, *gid)
+                        .map_err(|e| BuildError::new(format!("secret {id}: {e}")))?;
+                    binds.push(format!("{}:{target}:ro", path.display()));
+                }
                 MountSpec::Bind {
                     source,
                     target,
@@ -387,11 +411,23 @@ impl berth_build::Backend for Backend {
                 req.cmd.join(" ")
             )));
         }
+        // mount points the runtime made are not the step's changes (nor is a secret's name)
+        let targets: Vec<String> = req
+            .mounts
+            .iter()
+            .map(|m| match m {
+                MountSpec::Bind { target, .. }
+                | MountSpec::Cache { target, .. }
+                | MountSpec::Tmpfs { target, .. }
+                | MountSpec::Secret { target, .. } => target.clone(),
+            })
+            .collect();
         let img = self
             .engine
             .containers
-            .commit_build(&id, req.config, req.history)
+            .commit_build(&id, req.config, req.history, &targets)
             .await;
+        drop(secret_dir);
         if self.rm || self.force_rm {
             out(format!("Removing intermediate container {}\n", short(&id)));
             self.remove(&id).await;
@@ -494,7 +530,7 @@ impl berth_build::Backend for Backend {
                 })?;
             self.engine
                 .containers
-                .commit_build(&ctr, config, history)
+                .commit_build(&ctr, config, history, &[])
                 .await
                 .map_err(berr)
         }
@@ -680,6 +716,20 @@ pub async fn build(
     let text = std::fs::read_to_string(&df_path)
         .map_err(|e| Error::invalid(format!("reading Dockerfile: {e}")))?;
     let df = berth_build::parse(&text).map_err(|e| Error::invalid(e.to_string()))?;
+    // dockerd's removeDockerfile: once read, the Dockerfile and .dockerignore leave the context
+    // when .dockerignore excludes them — the docker CLI's `-f` from outside the context or stdin
+    // arrives as `.dockerfile.<random>` listed there, and `COPY .` must not pick it up.
+    if ctx.excluded(".dockerignore") {
+        let _ = std::fs::remove_file(dir.join(".dockerignore"));
+    }
+    if df_path
+        .strip_prefix(&dir)
+        .ok()
+        .and_then(|r| r.to_str())
+        .is_some_and(|r| ctx.excluded(r))
+    {
+        let _ = std::fs::remove_file(&df_path);
+    }
 
     let quiet = p.quiet;
     let s2 = sink.clone();
@@ -694,6 +744,7 @@ pub async fn build(
         force_rm: p.force_rm,
         host_config: p.host_config.clone(),
         auth: p.auth.clone(),
+        secrets: p.secrets.clone(),
     });
     let opts = berth_build::Options {
         build_args: p.build_args.clone(),
@@ -704,6 +755,7 @@ pub async fn build(
         network: Some(p.network_mode.clone()).filter(|n| !n.is_empty() && n != "default"),
         quiet,
         cache_from: p.cache_from.clone(),
+        secrets: p.secrets.keys().cloned().collect(),
     };
     let built = berth_build::exec::build(backend, ctx, df, opts, out)
         .await
@@ -737,6 +789,23 @@ pub async fn build(
         }
     }
     Ok(built.id)
+}
+
+fn write_secret(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, data)?;
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+    Ok(())
 }
 
 fn hex_rand() -> String {
