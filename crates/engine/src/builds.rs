@@ -768,6 +768,20 @@ pub async fn build(
     let text = std::fs::read_to_string(&df_path)
         .map_err(|e| Error::invalid(format!("reading Dockerfile: {e}")))?;
     let df = berth_build::parse(&text).map_err(|e| Error::invalid(e.to_string()))?;
+    // dockerd's removeDockerfile: once read, the Dockerfile and .dockerignore leave the context
+    // when .dockerignore excludes them — the docker CLI's `-f` from outside the context or stdin
+    // arrives as `.dockerfile.<random>` listed there, and `COPY .` must not pick it up.
+    if ctx.excluded(".dockerignore") {
+        let _ = std::fs::remove_file(dir.join(".dockerignore"));
+    }
+    if df_path
+        .strip_prefix(&dir)
+        .ok()
+        .and_then(|r| r.to_str())
+        .is_some_and(|r| ctx.excluded(r))
+    {
+        let _ = std::fs::remove_file(&df_path);
+    }
 
     let quiet = p.quiet;
     let s2 = sink.clone();
