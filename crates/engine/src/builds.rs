@@ -145,16 +145,62 @@ impl Builds {
         Ok((size, ids))
     }
 
-    /// For `/system/df`: (number of cache records, bytes of cache mounts).
-    pub fn usage(&self) -> (usize, u64) {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM cache", [], |r| r.get(0))
-            .unwrap_or(0);
-        (
-            n.max(0) as usize,
-            berth_image::layer::dir_size(&self.root.join("cache-mounts")),
-        )
+    /// The `BuildCache` part of `/system/df`: one record per cached step (its image's layers
+    /// are counted with the images) and one per `RUN --mount=type=cache` directory.
+    pub fn df(&self) -> Vec<Value> {
+        let fmt = |t: i64| {
+            chrono::DateTime::from_timestamp(t, 0)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        let rows: Vec<(String, String, i64)> = {
+            let conn = self.conn();
+            let Ok(mut stmt) = conn.prepare("SELECT key, image, created FROM cache") else {
+                return out;
+            };
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map(|rows| rows.flatten().collect())
+                .unwrap_or_default()
+        };
+        for (key, image, created) in rows {
+            out.push(json!({
+                "ID": &key[..key.len().min(25)],
+                "Parents": null,
+                "Type": "regular",
+                "Description": format!("step cached as {}", &image[..image.len().min(19)]),
+                "InUse": false,
+                "Shared": true,
+                "Size": 0,
+                "CreatedAt": fmt(created),
+                "LastUsedAt": fmt(created),
+                "UsageCount": 1,
+            }));
+        }
+        if let Ok(rd) = std::fs::read_dir(self.root.join("cache-mounts")) {
+            for e in rd.flatten() {
+                let created = e
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                out.push(json!({
+                    "ID": e.file_name().to_string_lossy(),
+                    "Parents": null,
+                    "Type": "exec.cachemount",
+                    "Description": "cached mount (RUN --mount=type=cache)",
+                    "InUse": false,
+                    "Shared": false,
+                    "Size": berth_image::layer::dir_size(&e.path()),
+                    "CreatedAt": fmt(created),
+                    "LastUsedAt": fmt(created),
+                    "UsageCount": 1,
+                }));
+            }
+        }
+        out
     }
 }
 
@@ -654,7 +700,13 @@ fn unpack_context(input: Box<dyn Read + Send>, dir: &Path) -> Result<()> {
     ar.set_overwrite(true);
     // tar's unpack refuses `..` members and writes through no symlink outside `dir`
     ar.unpack(dir)
-        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))
+        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
+    // read the body to its end (padding after the end-of-archive blocks): answering an
+    // error while the client is still sending would make it see a broken pipe instead
+    let mut rest = ar.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
+    Ok(())
 }
 
 /// `POST /build`: the whole build; events go to `sink`. Errors before any output (bad tar,
