@@ -749,7 +749,8 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
         }
     }
 
-    let mut headers: Vec<(&str, String)> = Vec::new();
+    let mut headers: Vec<(&str, String)> =
+        vec![("X-Registry-Config", crate::credentials::registry_config()?)];
     if let Some(s) = secret_header {
         headers.push(("X-Berth-Build-Secrets", s));
     }
