@@ -445,3 +445,17 @@ fn add_url_with_checksum() {
     let all = format!("{}{}", out.stdout_str(), out.stderr_str());
     assert!(all.contains("digest mismatch"), "{all}");
 }
+
+#[test]
+fn remote_dockerfile_url() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let port = serve_once_per_request(
+        b"FROM busybox\nRUN echo remote-built > /r\nCMD [\"cat\", \"/r\"]\n",
+    );
+    let url = format!("http://127.0.0.1:{port}/Dockerfile");
+    build(&f, Path::new(&url), &["-t", "remote:1"]).ok();
+    assert_eq!(run(&f, &["remote:1"]), "remote-built\n");
+}

@@ -49,6 +49,8 @@ pub struct BuildParams {
     pub target: String,
     /// `X-Registry-Config`: credentials by registry, for pulling bases.
     pub auth: BTreeMap<String, berth_distribution::Credentials>,
+    /// `remote`: the context (a tar) or the Dockerfile itself at an http(s) URL.
+    pub remote: String,
     /// `RUN --mount=type=secret` data by id (berth's `X-Berth-Build-Secrets` header).
     pub secrets: BTreeMap<String, Vec<u8>>,
 }
@@ -743,13 +745,48 @@ pub async fn build(
         .join(format!("ctx-{}", hex_rand()));
     std::fs::create_dir_all(&dir).map_err(|e| io_err("creating build context dir", e))?;
     let tmp = TmpDir(dir.clone());
-    let d2 = dir.clone();
-    tokio::task::spawn_blocking(move || unpack_context(input, &d2)).await??;
     let dockerfile = if p.dockerfile.is_empty() {
         "Dockerfile".to_owned()
     } else {
         p.dockerfile.clone()
     };
+    let remote = p.remote.trim();
+    let input: Box<dyn Read + Send> = if remote.is_empty() {
+        input
+    } else if remote.starts_with("http://") || remote.starts_with("https://") {
+        let mut r = crate::fetch::get_reader(remote).await?;
+        let data = tokio::task::spawn_blocking(move || {
+            let mut d = Vec::new();
+            r.read_to_end(&mut d).map(|_| d)
+        })
+        .await?
+        .map_err(|e| Error::invalid(format!("downloading {remote}: {e}")))?;
+        if is_tar(&data) {
+            Box::new(std::io::Cursor::new(data))
+        } else {
+            // a URL to a Dockerfile: the context is that file alone
+            let name = context::clean_rel(&dockerfile)
+                .map(|c| c.join("/"))
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "Dockerfile".into());
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, &data[..])
+                .map_err(|e| io_err("packing the remote Dockerfile", e))?;
+            let tar = b
+                .into_inner()
+                .map_err(|e| io_err("packing the remote Dockerfile", e))?;
+            Box::new(std::io::Cursor::new(tar))
+        }
+    } else {
+        return Err(Error::invalid(format!(
+            "unable to prepare context: git contexts are not supported by berthd ({remote}): clone it and build the directory"
+        )));
+    };
+    let d2 = dir.clone();
+    tokio::task::spawn_blocking(move || unpack_context(input, &d2)).await??;
     let ignore_text = std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default();
     let ctx = Arc::new(Context::new(
         &dir,
@@ -841,6 +878,15 @@ pub async fn build(
         }
     }
     Ok(built.id)
+}
+
+/// A tar, plain or compressed (gzip/zstd), judged by its first header.
+fn is_tar(data: &[u8]) -> bool {
+    let mut head = Vec::new();
+    if let Ok((_, r)) = berth_image::layer::decompress(data) {
+        let _ = r.take(512).read_to_end(&mut head);
+    }
+    head.len() >= 262 && &head[257..262] == b"ustar"
 }
 
 fn write_secret(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
