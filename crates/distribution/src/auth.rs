@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 use serde::Deserialize;
 
+use crate::client::IDENTITY_TOKEN_USER;
 use crate::{Error, Result};
 
 /// A user name and password (or token) for one registry.
@@ -37,6 +38,8 @@ struct AuthConfig {
     auth: String,
     #[serde(default)]
     identitytoken: String,
+    #[serde(default)]
+    serveraddress: String,
 }
 
 impl Credentials {
@@ -52,25 +55,39 @@ impl Credentials {
             .decode(h.trim_end_matches('='))
             .or_else(|_| base64::engine::general_purpose::STANDARD.decode(h))
             .map_err(|_| Error::Config("invalid X-Registry-Auth header: not base64".into()))?;
-        let cfg: AuthConfig = serde_json::from_slice(&raw)
-            .map_err(|e| Error::Config(format!("invalid X-Registry-Auth header: {e}")))?;
+        Credentials::from_auth_config(&raw).map(|(c, _)| c)
+    }
+
+    /// Decode Docker's AuthConfig JSON (the body of `POST /auth`, the inside of
+    /// X-Registry-Auth): (credentials, `serveraddress`). An identity token wins over a
+    /// password (it is sent as the `<token>` user's password); no credentials at all is None.
+    pub fn from_auth_config(json: &[u8]) -> Result<(Option<Credentials>, String)> {
+        if json.iter().all(u8::is_ascii_whitespace) {
+            return Ok((None, String::new()));
+        }
+        let cfg: AuthConfig = serde_json::from_slice(json)
+            .map_err(|e| Error::Config(format!("invalid auth config: {e}")))?;
+        let server = cfg.serveraddress.clone();
         if !cfg.identitytoken.is_empty() {
-            return Ok(Some(Credentials::new("<token>", cfg.identitytoken)));
+            return Ok((
+                Some(Credentials::new(IDENTITY_TOKEN_USER, cfg.identitytoken)),
+                server,
+            ));
         }
         if !cfg.username.is_empty() || !cfg.password.is_empty() {
-            return Ok(Some(Credentials::new(cfg.username, cfg.password)));
+            return Ok((Some(Credentials::new(cfg.username, cfg.password)), server));
         }
         if !cfg.auth.is_empty() {
             let dec = base64::engine::general_purpose::STANDARD
                 .decode(cfg.auth.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| Error::Config("invalid auth in X-Registry-Auth".into()))?;
+                .ok_or_else(|| Error::Config("invalid auth in auth config".into()))?;
             if let Some((u, p)) = dec.split_once(':') {
-                return Ok(Some(Credentials::new(u, p)));
+                return Ok((Some(Credentials::new(u, p)), server));
             }
         }
-        Ok(None)
+        Ok((None, server))
     }
 
     pub fn new(username: impl Into<String>, password: impl Into<String>) -> Credentials {

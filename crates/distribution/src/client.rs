@@ -326,14 +326,7 @@ impl Client {
             let http = http_client(cfg, hostport, skip_verify)?;
             match http.get(format!("{base}/v2/")).send().await {
                 Ok(resp) => {
-                    let challenge = resp
-                        .headers()
-                        .get_all(header::WWW_AUTHENTICATE)
-                        .iter()
-                        .filter_map(|v| v.to_str().ok())
-                        .filter_map(auth::parse_challenge)
-                        // Prefer Bearer when a registry offers both.
-                        .max_by_key(|c| matches!(c, Challenge::Bearer { .. }));
+                    let challenge = challenge_of(&resp);
                     let status = resp.status();
                     if !(status.is_success() || status == StatusCode::UNAUTHORIZED) {
                         let e = Error::Registry(format!(
@@ -509,13 +502,7 @@ impl Client {
             }
             // A 401 may carry a different challenge (e.g. the ping was anonymous-OK but this
             // repository needs auth): learn it and retry once.
-            let ch = resp
-                .headers()
-                .get_all(header::WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .filter_map(auth::parse_challenge)
-                .max_by_key(|c| matches!(c, Challenge::Bearer { .. }));
+            let ch = challenge_of(&resp);
             let mut st = self.auth.lock().await;
             let changed = ch.is_some() && ch != st.challenge;
             if changed {
@@ -621,6 +608,66 @@ impl Client {
 }
 
 /// The next page of a paginated listing: `Link: </v2/x/tags/list?last=a&n=1000>; rel="next"`.
+/// The auth challenge of a response's WWW-Authenticate headers; Bearer preferred when a
+/// registry offers both.
+fn challenge_of(resp: &Response) -> Option<Challenge> {
+    resp.headers()
+        .get_all(header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(auth::parse_challenge)
+        .max_by_key(|c| matches!(c, Challenge::Bearer { .. }))
+}
+
+impl Client {
+    /// GET a list the registry paginates with `Link: <..>; rel="next"` (tags, catalog), at
+    /// most `max_pages` pages (a registry could paginate forever): the strings of each page's
+    /// `field` go to `page`, which returns false to stop. 401/403 are `Unauthorized`; 404 is
+    /// `NotFound("<not_found>: ..")` when `not_found` is given.
+    pub(crate) async fn list_pages(
+        &self,
+        scopes: &[String],
+        first: String,
+        field: &str,
+        not_found: Option<&str>,
+        max_pages: usize,
+        mut page: impl FnMut(Vec<String>) -> bool,
+    ) -> Result<()> {
+        let mut next = Some(first);
+        for _ in 0..max_pages {
+            let Some(path) = next.take() else { break };
+            let resp = self
+                .send(scopes, |h, base| h.get(format!("{base}{path}")))
+                .await?;
+            let status = resp.status();
+            if !status.is_success() {
+                let text = error_text(resp).await;
+                return Err(match (status.as_u16(), not_found) {
+                    (401 | 403, _) => Error::Unauthorized(text),
+                    (404, Some(what)) => Error::NotFound(format!("{what}: {text}")),
+                    _ => Error::Registry(text),
+                });
+            }
+            next = next_link(&resp);
+            let body = read_limited(resp, 16 << 20, field).await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .map_err(|e| Error::Registry(format!("invalid {field} list: {e}")))?;
+            let items = v[field]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !page(items) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn next_link(resp: &Response) -> Option<String> {
     resp.headers()
         .get(reqwest::header::LINK)

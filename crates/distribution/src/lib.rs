@@ -245,40 +245,25 @@ pub async fn list_tags(
     repository: &berth_types::Reference,
     credentials: Option<&Credentials>,
 ) -> Result<Vec<String>> {
-    #[derive(serde::Deserialize)]
-    struct Tags {
-        #[serde(default)]
-        tags: Option<Vec<String>>,
-    }
     let creds = match credentials {
         Some(c) => Some(c.clone()),
         None => cfg.credentials_for(&repository.domain)?,
     };
     let c = client::Client::connect(cfg, api_host(&repository.domain), creds).await?;
     let scopes = vec![scope(&repository.path, "pull")];
-    let mut next = Some(format!("/v2/{}/tags/list?n=1000", repository.path));
     let mut out = Vec::new();
-    // A registry could paginate forever; 1000 pages of 1000 tags is plenty.
-    for _ in 0..1000 {
-        let Some(path) = next.take() else { break };
-        let resp = c
-            .send(&scopes, |h, base| h.get(format!("{base}{path}")))
-            .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            let text = client::error_text(resp).await;
-            return Err(match status.as_u16() {
-                401 | 403 => Error::Unauthorized(text),
-                404 => Error::NotFound(format!("{}: {text}", repository.familiar_name())),
-                _ => Error::Registry(text),
-            });
-        }
-        next = client::next_link(&resp);
-        let body = client::read_limited(resp, 16 << 20, "tag list").await?;
-        let t: Tags = serde_json::from_slice(&body)
-            .map_err(|e| Error::Registry(format!("invalid tag list: {e}")))?;
-        out.extend(t.tags.unwrap_or_default());
-    }
+    c.list_pages(
+        &scopes,
+        format!("/v2/{}/tags/list?n=1000", repository.path),
+        "tags",
+        Some(&repository.familiar_name()),
+        1000,
+        |tags| {
+            out.extend(tags);
+            true
+        },
+    )
+    .await?;
     Ok(out)
 }
 

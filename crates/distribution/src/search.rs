@@ -86,52 +86,35 @@ async fn catalog_search(
     limit: usize,
     credentials: Option<&Credentials>,
 ) -> Result<Vec<SearchResult>> {
-    #[derive(Deserialize)]
-    struct Catalog {
-        #[serde(default)]
-        repositories: Option<Vec<String>>,
-    }
     let creds = match credentials {
         Some(c) => Some(c.clone()),
         None => cfg.credentials_for(domain)?,
     };
     let c = Client::connect(cfg, api_host(domain), creds).await?;
     let scopes = vec!["registry:catalog:*".to_owned()];
-    let mut next = Some("/v2/_catalog?n=1000".to_owned());
     let mut out = Vec::new();
-    // Bounded like tag listing: a registry could paginate forever.
-    for _ in 0..100 {
-        let Some(path) = next.take() else { break };
-        let resp = c
-            .send(&scopes, |h, base| h.get(format!("{base}{path}")))
-            .await?;
-        let status = resp.status();
-        if !status.is_success() {
-            let text = client::error_text(resp).await;
-            return Err(match status.as_u16() {
-                401 | 403 => Error::Unauthorized(text),
-                _ => Error::Registry(text),
-            });
-        }
-        next = client::next_link(&resp);
-        let body = read_limited(resp, 16 << 20, "catalog").await?;
-        let cat: Catalog = serde_json::from_slice(&body)
-            .map_err(|e| Error::Registry(format!("invalid catalog: {e}")))?;
-        for repo in cat.repositories.unwrap_or_default() {
-            if repo.contains(term) && out.len() < limit {
-                out.push(SearchResult {
-                    star_count: 0,
-                    is_official: false,
-                    name: format!("{domain}/{repo}"),
-                    is_automated: false,
-                    description: String::new(),
-                });
+    c.list_pages(
+        &scopes,
+        "/v2/_catalog?n=1000".to_owned(),
+        "repositories",
+        None,
+        100,
+        |repos| {
+            for repo in repos {
+                if repo.contains(term) && out.len() < limit {
+                    out.push(SearchResult {
+                        star_count: 0,
+                        is_official: false,
+                        name: format!("{domain}/{repo}"),
+                        is_automated: false,
+                        description: String::new(),
+                    });
+                }
             }
-        }
-        if out.len() >= limit {
-            break;
-        }
-    }
+            out.len() < limit
+        },
+    )
+    .await?;
     Ok(out)
 }
 

@@ -258,34 +258,16 @@ impl Images {
     }
 
     /// `POST /auth`: check the credentials of the body (Docker's AuthConfig) against the
-    /// registry. Returns the status text and an identity token (never, for now: registries we
-    /// talk to issue none to plain logins).
+    /// registry. Returns the status text and the identity token the registry's token server
+    /// issued (empty when it issues none, e.g. with Basic auth).
     pub async fn login(&self, body: &[u8]) -> Result<(String, String)> {
-        #[derive(serde::Deserialize, Default)]
-        struct AuthConfig {
-            #[serde(default)]
-            username: String,
-            #[serde(default)]
-            password: String,
-            #[serde(default)]
-            serveraddress: String,
-            #[serde(default)]
-            identitytoken: String,
-        }
-        let a: AuthConfig = if body.iter().all(u8::is_ascii_whitespace) {
-            AuthConfig::default()
-        } else {
-            serde_json::from_slice(body).map_err(|e| Error::invalid(e.to_string()))?
-        };
-        let creds = if a.identitytoken.is_empty() {
-            Credentials::new(a.username, a.password)
-        } else {
-            Credentials::new("<token>", a.identitytoken)
-        };
-        let server = if a.serveraddress.is_empty() {
+        let (creds, server) =
+            Credentials::from_auth_config(body).map_err(|e| Error::invalid(e.to_string()))?;
+        let creds = creds.unwrap_or_else(|| Credentials::new("", ""));
+        let server = if server.is_empty() {
             "https://index.docker.io/v1/".to_owned()
         } else {
-            a.serveraddress
+            server
         };
         let token = dist::login(&self.registry(), &server, &creds)
             .await
