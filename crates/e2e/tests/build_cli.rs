@@ -285,3 +285,32 @@ fn from_a_private_registry_uses_the_stored_login() {
     let so = out.ok().stdout_str();
     assert!(so.contains("\nprivate-base\n"), "{so}");
 }
+
+#[test]
+fn secret_reaches_run_but_no_layer() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let dir = scratch("bcli-secret");
+    std::fs::write(dir.join("tok"), "hunter2").expect("write");
+    let ctx = context(
+        "bcli-secret-ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /seen-len && cat /seen-len\n",
+        )],
+    );
+    let secret = format!("id=tok,src={}", dir.join("tok").display());
+    let out = berth_build(&f, &["--secret", &secret, "-t", "bcli-secret"], &ctx);
+    let so = out.ok().stdout_str();
+    assert!(so.lines().any(|l| l.trim() == "7"), "{so}");
+    // The RUN saw it, the image holds no trace of it, nor does its history.
+    let hist = f.out(&["history", "--no-trunc", "bcli-secret"]);
+    assert!(!hist.contains("hunter2"), "{hist}");
+    let saved = f.d.docker(&["save", "bcli-secret"]).ok().stdout.clone();
+    assert!(
+        !saved.windows(7).any(|w| w == b"hunter2"),
+        "the secret is in a layer"
+    );
+}
