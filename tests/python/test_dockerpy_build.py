@@ -97,3 +97,51 @@ def test_prune_builds(client, busybox):
     r = client.api.prune_builds()
     assert "SpaceReclaimed" in r
     assert len(r["CachesDeleted"] or []) >= 1
+
+
+def test_secret_mount_stays_out_of_layers_and_history(client, busybox):
+    import base64
+    import json
+    secret = b"s3cr3t-value"
+    hdr = base64.b64encode(json.dumps({"tok": base64.b64encode(secret).decode()}).encode())
+    df = (b"FROM busybox\n"
+          b"RUN --mount=type=secret,id=tok grep -q 3cr3t-val /run/secrets/tok && echo secret-ok\n"
+          b"RUN --mount=type=secret,id=tok,target=/etc/tok,mode=0440 stat -c '%a' /etc/tok\n"
+          b"RUN --mount=type=secret,id=missing,required=false true\n")
+    client.api.headers["X-Berth-Build-Secrets"] = hdr.decode()
+    try:
+        img, logs = client.images.build(fileobj=io.BytesIO(df), tag="pybuild:secret")
+    finally:
+        del client.api.headers["X-Berth-Build-Secrets"]
+    text = "".join(l.get("stream", "") for l in logs)
+    assert "secret-ok" in text and "440" in text, text
+    for h in img.history():
+        assert b"s3cr3t" not in json.dumps(h).encode()
+    # nothing of the secret (content or mount point) in any layer
+    raw = b"".join(img.save())
+    with tarfile.open(fileobj=io.BytesIO(raw)) as outer:
+        for m in outer.getmembers():
+            if not m.isfile():
+                continue
+            data = outer.extractfile(m).read()
+            assert secret not in data
+            if m.name.endswith(".tar") or m.name.startswith("blobs/"):
+                try:
+                    with tarfile.open(fileobj=io.BytesIO(data)) as layer:
+                        names = layer.getnames()
+                except tarfile.TarError:
+                    continue
+                assert not any(n.endswith("secrets/tok") or n.endswith("etc/tok") for n in names), names
+
+    # a required secret that was not sent fails the step
+    with pytest.raises(docker.errors.BuildError) as e:
+        client.images.build(fileobj=io.BytesIO(b"FROM busybox\nRUN --mount=type=secret,id=nope,required=true true\n"))
+    assert "nope" in str(e.value)
+
+
+def test_cache_mount_persists_between_builds(client, busybox):
+    df = b"FROM busybox\nARG N\nRUN --mount=type=cache,target=/var/cache/x echo $N >> /var/cache/x/log && cat /var/cache/x/log | wc -l\n"
+    _, logs1 = client.images.build(fileobj=io.BytesIO(df), buildargs={"N": "1"})
+    _, logs2 = client.images.build(fileobj=io.BytesIO(df), buildargs={"N": "2"})
+    t2 = "".join(l.get("stream", "") for l in logs2)
+    assert "\n2\n" in t2, t2

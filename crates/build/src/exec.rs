@@ -53,6 +53,9 @@ pub struct Options {
     pub quiet: bool,
     /// `cachefrom`: images whose chains count as cache (when they are local).
     pub cache_from: Vec<String>,
+    /// IDs of the secrets the client sent (`RUN --mount=type=secret`); the data stays with
+    /// the backend.
+    pub secrets: BTreeSet<String>,
 }
 
 /// An image a stage starts from.
@@ -80,6 +83,14 @@ pub enum MountSpec {
     Tmpfs {
         target: String,
         size: Option<u64>,
+    },
+    /// A secret the client sent, as a read-only file (never in a layer or in history).
+    Secret {
+        id: String,
+        target: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
     },
 }
 
@@ -149,6 +160,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The image cached under `key`, if it still exists.
     fn cache_get(&self, key: &str) -> impl Future<Output = Option<String>> + Send;
     fn cache_put(&self, key: &str, image: &str) -> impl Future<Output = ()> + Send;
+    /// With `--cache-from`: an image among those given (and their local parents) that is
+    /// this step's result: child of `parent`, same history line, same container config.
+    fn cache_from_hit(
+        &self,
+        parent: Option<&str>,
+        created_by: &str,
+        config: &ImageConfig,
+    ) -> impl Future<Output = Option<String>> + Send;
 }
 
 fn short(id: &str) -> &str {
@@ -998,7 +1017,15 @@ async fn dispatch<B: Backend>(
     let config = st.image_config();
     let key = cache_key(st.image.as_deref(), &created_by, &config, &extra);
     if st.cache_ok {
-        if let Some(id) = sh.backend.cache_get(&key).await {
+        // dockerd: images given with --cache-from replace the local cache as the source
+        let hit = if sh.opts.cache_from.is_empty() {
+            sh.backend.cache_get(&key).await
+        } else {
+            sh.backend
+                .cache_from_hit(st.image.as_deref(), &created_by, &config)
+                .await
+        };
+        if let Some(id) = hit {
             out(" ---> Using cache\n".into());
             out(format!(" ---> {}\n", short(&id)));
             st.image = Some(id);
@@ -1250,11 +1277,39 @@ fn run_step<B: Backend>(
                 target: abs_in(st, target),
                 size: *size,
             }),
-            RunMount::Secret { id, .. } => {
-                return Err(BuildError::new(format!(
-                    "secret {} not found: secrets need BuildKit's session, which the legacy /build API has not",
-                    id.as_deref().unwrap_or("")
-                )));
+            RunMount::Secret {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let id = id
+                    .clone()
+                    .or_else(|| {
+                        target
+                            .as_deref()
+                            .and_then(|t| t.rsplit('/').next())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default();
+                if !sh.opts.secrets.contains(&id) {
+                    if *required {
+                        return Err(BuildError::new(format!("secret {id}: not found")));
+                    }
+                    continue;
+                }
+                let target = target
+                    .clone()
+                    .unwrap_or_else(|| format!("/run/secrets/{id}"));
+                mounts.push(MountSpec::Secret {
+                    target: abs_in(st, &target),
+                    id,
+                    mode: mode.unwrap_or(0o400),
+                    uid: uid.unwrap_or(0),
+                    gid: gid.unwrap_or(0),
+                });
             }
             RunMount::Ssh { .. } => {
                 return Err(BuildError::new(
