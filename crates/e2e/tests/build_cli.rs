@@ -233,3 +233,84 @@ fn stdin_outside_dockerfile_outputs_and_failures() {
     let out = f.d.berth(&["build", "-t", "Bad:Tag", &ctx_s]);
     assert_eq!(out.code(), 125, "{}", out.stderr_str());
 }
+
+/// `berth` with its own client config dir (credentials).
+fn berth_cfg(f: &Fixture, cfg: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut c = Command::new(berth_e2e::bin_dir().join("berth"));
+    c.args(args)
+        .env("BERTH_HOST", f.d.host())
+        .env("DOCKER_CONFIG", cfg)
+        .env_remove("DOCKER_HOST")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn berth");
+    if let Some(mut w) = child.stdin.take() {
+        let _ = w.write_all(stdin.unwrap_or_default());
+    }
+    child.wait_with_output().expect("wait berth")
+}
+
+#[test]
+fn from_a_private_registry_uses_the_stored_login() {
+    if !can_run() || !berth_e2e::registry::have_registry() {
+        return;
+    }
+    let reg = berth_e2e::registry::Registry::start_with(Some(("alice", "s3cret")));
+    let f = Fixture::new();
+    let host = reg.host();
+    let cfg = f.d.dir.join("berth-config");
+    let name = format!("{host}/private/bb:1");
+    f.d.berth(&["tag", "busybox:latest", &name]).ok();
+    berth_cfg(
+        &f,
+        &cfg,
+        &["login", "-u", "alice", "--password-stdin", &host],
+        Some(b"s3cret\n"),
+    )
+    .ok();
+    berth_cfg(&f, &cfg, &["push", &name], None).ok();
+    f.d.berth(&["rmi", &name]).ok();
+    let df = format!("FROM {name}\nRUN echo private-base\n");
+    let ctx = context("bcli-private", &[("Dockerfile", df.as_str())]);
+    let ctx_s = ctx.display().to_string();
+    // Without credentials the base can't be pulled; with the stored login (sent as
+    // X-Registry-Config) it can.
+    let none = scratch("bcli-nocreds");
+    let out = berth_cfg(&f, &none, &["build", &ctx_s], None);
+    assert_ne!(out.code(), 0, "{}", out.stdout_str());
+    let out = berth_cfg(&f, &cfg, &["build", &ctx_s], None);
+    let so = out.ok().stdout_str();
+    assert!(so.contains("\nprivate-base\n"), "{so}");
+}
+
+#[test]
+fn secret_reaches_run_but_no_layer() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let dir = scratch("bcli-secret");
+    std::fs::write(dir.join("tok"), "hunter2").expect("write");
+    let ctx = context(
+        "bcli-secret-ctx",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /seen-len && cat /seen-len\n",
+        )],
+    );
+    let secret = format!("id=tok,src={}", dir.join("tok").display());
+    let out = berth_build(&f, &["--secret", &secret, "-t", "bcli-secret"], &ctx);
+    let so = out.ok().stdout_str();
+    assert!(so.lines().any(|l| l.trim() == "7"), "{so}");
+    // The RUN saw it, the image holds no trace of it, nor does its history.
+    let hist = f.out(&["history", "--no-trunc", "bcli-secret"]);
+    assert!(!hist.contains("hunter2"), "{hist}");
+    let saved = f.d.docker(&["save", "bcli-secret"]).ok().stdout.clone();
+    assert!(
+        !saved.windows(7).any(|w| w == b"hunter2"),
+        "the secret is in a layer"
+    );
+}

@@ -49,6 +49,8 @@ pub struct BuildParams {
     pub target: String,
     /// `X-Registry-Config`: credentials by registry, for pulling bases.
     pub auth: BTreeMap<String, berth_distribution::Credentials>,
+    /// `remote`: the context (a tar) or the Dockerfile itself at an http(s) URL.
+    pub remote: String,
     /// `RUN --mount=type=secret` data by id (berth's `X-Berth-Build-Secrets` header).
     pub secrets: BTreeMap<String, Vec<u8>>,
 }
@@ -145,16 +147,62 @@ impl Builds {
         Ok((size, ids))
     }
 
-    /// For `/system/df`: (number of cache records, bytes of cache mounts).
-    pub fn usage(&self) -> (usize, u64) {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM cache", [], |r| r.get(0))
-            .unwrap_or(0);
-        (
-            n.max(0) as usize,
-            berth_image::layer::dir_size(&self.root.join("cache-mounts")),
-        )
+    /// The `BuildCache` part of `/system/df`: one record per cached step (its image's layers
+    /// are counted with the images) and one per `RUN --mount=type=cache` directory.
+    pub fn df(&self) -> Vec<Value> {
+        let fmt = |t: i64| {
+            chrono::DateTime::from_timestamp(t, 0)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        let rows: Vec<(String, String, i64)> = {
+            let conn = self.conn();
+            let Ok(mut stmt) = conn.prepare("SELECT key, image, created FROM cache") else {
+                return out;
+            };
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map(|rows| rows.flatten().collect())
+                .unwrap_or_default()
+        };
+        for (key, image, created) in rows {
+            out.push(json!({
+                "ID": &key[..key.len().min(25)],
+                "Parents": null,
+                "Type": "regular",
+                "Description": format!("step cached as {}", &image[..image.len().min(19)]),
+                "InUse": false,
+                "Shared": true,
+                "Size": 0,
+                "CreatedAt": fmt(created),
+                "LastUsedAt": fmt(created),
+                "UsageCount": 1,
+            }));
+        }
+        if let Ok(rd) = std::fs::read_dir(self.root.join("cache-mounts")) {
+            for e in rd.flatten() {
+                let created = e
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                out.push(json!({
+                    "ID": e.file_name().to_string_lossy(),
+                    "Parents": null,
+                    "Type": "exec.cachemount",
+                    "Description": "cached mount (RUN --mount=type=cache)",
+                    "InUse": false,
+                    "Shared": false,
+                    "Size": berth_image::layer::dir_size(&e.path()),
+                    "CreatedAt": fmt(created),
+                    "LastUsedAt": fmt(created),
+                    "UsageCount": 1,
+                }));
+            }
+        }
+        out
     }
 }
 
@@ -654,7 +702,13 @@ fn unpack_context(input: Box<dyn Read + Send>, dir: &Path) -> Result<()> {
     ar.set_overwrite(true);
     // tar's unpack refuses `..` members and writes through no symlink outside `dir`
     ar.unpack(dir)
-        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))
+        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
+    // read the body to its end (padding after the end-of-archive blocks): answering an
+    // error while the client is still sending would make it see a broken pipe instead
+    let mut rest = ar.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
+    Ok(())
 }
 
 /// `POST /build`: the whole build; events go to `sink`. Errors before any output (bad tar,
@@ -691,13 +745,48 @@ pub async fn build(
         .join(format!("ctx-{}", hex_rand()));
     std::fs::create_dir_all(&dir).map_err(|e| io_err("creating build context dir", e))?;
     let tmp = TmpDir(dir.clone());
-    let d2 = dir.clone();
-    tokio::task::spawn_blocking(move || unpack_context(input, &d2)).await??;
     let dockerfile = if p.dockerfile.is_empty() {
         "Dockerfile".to_owned()
     } else {
         p.dockerfile.clone()
     };
+    let remote = p.remote.trim();
+    let input: Box<dyn Read + Send> = if remote.is_empty() {
+        input
+    } else if remote.starts_with("http://") || remote.starts_with("https://") {
+        let mut r = crate::fetch::get_reader(remote).await?;
+        let data = tokio::task::spawn_blocking(move || {
+            let mut d = Vec::new();
+            r.read_to_end(&mut d).map(|_| d)
+        })
+        .await?
+        .map_err(|e| Error::invalid(format!("downloading {remote}: {e}")))?;
+        if is_tar(&data) {
+            Box::new(std::io::Cursor::new(data))
+        } else {
+            // a URL to a Dockerfile: the context is that file alone
+            let name = context::clean_rel(&dockerfile)
+                .map(|c| c.join("/"))
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "Dockerfile".into());
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, &data[..])
+                .map_err(|e| io_err("packing the remote Dockerfile", e))?;
+            let tar = b
+                .into_inner()
+                .map_err(|e| io_err("packing the remote Dockerfile", e))?;
+            Box::new(std::io::Cursor::new(tar))
+        }
+    } else {
+        return Err(Error::invalid(format!(
+            "unable to prepare context: git contexts are not supported by berthd ({remote}): clone it and build the directory"
+        )));
+    };
+    let d2 = dir.clone();
+    tokio::task::spawn_blocking(move || unpack_context(input, &d2)).await??;
     let ignore_text = std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default();
     let ctx = Arc::new(Context::new(
         &dir,
@@ -789,6 +878,15 @@ pub async fn build(
         }
     }
     Ok(built.id)
+}
+
+/// A tar, plain or compressed (gzip/zstd), judged by its first header.
+fn is_tar(data: &[u8]) -> bool {
+    let mut head = Vec::new();
+    if let Ok((_, r)) = berth_image::layer::decompress(data) {
+        let _ = r.take(512).read_to_end(&mut head);
+    }
+    head.len() >= 262 && &head[257..262] == b"ustar"
 }
 
 fn write_secret(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {

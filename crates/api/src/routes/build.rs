@@ -195,6 +195,7 @@ fn params(p: &Params, req: &Request) -> Result<BuildParams, ApiError> {
         network_mode: p.get("networkmode").unwrap_or("").to_owned(),
         target: p.get("target").unwrap_or("").to_owned(),
         auth: registry_config(header)?,
+        remote: p.get("remote").unwrap_or("").to_owned(),
         secrets,
     })
 }
