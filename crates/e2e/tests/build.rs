@@ -459,3 +459,32 @@ fn remote_dockerfile_url() {
     build(&f, Path::new(&url), &["-t", "remote:1"]).ok();
     assert_eq!(run(&f, &["remote:1"]), "remote-built\n");
 }
+
+#[test]
+fn cache_from_an_image() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = context(
+        "build-cachefrom",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY f /f\nRUN cat /f > /g\nCMD [\"cat\", \"/g\"]\n",
+            ),
+            ("f", "content\n"),
+        ],
+    );
+    build(&f, &ctx, &["-t", "cf:1"]).ok();
+    f.out(&["builder", "prune", "-f"]);
+    // the local cache is gone; the image given with --cache-from is the cache now
+    let out = build(&f, &ctx, &["-t", "cf:2", "--cache-from", "cf:1"]);
+    assert_eq!(cache_hits(out.ok()), 3, "{}", out.stdout_str());
+    let id1 = f.out(&["image", "inspect", "-f", "{{.Id}}", "cf:1"]);
+    let id2 = f.out(&["image", "inspect", "-f", "{{.Id}}", "cf:2"]);
+    assert_eq!(id1, id2);
+    std::fs::write(ctx.join("f"), "changed\n").expect("write");
+    let out = build(&f, &ctx, &["-t", "cf:3", "--cache-from", "cf:1"]);
+    assert_eq!(cache_hits(out.ok()), 0, "{}", out.stdout_str());
+}
