@@ -3,10 +3,13 @@
 # local docker-registry (distribution 2.8) on 127.0.0.1: berth vs Docker vs skopeo.
 #
 #   bench/pull.sh [runs]        (default 3; needs release builds: cargo build --release --bins)
+#   BERTHD_FLAGS="--max-concurrent-downloads 4" bench/pull.sh    (extra berthd flags)
 #
 # Everything lives under a scratch dir (own registry storage and port, own berthd and dockerd
-# data roots and sockets) and is removed at the end. Prints the best of `runs` per case and
-# the ratios against Docker. skopeo only downloads (dir: transport, no unpack): the floor.
+# data roots and sockets) and is removed at the end. Prints the best of `runs` per case (wall
+# time, and the user+sys CPU time the engine's daemons spent: berthd; dockerd + containerd;
+# skopeo itself) and the ratios against Docker and skopeo from the same run, with the load
+# average. skopeo only downloads (dir: transport, no unpack): the floor.
 set -eu
 
 RUNS=${1:-3}
@@ -28,6 +31,12 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 now() { date +%s.%N; }
+# user+sys CPU seconds so far of these processes and the children they reaped
+cpu() {
+    for p in "$@"; do awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null; done |
+        awk -v hz="$(getconf CLK_TCK)" '{s += $1} END {printf "%.2f", s / hz}'
+}
+minus() { echo "$1 $2" | awk '{printf "%.2f", $1 - $2}'; }
 elapsed() { echo "$(now) $1" | awk '{printf "%.2f", $1 - $2}'; }
 
 start_registry() {
@@ -105,8 +114,9 @@ echo "registry holds $((UNC / 1000000)) MB (compressed)"
 
 # --- daemons -------------------------------------------------------------------------------
 "$BIN/berthd" --data-root "$W/berth/data" --exec-root "$W/berth/exec" --pidfile "$W/berth/pid" \
-    -H "unix://$W/berth.sock" --bridge none > "$W/berthd.log" 2>&1 &
-PIDS="$PIDS $!"
+    -H "unix://$W/berth.sock" --bridge none ${BERTHD_FLAGS:-} > "$W/berthd.log" 2>&1 &
+BERTHD_PID=$!
+PIDS="$PIDS $BERTHD_PID"
 BERTH="$BIN/berth -H unix://$W/berth.sock"
 HAVE_DOCKER=0
 if command -v dockerd >/dev/null 2>&1; then
@@ -114,7 +124,8 @@ if command -v dockerd >/dev/null 2>&1; then
     dockerd --data-root "$W/docker/data" --exec-root "$W/docker/exec" --pidfile "$W/docker/pid" \
         -H "unix://$W/docker.sock" --bridge none --iptables=false --ip6tables=false \
         --containerd-namespace "berth-bench-$$" --config-file "$W/daemon.json" > "$W/dockerd.log" 2>&1 &
-    PIDS="$PIDS $!"
+    DOCKERD_PID=$!
+    PIDS="$PIDS $DOCKERD_PID"
     HAVE_DOCKER=1
 fi
 DOCKER="docker -H unix://$W/docker.sock"
@@ -129,25 +140,46 @@ if [ $HAVE_DOCKER = 1 ]; then
     done
 fi
 
-best() { sort -n | head -1; }
+DOCKER_PIDS=""
+if [ $HAVE_DOCKER = 1 ]; then
+    DOCKER_PIDS="$DOCKERD_PID $(pgrep -P "$DOCKERD_PID" containerd || true)"
+fi
+
+# best wall time of a file of "wall cpu" lines, and the CPU time of that run
+# Before each timed pull: the previous engine's dirty pages written back (not to be flushed
+# inside the next one's syncs), and the registry's blobs in the page cache for every engine
+# alike (the engines are measured, not the disk).
+prep() {
+    sync
+    find "$W/registry/storage" -type f -exec cat {} + > /dev/null
+}
+
+best() { sort -n "$1" | head -1 | cut -d' ' -f1; }
+best_cpu() { sort -n "$1" | head -1 | cut -d' ' -f2; }
 
 # --- pull --------------------------------------------------------------------------------
 : > "$W/t.berth"; : > "$W/t.docker"; : > "$W/t.skopeo"
 for r in $(seq "$RUNS"); do
-    sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-    t=$(now); $BERTH pull -q "$IMG" >/dev/null; elapsed "$t" >> "$W/t.berth"; echo >> "$W/t.berth"
+    prep
+    c=$(cpu "$BERTHD_PID"); t=$(now); $BERTH pull -q "$IMG" >/dev/null
+    echo "$(elapsed "$t") $(minus "$(cpu "$BERTHD_PID")" "$c")" >> "$W/t.berth"
     $BERTH rmi -f "$IMG" >/dev/null
     if [ $HAVE_DOCKER = 1 ]; then
-        sync
-        t=$(now); $DOCKER pull -q "$IMG" >/dev/null; elapsed "$t" >> "$W/t.docker"; echo >> "$W/t.docker"
+        prep
+        c=$(cpu $DOCKER_PIDS); t=$(now); $DOCKER pull -q "$IMG" >/dev/null
+        echo "$(elapsed "$t") $(minus "$(cpu $DOCKER_PIDS)" "$c")" >> "$W/t.docker"
         $DOCKER rmi -f "$IMG" >/dev/null
     fi
     rm -rf "$W/skopeo-dir"
-    t=$(now); skopeo copy -q --src-tls-verify=false "docker://$IMG" "dir:$W/skopeo-dir"; elapsed "$t" >> "$W/t.skopeo"; echo >> "$W/t.skopeo"
+    prep
+    /usr/bin/time -f "%e %U %S" -o "$W/skopeo.time" \
+        skopeo copy -q --src-tls-verify=false "docker://$IMG" "dir:$W/skopeo-dir"
+    awk '{printf "%.2f %.2f\n", $1, $2 + $3}' "$W/skopeo.time" >> "$W/t.skopeo"
     rm -rf "$W/skopeo-dir"
-    echo "pull run $r: berth $(tail -1 "$W/t.berth") s, docker $(tail -1 "$W/t.docker" 2>/dev/null) s, skopeo $(tail -1 "$W/t.skopeo") s"
+    echo "pull run $r (wall cpu): berth $(tail -1 "$W/t.berth"), docker $(tail -1 "$W/t.docker" 2>/dev/null), skopeo $(tail -1 "$W/t.skopeo"); load $(cut -d' ' -f1 /proc/loadavg)"
 done
-PB=$(best < "$W/t.berth"); PS=$(best < "$W/t.skopeo"); PD=$(best < "$W/t.docker" 2>/dev/null || true)
+PB=$(best "$W/t.berth"); PS=$(best "$W/t.skopeo"); PD=$(best "$W/t.docker" 2>/dev/null || true)
+CB=$(best_cpu "$W/t.berth"); CS=$(best_cpu "$W/t.skopeo"); CD=$(best_cpu "$W/t.docker" 2>/dev/null || true)
 
 # --- push (each run into an empty registry: nothing to skip or mount) ---------------------
 $BERTH pull -q "$IMG" >/dev/null
@@ -155,18 +187,23 @@ $BERTH pull -q "$IMG" >/dev/null
 : > "$W/u.berth"; : > "$W/u.docker"
 for r in $(seq "$RUNS"); do
     stop_registry; start_registry
-    t=$(now); $BERTH push -q "$IMG" >/dev/null; elapsed "$t" >> "$W/u.berth"; echo >> "$W/u.berth"
+    c=$(cpu "$BERTHD_PID"); t=$(now); $BERTH push -q "$IMG" >/dev/null
+    echo "$(elapsed "$t") $(minus "$(cpu "$BERTHD_PID")" "$c")" >> "$W/u.berth"
     if [ $HAVE_DOCKER = 1 ]; then
         stop_registry; start_registry
-        t=$(now); $DOCKER push -q "$IMG" >/dev/null; elapsed "$t" >> "$W/u.docker"; echo >> "$W/u.docker"
+        c=$(cpu $DOCKER_PIDS); t=$(now); $DOCKER push -q "$IMG" >/dev/null
+        echo "$(elapsed "$t") $(minus "$(cpu $DOCKER_PIDS)" "$c")" >> "$W/u.docker"
     fi
-    echo "push run $r: berth $(tail -1 "$W/u.berth") s, docker $(tail -1 "$W/u.docker" 2>/dev/null) s"
+    echo "push run $r (wall cpu): berth $(tail -1 "$W/u.berth"), docker $(tail -1 "$W/u.docker" 2>/dev/null); load $(cut -d' ' -f1 /proc/loadavg)"
 done
-UB=$(best < "$W/u.berth"); UD=$(best < "$W/u.docker" 2>/dev/null || true)
+UB=$(best "$W/u.berth"); UD=$(best "$W/u.docker" 2>/dev/null || true)
+VB=$(best_cpu "$W/u.berth"); VD=$(best_cpu "$W/u.docker" 2>/dev/null || true)
 
 echo
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores"
-printf '%-28s %8s %8s %8s %14s\n' "case (best of $RUNS)" berth docker skopeo "docker/berth"
 ratio() { [ -n "$2" ] && echo "$2 $1" | awk '{printf "%.2fx", $1 / $2}' || echo "-"; }
-printf '%-28s %8s %8s %8s %14s\n' "pull 1.08 GB / 8 layers" "$PB" "${PD:--}" "$PS" "$(ratio "$PB" "$PD")"
-printf '%-28s %8s %8s %8s %14s\n' "push 1.08 GB / 8 layers" "$UB" "${UD:--}" "-" "$(ratio "$UB" "$UD")"
+printf '%-26s %11s %11s %11s %13s %13s\n' "case (best of $RUNS)" berth docker skopeo "docker/berth" "skopeo/berth"
+printf '%-26s %11s %11s %11s %13s %13s\n' "pull 1.08 GB, wall s" "$PB" "${PD:--}" "$PS" "$(ratio "$PB" "$PD")" "$(ratio "$PB" "$PS")"
+printf '%-26s %11s %11s %11s %13s %13s\n' "pull, CPU s (user+sys)" "$CB" "${CD:--}" "$CS" "$(ratio "$CB" "$CD")" "$(ratio "$CB" "$CS")"
+printf '%-26s %11s %11s %11s %13s %13s\n' "push 1.08 GB, wall s" "$UB" "${UD:--}" "-" "$(ratio "$UB" "$UD")" "-"
+printf '%-26s %11s %11s %11s %13s %13s\n' "push, CPU s (user+sys)" "$VB" "${VD:--}" "-" "$(ratio "$VB" "$VD")" "-"

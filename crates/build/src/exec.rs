@@ -53,6 +53,9 @@ pub struct Options {
     pub quiet: bool,
     /// `cachefrom`: images whose chains count as cache (when they are local).
     pub cache_from: Vec<String>,
+    /// IDs of the secrets the client sent (`RUN --mount=type=secret`); the data stays with
+    /// the backend.
+    pub secrets: BTreeSet<String>,
 }
 
 /// An image a stage starts from.
@@ -80,6 +83,14 @@ pub enum MountSpec {
     Tmpfs {
         target: String,
         size: Option<u64>,
+    },
+    /// A secret the client sent, as a read-only file (never in a layer or in history).
+    Secret {
+        id: String,
+        target: String,
+        mode: u32,
+        uid: u32,
+        gid: u32,
     },
 }
 
@@ -149,6 +160,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The image cached under `key`, if it still exists.
     fn cache_get(&self, key: &str) -> impl Future<Output = Option<String>> + Send;
     fn cache_put(&self, key: &str, image: &str) -> impl Future<Output = ()> + Send;
+    /// With `--cache-from`: an image among those given (and their local parents) that is
+    /// this step's result: child of `parent`, same history line, same container config.
+    fn cache_from_hit(
+        &self,
+        parent: Option<&str>,
+        created_by: &str,
+        config: &ImageConfig,
+    ) -> impl Future<Output = Option<String>> + Send;
 }
 
 fn short(id: &str) -> &str {
@@ -647,11 +666,14 @@ fn escape_dollar(s: &str) -> String {
 
 enum Action {
     Meta,
-    Run(RunRequest),
-    Files(FilesRequest),
+    Run(Box<RunRequest>),
     Copy {
         plan: Box<CopyPlan>,
         chown: Option<String>,
+    },
+    /// WORKDIR: a layer with the directory when the image lacks it, else metadata only.
+    Workdir {
+        path: String,
     },
 }
 
@@ -980,37 +1002,12 @@ async fn dispatch<B: Backend>(
                 context::clean_abs(&format!("/{cur}/{w}"))
             };
             st.config.working_dir = Some(path.clone());
-            let exists = match &st.image {
-                Some(img) => sh.backend.is_dir(img, &path).await,
-                None => false,
-            };
             let created_by = nop(&format!("#(nop) WORKDIR {path}"));
-            if exists || path == "/" {
+            if path == "/" {
                 (created_by, Action::Meta)
             } else {
-                let entries = context::with_parents(
-                    vec![FileEntry {
-                        path: path.clone(),
-                        source: Source::Dir,
-                        mode: 0o755,
-                        uid: 0,
-                        gid: 0,
-                        mtime: now_secs(),
-                        implicit: true,
-                    }],
-                    now_secs(),
-                );
-                let chown = st.config.user.clone().filter(|u| !u.is_empty());
-                (
-                    created_by.clone(),
-                    Action::Files(FilesRequest {
-                        image: st.image.clone(),
-                        entries,
-                        chown,
-                        config: st.image_config(),
-                        history: History::default(),
-                    }),
-                )
+                // whether the dir must be created is asked only on a cache miss
+                (created_by, Action::Workdir { path })
             }
         }
         InstructionKind::Run(r) => run_step(sh, st, index, r, &mut extra, line)?,
@@ -1020,7 +1017,15 @@ async fn dispatch<B: Backend>(
     let config = st.image_config();
     let key = cache_key(st.image.as_deref(), &created_by, &config, &extra);
     if st.cache_ok {
-        if let Some(id) = sh.backend.cache_get(&key).await {
+        // dockerd: images given with --cache-from replace the local cache as the source
+        let hit = if sh.opts.cache_from.is_empty() {
+            sh.backend.cache_get(&key).await
+        } else {
+            sh.backend
+                .cache_from_hit(st.image.as_deref(), &created_by, &config)
+                .await
+        };
+        if let Some(id) = hit {
             out(" ---> Using cache\n".into());
             out(format!(" ---> {}\n", short(&id)));
             st.image = Some(id);
@@ -1043,12 +1048,41 @@ async fn dispatch<B: Backend>(
         Action::Run(mut req) => {
             req.config = config;
             req.history = history;
-            sh.backend.run(req, out).await?
+            sh.backend.run(*req, out).await?
         }
-        Action::Files(mut req) => {
-            req.config = config;
-            req.history = history;
-            sh.backend.add_files(req, out).await?
+        Action::Workdir { path } => {
+            let exists = match &st.image {
+                Some(img) => sh.backend.is_dir(img, &path).await,
+                None => false,
+            };
+            if exists {
+                sh.backend
+                    .commit_config(st.image.as_deref(), config, history)
+                    .await?
+            } else {
+                let now = now_secs();
+                let entries = context::with_parents(
+                    vec![FileEntry {
+                        path,
+                        source: Source::Dir,
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        mtime: now,
+                        implicit: true,
+                    }],
+                    now,
+                );
+                let req = FilesRequest {
+                    image: st.image.clone(),
+                    entries,
+                    // root-owned, as dockerd's legacy builder makes it (BuildKit chowns to USER)
+                    chown: None,
+                    config,
+                    history,
+                };
+                sh.backend.add_files(req, out).await?
+            }
         }
         Action::Copy { plan, chown } => {
             let entries = plan.entries(sh, st.image.as_deref()).await?;
@@ -1243,11 +1277,39 @@ fn run_step<B: Backend>(
                 target: abs_in(st, target),
                 size: *size,
             }),
-            RunMount::Secret { id, .. } => {
-                return Err(BuildError::new(format!(
-                    "secret {} not found: secrets need BuildKit's session, which the legacy /build API has not",
-                    id.as_deref().unwrap_or("")
-                )));
+            RunMount::Secret {
+                id,
+                target,
+                required,
+                mode,
+                uid,
+                gid,
+            } => {
+                let id = id
+                    .clone()
+                    .or_else(|| {
+                        target
+                            .as_deref()
+                            .and_then(|t| t.rsplit('/').next())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default();
+                if !sh.opts.secrets.contains(&id) {
+                    if *required {
+                        return Err(BuildError::new(format!("secret {id}: not found")));
+                    }
+                    continue;
+                }
+                let target = target
+                    .clone()
+                    .unwrap_or_else(|| format!("/run/secrets/{id}"));
+                mounts.push(MountSpec::Secret {
+                    target: abs_in(st, &target),
+                    id,
+                    mode: mode.unwrap_or(0o400),
+                    uid: uid.unwrap_or(0),
+                    gid: gid.unwrap_or(0),
+                });
             }
             RunMount::Ssh { .. } => {
                 return Err(BuildError::new(
@@ -1260,7 +1322,7 @@ fn run_step<B: Backend>(
     *extra = format!("{mounts:?}|{network:?}");
     Ok((
         created_by,
-        Action::Run(RunRequest {
+        Action::Run(Box::new(RunRequest {
             image,
             cmd,
             env,
@@ -1270,7 +1332,7 @@ fn run_step<B: Backend>(
             mounts,
             config: ImageConfig::default(),
             history: History::default(),
-        }),
+        })),
     ))
 }
 

@@ -236,6 +236,28 @@ pub fn registry_auth(key: &str) -> Result<String, CliError> {
     Ok(base64::engine::general_purpose::URL_SAFE.encode(v.to_string()))
 }
 
+/// The X-Registry-Config value for builds: every credential in config.json's `auths`, as
+/// base64url JSON `{server: AuthConfig}` (a FROM may pull from any of them), as the docker CLI
+/// sends it.
+pub fn registry_config() -> Result<String, CliError> {
+    let cfg = load()?;
+    let keys: Vec<String> = cfg
+        .get("auths")
+        .and_then(Value::as_object)
+        .map(|a| a.keys().cloned().collect())
+        .unwrap_or_default();
+    let mut m = Map::new();
+    for k in keys {
+        if let Some((u, p)) = lookup(&k)? {
+            m.insert(
+                k.clone(),
+                json!({"username": u, "password": p, "serveraddress": k}),
+            );
+        }
+    }
+    Ok(base64::engine::general_purpose::URL_SAFE.encode(Value::Object(m).to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,6 +127,20 @@ pub struct Flags {
     /// Preferred registry mirror
     #[arg(long = "registry-mirror", value_name = "list")]
     pub registry_mirror: Vec<String>,
+    /// Set the max concurrent downloads (default 16)
+    #[arg(
+        long = "max-concurrent-downloads",
+        value_name = "int",
+        allow_negative_numbers = true
+    )]
+    pub max_concurrent_downloads: Option<i64>,
+    /// Set the max concurrent uploads (default 8)
+    #[arg(
+        long = "max-concurrent-uploads",
+        value_name = "int",
+        allow_negative_numbers = true
+    )]
+    pub max_concurrent_uploads: Option<i64>,
     /// Group for the unix socket
     #[arg(short = 'G', long, default_value = "docker", value_name = "string")]
     pub group: String,
@@ -169,6 +183,9 @@ pub struct DaemonConfig {
     pub runtimes: BTreeMap<String, (String, Vec<String>)>,
     pub insecure_registries: Vec<String>,
     pub registry_mirrors: Vec<String>,
+    /// Layers pulled / pushed at the same time (None: berth's defaults).
+    pub max_concurrent_downloads: Option<usize>,
+    pub max_concurrent_uploads: Option<usize>,
     pub group: String,
     pub show_version: bool,
 }
@@ -213,6 +230,8 @@ const KEYS: &[(&str, &str)] = &[
     ("runtimes", "add_runtime"),
     ("insecure-registries", "insecure_registry"),
     ("registry-mirrors", "registry_mirror"),
+    ("max-concurrent-downloads", "max_concurrent_downloads"),
+    ("max-concurrent-uploads", "max_concurrent_uploads"),
     ("group", "group"),
 ];
 
@@ -266,6 +285,13 @@ fn list_of(file: &str, key: &str, v: &Value) -> Result<Vec<String>, ConfigError>
         })
 }
 
+/// dockerd refuses negative limits with this message; 0 is taken as 1 (one at a time).
+fn concurrency(what: &str, n: i64) -> Result<usize, ConfigError> {
+    usize::try_from(n)
+        .map(|n| n.max(1))
+        .map_err(|_| ConfigError::Invalid(format!("invalid max concurrent {what}: {n}")))
+}
+
 /// Parse `args` (program name first) and the config file, as dockerd does.
 pub fn resolve<I, T>(args: I) -> Result<DaemonConfig, ConfigError>
 where
@@ -312,6 +338,14 @@ where
         runtimes: BTreeMap::new(),
         insecure_registries: flags.insecure_registry.clone(),
         registry_mirrors: flags.registry_mirror.clone(),
+        max_concurrent_downloads: flags
+            .max_concurrent_downloads
+            .map(|n| concurrency("downloads", n))
+            .transpose()?,
+        max_concurrent_uploads: flags
+            .max_concurrent_uploads
+            .map(|n| concurrency("uploads", n))
+            .transpose()?,
         group: flags.group.clone(),
         show_version: flags.version,
     };
@@ -481,6 +515,16 @@ fn apply_file(
             "default-runtime" => cfg.default_runtime = str_of(fname, key, val)?,
             "insecure-registries" => cfg.insecure_registries = list_of(fname, key, val)?,
             "registry-mirrors" => cfg.registry_mirrors = list_of(fname, key, val)?,
+            "max-concurrent-downloads" | "max-concurrent-uploads" => {
+                let n = val
+                    .as_i64()
+                    .ok_or_else(|| ferr(format!("{key}: expected an integer, got {val}")))?;
+                if key == "max-concurrent-downloads" {
+                    cfg.max_concurrent_downloads = Some(concurrency("downloads", n)?);
+                } else {
+                    cfg.max_concurrent_uploads = Some(concurrency("uploads", n)?);
+                }
+            }
             "group" => cfg.group = str_of(fname, key, val)?,
             "runtimes" => {
                 let rts = val

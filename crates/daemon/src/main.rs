@@ -119,6 +119,8 @@ async fn run(cfg: DaemonConfig) -> Result<(), String> {
         .collect();
     ecfg.insecure_registries = cfg.insecure_registries.clone();
     ecfg.registry_mirrors = cfg.registry_mirrors.clone();
+    ecfg.max_concurrent_downloads = cfg.max_concurrent_downloads;
+    ecfg.max_concurrent_uploads = cfg.max_concurrent_uploads;
     ecfg.bip = cfg.bip.clone();
     ecfg.bridge = cfg.bridge.clone();
     ecfg.fixed_cidr = cfg.fixed_cidr.clone();

@@ -157,3 +157,47 @@ fn bad_input() {
     let (_d2, bad) = with_file("{not json");
     assert!(resolve(["berthd", "--config-file", &bad]).is_err());
 }
+
+#[test]
+fn max_concurrent_downloads_and_uploads() {
+    let (_d, f) = with_file("{}");
+    let c = resolve(["berthd", "--config-file", &f]).unwrap();
+    assert_eq!(c.max_concurrent_downloads, None);
+    let c = resolve([
+        "berthd",
+        "--config-file",
+        &f,
+        "--max-concurrent-downloads",
+        "2",
+        "--max-concurrent-uploads",
+        "0",
+    ])
+    .unwrap();
+    assert_eq!(c.max_concurrent_downloads, Some(2));
+    // dockerd takes 0 as "one at a time" too.
+    assert_eq!(c.max_concurrent_uploads, Some(1));
+    let err = resolve([
+        "berthd",
+        "--config-file",
+        &f,
+        "--max-concurrent-downloads",
+        "-1",
+    ])
+    .unwrap_err();
+    assert_eq!(err.to_string(), "invalid max concurrent downloads: -1");
+
+    let (_d, f) = with_file(r#"{"max-concurrent-downloads": 7, "max-concurrent-uploads": 9}"#);
+    let c = resolve(["berthd", "--config-file", &f]).unwrap();
+    assert_eq!(
+        (c.max_concurrent_downloads, c.max_concurrent_uploads),
+        (Some(7), Some(9))
+    );
+    let e = resolve([
+        "berthd",
+        "--config-file",
+        &f,
+        "--max-concurrent-downloads",
+        "3",
+    ]);
+    assert!(matches!(e, Err(ConfigError::File { .. })), "{e:?}");
+}

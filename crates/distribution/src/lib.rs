@@ -26,7 +26,9 @@ mod push;
 mod search;
 
 pub use auth::{Credentials, config_key, default_docker_config};
-pub use client::{RegistryConfig, api_host};
+pub use client::{
+    DEFAULT_MAX_CONCURRENT_DOWNLOADS, DEFAULT_MAX_CONCURRENT_UPLOADS, RegistryConfig, api_host,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use manifest::Platform;
 pub use pull::{PullOptions, PullResult, pull};
@@ -213,8 +215,14 @@ impl PushProgress {
 }
 
 /// `docker login` (the API's `POST /auth`): check `creds` against the registry of `domain`
-/// (docker.io -> Docker Hub). Storing them is the client's business, as with Docker.
-pub async fn login(cfg: &RegistryConfig, domain: &str, creds: &Credentials) -> Result<()> {
+/// (docker.io -> Docker Hub). Storing them is the client's business, as with Docker. Returns
+/// the identity token (a refresh token) when the registry's token server issues one: clients
+/// store it instead of the password.
+pub async fn login(
+    cfg: &RegistryConfig,
+    domain: &str,
+    creds: &Credentials,
+) -> Result<Option<String>> {
     let domain = domain
         .trim_start_matches("https://")
         .trim_start_matches("http://")

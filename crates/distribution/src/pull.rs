@@ -25,8 +25,6 @@ pub struct PullOptions {
     /// Credentials sent with the request (the API's X-Registry-Auth); None: look them up in
     /// the docker config / credential helpers.
     pub credentials: Option<Credentials>,
-    /// Layers downloaded (and unpacked) at the same time.
-    pub max_concurrent: usize,
     /// Attempts after the first for a broken blob download (each resumes with Range).
     pub retries: u32,
 }
@@ -37,7 +35,6 @@ impl Default for PullOptions {
             platform: None,
             registry: RegistryConfig::default(),
             credentials: None,
-            max_concurrent: 4,
             retries: 5,
         }
     }
@@ -370,7 +367,9 @@ async fn fetch_layers(
     progress: &mut impl FnMut(PullProgress),
 ) -> Result<()> {
     let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<PullProgress>();
-    let sem = Arc::new(Semaphore::new(opts.max_concurrent.max(1)));
+    let sem = Arc::new(Semaphore::new(
+        opts.registry.max_concurrent_downloads.max(1),
+    ));
     let cancel = Arc::new(AtomicBool::new(false));
     let mut tasks = tokio::task::JoinSet::new();
     for spec in layers {

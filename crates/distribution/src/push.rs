@@ -28,9 +28,6 @@ pub struct PushOptions {
     pub credentials: Option<Credentials>,
 }
 
-/// Layers compressed and uploaded at the same time.
-const PUSH_CONCURRENCY: usize = 3;
-
 /// What one layer upload needs.
 struct LayerCtx<'a> {
     store: &'a Arc<ImageStore>,
@@ -170,7 +167,8 @@ pub async fn push(
             id: l.diff_id.short().to_owned(),
         });
     }
-    for l in unique.iter().rev().skip(PUSH_CONCURRENCY) {
+    let concurrency = opts.registry.max_concurrent_uploads.max(1);
+    for l in unique.iter().rev().skip(concurrency) {
         progress(PushProgress::Waiting {
             id: l.diff_id.short().to_owned(),
         });
@@ -196,7 +194,7 @@ pub async fn push(
         })
         .collect();
     let jobs = futures_util::stream::iter(futs)
-        .buffered(PUSH_CONCURRENCY)
+        .buffered(concurrency)
         .collect::<Vec<Result<Descriptor>>>();
     drop(ev_tx);
     tokio::pin!(jobs);

@@ -407,21 +407,7 @@ async fn corrupted_blob_is_a_digest_error_and_stores_nothing() {
     // so only the digest can tell).
     let layers = src.store.push_layers(&id).expect("layers");
     assert_eq!(layers.len(), 2);
-    let storage = reg
-        .dir
-        .path()
-        .join("storage/docker/registry/v2/blobs/sha256");
-    let mut biggest = None;
-    for d1 in std::fs::read_dir(&storage).expect("storage").flatten() {
-        for d2 in std::fs::read_dir(d1.path()).expect("dir").flatten() {
-            let p = d2.path().join("data");
-            let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
-            if biggest.as_ref().is_none_or(|(_, l)| len > *l) {
-                biggest = Some((p, len));
-            }
-        }
-    }
-    let (path, len) = biggest.expect("a blob");
+    let (path, len) = reg.blobs().into_iter().next().expect("a blob");
     let mut data = std::fs::read(&path).expect("blob");
     let mid = (len / 2) as usize;
     for b in &mut data[mid..mid + 16] {
@@ -784,7 +770,7 @@ async fn gzip_zstd_and_plain_layers_and_diff_id_check() {
             ("application/vnd.oci.image.layer.v1.tar+zstd", z2.clone()),
             ("application/vnd.oci.image.layer.v1.tar", l3.clone()),
         ],
-        vec![Digest::of(&l1), Digest::of(&l2), Digest::of(&l3)],
+        &[Digest::of(&l1), Digest::of(&l2), Digest::of(&l3)],
     );
     skopeo(&[
         "copy",
@@ -830,7 +816,7 @@ async fn gzip_zstd_and_plain_layers_and_diff_id_check() {
     write_oci_layout(
         bad.path(),
         &[("application/vnd.oci.image.layer.v1.tar+gzip", gzip(&l1))],
-        vec![Digest::of(b"not this layer")],
+        &[Digest::of(b"not this layer")],
     );
     skopeo(&[
         "copy",

@@ -384,6 +384,8 @@ fn cache_survives_restart_and_prune_empties_it() {
     f.restart();
     let out = build(&f, &ctx, &["-t", "r:1"]);
     assert_eq!(cache_hits(out.ok()), 2, "{}", out.stdout_str());
+    let df = f.out(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    assert!(df.contains("Build Cache 3"), "{df}");
     let pr = f.out(&["builder", "prune", "-f"]);
     assert!(pr.contains("Total"), "{pr}");
     let out = build(&f, &ctx, &["-t", "r:1"]);
@@ -391,4 +393,98 @@ fn cache_survives_restart_and_prune_empties_it() {
     assert_eq!(cache_hits(&out), 0, "{so}");
     // the cache mount was emptied too: one line again
     assert!(so.contains("\n1\n"), "{so}");
+}
+
+/// A one-file HTTP server on loopback: answers every request with `body`; returns the port.
+fn serve_once_per_request(body: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = c.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(head.as_bytes());
+            let _ = c.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_url_with_checksum() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let port = serve_once_per_request(b"downloaded\n");
+    // not the sha256 of "downloaded\n"
+    let sum = format!("sha256:{}", "0".repeat(64));
+    let real = {
+        use sha2::Digest as _;
+        format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(b"downloaded\n"))
+        )
+    };
+    let df = format!(
+        "FROM busybox\nADD --checksum={real} http://127.0.0.1:{port}/files/data.txt /dl/\nRUN cat /dl/data.txt && stat -c %a /dl/data.txt\n"
+    );
+    let ctx = context("build-url", &[("Dockerfile", df.as_str())]);
+    let so = build(&f, &ctx, &[]).ok().stdout_str();
+    assert!(so.contains("downloaded\n600\n"), "{so}");
+    let df = format!("FROM busybox\nADD --checksum={sum} http://127.0.0.1:{port}/x /x\n");
+    let ctx = context("build-url-bad", &[("Dockerfile", df.as_str())]);
+    let out = build(&f, &ctx, &[]);
+    assert_ne!(out.code(), 0);
+    let all = format!("{}{}", out.stdout_str(), out.stderr_str());
+    assert!(all.contains("digest mismatch"), "{all}");
+}
+
+#[test]
+fn remote_dockerfile_url() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let port = serve_once_per_request(
+        b"FROM busybox\nRUN echo remote-built > /r\nCMD [\"cat\", \"/r\"]\n",
+    );
+    let url = format!("http://127.0.0.1:{port}/Dockerfile");
+    build(&f, Path::new(&url), &["-t", "remote:1"]).ok();
+    assert_eq!(run(&f, &["remote:1"]), "remote-built\n");
+}
+
+#[test]
+fn cache_from_an_image() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = context(
+        "build-cachefrom",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY f /f\nRUN cat /f > /g\nCMD [\"cat\", \"/g\"]\n",
+            ),
+            ("f", "content\n"),
+        ],
+    );
+    build(&f, &ctx, &["-t", "cf:1"]).ok();
+    f.out(&["builder", "prune", "-f"]);
+    // the local cache is gone; the image given with --cache-from is the cache now
+    let out = build(&f, &ctx, &["-t", "cf:2", "--cache-from", "cf:1"]);
+    assert_eq!(cache_hits(out.ok()), 3, "{}", out.stdout_str());
+    let id1 = f.out(&["image", "inspect", "-f", "{{.Id}}", "cf:1"]);
+    let id2 = f.out(&["image", "inspect", "-f", "{{.Id}}", "cf:2"]);
+    assert_eq!(id1, id2);
+    std::fs::write(ctx.join("f"), "changed\n").expect("write");
+    let out = build(&f, &ctx, &["-t", "cf:3", "--cache-from", "cf:1"]);
+    assert_eq!(cache_hits(out.ok()), 0, "{}", out.stdout_str());
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_e2e::archive;
-use berth_e2e::registry::{Registry, have_registry, skopeo};
+use berth_e2e::registry::{BerthServe, Registry, have_registry, skopeo_output};
 use berth_e2e::{Daemon, OutputExt, RefDocker, bin_dir, have};
 
 /// Load a two-layer image (busybox + `extra` bytes of noise) under `tag`; returns its ID.
@@ -62,7 +62,7 @@ fn pushed_digest(out: &str) -> String {
 }
 
 fn skopeo_digest(reference: &str) -> String {
-    let out = skopeo(&[
+    let out = skopeo_output(&[
         "inspect",
         "--tls-verify=false",
         &format!("docker://{reference}"),
@@ -91,8 +91,25 @@ fn push_and_pull_with_docker_cli_berth_skopeo_and_docker() {
         return;
     }
     let reg = Registry::start();
+    push_and_pull_roundtrip(&reg.host());
+}
+
+/// The same with berth's own registry (`berth registry serve`) in the middle.
+#[test]
+fn push_and_pull_through_berth_registry_serve() {
+    if !have("docker") || !have("skopeo") {
+        return;
+    }
+    let reg = BerthServe::start_scratch(&[]);
+    push_and_pull_roundtrip(&reg.host());
+}
+
+/// berth push → docker CLI (through berthd) pull, run/create pulls, search, distribution
+/// inspect, a real Docker pulling what berth pushed and pushing for berth to pull, skopeo
+/// copying for berth to pull: same digests everywhere.
+fn push_and_pull_roundtrip(host: &str) {
     let d = Daemon::start();
-    let host = reg.host();
+    let host = host.to_owned();
     load_image(&d, "bb:latest", 300_000, 1);
     let name = format!("{host}/e2e/bb:v1");
     d.berth(&["tag", "bb:latest", &name]).ok();
@@ -236,7 +253,7 @@ fn push_and_pull_with_docker_cli_berth_skopeo_and_docker() {
 
     // skopeo pushes, berth pulls (a single-layer OCI image copied from the registry itself).
     let copy = format!("{host}/e2e/copied:oci");
-    let out = skopeo(&[
+    let out = skopeo_output(&[
         "copy",
         "--src-tls-verify=false",
         "--dest-tls-verify=false",

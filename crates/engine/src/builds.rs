@@ -49,6 +49,10 @@ pub struct BuildParams {
     pub target: String,
     /// `X-Registry-Config`: credentials by registry, for pulling bases.
     pub auth: BTreeMap<String, berth_distribution::Credentials>,
+    /// `remote`: the context (a tar) or the Dockerfile itself at an http(s) URL.
+    pub remote: String,
+    /// `RUN --mount=type=secret` data by id (berth's `X-Berth-Build-Secrets` header).
+    pub secrets: BTreeMap<String, Vec<u8>>,
 }
 
 /// One line of the build's JSON stream.
@@ -143,16 +147,62 @@ impl Builds {
         Ok((size, ids))
     }
 
-    /// For `/system/df`: (number of cache records, bytes of cache mounts).
-    pub fn usage(&self) -> (usize, u64) {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM cache", [], |r| r.get(0))
-            .unwrap_or(0);
-        (
-            n.max(0) as usize,
-            berth_image::layer::dir_size(&self.root.join("cache-mounts")),
-        )
+    /// The `BuildCache` part of `/system/df`: one record per cached step (its image's layers
+    /// are counted with the images) and one per `RUN --mount=type=cache` directory.
+    pub fn df(&self) -> Vec<Value> {
+        let fmt = |t: i64| {
+            chrono::DateTime::from_timestamp(t, 0)
+                .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        let rows: Vec<(String, String, i64)> = {
+            let conn = self.conn();
+            let Ok(mut stmt) = conn.prepare("SELECT key, image, created FROM cache") else {
+                return out;
+            };
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .map(|rows| rows.flatten().collect())
+                .unwrap_or_default()
+        };
+        for (key, image, created) in rows {
+            out.push(json!({
+                "ID": &key[..key.len().min(25)],
+                "Parents": null,
+                "Type": "regular",
+                "Description": format!("step cached as {}", &image[..image.len().min(19)]),
+                "InUse": false,
+                "Shared": true,
+                "Size": 0,
+                "CreatedAt": fmt(created),
+                "LastUsedAt": fmt(created),
+                "UsageCount": 1,
+            }));
+        }
+        if let Ok(rd) = std::fs::read_dir(self.root.join("cache-mounts")) {
+            for e in rd.flatten() {
+                let created = e
+                    .metadata()
+                    .ok()
+                    .and_then(|m| m.modified().ok())
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs() as i64)
+                    .unwrap_or(0);
+                out.push(json!({
+                    "ID": e.file_name().to_string_lossy(),
+                    "Parents": null,
+                    "Type": "exec.cachemount",
+                    "Description": "cached mount (RUN --mount=type=cache)",
+                    "InUse": false,
+                    "Shared": false,
+                    "Size": berth_image::layer::dir_size(&e.path()),
+                    "CreatedAt": fmt(created),
+                    "LastUsedAt": fmt(created),
+                    "UsageCount": 1,
+                }));
+            }
+        }
+        out
     }
 }
 
@@ -175,6 +225,9 @@ struct Backend {
     force_rm: bool,
     host_config: serde_json::Map<String, Value>,
     auth: BTreeMap<String, berth_distribution::Credentials>,
+    secrets: BTreeMap<String, Vec<u8>>,
+    /// `--cache-from` images and their local parents.
+    cache_from: Vec<berth_image::Image>,
 }
 
 fn short(id: &str) -> &str {
@@ -313,8 +366,29 @@ impl berth_build::Backend for Backend {
         );
         let mut binds = Vec::new();
         let mut tmpfs = serde_json::Map::new();
+        // secrets are files in the exec root (tmpfs on a usual host), removed after the step
+        let secret_dir = TmpDir(
+            self.engine
+                .config
+                .exec_root
+                .join("build-secrets")
+                .join(hex_rand()),
+        );
         for m in &req.mounts {
             match m {
+                MountSpec::Secret {
+                    id,
+                    target,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let data = self.secrets.get(id).cloned().unwrap_or_default();
+                    let path = secret_dir.0.join(hex_rand());
+                    write_secret(&path, &data, *mode, *uid, *gid)
+                        .map_err(|e| BuildError::new(format!("secret {id}: {e}")))?;
+                    binds.push(format!("{}:{target}:ro", path.display()));
+                }
                 MountSpec::Bind {
                     source,
                     target,
@@ -387,11 +461,23 @@ impl berth_build::Backend for Backend {
                 req.cmd.join(" ")
             )));
         }
+        // mount points the runtime made are not the step's changes (nor is a secret's name)
+        let targets: Vec<String> = req
+            .mounts
+            .iter()
+            .map(|m| match m {
+                MountSpec::Bind { target, .. }
+                | MountSpec::Cache { target, .. }
+                | MountSpec::Tmpfs { target, .. }
+                | MountSpec::Secret { target, .. } => target.clone(),
+            })
+            .collect();
         let img = self
             .engine
             .containers
-            .commit_build(&id, req.config, req.history)
+            .commit_build(&id, req.config, req.history, &targets)
             .await;
+        drop(secret_dir);
         if self.rm || self.force_rm {
             out(format!("Removing intermediate container {}\n", short(&id)));
             self.remove(&id).await;
@@ -494,7 +580,7 @@ impl berth_build::Backend for Backend {
                 })?;
             self.engine
                 .containers
-                .commit_build(&ctr, config, history)
+                .commit_build(&ctr, config, history, &[])
                 .await
                 .map_err(berr)
         }
@@ -579,6 +665,27 @@ impl berth_build::Backend for Backend {
     async fn cache_put(&self, key: &str, image: &str) {
         self.engine.builds.cache_put(key, image);
     }
+
+    async fn cache_from_hit(
+        &self,
+        parent: Option<&str>,
+        created_by: &str,
+        config: &ImageConfig,
+    ) -> Option<String> {
+        self.cache_from
+            .iter()
+            .find(|img| {
+                img.parent.as_ref().map(|p| p.to_string()).as_deref() == parent
+                    && img
+                        .config
+                        .history
+                        .last()
+                        .and_then(|h| h.created_by.as_deref())
+                        == Some(created_by)
+                    && img.config.config == config.config
+            })
+            .map(|img| img.id.to_string())
+    }
 }
 
 fn numeric_owner(c: &str) -> std::result::Result<(Option<u32>, Option<u32>), BuildError> {
@@ -618,7 +725,13 @@ fn unpack_context(input: Box<dyn Read + Send>, dir: &Path) -> Result<()> {
     ar.set_overwrite(true);
     // tar's unpack refuses `..` members and writes through no symlink outside `dir`
     ar.unpack(dir)
-        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))
+        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
+    // read the body to its end (padding after the end-of-archive blocks): answering an
+    // error while the client is still sending would make it see a broken pipe instead
+    let mut rest = ar.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
+    Ok(())
 }
 
 /// `POST /build`: the whole build; events go to `sink`. Errors before any output (bad tar,
@@ -655,13 +768,48 @@ pub async fn build(
         .join(format!("ctx-{}", hex_rand()));
     std::fs::create_dir_all(&dir).map_err(|e| io_err("creating build context dir", e))?;
     let tmp = TmpDir(dir.clone());
-    let d2 = dir.clone();
-    tokio::task::spawn_blocking(move || unpack_context(input, &d2)).await??;
     let dockerfile = if p.dockerfile.is_empty() {
         "Dockerfile".to_owned()
     } else {
         p.dockerfile.clone()
     };
+    let remote = p.remote.trim();
+    let input: Box<dyn Read + Send> = if remote.is_empty() {
+        input
+    } else if remote.starts_with("http://") || remote.starts_with("https://") {
+        let mut r = crate::fetch::get_reader(remote).await?;
+        let data = tokio::task::spawn_blocking(move || {
+            let mut d = Vec::new();
+            r.read_to_end(&mut d).map(|_| d)
+        })
+        .await?
+        .map_err(|e| Error::invalid(format!("downloading {remote}: {e}")))?;
+        if is_tar(&data) {
+            Box::new(std::io::Cursor::new(data))
+        } else {
+            // a URL to a Dockerfile: the context is that file alone
+            let name = context::clean_rel(&dockerfile)
+                .map(|c| c.join("/"))
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "Dockerfile".into());
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, &data[..])
+                .map_err(|e| io_err("packing the remote Dockerfile", e))?;
+            let tar = b
+                .into_inner()
+                .map_err(|e| io_err("packing the remote Dockerfile", e))?;
+            Box::new(std::io::Cursor::new(tar))
+        }
+    } else {
+        return Err(Error::invalid(format!(
+            "unable to prepare context: git contexts are not supported by berthd ({remote}): clone it and build the directory"
+        )));
+    };
+    let d2 = dir.clone();
+    tokio::task::spawn_blocking(move || unpack_context(input, &d2)).await??;
     let ignore_text = std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default();
     let ctx = Arc::new(Context::new(
         &dir,
@@ -680,6 +828,20 @@ pub async fn build(
     let text = std::fs::read_to_string(&df_path)
         .map_err(|e| Error::invalid(format!("reading Dockerfile: {e}")))?;
     let df = berth_build::parse(&text).map_err(|e| Error::invalid(e.to_string()))?;
+    // dockerd's removeDockerfile: once read, the Dockerfile and .dockerignore leave the context
+    // when .dockerignore excludes them — the docker CLI's `-f` from outside the context or stdin
+    // arrives as `.dockerfile.<random>` listed there, and `COPY .` must not pick it up.
+    if ctx.excluded(".dockerignore") {
+        let _ = std::fs::remove_file(dir.join(".dockerignore"));
+    }
+    if df_path
+        .strip_prefix(&dir)
+        .ok()
+        .and_then(|r| r.to_str())
+        .is_some_and(|r| ctx.excluded(r))
+    {
+        let _ = std::fs::remove_file(&df_path);
+    }
 
     let quiet = p.quiet;
     let s2 = sink.clone();
@@ -688,12 +850,32 @@ pub async fn build(
             s2(BuildEvent::Stream(s));
         }
     });
+    let store = engine.images.store().clone();
+    let names = p.cache_from.clone();
+    let cache_from = tokio::task::spawn_blocking(move || {
+        let mut out: Vec<berth_image::Image> = Vec::new();
+        for n in names {
+            // a --cache-from image that is not here is skipped, as dockerd does
+            let mut next = store.lookup(&n).ok();
+            while let Some(img) = next.take() {
+                if out.iter().any(|i| i.id == img.id) {
+                    break;
+                }
+                next = img.parent.as_ref().and_then(|p| store.get(p).ok());
+                out.push(img);
+            }
+        }
+        out
+    })
+    .await?;
     let backend = Arc::new(Backend {
+        cache_from,
         engine: engine.clone(),
         rm: p.rm,
         force_rm: p.force_rm,
         host_config: p.host_config.clone(),
         auth: p.auth.clone(),
+        secrets: p.secrets.clone(),
     });
     let opts = berth_build::Options {
         build_args: p.build_args.clone(),
@@ -704,6 +886,7 @@ pub async fn build(
         network: Some(p.network_mode.clone()).filter(|n| !n.is_empty() && n != "default"),
         quiet,
         cache_from: p.cache_from.clone(),
+        secrets: p.secrets.keys().cloned().collect(),
     };
     let built = berth_build::exec::build(backend, ctx, df, opts, out)
         .await
@@ -737,6 +920,32 @@ pub async fn build(
         }
     }
     Ok(built.id)
+}
+
+/// A tar, plain or compressed (gzip/zstd), judged by its first header.
+fn is_tar(data: &[u8]) -> bool {
+    let mut head = Vec::new();
+    if let Ok((_, r)) = berth_image::layer::decompress(data) {
+        let _ = r.take(512).read_to_end(&mut head);
+    }
+    head.len() >= 262 && &head[257..262] == b"ustar"
+}
+
+fn write_secret(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, data)?;
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))?;
+    Ok(())
 }
 
 fn hex_rand() -> String {

@@ -52,6 +52,10 @@ pub struct EngineConfig {
     pub runtimes: BTreeMap<String, Runtime>,
     pub insecure_registries: Vec<String>,
     pub registry_mirrors: Vec<String>,
+    /// `--max-concurrent-downloads` / `--max-concurrent-uploads` (None: the distribution
+    /// crate's defaults).
+    pub max_concurrent_downloads: Option<usize>,
+    pub max_concurrent_uploads: Option<usize>,
     /// `--bip`: the default bridge's address (used once networks exist)
     pub bip: Option<String>,
     /// `-b/--bridge`: attach the default network to this bridge ("none" disables it)
@@ -79,6 +83,8 @@ impl EngineConfig {
             runtimes: BTreeMap::new(),
             insecure_registries: Vec::new(),
             registry_mirrors: Vec::new(),
+            max_concurrent_downloads: None,
+            max_concurrent_uploads: None,
             bip: None,
             bridge: None,
             fixed_cidr: None,
@@ -207,10 +213,15 @@ impl Engine {
         images.set_containers(containers.clone());
         let network_service =
             networks::NetworkService::new(networks.clone(), events.clone(), containers.clone());
-        images.set_registry(registry::registry_config(
-            &config.insecure_registries,
-            &config.registry_mirrors,
-        ));
+        let mut rc =
+            registry::registry_config(&config.insecure_registries, &config.registry_mirrors);
+        if let Some(n) = config.max_concurrent_downloads {
+            rc.max_concurrent_downloads = n;
+        }
+        if let Some(n) = config.max_concurrent_uploads {
+            rc.max_concurrent_uploads = n;
+        }
+        images.set_registry(rc);
         let engine = Arc::new(Engine {
             id,
             config,

@@ -287,10 +287,10 @@ impl Images {
         } else {
             a.serveraddress
         };
-        dist::login(&self.registry(), &server, &creds)
+        let token = dist::login(&self.registry(), &server, &creds)
             .await
             .map_err(map_err)?;
-        Ok(("Login Succeeded".to_owned(), String::new()))
+        Ok(("Login Succeeded".to_owned(), token.unwrap_or_default()))
     }
 
     /// `GET /images/search?term=&limit=&filters=`.

@@ -80,6 +80,8 @@ struct Tee<'a> {
     limit: u64,
     progress: &'a mut dyn FnMut(u64),
     reported: u64,
+    /// Bytes whose writeback was started (see `layer::start_writeback`).
+    flushed: u64,
 }
 
 impl Read for Tee<'_> {
@@ -94,6 +96,10 @@ impl Read for Tee<'_> {
         }
         self.hasher.update(&buf[..n]);
         self.file.write_all(&buf[..n])?;
+        if self.count - self.flushed >= layer::WRITEBACK_CHUNK {
+            layer::start_writeback(&self.file, self.flushed, self.count - self.flushed);
+            self.flushed = self.count;
+        }
         // Progress callbacks per 512 KiB keep the message rate sane.
         if self.count - self.reported >= 512 * 1024 || (n == 0 && self.count != self.reported) {
             self.reported = self.count;
@@ -212,6 +218,7 @@ impl PullSession {
             limit: spec.size,
             progress,
             reported: 0,
+            flushed: 0,
         };
         let super::PendingLayerDir {
             cache_id,

@@ -6,7 +6,7 @@
 //! manifests/indexes, validated against the blobs and manifests of the repository the way
 //! distribution does), tags list, catalog, the referrers API, deletion (when enabled),
 //! read-only mode, htpasswd (bcrypt) Basic auth, token auth (JWTs from a configured issuer),
-//! TLS, and garbage collection of unreferenced blobs ([`gc`]).
+//! TLS, and garbage collection of unreferenced blobs and stale uploads ([`gc`]).
 //! Storage is a plain directory ([`storage`]): content-addressed blobs, repositories made of
 //! link files, upload sessions whose data survives a restart; every publish is a rename, so a
 //! crash (kill -9) never leaves a half-written blob, manifest or tag visible.
@@ -27,5 +27,5 @@ pub mod storage;
 pub mod token_server;
 
 pub use error::{Error, Result};
-pub use gc::{GcReport, gc};
+pub use gc::{DEFAULT_UPLOAD_MAX_AGE, GcOptions, GcReport, gc};
 pub use server::{Config, Server, TlsConfig, TokenConfig};

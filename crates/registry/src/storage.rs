@@ -21,6 +21,7 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use berth_types::Digest;
 
@@ -324,6 +325,67 @@ impl Storage {
     pub fn delete_upload(&self, name: &str, id: &str) -> Result<bool> {
         remove_if_exists(&self.upload_path(name, id)?)
     }
+
+    /// Upload sessions last written before `cutoff`: (repository, upload id). Found by walking
+    /// the tree, since a repository whose first push was abandoned has only `_uploads`.
+    pub fn uploads_older_than(&self, cutoff: SystemTime) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        walk_uploads(
+            &self.root.join("repositories"),
+            String::new(),
+            cutoff,
+            &mut out,
+        )?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Staging files of writes a crash interrupted, last written before `cutoff`.
+    pub fn remove_tmp_older_than(&self, cutoff: SystemTime) -> Result<()> {
+        let dir = self.root.join("tmp");
+        for n in list_dir(&dir)? {
+            let p = dir.join(&n);
+            if older_than(&p, cutoff) {
+                remove_if_exists(&p)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn older_than(p: &Path, cutoff: SystemTime) -> bool {
+    fs::symlink_metadata(p)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t < cutoff)
+}
+
+fn walk_uploads(
+    dir: &Path,
+    prefix: String,
+    cutoff: SystemTime,
+    out: &mut Vec<(String, String)>,
+) -> Result<()> {
+    for n in list_dir(dir)? {
+        let sub = dir.join(&n);
+        if n == "_uploads" && !prefix.is_empty() {
+            for id in list_dir(&sub)? {
+                if is_valid_upload_id(&id) && older_than(&sub.join(&id), cutoff) {
+                    out.push((prefix.clone(), id));
+                }
+            }
+            continue;
+        }
+        if n.starts_with('_') || !sub.is_dir() {
+            continue;
+        }
+        let name = if prefix.is_empty() {
+            n.clone()
+        } else {
+            format!("{prefix}/{n}")
+        };
+        walk_uploads(&sub, name, cutoff, out)?;
+    }
+    Ok(())
 }
 
 /// 128 random bits in hex: upload ids and temp file names.

@@ -7,15 +7,21 @@
 //! Policy: with `credentials` set, Basic auth with them grants every action asked for and no
 //! Authorization grants `pull` only (anonymous); wrong credentials are a 401. Without
 //! `credentials`, everyone gets everything.
+//!
+//! Docker's identity tokens: an authenticated GET with `offline_token=true` (what `docker
+//! login` sends) also gets a `refresh_token`; `POST /token` with the OAuth2 form
+//! `grant_type=refresh_token&refresh_token=..` exchanges it for an access token with full
+//! rights, as `grant_type=password` does with the credentials.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -63,6 +69,8 @@ struct Inner {
     cfg: TokenServerConfig,
     key: jsonwebtoken::EncodingKey,
     kid: String,
+    /// Refresh tokens handed out (token -> subject); in memory: a test server.
+    refresh: Mutex<HashMap<String, String>>,
 }
 
 impl TokenServer {
@@ -78,6 +86,7 @@ impl TokenServer {
             kid: libtrust_key_id(&spki),
             cfg,
             key,
+            refresh: Mutex::new(HashMap::new()),
         });
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
@@ -92,7 +101,7 @@ impl TokenServer {
                 conns.spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let inner = Arc::clone(&inner);
-                        async move { Ok::<_, Infallible>(issue(&inner, req)) }
+                        async move { Ok::<_, Infallible>(issue(&inner, req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -125,28 +134,83 @@ fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-fn issue(inner: &Inner, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn unauthorized(details: &str) -> Response<Full<Bytes>> {
+    reply(
+        StatusCode::UNAUTHORIZED,
+        serde_json::json!({"details": details}).to_string(),
+    )
+}
+
+async fn issue(inner: &Inner, req: Request<Incoming>) -> Response<Full<Bytes>> {
     if req.uri().path() != "/token" {
         return reply(StatusCode::NOT_FOUND, "{}".into());
     }
-    let basic = req
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_basic);
-    let (full, sub) = match (&inner.cfg.credentials, basic) {
-        (None, b) => (true, b.map(|(u, _)| u).unwrap_or_default()),
-        (Some((u, p)), Some((bu, bp))) if *u == bu && *p == bp => (true, bu),
-        (Some(_), Some(_)) => {
-            return reply(
-                StatusCode::UNAUTHORIZED,
-                r#"{"details":"invalid credentials"}"#.into(),
-            );
-        }
-        (Some(_), None) => (false, String::new()),
+    let creds_ok = |u: &str, p: &str| match &inner.cfg.credentials {
+        None => true,
+        Some((cu, cp)) => cu == u && cp == p,
+    };
+    // (full rights, subject, parameters, may get a refresh token)
+    let (full, sub, params, offline) = if req.method() == http::Method::POST {
+        // OAuth2 form: identity tokens (refresh_token) or a password grant.
+        let body = match Limited::new(req.into_body(), 64 * 1024).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return reply(StatusCode::BAD_REQUEST, "{}".into()),
+        };
+        let params: Vec<(String, String)> = form_urlencoded::parse(&body).into_owned().collect();
+        let get = |k: &str| {
+            params
+                .iter()
+                .find(|(pk, _)| pk == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let sub = match get("grant_type").as_str() {
+            "refresh_token" => {
+                let known = inner
+                    .refresh
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&get("refresh_token"))
+                    .cloned();
+                match known {
+                    Some(sub) => sub,
+                    None => return unauthorized("invalid refresh token"),
+                }
+            }
+            "password" if creds_ok(&get("username"), &get("password")) => get("username"),
+            "password" => return unauthorized("invalid credentials"),
+            _ => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    r#"{"error":"unsupported_grant_type"}"#.into(),
+                );
+            }
+        };
+        let offline = get("access_type") == "offline";
+        (true, sub, params, offline)
+    } else {
+        let params: Vec<(String, String)> =
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let basic = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_basic);
+        let (full, sub, authed) = match basic {
+            Some((u, p)) if creds_ok(&u, &p) => (true, u, true),
+            Some(_) => return unauthorized("invalid credentials"),
+            None => (inner.cfg.credentials.is_none(), String::new(), false),
+        };
+        let offline = authed
+            && params
+                .iter()
+                .any(|(k, v)| k == "offline_token" && v == "true");
+        (full, sub, params, offline)
     };
     let mut access = Vec::new();
-    for (k, v) in form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+    for (k, v) in &params {
         if k != "scope" {
             continue;
         }
@@ -186,10 +250,19 @@ fn issue(inner: &Inner, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     header.kid = Some(inner.kid.clone());
     match jsonwebtoken::encode(&header, &claims, &inner.key) {
-        Ok(t) => reply(
-            StatusCode::OK,
-            serde_json::json!({"token": t, "access_token": t, "expires_in": 300}).to_string(),
-        ),
+        Ok(t) => {
+            let mut body = serde_json::json!({"token": t, "access_token": t, "expires_in": 300});
+            if offline {
+                let r = crate::storage::random_id();
+                inner
+                    .refresh
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(r.clone(), claims.sub.clone());
+                body["refresh_token"] = r.into();
+            }
+            reply(StatusCode::OK, body.to_string())
+        }
         Err(e) => reply(
             StatusCode::INTERNAL_SERVER_ERROR,
             serde_json::json!({"details": e.to_string()}).to_string(),

@@ -274,16 +274,46 @@ async fn token_auth() {
     push_with_client(&reg.host(), Some(Credentials::new("alice", "s3cret")))
         .await
         .expect("push with credentials");
+
+    // `docker login` gets an identity token (the token server's refresh token) and later
+    // requests use it instead of the password, through the OAuth2 refresh grant.
+    let cfg = registry_config();
+    let identity =
+        berth_distribution::login(&cfg, &reg.host(), &Credentials::new("alice", "s3cret"))
+            .await
+            .expect("login")
+            .expect("an identity token");
+    push_with_client(
+        &reg.host(),
+        Some(Credentials::new("<token>", identity.clone())),
+    )
+    .await
+    .expect("push with the identity token");
+    assert!(
+        push_with_client(&reg.host(), Some(Credentials::new("<token>", "forged")))
+            .await
+            .is_err()
+    );
+    // Login with an identity token works too; wrong passwords still fail.
+    berth_distribution::login(&cfg, &reg.host(), &Credentials::new("<token>", identity))
+        .await
+        .expect("login with the identity token");
+    assert!(
+        berth_distribution::login(&cfg, &reg.host(), &Credentials::new("alice", "wrong"))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_server_tokens_work_with_distribution() {
     let t = token_setup().await;
-    let dist = Distribution::start(&format!(
-        "  token:\n    realm: {}\n    service: berth-registry\n    issuer: berth-test-issuer\n    rootcertbundle: {}\n",
-        t.server.realm(),
-        t.bundle.display()
-    ));
+    let dist = Registry::start_token(
+        &t.server.realm(),
+        "berth-registry",
+        "berth-test-issuer",
+        &t.bundle,
+    );
     let (_l, src) = layout();
     let dest = format!("docker://{}/app:v1", dist.host());
     skopeo_fails(&["copy", "-q", "--dest-tls-verify=false", &src, &dest]);

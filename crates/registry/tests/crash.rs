@@ -223,3 +223,73 @@ async fn gc_keeps_referenced_and_removes_unreferenced_blobs() {
     // Nothing left to collect.
     assert!(gc(true).ends_with("4 blobs marked, 0 blobs eligible for deletion\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gc_removes_upload_sessions_older_than_the_max_age() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("storage");
+    {
+        let reg = Reg::start_with(|c| c.root = root.clone()).await;
+        // Two abandoned uploads (one in a repository that never got a blob) and a fresh one.
+        for repo in ["old/one", "old/two", "fresh"] {
+            let r = reg
+                .req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(r.status(), StatusCode::ACCEPTED);
+        }
+        reg.push_blob("old/one", b"a blob").await;
+    }
+    let week_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 24 * 3600);
+    for repo in ["old/one", "old/two"] {
+        let uploads = root.join("repositories").join(repo).join("_uploads");
+        for f in files_in(&uploads) {
+            std::fs::File::options()
+                .write(true)
+                .open(uploads.join(f))
+                .and_then(|f| f.set_modified(week_ago))
+                .expect("age the upload");
+        }
+    }
+    let gc = |args: &[&str]| {
+        let out = std::process::Command::new(berth_bin())
+            .args(["registry", "gc", "--root"])
+            .arg(&root)
+            .args(args)
+            .output()
+            .expect("berth registry gc");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let stale = |repo: &str| files_in(&root.join("repositories").join(repo).join("_uploads"));
+    // 0 disables purging (the unreferenced blob goes as ever); the dry run only reports.
+    let out = gc(&["--upload-max-age", "0"]);
+    assert!(!out.contains("upload eligible"), "{out}");
+    assert!(out.ends_with("0 blobs marked, 1 blobs deleted\n"), "{out}");
+    let out = gc(&["--dry-run"]);
+    assert_eq!(
+        out.matches("upload eligible for deletion: old/").count(),
+        2,
+        "{out}"
+    );
+    assert_eq!(stale("old/one").len(), 1);
+    // The default age is a week, as distribution's upload purging.
+    let out = gc(&[]);
+    assert!(
+        out.contains("upload eligible for deletion: old/two/"),
+        "{out}"
+    );
+    assert!(stale("old/one").is_empty() && stale("old/two").is_empty());
+    assert_eq!(stale("fresh").len(), 1, "a fresh upload was removed");
+    assert!(out.ends_with("0 blobs marked, 0 blobs deleted\n"), "{out}");
+    let out = gc(&["--upload-max-age", "1ns"]);
+    assert!(
+        out.contains("upload eligible for deletion: fresh/"),
+        "{out}"
+    );
+}

@@ -58,7 +58,7 @@ fn make_image(store: &ImageStore, r: &Reference) -> Digest {
 fn skopeo_copies_both_ways_with_distribution_same_digests() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let reg = rt.block_on(Reg::start());
-    let dist = Distribution::start("");
+    let dist = Registry::start();
     let layout = tempfile::tempdir().expect("tempdir");
     let md = write_oci_layout(
         layout.path(),

@@ -35,6 +35,9 @@ pub struct StartOpts {
     pub stdin: bool,
     /// Create only; start on a `start` request (so attachers can connect first).
     pub create_only: bool,
+    /// Bring `lo` up in the container's new network namespace (`--network none`) before
+    /// reporting it created.
+    pub loopback_up: bool,
     pub log_driver: LogDriver,
     pub log_path: Option<PathBuf>,
     pub log_max_size: Option<u64>,
@@ -100,7 +103,7 @@ pub fn all_caps() -> libcontainer::oci_spec::runtime::Capabilities {
 }
 
 const USAGE: &str = "usage: berth-shim start --id ID --bundle DIR --state-dir DIR --runtime-root DIR \
-[--runtime PATH [--runtime-arg ARG]...] [--tty] [--stdin] [--create-only] --log-driver json-file|none [--log-path FILE] \
+[--runtime PATH [--runtime-arg ARG]...] [--tty] [--stdin] [--create-only] [--loopback-up] --log-driver json-file|none [--log-path FILE] \
 [--log-max-size BYTES] [--log-max-file N]";
 
 fn parse(args: &[String]) -> Result<StartOpts, String> {
@@ -114,6 +117,7 @@ fn parse(args: &[String]) -> Result<StartOpts, String> {
         tty: false,
         stdin: false,
         create_only: false,
+        loopback_up: false,
         log_driver: LogDriver::JsonFile,
         log_path: None,
         log_max_size: None,
@@ -136,6 +140,7 @@ fn parse(args: &[String]) -> Result<StartOpts, String> {
             "--tty" => o.tty = true,
             "--stdin" => o.stdin = true,
             "--create-only" => o.create_only = true,
+            "--loopback-up" => o.loopback_up = true,
             "--log-driver" => {
                 o.log_driver = match val(a)?.as_str() {
                     "json-file" => LogDriver::JsonFile,

@@ -328,6 +328,12 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
 
     let init_pid = rt.create(&o.bundle, pio)?;
     phase("create");
+    if o.loopback_up
+        && let Err(e) = loopback_up(init_pid)
+    {
+        kill_and_delete(&mut rt, init_pid);
+        return Err(e);
+    }
     let _ = std::fs::remove_file("console.sock");
     if let Some(l) = console {
         match recv_pty(&l) {
@@ -379,6 +385,59 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
     let _ = writeln!(report, "{}", serde_json::to_string(&ok).unwrap_or_default());
     phase("reported");
     Ok(shim)
+}
+
+/// `lo` up in the network namespace of `pid`, from here: this process is single-threaded, so
+/// it can enter the namespace and come back (two setns, no thread, no fork), which is cheaper
+/// than the daemon doing it from its blocking pool between two requests to us. Not bringing
+/// it up is only logged (a container without a working `lo` still runs); not getting back to
+/// our own namespace is fatal.
+fn loopback_up(pid: Pid) -> Result<(), StartError> {
+    use nix::sched::{CloneFlags, setns};
+    let own = File::open("/proc/self/ns/net").map_err(io_err("open own netns"))?;
+    let theirs = match File::open(format!("/proc/{pid}/ns/net")) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("berth-shim: lo not brought up: container netns: {e}");
+            return Ok(());
+        }
+    };
+    if let Err(e) = setns(&theirs, CloneFlags::CLONE_NEWNET) {
+        eprintln!("berth-shim: lo not brought up: entering the container netns: {e}");
+        return Ok(());
+    }
+    let up = set_lo_up();
+    setns(&own, CloneFlags::CLONE_NEWNET).map_err(nix_err("leave container netns"))?;
+    if let Err(e) = up {
+        eprintln!("berth-shim: lo not brought up: {e}");
+    }
+    Ok(())
+}
+
+fn set_lo_up() -> std::io::Result<()> {
+    // SAFETY: socket(2) with constant arguments; the fd is owned right away.
+    let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if s < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: s is a fresh descriptor nobody else owns.
+    let s = unsafe { OwnedFd::from_raw_fd(s) };
+    // SAFETY: a zeroed ifreq is valid; the name is NUL-terminated (2 of 16 bytes).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (i, b) in b"lo".iter().enumerate() {
+        req.ifr_name[i] = *b as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write the ifreq we own.
+    unsafe {
+        if libc::ioctl(s.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(s.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 fn kill_and_delete(rt: &mut Runtime, pid: Pid) {

@@ -77,6 +77,23 @@ fn registry_config(
     Ok(out)
 }
 
+/// `X-Berth-Build-Secrets` (berth's CLI; the legacy API has no secrets channel): base64 of
+/// `{"id": "<base64 data>"}`.
+fn build_secrets(header: Option<&str>) -> Result<BTreeMap<String, Vec<u8>>, ApiError> {
+    let mut out = BTreeMap::new();
+    let Some(h) = header.map(str::trim).filter(|h| !h.is_empty()) else {
+        return Ok(out);
+    };
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let bad = || ApiError::invalid("invalid X-Berth-Build-Secrets header");
+    let raw = b64.decode(h).map_err(|_| bad())?;
+    let map: BTreeMap<String, String> = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    for (id, data) in map {
+        out.insert(id, b64.decode(data).map_err(|_| bad())?);
+    }
+    Ok(out)
+}
+
 fn params(p: &Params, req: &Request) -> Result<BuildParams, ApiError> {
     if p.get("version").is_some_and(|v| v.trim() == "2") {
         return Err(ApiError::invalid(
@@ -150,6 +167,11 @@ fn params(p: &Params, req: &Request) -> Result<BuildParams, ApiError> {
         .headers()
         .get("X-Registry-Config")
         .and_then(|h| h.to_str().ok());
+    let secrets = build_secrets(
+        req.headers()
+            .get("X-Berth-Build-Secrets")
+            .and_then(|h| h.to_str().ok()),
+    )?;
     Ok(BuildParams {
         dockerfile: p.get("dockerfile").unwrap_or("").to_owned(),
         tags: p
@@ -173,6 +195,8 @@ fn params(p: &Params, req: &Request) -> Result<BuildParams, ApiError> {
         network_mode: p.get("networkmode").unwrap_or("").to_owned(),
         target: p.get("target").unwrap_or("").to_owned(),
         auth: registry_config(header)?,
+        remote: p.get("remote").unwrap_or("").to_owned(),
+        secrets,
     })
 }
 

@@ -50,6 +50,12 @@ pub async fn df(State(s): State<AppState>, req: Request) -> ApiResult<Response> 
     let mut out = serde_json::to_value(&du)
         .map_err(|e| ApiError(berth_engine::Error::internal(e.to_string())))?;
     out["Volumes"] = serde_json::Value::Array(s.engine.volumes.disk_usage().await?);
+    let engine = s.engine.clone();
+    out["BuildCache"] = serde_json::Value::Array(
+        tokio::task::spawn_blocking(move || engine.builds.df())
+            .await
+            .unwrap_or_default(),
+    );
     if let (Some(v), Some(images)) = (v, out.get_mut("Images").and_then(|i| i.as_array_mut()))
         && !v.at_least("1.44")
     {

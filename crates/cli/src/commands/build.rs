@@ -461,14 +461,17 @@ fn prepare_context(a: &BuildArgs) -> Result<Context, CliError> {
         }
         Some(p) => {
             if std::fs::symlink_metadata(p).is_err() {
-                let shown = if given.is_empty() {
-                    p.display().to_string()
+                // docker's two wordings: the default Dockerfile vs one given with -f.
+                return Err(CliError::msg(if given.is_empty() {
+                    format!(
+                        "unable to prepare context: unable to evaluate symlinks in Dockerfile path: lstat {}: no such file or directory",
+                        p.display()
+                    )
                 } else {
-                    given.clone()
-                };
-                return Err(CliError::msg(format!(
-                    "unable to prepare context: Cannot locate specified Dockerfile: {shown}"
-                )));
+                    format!(
+                        "unable to prepare context: Cannot locate specified Dockerfile: {given}"
+                    )
+                }));
             }
             let real = std::fs::canonicalize(p).unwrap_or(p.clone());
             match rel_under(&dir, &real) {
@@ -749,7 +752,8 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
         }
     }
 
-    let mut headers: Vec<(&str, String)> = Vec::new();
+    let mut headers: Vec<(&str, String)> =
+        vec![("X-Registry-Config", crate::credentials::registry_config()?)];
     if let Some(s) = secret_header {
         headers.push(("X-Berth-Build-Secrets", s));
     }

@@ -65,6 +65,17 @@ pub struct GcArgs {
     /// Only print what would be deleted
     #[arg(long)]
     pub dry_run: bool,
+    /// Remove upload sessions untouched for this long (0: keep them all)
+    #[arg(long, value_name = "duration", default_value = "168h", value_parser = max_age)]
+    pub upload_max_age: std::time::Duration,
+}
+
+/// A Go duration ("168h", "30m"), not negative.
+fn max_age(s: &str) -> Result<std::time::Duration, String> {
+    let ns = super::opts::go_duration(s)?;
+    u64::try_from(ns)
+        .map(std::time::Duration::from_nanos)
+        .map_err(|_| format!("invalid duration {s:?}: negative"))
 }
 
 pub async fn run(cmd: RegistryCmd) -> Result<(), CliError> {
@@ -119,13 +130,20 @@ async fn terminated() {
 }
 
 async fn gc(a: GcArgs) -> Result<(), CliError> {
-    let r = tokio::task::spawn_blocking(move || berth_registry::gc(&a.root, a.dry_run))
+    let opts = berth_registry::GcOptions {
+        dry_run: a.dry_run,
+        upload_max_age: (!a.upload_max_age.is_zero()).then_some(a.upload_max_age),
+    };
+    let r = tokio::task::spawn_blocking(move || berth_registry::gc(&a.root, &opts))
         .await
         .map_err(|e| CliError::msg(format!("gc: {e}")))?
         .map_err(|e| CliError::msg(format!("gc: {e}")))?;
     let mut out = String::new();
     for d in &r.deleted {
         out.push_str(&format!("blob eligible for deletion: {d}\n"));
+    }
+    for u in &r.stale_uploads {
+        out.push_str(&format!("upload eligible for deletion: {u}\n"));
     }
     out.push_str(&format!(
         "{} blobs marked, {} blobs {}\n",

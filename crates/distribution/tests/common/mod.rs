@@ -1,5 +1,11 @@
-//! Test harness: a real `docker-registry` (distribution 2.8) on 127.0.0.1, images built locally.
-#![allow(dead_code)]
+//! Test harness: a real `docker-registry` (distribution 2.8) on 127.0.0.1 and the rest of the
+//! registry test support from `berth_e2e::registry`; images built locally.
+#![allow(dead_code, unused_imports)]
+
+pub use berth_e2e::registry::{
+    Registry, Tar, busybox_layer, free_port, gzip, make_certs, random_bytes, skopeo,
+    write_oci_layout,
+};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -12,135 +18,6 @@ use berth_distribution::{PullOptions, PushOptions, RegistryConfig};
 use berth_image::ImageStore;
 use berth_types::image_config::{History, ImageConfig};
 use berth_types::{Digest, Reference};
-
-/// A docker-registry process with its own storage; killed on drop (even when a test panics).
-pub struct Registry {
-    pub dir: tempfile::TempDir,
-    pub port: u16,
-    child: Option<Child>,
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-impl Registry {
-    pub fn start() -> Registry {
-        Registry::start_with(None)
-    }
-
-    /// With `htpasswd` = Some((user, password)): distribution's htpasswd basic auth.
-    pub fn start_with(htpasswd: Option<(&str, &str)>) -> Registry {
-        Registry::start_full(htpasswd, None)
-    }
-
-    /// With `tls` = a dir holding server.crt/server.key/ca.crt: HTTPS that requires a client
-    /// certificate signed by ca.crt.
-    pub fn start_full(htpasswd: Option<(&str, &str)>, tls: Option<&Path>) -> Registry {
-        assert!(
-            Path::new("/usr/bin/docker-registry").exists(),
-            "docker-registry is not installed (apt-get install docker-registry)"
-        );
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let mut auth = String::new();
-        if let Some((u, p)) = htpasswd {
-            let hash = bcrypt::hash(p, 5).expect("bcrypt");
-            let hp = dir.path().join("htpasswd");
-            std::fs::write(&hp, format!("{u}:{hash}\n")).expect("htpasswd");
-            auth = format!(
-                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-                hp.display()
-            );
-        }
-        let tls = tls
-            .map(|d| {
-                format!(
-                    "  tls:\n    certificate: {0}/server.crt\n    key: {0}/server.key\n    clientcas:\n      - {0}/ca.crt\n",
-                    d.display()
-                )
-            })
-            .unwrap_or_default();
-        let cfg = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
-            dir.path().join("storage").display()
-        );
-        std::fs::write(dir.path().join("config.yml"), cfg).expect("config");
-        let mut r = Registry {
-            dir,
-            port,
-            child: None,
-        };
-        r.spawn();
-        r
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("registry.log"))
-            .expect("log");
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(self.dir.path().join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("starting docker-registry");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "registry did not come up: {}",
-                std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGKILL, as a crash would.
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
-    }
-
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn reference(&self, name: &str) -> Reference {
-        Reference::parse_tagged(&format!("{}/{name}", self.host())).expect("reference")
-    }
-
-    /// The file a blob lives in, in distribution's filesystem layout.
-    pub fn blob_path(&self, d: &Digest) -> PathBuf {
-        self.dir
-            .path()
-            .join("storage/docker/registry/v2/blobs/sha256")
-            .join(&d.hex()[..2])
-            .join(d.hex())
-            .join("data")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 /// Options that use no docker config of the machine running the tests.
 pub fn registry_config() -> RegistryConfig {
@@ -189,74 +66,6 @@ impl TestStore {
     }
 }
 
-/// A tar builder for layers.
-pub struct Tar(tar::Builder<Vec<u8>>);
-
-impl Tar {
-    pub fn new() -> Tar {
-        Tar(tar::Builder::new(Vec::new()))
-    }
-    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h
-    }
-    pub fn dir(mut self, path: &str) -> Tar {
-        let mut h = Tar::header(tar::EntryType::Directory, 0o755, 0);
-        self.0
-            .append_data(&mut h, path, std::io::empty())
-            .expect("tar");
-        self
-    }
-    pub fn file(mut self, path: &str, data: &[u8]) -> Tar {
-        let mut h = Tar::header(tar::EntryType::Regular, 0o755, data.len() as u64);
-        self.0.append_data(&mut h, path, data).expect("tar");
-        self
-    }
-    pub fn symlink(mut self, path: &str, target: &str) -> Tar {
-        let mut h = Tar::header(tar::EntryType::Symlink, 0o777, 0);
-        self.0.append_link(&mut h, path, target).expect("tar");
-        self
-    }
-    pub fn finish(self) -> Vec<u8> {
-        self.0.into_inner().expect("tar")
-    }
-}
-
-/// A busybox rootfs (Debian's busybox-static) as one layer.
-pub fn busybox_layer() -> Vec<u8> {
-    let bb = std::fs::read("/bin/busybox").expect("/bin/busybox (apt-get install busybox-static)");
-    let mut t = Tar::new()
-        .dir("bin/")
-        .dir("etc/")
-        .dir("tmp/")
-        .file("bin/busybox", &bb);
-    for app in ["sh", "ls", "cat", "echo", "true"] {
-        t = t.symlink(&format!("bin/{app}"), "busybox");
-    }
-    t.file("etc/hostname", b"busybox\n").finish()
-}
-
-/// Pseudo-random bytes (xorshift): incompressible for gzip, cheap to make.
-pub fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    // Distinct odd states for distinct seeds.
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(n + 8);
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
-
 pub fn base_config(arch: &str) -> ImageConfig {
     ImageConfig {
         architecture: arch.into(),
@@ -298,19 +107,6 @@ pub fn save_to(store: &ImageStore, name: &str, path: &Path) {
     let mut f = std::fs::File::create(path).expect("archive");
     store.save(&[name.to_owned()], &mut f).expect("save");
     f.flush().expect("flush");
-}
-
-pub fn skopeo(args: &[&str]) -> String {
-    let out = Command::new("skopeo")
-        .args(args)
-        .output()
-        .expect("running skopeo");
-    assert!(
-        out.status.success(),
-        "skopeo {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// A TCP proxy in front of the registry that cuts the first connection whose response passes
@@ -598,114 +394,13 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A test CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
-pub fn make_certs(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=berth-test-ca",
-    ]);
-    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
-    for (name, cn) in [("server", "127.0.0.1"), ("client", "berth-client")] {
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-            "-subj",
-            &format!("/CN={cn}"),
-        ]);
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{name}.crt"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-        ]);
-    }
+/// References into a test registry.
+pub trait RegistryExt {
+    fn reference(&self, name: &str) -> Reference;
 }
 
-/// Write an OCI image layout with one image (tag `latest`) made of `layers` (media type, blob
-/// bytes) and a config listing `diff_ids`; returns the manifest digest.
-pub fn write_oci_layout(dir: &Path, layers: &[(&str, Vec<u8>)], diff_ids: Vec<Digest>) -> Digest {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).expect("mkdir");
-    let put = |data: &[u8]| -> (Digest, usize) {
-        let d = Digest::of(data);
-        std::fs::write(blobs.join(d.hex()), data).expect("blob");
-        (d, data.len())
-    };
-    let mut descs = Vec::new();
-    for (mt, blob) in layers {
-        let (d, n) = put(blob);
-        descs.push(serde_json::json!({"mediaType": mt, "digest": d.to_string(), "size": n}));
+impl RegistryExt for Registry {
+    fn reference(&self, name: &str) -> Reference {
+        Reference::parse_tagged(&format!("{}/{name}", self.host())).expect("reference")
     }
-    let mut cfg = base_config("amd64");
-    cfg.rootfs.diff_ids = diff_ids;
-    let (cd, cs) = put(&serde_json::to_vec(&cfg).expect("cfg"));
-    let m = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": cs},
-        "layers": descs,
-    });
-    let (md, ms) = put(&serde_json::to_vec(&m).expect("manifest"));
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": md.to_string(), "size": ms,
-            "annotations": {"org.opencontainers.image.ref.name": "latest"},
-        }],
-    });
-    std::fs::write(
-        dir.join("index.json"),
-        serde_json::to_vec(&index).expect("index"),
-    )
-    .expect("index.json");
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
-    md
-}
-
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(data).expect("gz");
-    gz.finish().expect("gz")
 }

@@ -287,13 +287,20 @@ impl Containers {
 
 impl Containers {
     /// The builder's commit (a RUN/COPY step): the container's changes as a layer on its
-    /// image, with the config and history line the step computed. No event, no tag.
+    /// image, with the config and history line the step computed. No event, no tag. `skip`:
+    /// absolute paths (the step's mount points) left out of the layer with what is below them.
     pub async fn commit_build(
         &self,
         name: &str,
         config: ImageConfig,
         history: History,
+        skip: &[String],
     ) -> Result<Digest> {
+        let skip: Vec<Vec<u8>> = skip
+            .iter()
+            .map(|s| s.trim_start_matches('/').as_bytes().to_vec())
+            .filter(|s| !s.is_empty())
+            .collect();
         let rec = self.get(name)?.record();
         let parent: Option<Digest> = rec.image_id.parse().ok();
         let (upper, _) = self.upper_and_lowers(&rec);
@@ -301,7 +308,13 @@ impl Containers {
         blocking(move || {
             let (mut r, mut w) = std::io::pipe().map_err(|e| io_err("commit pipe", e))?;
             let writer = std::thread::spawn(move || {
-                berth_image::layer::write_layer_tar_filtered(&upper, &mut w, &|p| is_init_path(p))
+                berth_image::layer::write_layer_tar_filtered(&upper, &mut w, &|p| {
+                    is_init_path(p)
+                        || skip.iter().any(|s| {
+                            p == &s[..]
+                                || (p.len() > s.len() && p.starts_with(s) && p[s.len()] == b'/')
+                        })
+                })
             });
             let id = store.create_image(
                 parent.as_ref(),

@@ -866,22 +866,12 @@ impl Containers {
             log_max_file: log_opt("max-file").and_then(|s| s.parse().ok()),
             tty: rec.tty(),
             stdin: rec.cfg_bool("OpenStdin"),
+            loopback_up: rec.network_mode() == "none",
         };
         let spawned = shim::spawn(&args).await?;
         phase("shim created the container");
         match spawned {
             StartResult::Started { init_pid, .. } => {
-                if rec.network_mode() == "none" {
-                    let pid = init_pid;
-                    if let Err(e) = blocking(move || {
-                        net::loopback_up(pid).map_err(|e| io_err("bringing up lo", e))
-                    })
-                    .await
-                    {
-                        tracing::warn!("container {}: {e}", rec.id);
-                    }
-                    phase("lo up");
-                }
                 // attachers that were waiting for this start connect before the process runs
                 let pending: Vec<PendingAttach> = std::mem::take(&mut *lock(&ctr.pending));
                 for p in pending {

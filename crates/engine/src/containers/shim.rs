@@ -32,6 +32,8 @@ pub struct StartArgs<'a> {
     pub log_max_file: Option<u32>,
     pub tty: bool,
     pub stdin: bool,
+    /// `--network none`: the shim brings `lo` up in the container's new netns.
+    pub loopback_up: bool,
 }
 
 /// Run `berth-shim start --create-only`; the container then waits for a `start` request.
@@ -72,6 +74,9 @@ pub async fn spawn(a: &StartArgs<'_>) -> Result<StartResult> {
     }
     if a.stdin {
         cmd.arg("--stdin");
+    }
+    if a.loopback_up {
+        cmd.arg("--loopback-up");
     }
     cmd.stdin(std::process::Stdio::null());
     let out = cmd
