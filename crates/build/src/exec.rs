@@ -630,12 +630,13 @@ pub async fn build<B: Backend>(
             }
         }
     }
+    // every stage task is gone, so every sender is: the printer ends after showing what the
+    // stages printed (a failed stage's last lines included)
     drop(txs);
+    let _ = printer.await;
     if let Some(e) = failure {
-        printer.abort();
         return Err(e);
     }
-    let _ = printer.await;
     let img = shared
         .done
         .lock()

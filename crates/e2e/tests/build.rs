@@ -29,9 +29,25 @@ fn build_at(host: &str, dir: &Path, ctx: &Path, args: &[&str]) -> Output {
     c.output().expect("run docker build")
 }
 
+/// A scratch directory removed when the test ends, however it ends.
+struct TmpDir(PathBuf);
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// A context directory with these files (path, content).
-fn context(tag: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = scratch(tag);
+fn context(tag: &str, files: &[(&str, &str)]) -> TmpDir {
+    let dir = TmpDir(scratch(tag));
     for (p, c) in files {
         let p = dir.join(p);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
@@ -217,14 +233,14 @@ fn add_tar_chown_chmod_and_wildcards() {
         ],
     );
     // a gzip tar made with the host's tar
-    let src = scratch("build-add-src");
+    let src = TmpDir(scratch("build-add-src"));
     std::fs::create_dir_all(src.join("inner")).expect("mkdir");
     std::fs::write(src.join("inner/a"), "from tar\n").expect("write");
     let st = Command::new("tar")
         .args(["-czf"])
         .arg(ctx.join("files.tar.gz"))
         .arg("-C")
-        .arg(&src)
+        .arg(&*src)
         .arg("inner")
         .status()
         .expect("tar");
