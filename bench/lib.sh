@@ -93,9 +93,11 @@ engine_start() {
   mkdir -p "$d"
   case $1 in
     berth)
+      # the run's own bridge, as for dockerd: berth0 may belong to a system berthd
+      ensure_bridge
       echo '{}' >"$d/daemon.json"
       "$REL/berthd" --data-root "$d/data" --exec-root "$d/exec" --pidfile "$d/berthd.pid" \
-        -H "unix://$d/berth.sock" --bip "$BRIDGE_NET" --config-file "$d/daemon.json" \
+        -H "unix://$d/berth.sock" --bridge "$BRIDGE" --bip "$BRIDGE_NET" --config-file "$d/daemon.json" \
         >"$d/berthd.log" 2>&1 &
       ENGINE_PIDS[berth]=$!
       wait_for_socket "$d/berth.sock" "${ENGINE_PIDS[berth]}" "$d/berthd.log"

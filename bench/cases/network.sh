@@ -41,5 +41,6 @@ case_net_many() {
   result net_fail "$fails"
   # shellcheck disable=SC2046
   cli rm -f $(cli ps -aq) >/dev/null
-  cli network rm benchnet >/dev/null
+  # dockerd may still be releasing the endpoints of containers `rm -f` just removed
+  cli network rm benchnet >/dev/null 2>&1 || { sleep 3; cli network rm benchnet >/dev/null; }
 }

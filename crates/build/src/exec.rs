@@ -160,6 +160,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The image cached under `key`, if it still exists.
     fn cache_get(&self, key: &str) -> impl Future<Output = Option<String>> + Send;
     fn cache_put(&self, key: &str, image: &str) -> impl Future<Output = ()> + Send;
+    /// With `--cache-from`: an image among those given (and their local parents) that is
+    /// this step's result: child of `parent`, same history line, same container config.
+    fn cache_from_hit(
+        &self,
+        parent: Option<&str>,
+        created_by: &str,
+        config: &ImageConfig,
+    ) -> impl Future<Output = Option<String>> + Send;
 }
 
 fn short(id: &str) -> &str {
@@ -622,12 +630,13 @@ pub async fn build<B: Backend>(
             }
         }
     }
+    // every stage task is gone, so every sender is: the printer ends after showing what the
+    // stages printed (a failed stage's last lines included)
     drop(txs);
+    let _ = printer.await;
     if let Some(e) = failure {
-        printer.abort();
         return Err(e);
     }
-    let _ = printer.await;
     let img = shared
         .done
         .lock()
@@ -1009,7 +1018,15 @@ async fn dispatch<B: Backend>(
     let config = st.image_config();
     let key = cache_key(st.image.as_deref(), &created_by, &config, &extra);
     if st.cache_ok {
-        if let Some(id) = sh.backend.cache_get(&key).await {
+        // dockerd: images given with --cache-from replace the local cache as the source
+        let hit = if sh.opts.cache_from.is_empty() {
+            sh.backend.cache_get(&key).await
+        } else {
+            sh.backend
+                .cache_from_hit(st.image.as_deref(), &created_by, &config)
+                .await
+        };
+        if let Some(id) = hit {
             out(" ---> Using cache\n".into());
             out(format!(" ---> {}\n", short(&id)));
             st.image = Some(id);

@@ -29,9 +29,25 @@ fn build_at(host: &str, dir: &Path, ctx: &Path, args: &[&str]) -> Output {
     c.output().expect("run docker build")
 }
 
+/// A scratch directory removed when the test ends, however it ends.
+struct TmpDir(PathBuf);
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for TmpDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// A context directory with these files (path, content).
-fn context(tag: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = scratch(tag);
+fn context(tag: &str, files: &[(&str, &str)]) -> TmpDir {
+    let dir = TmpDir(scratch(tag));
     for (p, c) in files {
         let p = dir.join(p);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
@@ -217,14 +233,14 @@ fn add_tar_chown_chmod_and_wildcards() {
         ],
     );
     // a gzip tar made with the host's tar
-    let src = scratch("build-add-src");
+    let src = TmpDir(scratch("build-add-src"));
     std::fs::create_dir_all(src.join("inner")).expect("mkdir");
     std::fs::write(src.join("inner/a"), "from tar\n").expect("write");
     let st = Command::new("tar")
         .args(["-czf"])
         .arg(ctx.join("files.tar.gz"))
         .arg("-C")
-        .arg(&src)
+        .arg(&*src)
         .arg("inner")
         .status()
         .expect("tar");
@@ -458,4 +474,33 @@ fn remote_dockerfile_url() {
     let url = format!("http://127.0.0.1:{port}/Dockerfile");
     build(&f, Path::new(&url), &["-t", "remote:1"]).ok();
     assert_eq!(run(&f, &["remote:1"]), "remote-built\n");
+}
+
+#[test]
+fn cache_from_an_image() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = context(
+        "build-cachefrom",
+        &[
+            (
+                "Dockerfile",
+                "FROM busybox\nCOPY f /f\nRUN cat /f > /g\nCMD [\"cat\", \"/g\"]\n",
+            ),
+            ("f", "content\n"),
+        ],
+    );
+    build(&f, &ctx, &["-t", "cf:1"]).ok();
+    f.out(&["builder", "prune", "-f"]);
+    // the local cache is gone; the image given with --cache-from is the cache now
+    let out = build(&f, &ctx, &["-t", "cf:2", "--cache-from", "cf:1"]);
+    assert_eq!(cache_hits(out.ok()), 3, "{}", out.stdout_str());
+    let id1 = f.out(&["image", "inspect", "-f", "{{.Id}}", "cf:1"]);
+    let id2 = f.out(&["image", "inspect", "-f", "{{.Id}}", "cf:2"]);
+    assert_eq!(id1, id2);
+    std::fs::write(ctx.join("f"), "changed\n").expect("write");
+    let out = build(&f, &ctx, &["-t", "cf:3", "--cache-from", "cf:1"]);
+    assert_eq!(cache_hits(out.ok()), 0, "{}", out.stdout_str());
 }

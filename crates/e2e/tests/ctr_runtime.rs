@@ -258,3 +258,33 @@ fn external_runtime_runc() {
     assert_eq!(logs.code(), 3);
     assert_eq!(f.out(&["logs", "lg"]), "out\n");
 }
+
+#[test]
+fn restart_keeps_an_auto_remove_container() {
+    if !can_run() {
+        return;
+    }
+    // dockerd: `restart` does not auto-remove a --rm container; its next exit does. The
+    // volatile overlay of a --rm container is mounted again with its data.
+    let f = Fixture::new();
+    f.out(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "rr",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x >> /f; sleep 600",
+    ]);
+    f.out(&["restart", "-t", "0", "rr"]);
+    assert_eq!(f.wait_status("rr", "running"), "running");
+    assert_eq!(f.out(&["exec", "rr", "cat", "/f"]), "x\nx\n");
+    f.out(&["stop", "-t", "0", "rr"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.d.docker(&["inspect", "rr"]).status.success() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!f.d.docker(&["inspect", "rr"]).status.success());
+}

@@ -226,6 +226,8 @@ struct Backend {
     host_config: serde_json::Map<String, Value>,
     auth: BTreeMap<String, berth_distribution::Credentials>,
     secrets: BTreeMap<String, Vec<u8>>,
+    /// `--cache-from` images and their local parents.
+    cache_from: Vec<berth_image::Image>,
 }
 
 fn short(id: &str) -> &str {
@@ -663,6 +665,27 @@ impl berth_build::Backend for Backend {
     async fn cache_put(&self, key: &str, image: &str) {
         self.engine.builds.cache_put(key, image);
     }
+
+    async fn cache_from_hit(
+        &self,
+        parent: Option<&str>,
+        created_by: &str,
+        config: &ImageConfig,
+    ) -> Option<String> {
+        self.cache_from
+            .iter()
+            .find(|img| {
+                img.parent.as_ref().map(|p| p.to_string()).as_deref() == parent
+                    && img
+                        .config
+                        .history
+                        .last()
+                        .and_then(|h| h.created_by.as_deref())
+                        == Some(created_by)
+                    && img.config.config == config.config
+            })
+            .map(|img| img.id.to_string())
+    }
 }
 
 fn numeric_owner(c: &str) -> std::result::Result<(Option<u32>, Option<u32>), BuildError> {
@@ -827,7 +850,26 @@ pub async fn build(
             s2(BuildEvent::Stream(s));
         }
     });
+    let store = engine.images.store().clone();
+    let names = p.cache_from.clone();
+    let cache_from = tokio::task::spawn_blocking(move || {
+        let mut out: Vec<berth_image::Image> = Vec::new();
+        for n in names {
+            // a --cache-from image that is not here is skipped, as dockerd does
+            let mut next = store.lookup(&n).ok();
+            while let Some(img) = next.take() {
+                if out.iter().any(|i| i.id == img.id) {
+                    break;
+                }
+                next = img.parent.as_ref().and_then(|p| store.get(p).ok());
+                out.push(img);
+            }
+        }
+        out
+    })
+    .await?;
     let backend = Arc::new(Backend {
+        cache_from,
         engine: engine.clone(),
         rm: p.rm,
         force_rm: p.force_rm,

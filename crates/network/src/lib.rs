@@ -1220,9 +1220,9 @@ impl Networks {
         }
         let t = self.table.clone();
         let _ = tokio::task::spawn_blocking(move || nft::delete(&t)).await;
-        if self.netns_ready.get().is_some() {
-            netlink::unmount_netns_dir(&self.netns_dir);
-        }
+        // also when an earlier process of this daemon made the mount (a restart with
+        // live-restore): umount2 of a directory that is no mount point just fails
+        netlink::unmount_netns_dir(&self.netns_dir);
     }
 
     /// A running container's addresses (for /etc/hosts after connect).

@@ -33,6 +33,7 @@ mod stats;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -93,6 +94,9 @@ pub struct Container {
     op: tokio::sync::Mutex<()>,
     /// Who holds the rootfs mount (mount.rs).
     rootfs: Mutex<mount::RootfsState>,
+    /// A `restart` is stopping it: its exit does not auto-remove it (dockerd turns AutoRemove
+    /// off around the stop of a restart).
+    restarting: std::sync::atomic::AtomicBool,
 }
 
 impl Container {
@@ -107,6 +111,7 @@ impl Container {
             health: Mutex::new(None),
             op: tokio::sync::Mutex::new(()),
             rootfs: Mutex::new(mount::RootfsState::default()),
+            restarting: std::sync::atomic::AtomicBool::new(false),
         })
     }
     pub fn record(&self) -> Record {
@@ -999,18 +1004,18 @@ impl Containers {
         phase("rootfs released, record saved");
         self.0.nets.down(&ctr.id).await;
         self.unmount_volumes(&rec).await;
-        // the shim may still be deleting the container's cgroups: nobody waits for that
-        let sd = self.state_dir(&ctr.id);
-        tokio::spawn(async move {
-            let _ = shim::request(&sd, &Request::Release).await;
-        });
+        // sent now (a restart's next shim must not get it), but its reply is not awaited:
+        // the shim may still be deleting the container's cgroups
+        let _ = shim::send(&self.state_dir(&ctr.id), &Request::Release).await;
         phase("network down");
         if info.oom_killed {
             self.log_event(&rec, "oom", &[]);
         }
         self.log_event(&rec, "die", &[("exitCode", info.exit_code.to_string())]);
+        // read before waking the waiters: a restart clears the flag once it sees this exit
+        let auto_remove = rec.host_bool("AutoRemove") && !ctr.restarting.load(Ordering::SeqCst);
         ctr.exits.send_modify(|n| *n += 1);
-        if rec.host_bool("AutoRemove") {
+        if auto_remove {
             let this = self.clone();
             let id = ctr.id.clone();
             tokio::spawn(async move {
@@ -1305,7 +1310,10 @@ impl Containers {
         let ctr = self.get(name)?;
         {
             let _op = ctr.op.lock().await;
-            self.stop_locked(&ctr, t, signal).await?;
+            ctr.restarting.store(true, Ordering::SeqCst);
+            let stopped = self.stop_locked(&ctr, t, signal).await;
+            ctr.restarting.store(false, Ordering::SeqCst);
+            stopped?;
         }
         self.start(&ctr.id).await?;
         let rec = ctr.record();

@@ -117,6 +117,16 @@ pub async fn connect(state_dir: &Path, req: &Request) -> Result<(Reply, BufReade
     Ok((reply, r))
 }
 
+/// Sends one request without waiting for the reply (the shim handles it all the same).
+pub async fn send(state_dir: &Path, req: &Request) -> Result<()> {
+    let mut s = UnixStream::connect(state_dir.join(proto::SOCKET_NAME))
+        .await
+        .map_err(|e| Error::internal(format!("connecting to shim: {e}")))?;
+    s.write_all(&proto::encode_line(req))
+        .await
+        .map_err(|e| Error::internal(format!("shim request: {e}")))
+}
+
 /// One request, one reply; shim-side errors become engine errors.
 pub async fn request(state_dir: &Path, req: &Request) -> Result<Reply> {
     match connect(state_dir, req).await?.0 {
