@@ -44,6 +44,35 @@ pub fn scratch(tag: &str) -> PathBuf {
     dir
 }
 
+/// A scratch directory that is removed (mounts below it detached first) when the test ends,
+/// however it ends.
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    pub fn new(tag: &str) -> ScratchDir {
+        ScratchDir(scratch(tag))
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ScratchDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        cleanup_dir(&self.0);
+    }
+}
+
 /// A berthd of its own for one test. Stopped and wiped on drop.
 pub struct Daemon {
     pub dir: PathBuf,

@@ -4,10 +4,10 @@
 //! the cache across a daemon restart and `builder prune`. Needs root, busybox-static and the
 //! docker CLI.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use berth_e2e::{Fixture, OutputExt, can_run_containers as can_run, scratch};
+use berth_e2e::{Fixture, OutputExt, ScratchDir, can_run_containers as can_run};
 
 /// `DOCKER_BUILDKIT=0 docker build ...` against the fixture's daemon.
 fn build(f: &Fixture, ctx: &Path, args: &[&str]) -> Output {
@@ -29,25 +29,9 @@ fn build_at(host: &str, dir: &Path, ctx: &Path, args: &[&str]) -> Output {
     c.output().expect("run docker build")
 }
 
-/// A scratch directory removed when the test ends, however it ends.
-struct TmpDir(PathBuf);
-
-impl Drop for TmpDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl std::ops::Deref for TmpDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
 /// A context directory with these files (path, content).
-fn context(tag: &str, files: &[(&str, &str)]) -> TmpDir {
-    let dir = TmpDir(scratch(tag));
+fn context(tag: &str, files: &[(&str, &str)]) -> ScratchDir {
+    let dir = ScratchDir::new(tag);
     for (p, c) in files {
         let p = dir.join(p);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
@@ -233,7 +217,7 @@ fn add_tar_chown_chmod_and_wildcards() {
         ],
     );
     // a gzip tar made with the host's tar
-    let src = TmpDir(scratch("build-add-src"));
+    let src = ScratchDir::new("build-add-src");
     std::fs::create_dir_all(src.join("inner")).expect("mkdir");
     std::fs::write(src.join("inner/a"), "from tar\n").expect("write");
     let st = Command::new("tar")

@@ -4,14 +4,14 @@
 //! cache shared with uploads by the real docker CLI. Needs root, busybox-static and the docker
 //! CLI (for the fixture's import).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
-use berth_e2e::{Fixture, OutputExt, can_run_containers as can_run, scratch};
+use berth_e2e::{Fixture, OutputExt, ScratchDir, can_run_containers as can_run};
 
 /// A context directory with these files (path, content).
-fn context(tag: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = scratch(tag);
+fn context(tag: &str, files: &[(&str, &str)]) -> ScratchDir {
+    let dir = ScratchDir::new(tag);
     for (p, c) in files {
         let p = dir.join(p);
         std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
@@ -86,7 +86,8 @@ fn output_tags_dockerignore_quiet_and_cache_shared_with_docker() {
     assert!(out.stderr_str().is_empty(), "{}", out.stderr_str());
 
     // Rebuilt: every step from the cache, same image; -q prints the ID only; --iidfile too.
-    let iid = scratch("bcli-iid").join("iid");
+    let iid_dir = ScratchDir::new("bcli-iid");
+    let iid = iid_dir.join("iid");
     let iid_s = iid.display().to_string();
     let q = berth_build(&f, &["-q", "--iidfile", &iid_s], &ctx);
     let qs = q.ok().stdout_str();
@@ -165,7 +166,7 @@ fn stdin_outside_dockerfile_outputs_and_failures() {
     assert!(so.contains("\ndata\n"), "{so}");
 
     // --output: the image's filesystem into a directory, or a tar.
-    let dest = scratch("bcli-out");
+    let dest = ScratchDir::new("bcli-out");
     let local = format!("type=local,dest={}", dest.join("fs").display());
     let tarfile = dest.join("fs.tar");
     let tar_out = format!("type=tar,dest={}", tarfile.display());
@@ -278,7 +279,7 @@ fn from_a_private_registry_uses_the_stored_login() {
     let ctx_s = ctx.display().to_string();
     // Without credentials the base can't be pulled; with the stored login (sent as
     // X-Registry-Config) it can.
-    let none = scratch("bcli-nocreds");
+    let none = ScratchDir::new("bcli-nocreds");
     let out = berth_cfg(&f, &none, &["build", &ctx_s], None);
     assert_ne!(out.code(), 0, "{}", out.stdout_str());
     let out = berth_cfg(&f, &cfg, &["build", &ctx_s], None);
@@ -292,7 +293,7 @@ fn secret_reaches_run_but_no_layer() {
         return;
     }
     let f = Fixture::new();
-    let dir = scratch("bcli-secret");
+    let dir = ScratchDir::new("bcli-secret");
     std::fs::write(dir.join("tok"), "hunter2").expect("write");
     let ctx = context(
         "bcli-secret-ctx",

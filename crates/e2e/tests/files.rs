@@ -6,7 +6,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_e2e::{Fixture, OutputExt, archive, can_run_containers as can_run, scratch};
+use berth_e2e::{Fixture, OutputExt, ScratchDir, archive, can_run_containers as can_run};
 
 fn set_mtime(p: &Path, secs: i64) {
     let t = rustix::fs::Timespec {
@@ -45,7 +45,7 @@ fn cp_round_trip_with_docker_cli_and_berth() {
         return;
     }
     let f = Fixture::new();
-    let work = scratch("cp");
+    let work = ScratchDir::new("cp");
     let dir = host_tree(&work);
     f.out(&["run", "-d", "--name", "c1", "busybox", "sleep", "300"]);
 
@@ -259,7 +259,7 @@ fn diff_commit_export_import() {
         .ok();
     let out = f.out(&["run", "--rm", "exported:v1", "cat", "/data/sub/f"]);
     assert_eq!(out, "made\n");
-    let dir = scratch("export");
+    let dir = ScratchDir::new("export");
     let file = dir.join("c2.tar");
     f.berth(&["export", "-o", file.to_str().unwrap(), "c2"])
         .ok();
@@ -276,7 +276,7 @@ fn symlink_swap_race_never_escapes() {
         return;
     }
     let f = Fixture::new();
-    let canary = scratch("canary");
+    let canary = ScratchDir::new("canary");
     let secret = b"HOST-SECRET-do-not-read\n";
     std::fs::write(canary.join("secret"), secret).unwrap();
     let target = canary.display().to_string();
