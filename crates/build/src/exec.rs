@@ -12,6 +12,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use berth_types::duration;
 use berth_types::image_config::{ContainerConfig, Healthcheck, History, ImageConfig};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
@@ -193,79 +194,6 @@ fn go_q(v: &[String]) -> String {
         .map(|s| serde_json::to_string(s).unwrap_or_default())
         .collect();
     format!("[{}]", items.join(" "))
-}
-
-/// Go's `time.Duration.String()`.
-pub fn go_duration(ns: i64) -> String {
-    if ns == 0 {
-        return "0s".into();
-    }
-    let neg = ns < 0;
-    let mut n = ns.unsigned_abs();
-    let mut out = String::new();
-    if n < 1_000_000_000 {
-        let (unit, div) = if n < 1_000 {
-            ("ns", 1)
-        } else if n < 1_000_000 {
-            ("µs", 1_000)
-        } else {
-            ("ms", 1_000_000)
-        };
-        out = format!("{}{unit}", trim_frac(n as f64 / div as f64));
-    } else {
-        let h = n / 3_600_000_000_000;
-        n %= 3_600_000_000_000;
-        let m = n / 60_000_000_000;
-        n %= 60_000_000_000;
-        let s = trim_frac(n as f64 / 1e9);
-        if h > 0 {
-            out.push_str(&format!("{h}h{m}m"));
-        } else if m > 0 {
-            out.push_str(&format!("{m}m"));
-        }
-        out.push_str(&format!("{s}s"));
-    }
-    if neg { format!("-{out}") } else { out }
-}
-
-fn trim_frac(v: f64) -> String {
-    let s = format!("{v:.9}");
-    s.trim_end_matches('0').trim_end_matches('.').to_owned()
-}
-
-/// Go's `time.ParseDuration` for the units a Dockerfile uses.
-pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let bad = || format!("time: invalid duration \"{s}\"");
-    if s == "0" {
-        return Ok(0);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let num: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += num * mult;
-        rest = &rest[unit_len..];
-    }
-    Ok(total as i64)
 }
 
 fn env_key(kv: &str) -> &str {
@@ -986,9 +914,9 @@ async fn dispatch<B: Backend>(
             let shown = format!(
                 "&{{{} {:?} {:?} {:?} '\\x{:02x}'}}",
                 go_q(hc.test.as_deref().unwrap_or(&[])),
-                go_duration(hc.interval.unwrap_or(0)),
-                go_duration(hc.timeout.unwrap_or(0)),
-                go_duration(hc.start_period.unwrap_or(0)),
+                duration::format(hc.interval.unwrap_or(0)),
+                duration::format(hc.timeout.unwrap_or(0)),
+                duration::format(hc.start_period.unwrap_or(0)),
                 hc.retries.unwrap_or(0)
             );
             st.config.healthcheck = Some(hc);
@@ -1146,7 +1074,7 @@ fn healthcheck(h: &crate::ast::Healthcheck, shell: &[String]) -> Result<Healthch
         match s {
             None => Ok(None),
             Some(s) => {
-                let d = parse_duration(s)?;
+                let d = duration::parse(s)?;
                 if d != 0 && d < 1_000_000 {
                     return Err(format!("Interval {name} cannot be less than 1ms"));
                 }
@@ -1718,16 +1646,6 @@ fn tar_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), 30_000_000_000);
-        assert_eq!(parse_duration("1m30s").unwrap(), 90_000_000_000);
-        assert_eq!(go_duration(90_000_000_000), "1m30s");
-        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
-        assert_eq!(go_duration(500_000_000), "500ms");
-        assert!(parse_duration("5x").is_err());
-    }
 
     #[test]
     fn ports() {

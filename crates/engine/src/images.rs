@@ -211,44 +211,14 @@ pub fn parse_timestamp(s: &str, now: i64) -> Result<i64> {
     {
         return Ok(t.and_utc().timestamp());
     }
-    parse_duration(s).map(|d| now - d).ok_or_else(|| {
-        Error::invalid(format!(
-            "failed to parse value as time or duration: \"{s}\""
-        ))
-    })
-}
-
-/// Go's `time.ParseDuration` subset (h, m, s, ms), in whole seconds.
-fn parse_duration(s: &str) -> Option<i64> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        if c == 'm' && chars.peek() == Some(&'s') {
-            chars.next();
-            unit = "ms".to_owned();
-        }
-        let n: f64 = num.parse().ok()?;
-        num.clear();
-        total += n * match unit.as_str() {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 0.001,
-            _ => return None,
-        };
-        any = true;
-    }
-    if !num.is_empty() || !any {
-        return None;
-    }
-    Some(total as i64)
+    berth_types::duration::parse(s)
+        .ok()
+        .map(|ns| now - ns / 1_000_000_000)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "failed to parse value as time or duration: \"{s}\""
+            ))
+        })
 }
 
 impl Images {

@@ -6,6 +6,7 @@
 //! including the shim, so keep it dependency-light.
 
 pub mod digest;
+pub mod duration;
 pub mod image_config;
 pub mod reference;
 

@@ -971,7 +971,7 @@ fn timestamp_arg(v: &str, flag: &str) -> Result<String, CliError> {
     let fmt = |t: chrono::DateTime<chrono::Utc>| {
         format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos())
     };
-    if let Ok(ns) = crate::commands::opts::go_duration(v) {
+    if let Ok(ns) = berth_types::duration::parse(v) {
         return Ok(fmt(chrono::Utc::now() - chrono::Duration::nanoseconds(ns)));
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {

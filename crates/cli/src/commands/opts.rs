@@ -338,41 +338,6 @@ pub fn ram_in_bytes(s: &str) -> Result<i64, String> {
     Ok((n * mult) as i64)
 }
 
-/// Go's time.ParseDuration for the usual units, in nanoseconds.
-pub fn go_duration(s: &str) -> Result<i64, String> {
-    let err = || format!("time: invalid duration \"{s}\"");
-    if s == "0" {
-        return Ok(0);
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    if rest.is_empty() {
-        return Err(err());
-    }
-    while !rest.is_empty() {
-        let n_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("time: missing unit in duration \"{s}\""))?;
-        let n: f64 = rest[..n_end].parse().map_err(|_| err())?;
-        rest = &rest[n_end..];
-        let u_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let mult = match &rest[..u_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            u => return Err(format!("time: unknown unit \"{u}\" in duration \"{s}\"")),
-        };
-        total += n * mult;
-        rest = &rest[u_end..];
-    }
-    Ok(total as i64)
-}
-
 fn kv_list(items: &[String]) -> Map<String, Value> {
     let mut m = Map::new();
     for i in items {
@@ -705,7 +670,7 @@ impl CreateOpts {
         let dur = |flag: &str, v: &Option<String>| -> Result<i64, CliError> {
             match v {
                 None => Ok(0),
-                Some(s) => go_duration(s).map_err(|e| bad(flag, s, &e, path)),
+                Some(s) => berth_types::duration::parse(s).map_err(|e| bad(flag, s, &e, path)),
             }
         };
         let hc_interval = dur("--health-interval", &self.health_interval)?;
@@ -1039,9 +1004,6 @@ mod tests {
         assert_eq!(ram_in_bytes("1g").unwrap(), 1 << 30);
         assert_eq!(ram_in_bytes("512").unwrap(), 512);
         assert!(ram_in_bytes("x").is_err());
-        assert_eq!(go_duration("1m30s").unwrap(), 90_000_000_000);
-        assert_eq!(go_duration("500ms").unwrap(), 500_000_000);
-        assert!(go_duration("5").is_err());
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub struct GcArgs {
 
 /// A Go duration ("168h", "30m"), not negative.
 fn max_age(s: &str) -> Result<std::time::Duration, String> {
-    let ns = super::opts::go_duration(s)?;
+    let ns = berth_types::duration::parse(s)?;
     u64::try_from(ns)
         .map(std::time::Duration::from_nanos)
         .map_err(|_| format!("invalid duration {s:?}: negative"))

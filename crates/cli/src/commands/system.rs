@@ -760,55 +760,15 @@ fn ellipsis(s: &str, max: usize) -> String {
     o
 }
 
-/// Go's time.ParseDuration ("1h30m", "10m", "1.5s", "-2h").
-pub fn parse_go_duration(s: &str) -> Option<f64> {
-    let (neg, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0.0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let n_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if n_end == 0 {
-            return None;
-        }
-        let n: f64 = rest[..n_end].parse().ok()?;
-        rest = &rest[n_end..];
-        let u_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..u_end] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[u_end..];
-        total += n * unit;
-    }
-    Some(if neg { -total } else { total })
-}
-
 /// docker's timetypes.GetTimestamp: durations are relative to now, dates become
 /// "secs.nanos", plain unix timestamps pass through.
 pub fn get_timestamp(value: &str, now: chrono::DateTime<chrono::Utc>) -> Result<String, CliError> {
     use chrono::{NaiveDate, NaiveDateTime, TimeZone};
     if value != "0"
-        && let Some(d) = parse_go_duration(value)
+        && let Ok(ns) = berth_types::duration::parse(value)
     {
-        let t = now.timestamp_nanos_opt().unwrap_or(0) as f64 / 1e9 - d;
-        return Ok(format!("{}", t.floor() as i64));
+        let t = now.timestamp_nanos_opt().unwrap_or(0).saturating_sub(ns);
+        return Ok(t.div_euclid(1_000_000_000).to_string());
     }
     let fmt_ts = |t: chrono::DateTime<chrono::FixedOffset>| {
         format!("{}.{:09}", t.timestamp(), t.timestamp_subsec_nanos())
@@ -958,16 +918,6 @@ pub async fn events(client: &Client, a: EventsArgs) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("10m"), Some(600.0));
-        assert_eq!(parse_go_duration("1h30m"), Some(5400.0));
-        assert_eq!(parse_go_duration("1.5s"), Some(1.5));
-        assert_eq!(parse_go_duration("0"), Some(0.0));
-        assert_eq!(parse_go_duration("10"), None);
-        assert_eq!(parse_go_duration("2024-01-01"), None);
-    }
 
     #[test]
     fn timestamps_like_docker() {
