@@ -43,7 +43,8 @@ struct AuthConfig {
 }
 
 impl Credentials {
-    /// Decode the API's `X-Registry-Auth` header (base64url JSON; padding optional). An empty
+    /// Decode the API's `X-Registry-Auth` header (base64url JSON; padding optional; callers name
+    /// the header in their errors). An empty
     /// or `{}` header means anonymous (None). Identity tokens are passed as the password, which
     /// token servers accept for the `<token>` user as Docker's OAuth flow would.
     pub fn from_registry_auth_header(h: &str) -> Result<Option<Credentials>> {
@@ -54,7 +55,7 @@ impl Credentials {
         let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(h.trim_end_matches('='))
             .or_else(|_| base64::engine::general_purpose::STANDARD.decode(h))
-            .map_err(|_| Error::Config("invalid X-Registry-Auth header: not base64".into()))?;
+            .map_err(|_| Error::Config("not base64".into()))?;
         Credentials::from_auth_config(&raw).map(|(c, _)| c)
     }
 
