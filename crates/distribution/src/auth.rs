@@ -44,9 +44,9 @@ struct AuthConfig {
 
 impl Credentials {
     /// Decode the API's `X-Registry-Auth` header (base64url JSON; padding optional; callers name
-    /// the header in their errors). An empty
-    /// or `{}` header means anonymous (None). Identity tokens are passed as the password, which
-    /// token servers accept for the `<token>` user as Docker's OAuth flow would.
+    /// the header in their errors). An empty or `{}` header means anonymous (None). Identity
+    /// tokens are passed as the password, which token servers accept for the `<token>` user as
+    /// Docker's OAuth flow would.
     pub fn from_registry_auth_header(h: &str) -> Result<Option<Credentials>> {
         let h = h.trim();
         if h.is_empty() {
