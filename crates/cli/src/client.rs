@@ -319,6 +319,37 @@ impl Client {
         body: Bytes,
         content_type: impl Into<Option<&'static str>>,
     ) -> Result<Result<hyper::body::Incoming, RawResponse>, CliError> {
+        let r = self
+            .send_streaming(method, path, headers, body, content_type.into())
+            .await?;
+        Ok(r.map(|(_, body)| body))
+    }
+
+    /// GET whose body is a long-lived stream (events); non-2xx becomes a daemon error.
+    pub async fn get_stream(&self, path: &str) -> Result<hyper::body::Incoming, CliError> {
+        self.get_stream_headers(path).await.map(|(_, b)| b)
+    }
+
+    /// `get_stream`, with the response headers (archive's path stat).
+    pub async fn get_stream_headers(
+        &self,
+        path: &str,
+    ) -> Result<(http::HeaderMap, hyper::body::Incoming), CliError> {
+        self.send_streaming(Method::GET, path, &[], Bytes::new(), None)
+            .await?
+            .map_err(|r| CliError::daemon(r.message()))
+    }
+
+    /// Sends one request on a fresh connection and hands back a 2xx answer's headers and body
+    /// unread; any other answer is read whole into a `RawResponse`.
+    async fn send_streaming(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+        content_type: Option<&'static str>,
+    ) -> Result<Result<(http::HeaderMap, hyper::body::Incoming), RawResponse>, CliError> {
         let full = format!("/v{}{}", self.api_version, path);
         let io = TokioIo::new(
             self.conn
@@ -343,7 +374,7 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, v.as_str());
         }
-        if let Some(ct) = content_type.into() {
+        if let Some(ct) = content_type {
             req = req.header("Content-Type", ct);
         }
         let req = req
@@ -353,11 +384,11 @@ impl Client {
             .send_request(req)
             .await
             .map_err(|_| cannot_connect(&self.host_str))?;
-        if resp.status().is_success() {
-            return Ok(Ok(resp.into_body()));
-        }
         let status = resp.status();
         let headers = resp.headers().clone();
+        if status.is_success() {
+            return Ok(Ok((headers, resp.into_body())));
+        }
         let body = resp
             .into_body()
             .collect()
@@ -369,59 +400,6 @@ impl Client {
             headers,
             body,
         }))
-    }
-
-    /// GET whose body is a long-lived stream (events); non-2xx becomes a daemon error.
-    pub async fn get_stream(&self, path: &str) -> Result<hyper::body::Incoming, CliError> {
-        self.get_stream_headers(path).await.map(|(_, b)| b)
-    }
-
-    /// `get_stream`, with the response headers (archive's path stat).
-    pub async fn get_stream_headers(
-        &self,
-        path: &str,
-    ) -> Result<(http::HeaderMap, hyper::body::Incoming), CliError> {
-        let full = format!("/v{}{}", self.api_version, path);
-        let io = TokioIo::new(
-            self.conn
-                .stream()
-                .await
-                .map_err(|_| cannot_connect(&self.host_str))?,
-        );
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|_| cannot_connect(&self.host_str))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(full)
-            .header("Host", "berth")
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| CliError::msg(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|_| cannot_connect(&self.host_str))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let headers = resp.headers().clone();
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            let r = RawResponse {
-                status,
-                headers,
-                body,
-            };
-            return Err(CliError::daemon(r.message()));
-        }
-        let headers = resp.headers().clone();
-        Ok((headers, resp.into_body()))
     }
 
     /// Hijack a connection (attach, exec start): send the request with `Upgrade: tcp`, read the

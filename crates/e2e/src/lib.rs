@@ -54,6 +54,19 @@ impl ScratchDir {
     }
 }
 
+impl ScratchDir {
+    /// A scratch directory holding these files (path relative to it, content); parents made.
+    pub fn with_files(tag: &str, files: &[(&str, &str)]) -> ScratchDir {
+        let dir = ScratchDir::new(tag);
+        for (p, c) in files {
+            let p = dir.join(p);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, c).expect("write");
+        }
+        dir
+    }
+}
+
 impl std::ops::Deref for ScratchDir {
     type Target = Path;
     fn deref(&self) -> &Path {

@@ -29,17 +29,6 @@ fn build_at(host: &str, dir: &Path, ctx: &Path, args: &[&str]) -> Output {
     c.output().expect("run docker build")
 }
 
-/// A context directory with these files (path, content).
-fn context(tag: &str, files: &[(&str, &str)]) -> ScratchDir {
-    let dir = ScratchDir::new(tag);
-    for (p, c) in files {
-        let p = dir.join(p);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, c).expect("write");
-    }
-    dir
-}
-
 fn run(f: &Fixture, args: &[&str]) -> String {
     let mut a = vec!["run", "--rm"];
     a.extend_from_slice(args);
@@ -52,7 +41,7 @@ fn basic_build_runs_and_writes_config_and_history() {
         return;
     }
     let f = Fixture::new();
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "build-basic",
         &[
             (
@@ -122,7 +111,7 @@ fn multi_stage_target_args_onbuild_heredoc() {
         return;
     }
     let f = Fixture::new();
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "build-multi",
         &[
             (
@@ -198,7 +187,7 @@ fn add_tar_chown_chmod_and_wildcards() {
         return;
     }
     let f = Fixture::new();
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "build-add",
         &[
             (
@@ -242,7 +231,7 @@ fn errors_name_the_line_and_copy_stays_in_the_context() {
         return;
     }
     let f = Fixture::new();
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "build-err",
         &[("Dockerfile", "FROM busybox\nRUNN echo hi\n")],
     );
@@ -252,7 +241,7 @@ fn errors_name_the_line_and_copy_stays_in_the_context() {
     assert!(se.contains("line 2"), "{se}");
     assert!(se.to_lowercase().contains("unknown instruction"), "{se}");
 
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "build-escape",
         &[("Dockerfile", "FROM busybox\nCOPY ../secret /x\n")],
     );
@@ -262,7 +251,7 @@ fn errors_name_the_line_and_copy_stays_in_the_context() {
     assert!(all.contains("outside the build context"), "{all}");
 
     // a symlink pointing out of the context resolves inside it (here: to nothing)
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "build-link",
         &[("Dockerfile", "FROM busybox\nCOPY link /x\n")],
     );
@@ -271,7 +260,7 @@ fn errors_name_the_line_and_copy_stays_in_the_context() {
     assert_ne!(out.code(), 0);
 
     // a failing RUN reports its command and code
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "build-fail",
         &[("Dockerfile", "FROM busybox\nRUN exit 3\n")],
     );
@@ -304,7 +293,7 @@ const CACHE_DF: &str = "FROM busybox\n\
 
 /// The cache over a series of edits, as counts of "Using cache" per build.
 fn edit_series(host: &str, dir: &Path, tag: &str) -> Vec<usize> {
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         tag,
         &[
             ("Dockerfile", CACHE_DF),
@@ -373,7 +362,7 @@ fn cache_survives_restart_and_prune_empties_it() {
         return;
     }
     let mut f = Fixture::new();
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "build-restart",
         &[(
             "Dockerfile",
@@ -435,11 +424,11 @@ fn add_url_with_checksum() {
     let df = format!(
         "FROM busybox\nADD --checksum={real} http://127.0.0.1:{port}/files/data.txt /dl/\nRUN cat /dl/data.txt && stat -c %a /dl/data.txt\n"
     );
-    let ctx = context("build-url", &[("Dockerfile", df.as_str())]);
+    let ctx = ScratchDir::with_files("build-url", &[("Dockerfile", df.as_str())]);
     let so = build(&f, &ctx, &[]).ok().stdout_str();
     assert!(so.contains("downloaded\n600\n"), "{so}");
     let df = format!("FROM busybox\nADD --checksum={sum} http://127.0.0.1:{port}/x /x\n");
-    let ctx = context("build-url-bad", &[("Dockerfile", df.as_str())]);
+    let ctx = ScratchDir::with_files("build-url-bad", &[("Dockerfile", df.as_str())]);
     let out = build(&f, &ctx, &[]);
     assert_ne!(out.code(), 0);
     let all = format!("{}{}", out.stdout_str(), out.stderr_str());
@@ -466,7 +455,7 @@ fn cache_from_an_image() {
         return;
     }
     let f = Fixture::new();
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "build-cachefrom",
         &[
             (

@@ -9,17 +9,6 @@ use std::process::Output;
 
 use berth_e2e::{Fixture, OutputExt, ScratchDir, can_run_containers as can_run};
 
-/// A context directory with these files (path, content).
-fn context(tag: &str, files: &[(&str, &str)]) -> ScratchDir {
-    let dir = ScratchDir::new(tag);
-    for (p, c) in files {
-        let p = dir.join(p);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, c).expect("write");
-    }
-    dir
-}
-
 fn berth_build(f: &Fixture, args: &[&str], ctx: &Path) -> Output {
     let mut a = vec!["build"];
     a.extend_from_slice(args);
@@ -44,7 +33,7 @@ fn output_tags_dockerignore_quiet_and_cache_shared_with_docker() {
         return;
     }
     let f = Fixture::new();
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "bcli-basic",
         &[
             (
@@ -147,8 +136,8 @@ fn stdin_outside_dockerfile_outputs_and_failures() {
     out.ok();
 
     // A Dockerfile outside the context (sent under a generated name) and one from stdin (-f -).
-    let ctx = context("bcli-ctx", &[("data.txt", "data\n")]);
-    let outside = context(
+    let ctx = ScratchDir::with_files("bcli-ctx", &[("data.txt", "data\n")]);
+    let outside = ScratchDir::with_files(
         "bcli-outside",
         &[("Dockerfile.out", "FROM busybox\nCOPY . /c/\nRUN ls -A /c\n")],
     );
@@ -275,7 +264,7 @@ fn from_a_private_registry_uses_the_stored_login() {
     berth_cfg(&f, &cfg, &["push", &name], None).ok();
     f.d.berth(&["rmi", &name]).ok();
     let df = format!("FROM {name}\nRUN echo private-base\n");
-    let ctx = context("bcli-private", &[("Dockerfile", df.as_str())]);
+    let ctx = ScratchDir::with_files("bcli-private", &[("Dockerfile", df.as_str())]);
     let ctx_s = ctx.display().to_string();
     // Without credentials the base can't be pulled; with the stored login (sent as
     // X-Registry-Config) it can.
@@ -295,7 +284,7 @@ fn secret_reaches_run_but_no_layer() {
     let f = Fixture::new();
     let dir = ScratchDir::new("bcli-secret");
     std::fs::write(dir.join("tok"), "hunter2").expect("write");
-    let ctx = context(
+    let ctx = ScratchDir::with_files(
         "bcli-secret-ctx",
         &[(
             "Dockerfile",
