@@ -14,6 +14,7 @@ mod executor;
 mod logs;
 mod mem;
 mod runtime;
+mod seccomp_cache;
 mod server;
 mod start;
 
