@@ -12,7 +12,6 @@
 mod cgroup;
 mod executor;
 mod logs;
-mod mem;
 mod runtime;
 mod seccomp_cache;
 mod server;
