@@ -135,7 +135,7 @@ pub struct CreateRequest {
 pub struct Networks {
     cfg: Config,
     table: String,
-    state_file: PathBuf,
+    saver: Arc<Saver>,
     netns_dir: PathBuf,
     nl: Netlink,
     st: Arc<Mutex<State>>,
@@ -148,12 +148,50 @@ pub struct Networks {
 
 struct State {
     s: store::State,
+    /// Bumped by every change of `s` that the state file must get (see [`Saver`]).
+    version: u64,
     /// Sockets reserving published host ports, per container.
     held: HashMap<String, Vec<OwnedFd>>,
     /// Embedded DNS servers (containers on user-defined networks); dropping one stops it.
     dns: HashMap<String, berth_dns::Handle>,
     /// Upstream resolvers per container (HostConfig.Dns or the host's).
     upstreams: HashMap<String, Vec<std::net::SocketAddr>>,
+}
+
+/// Writes of the state file, made outside the state lock so that starts, lookups and inspects
+/// never wait for the disk. A writer snapshots the newest state (serialised under the lock, no
+/// I/O there) and writes it whole; a caller whose change an earlier write already covered
+/// returns at once, so concurrent starts share one write. Every change bumps
+/// `State::version` under the lock before its caller persists.
+struct Saver {
+    file: PathBuf,
+    st: Arc<Mutex<State>>,
+    /// The versions last written, and last written with fsync. Held while writing: writers
+    /// queue here, not on the state lock.
+    done: Mutex<(u64, u64)>,
+}
+
+impl Saver {
+    fn persist(&self, durable: bool) -> Result<()> {
+        let want = lock(&self.st).version;
+        let mut done = lock(&self.done);
+        if done.0 >= want && (!durable || done.1 >= want) {
+            return Ok(());
+        }
+        let (v, data) = {
+            let st = lock(&self.st);
+            (st.version, serde_json::to_vec(&st.s))
+        };
+        let err =
+            |e: std::io::Error| Error::Kernel(format!("writing {}: {e}", self.file.display()));
+        let data = data.map_err(|e| err(std::io::Error::other(e)))?;
+        store::write(&self.file, &data, durable).map_err(err)?;
+        done.0 = v;
+        if durable {
+            done.1 = v;
+        }
+        Ok(())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -353,18 +391,24 @@ impl Networks {
         }
         store::save(&state_file, &s, true)
             .map_err(|e| Error::Kernel(format!("writing {}: {e}", state_file.display())))?;
+        let st = Arc::new(Mutex::new(State {
+            s,
+            version: 0,
+            held: HashMap::new(),
+            dns: HashMap::new(),
+            upstreams: HashMap::new(),
+        }));
         let me = Arc::new(Networks {
             cfg,
             table,
-            state_file,
+            saver: Arc::new(Saver {
+                file: state_file,
+                st: st.clone(),
+                done: Mutex::new((0, 0)),
+            }),
             netns_dir,
             nl,
-            st: Arc::new(Mutex::new(State {
-                s,
-                held: HashMap::new(),
-                dns: HashMap::new(),
-                upstreams: HashMap::new(),
-            })),
+            st,
             nft_lock: tokio::sync::Mutex::new(()),
             netns_ready: std::sync::OnceLock::new(),
         });
@@ -384,9 +428,20 @@ impl Networks {
         &self.table
     }
 
-    fn save(&self, st: &State, durable: bool) -> Result<()> {
-        store::save(&self.state_file, &st.s, durable)
-            .map_err(|e| Error::Kernel(format!("writing {}: {e}", self.state_file.display())))
+    /// Write the state file with every change made so far (see [`Saver`]).
+    fn persist(&self, durable: bool) -> Result<()> {
+        self.saver.persist(durable)
+    }
+
+    /// The same off the caller's path: for changes a kill -9 may lose because the next start
+    /// repairs them (a sandbox released, a container forgotten; see `reconcile`).
+    fn persist_soon(&self) {
+        let s = self.saver.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = s.persist(false) {
+                tracing::warn!("{e}");
+            }
+        });
     }
 
     /// Render and swap in our nftables table.
@@ -608,8 +663,8 @@ impl Networks {
             let _ = self.nl.delete_link(&bridge).await;
             return Err(e);
         }
-        let st = lock(&self.st);
-        self.save(&st, true)?;
+        lock(&self.st).version += 1;
+        self.persist(true)?;
         Ok(net)
     }
 
@@ -636,9 +691,10 @@ impl Networks {
                 )));
             }
             st.s.networks.retain(|n| n.id != net.id);
-            self.save(&st, true)?;
+            st.version += 1;
             net
         };
+        self.persist(true)?;
         self.nl.delete_link(&net.bridge).await?;
         self.apply_rules().await?;
         Ok(net)
@@ -799,15 +855,20 @@ impl Networks {
                 sandbox: None,
             },
         );
-        self.save(&st, false)
+        st.version += 1;
+        drop(st);
+        self.persist(false)
     }
 
-    /// At container remove.
+    /// At container remove. Written off the caller's path: a registration that outlives a
+    /// kill -9 is dropped at the next start (`forget_unknown`).
     pub async fn unregister(&self, id: &str) {
         self.down(id).await;
         let mut st = lock(&self.st);
         if st.s.members.remove(id).is_some() {
-            let _ = self.save(&st, false);
+            st.version += 1;
+            drop(st);
+            self.persist_soon();
         }
     }
 
@@ -816,7 +877,9 @@ impl Networks {
         let mut st = lock(&self.st);
         if let Some(m) = st.s.members.get_mut(id) {
             m.name = name.trim_start_matches('/').to_owned();
-            let _ = self.save(&st, false);
+            st.version += 1;
+            drop(st);
+            let _ = self.persist(false);
         }
     }
 
@@ -854,35 +917,32 @@ impl Networks {
             let _ = self.netns_ready.set(());
         }
         let path = self.netns_dir.join(&id[..id.len().min(12)]);
-        let p2 = path.clone();
-        let ns = tokio::task::spawn_blocking(move || netlink::create_netns(&p2))
-            .await
-            .map_err(|e| Error::Kernel(format!("netns task: {e}")))??;
-        let t_ns = t0.elapsed();
-        let res = self.up_inner(id, &ns, &path, preqs).await;
+        let had_ports = !preqs.is_empty();
+        let res = self.up_inner(id, &path, preqs).await;
         let t_links = t0.elapsed();
-        if let Ok(info) = &res {
-            let ups = upstreams(&req.dns);
-            lock(&self.st).upstreams.insert(id.to_owned(), ups);
-            if info.user_defined
-                && let Err(e) = self.start_dns(id, &ns)
-            {
-                self.release(id, &path);
-                let _ = self.apply_rules().await;
-                return Err(e);
+        let res = match res {
+            Ok((info, ns)) => {
+                let ups = upstreams(&req.dns);
+                lock(&self.st).upstreams.insert(id.to_owned(), ups);
+                match info.user_defined {
+                    true => self.start_dns(id, &ns).map(|()| info),
+                    false => Ok(info),
+                }
             }
-        }
+            Err(e) => Err(e),
+        };
         if res.is_err() {
             self.release(id, &path);
             // rules may have been swapped in with the new ports
-            let _ = self.apply_rules().await;
+            if had_ports {
+                let _ = self.apply_rules().await;
+            }
         }
         // what the network costs a start (RUST_LOG=berth_network=debug)
         tracing::debug!(
-            "network up {}: netns {:?}, links+addresses {:?}, total {:?}",
+            "network up {}: sandbox {:?}, total {:?}",
             &id[..id.len().min(12)],
-            t_ns,
-            t_links - t_ns,
+            t_links,
             t0.elapsed()
         );
         res
@@ -891,10 +951,9 @@ impl Networks {
     async fn up_inner(
         &self,
         id: &str,
-        ns: &File,
         path: &Path,
         preqs: Vec<ports::PortRequest>,
-    ) -> Result<SandboxInfo> {
+    ) -> Result<(SandboxInfo, File)> {
         struct Plan {
             ip: Ipv4Addr,
             mac: [u8; 6],
@@ -911,7 +970,9 @@ impl Networks {
         // allocate everything under the lock, then talk to the kernel without it
         let (plans, maps) = {
             let mut st = lock(&self.st);
-            let State { s, held, .. } = &mut *st;
+            let State {
+                s, held, version, ..
+            } = &mut *st;
             let member = s.members.get(id).cloned().ok_or_else(|| {
                 Error::NotFound(format!("no network configuration for container {id}"))
             })?;
@@ -1009,26 +1070,38 @@ impl Networks {
                 ports: maps.clone(),
             });
             held.insert(id.to_owned(), fds);
+            *version += 1;
             (plans, maps)
         };
         let t0 = std::time::Instant::now();
         let mut marks = Vec::new();
-        let inner = Netlink::inside(ns)?;
-        inner.lo_up().await?;
-        marks.push(("lo", t0.elapsed()));
-        for p in &plans {
-            let br = self
-                .nl
-                .index(&p.br)
-                .await?
-                .ok_or_else(|| Error::Kernel(format!("bridge {} is missing", p.br)))?;
-            marks.push(("bridge index", t0.elapsed()));
+        // the bridges' indexes are asked while the namespace is made
+        let indexes = async {
+            let mut out = Vec::new();
+            for p in &plans {
+                out.push(
+                    self.nl
+                        .index(&p.br)
+                        .await?
+                        .ok_or_else(|| Error::Kernel(format!("bridge {} is missing", p.br)))?,
+                );
+            }
+            Ok::<_, Error>(out)
+        };
+        let (made, indexes) = tokio::join!(netlink::create_netns(path), indexes);
+        let (ns, inner) = made?;
+        let indexes = indexes?;
+        marks.push(("netns", t0.elapsed()));
+        if plans.is_empty() {
+            inner.lo_up().await?;
+        }
+        for (i, (p, br)) in plans.iter().zip(indexes).enumerate() {
             self.nl
-                .add_veth(&p.veth, br, ns, &p.ifname, p.mac, p.mtu)
+                .add_veth(&p.veth, br, &ns, &p.ifname, p.mac, p.mtu)
                 .await?;
             marks.push(("veth", t0.elapsed()));
             inner
-                .configure(&p.ifname, Cidr::new(p.ip, p.prefix), p.gw)
+                .configure(&p.ifname, Cidr::new(p.ip, p.prefix), p.gw, i == 0)
                 .await?;
             marks.push(("address+route", t0.elapsed()));
         }
@@ -1037,13 +1110,12 @@ impl Networks {
             self.apply_rules().await?;
             marks.push(("nft", t0.elapsed()));
         }
-        {
-            let st = lock(&self.st);
-            self.save(&st, false)?;
-        }
+        // the sandbox is on disk before its container runs: a daemon killed from here on finds
+        // it at restart (live-restore, addresses not given twice)
+        self.persist(false)?;
         marks.push(("save", t0.elapsed()));
         tracing::debug!("network up {}: {marks:?}", &id[..id.len().min(12)]);
-        Ok(SandboxInfo {
+        let info = SandboxInfo {
             netns: path.to_path_buf(),
             addresses: plans.iter().map(|p| (p.net_name.clone(), p.ip)).collect(),
             user_defined: plans.iter().any(|p| p.user),
@@ -1054,7 +1126,8 @@ impl Networks {
                     .find(|n| n.predefined && n.is_bridge())
                     .and_then(|n| n.gateway)
             }),
-        })
+        };
+        Ok((info, ns))
     }
 
     /// Serve 127.0.0.11 inside the container's namespace, answering from our state.
@@ -1098,7 +1171,10 @@ impl Networks {
                 e.endpoint_id.clear();
             }
         }
-        let _ = self.save(&st, false);
+        st.version += 1;
+        drop(st);
+        // a sandbox still on disk after a kill -9 is released again by `reconcile`
+        self.persist_soon();
     }
 
     /// After the container's process is gone: drop the namespace (the kernel removes the
@@ -1140,7 +1216,9 @@ impl Networks {
             self.down(&id).await;
         }
         let mut st = lock(&self.st);
-        let State { s, held, .. } = &mut *st;
+        let State {
+            s, held, version, ..
+        } = &mut *st;
         for m in s.members.values() {
             let Some(sb) = &m.sandbox else { continue };
             let mut fds = Vec::new();
@@ -1155,6 +1233,7 @@ impl Networks {
         // members of containers that no longer exist
         s.members
             .retain(|id, m| running.contains(id) || m.sandbox.is_none());
+        *version += 1;
         let dns_wanted: Vec<(String, PathBuf)> = s
             .members
             .values()
@@ -1191,12 +1270,18 @@ impl Networks {
         let before = st.s.members.len();
         st.s.members.retain(|id, _| known.contains(id));
         if st.s.members.len() != before {
-            let _ = self.save(&st, false);
+            st.version += 1;
+            drop(st);
+            let _ = self.persist(false);
         }
     }
 
     /// At daemon shutdown: with no sandbox left, remove our bridges, table and netns mount.
     pub async fn shutdown(&self) {
+        // what was left to a background write
+        if let Err(e) = self.persist(false) {
+            tracing::warn!("{e}");
+        }
         let (bridges, busy) = {
             let st = lock(&self.st);
             (
@@ -1378,7 +1463,7 @@ impl Networks {
                     .await?;
                 let inner = Netlink::inside(&ns)?;
                 inner
-                    .configure(&w.ifname, Cidr::new(w.ip, w.prefix), w.gw)
+                    .configure(&w.ifname, Cidr::new(w.ip, w.prefix), w.gw, false)
                     .await?;
                 let user = lock(&self.st)
                     .s
@@ -1404,8 +1489,8 @@ impl Networks {
                 return Err(e);
             }
         }
-        let st = lock(&self.st);
-        self.save(&st, false)
+        lock(&self.st).version += 1;
+        self.persist(false)
     }
 
     /// `network disconnect`.
@@ -1433,9 +1518,10 @@ impl Networks {
                 .as_ref()
                 .map(|s| !s.ports.is_empty())
                 .unwrap_or(false);
-            self.save(&st, false)?;
+            st.version += 1;
             (ep, netns, had_ports)
         };
+        self.persist(false)?;
         if let (Some(ns), Some(ifname)) = (netns, ep.ifname) {
             let ns = File::open(&ns)
                 .map_err(|e| Error::Kernel(format!("opening {}: {e}", ns.display())))?;

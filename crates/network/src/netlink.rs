@@ -147,6 +147,8 @@ impl Netlink {
         mac: [u8; 6],
         mtu: Option<u32>,
     ) -> Result<()> {
+        // not up here: veth_open refuses (ENOTCONN) before the pair is complete; `configure`
+        // brings it up
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(ifname.to_owned())
             .address(mac.to_vec())
@@ -184,33 +186,53 @@ impl Netlink {
             .map_err(|e| nl("bringing lo up", e))
     }
 
-    /// Inside a container namespace: address on `ifname`, up, and the default route via `gw`.
-    pub async fn configure(&self, ifname: &str, addr: Cidr, gw: Option<Ipv4Addr>) -> Result<()> {
+    /// Inside a container namespace: address on `ifname`, up, and the default route via `gw`;
+    /// with `lo`, lo up as well. The requests go out together
+    /// (one socket: the kernel takes them in order, so the route finds its gateway's subnet)
+    /// and their answers are awaited together.
+    pub async fn configure(
+        &self,
+        ifname: &str,
+        addr: Cidr,
+        gw: Option<Ipv4Addr>,
+        lo: bool,
+    ) -> Result<()> {
         let idx = self
             .index(ifname)
             .await?
             .ok_or_else(|| Error::Kernel(format!("{ifname} missing in the container namespace")))?;
-        self.h
-            .address()
-            .add(idx, IpAddr::V4(addr.addr), addr.prefix)
-            .execute()
-            .await
-            .map_err(|e| nl(&format!("adding {addr} to {ifname}"), e))?;
-        self.h
-            .link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(|e| nl(&format!("bringing {ifname} up"), e))?;
-        if let Some(gw) = gw {
+        let lo_up = async { if lo { self.lo_up().await } else { Ok(()) } };
+        let add = async {
             self.h
-                .route()
-                .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build())
+                .address()
+                .add(idx, IpAddr::V4(addr.addr), addr.prefix)
                 .execute()
                 .await
-                .map_err(|e| nl(&format!("default route via {gw}"), e))?;
-        }
-        Ok(())
+                .map_err(|e| nl(&format!("adding {addr} to {ifname}"), e))
+        };
+        let route = async {
+            match gw {
+                Some(gw) => self
+                    .h
+                    .route()
+                    .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build())
+                    .execute()
+                    .await
+                    .map_err(|e| nl(&format!("default route via {gw}"), e)),
+                None => Ok(()),
+            }
+        };
+        let up = async {
+            self.h
+                .link()
+                .set(LinkUnspec::new_with_index(idx).up().build())
+                .execute()
+                .await
+                .map_err(|e| nl(&format!("bringing {ifname} up"), e))
+        };
+        // join! polls in order, so the requests are sent in this order
+        let (a, b, c, d) = tokio::join!(lo_up, add, up, route);
+        a.and(b).and(c).and(d)
     }
 
     /// Inside a container namespace: remove `ifname` (network disconnect).
@@ -224,43 +246,67 @@ fn cpath(p: &Path) -> Result<CString> {
         .map_err(|_| Error::Kernel(format!("bad path {}", p.display())))
 }
 
-/// Create a network namespace held by a bind mount at `path` (like `ip netns add`).
-pub fn create_netns(path: &Path) -> Result<File> {
+/// Create a network namespace held by a bind mount at `path` (like `ip netns add`), with IPv6
+/// off inside (as dockerd does on networks without IPv6: no link-local addresses, duplicate
+/// address detection or multicast reports on the bridge), and a netlink connection in it.
+/// One short-lived thread does it all (unshare changes only the calling thread's namespace),
+/// awaited without blocking the runtime.
+pub async fn create_netns(path: &Path) -> Result<(File, Netlink)> {
     let p = path.to_path_buf();
-    std::thread::spawn(move || -> Result<File> {
-        let k =
-            |what: &str, e: std::io::Error| Error::Kernel(format!("{what} {}: {e}", p.display()));
-        File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-            .map_err(|e| k("creating", e))?;
-        // SAFETY: plain syscalls on this thread only (it exits right after).
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(k("unshare netns for", std::io::Error::last_os_error()));
-        }
-        let src = cpath(Path::new("/proc/thread-self/ns/net"))?;
-        let dst = cpath(&p)?;
-        // SAFETY: valid NUL-terminated paths.
-        if unsafe {
-            libc::mount(
-                src.as_ptr(),
-                dst.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            )
-        } != 0
-        {
-            let e = std::io::Error::last_os_error();
-            let _ = std::fs::remove_file(&p);
-            return Err(k("bind-mounting netns on", e));
-        }
-        File::open(&p).map_err(|e| k("opening", e))
-    })
-    .join()
-    .map_err(|_| Error::Kernel("netns thread panicked".into()))?
+    let rt = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("berth-netns".into())
+        .spawn(move || {
+            let _ = tx.send(make_netns(&p, &rt));
+        })
+        .map_err(|e| Error::Kernel(format!("netns thread: {e}")))?;
+    rx.await
+        .map_err(|_| Error::Kernel("netns thread panicked".into()))?
+}
+
+fn make_netns(p: &Path, rt: &tokio::runtime::Handle) -> Result<(File, Netlink)> {
+    let k = |what: &str, e: std::io::Error| Error::Kernel(format!("{what} {}: {e}", p.display()));
+    File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p)
+        .map_err(|e| k("creating", e))?;
+    // SAFETY: plain syscalls on this thread only (it exits right after).
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(k("unshare netns for", std::io::Error::last_os_error()));
+    }
+    let src = cpath(Path::new("/proc/thread-self/ns/net"))?;
+    let dst = cpath(p)?;
+    // SAFETY: valid NUL-terminated paths.
+    if unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        let e = std::io::Error::last_os_error();
+        let _ = std::fs::remove_file(p);
+        return Err(k("bind-mounting netns on", e));
+    }
+    let undo = |e: Error| {
+        remove_netns(p);
+        e
+    };
+    let f = File::open(p).map_err(|e| undo(k("opening", e)))?;
+    // /proc/sys/net is this thread's namespace's; without the ipv6 module there is nothing
+    // to turn off ("all" covers the default of interfaces made later too)
+    let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+    let _g = rt.enter();
+    let (conn, h, _) = rtnetlink::new_connection()
+        .map_err(|e| undo(Error::Kernel(format!("netlink socket in netns: {e}"))))?;
+    rt.spawn(conn);
+    Ok((f, Netlink { h }))
 }
 
 /// Drop a namespace made by `create_netns`: the kernel destroys its veths once the last

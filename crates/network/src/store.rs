@@ -125,14 +125,19 @@ pub fn load(file: &Path) -> std::io::Result<State> {
 }
 
 pub fn save(file: &Path, st: &State, durable: bool) -> std::io::Result<()> {
+    let data = serde_json::to_vec(st).map_err(std::io::Error::other)?;
+    write(file, &data, durable)
+}
+
+/// Replace the state file with `data` (serialised state) through a temp file and a rename.
+pub fn write(file: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
     if let Some(d) = file.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let data = serde_json::to_vec(st).map_err(std::io::Error::other)?;
     let tmp = file.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&data)?;
+        f.write_all(data)?;
         if durable {
             f.sync_all()?;
         }
