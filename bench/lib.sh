@@ -115,6 +115,15 @@ engine_start() {
       ;;
     podman)
       mkdir -p "$d/tmp"
+      # podman reads $DOCKER_CONFIG/config.json and fails when the file is missing; and as root it
+      # raises RLIMIT_NOFILE/NPROC above this machine's hard limits unless told otherwise
+      mkdir -p "$DOCKER_CONFIG"
+      echo '{}' >"$DOCKER_CONFIG/config.json"
+      printf '[containers]\ndefault_ulimits = ["nofile=1024:%s", "nproc=4096:4096"]\n' \
+        "$(ulimit -Hn)" >"$d/containers.conf"
+      export CONTAINERS_CONF="$d/containers.conf"
+      # netavark leaves its iptables-nft tables behind: remember which were there before
+      nft list tables >"$d/tables.before" 2>/dev/null || true
       ENGINE_PIDS[podman]=""
       ;;
   esac
@@ -138,6 +147,14 @@ engine_stop() {
     wait "$pid" 2>/dev/null || true
   fi
   ENGINE_PIDS[$e]=""
+  if [ "$e" = podman ]; then
+    cli system reset -f >/dev/null 2>&1 || true
+    local t
+    # shellcheck disable=SC2086 # "table ip nat" split into nft's words
+    while read -r t; do
+      grep -qxF "$t" "$WORK/podman/tables.before" 2>/dev/null || nft delete $t 2>/dev/null || true
+    done < <(nft list tables 2>/dev/null | grep -E '^table ip6? (nat|filter)$')
+  fi
   # whatever shim is still around belongs to us (matched by our work dir or namespace)
   local p
   for p in $(shim_pids "$e"); do kill -KILL "$p" 2>/dev/null || true; done

@@ -3,6 +3,7 @@
 //! drop what is left after a grace period).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -25,6 +26,15 @@ pub enum Listener {
     Tcp(TcpListener, Option<TlsAcceptor>),
 }
 
+/// Requests received since start-up, on every listener: the daemon's measure of activity (it
+/// gives memory back after a quiet spell).
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+
+/// How many API requests this process has received so far.
+pub fn requests_received() -> u64 {
+    REQUESTS.load(Ordering::Relaxed)
+}
+
 /// The per-connection service: the router, with the connection's `RawConn` in every request
 /// so the legacy hijack can claim the stream.
 fn service(
@@ -37,6 +47,7 @@ fn service(
     Future = impl Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        REQUESTS.fetch_add(1, Ordering::Relaxed);
         req.extensions_mut().insert(raw.clone());
         app.clone().oneshot(req.map(axum::body::Body::new))
     })

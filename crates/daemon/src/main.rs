@@ -67,6 +67,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// Give memory back (berth_mem::trim_rss) once the API has been quiet this long: code run once
+/// at start-up or per request (image import, a build, a pull) otherwise stays mapped for the
+/// daemon's whole life. Short enough that an idle daemon is small, long enough that a burst of
+/// requests (a compose up, a CI job) is never interrupted; the next request refaults what it
+/// needs from the page cache (minor faults, about a millisecond in all).
+const TRIM_AFTER_QUIET: Duration = Duration::from_secs(2);
+
+async fn trim_when_idle() {
+    let tick = Duration::from_secs(1);
+    let mut seen = berth_api::server::requests_received();
+    let mut quiet = Duration::ZERO;
+    let mut trimmed = false;
+    loop {
+        tokio::time::sleep(tick).await;
+        let now = berth_api::server::requests_received();
+        if now != seen {
+            (seen, quiet, trimmed) = (now, Duration::ZERO, false);
+            continue;
+        }
+        quiet += tick;
+        if !trimmed && quiet >= TRIM_AFTER_QUIET {
+            trimmed = true;
+            // a few ms of /proc/self/smaps and madvise, on an idle daemon
+            berth_mem::trim_rss();
+            tracing::debug!("idle: memory trimmed");
+        }
+    }
+}
+
 fn init_logging(cfg: &DaemonConfig) {
     let level = match cfg.log_level.as_str() {
         "fatal" | "panic" => "error",
@@ -159,6 +188,8 @@ async fn run(cfg: DaemonConfig) -> Result<(), String> {
         }
         signals.cancel();
     });
+
+    tokio::spawn(trim_when_idle());
 
     tracing::info!(
         "berthd {} serving the Docker API on {}",

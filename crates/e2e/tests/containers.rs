@@ -517,3 +517,41 @@ fn health_checks() {
     f.out(&["rm", "-f", "hc"]);
     f.assert_no_leaks(&ids);
 }
+
+/// A quiet daemon gives its clean text pages and free heap back (berth-mem), and works on as
+/// before when the next request comes.
+#[test]
+fn idle_daemon_gives_memory_back() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let pid = f.pid().expect("daemon pid");
+    let rss_file = || -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("RssFile:"))
+                    .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(f.out(&["run", "--rm", "busybox", "echo", "busy"]), "busy\n");
+    let busy = rss_file();
+    // no request for a while (the daemon trims after 2 s of quiet)
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut idle = busy;
+    while Instant::now() < deadline && idle * 2 > busy {
+        std::thread::sleep(Duration::from_millis(500));
+        idle = rss_file();
+    }
+    assert!(
+        idle * 2 <= busy,
+        "file-backed RSS {busy} kB busy, {idle} kB idle"
+    );
+    assert_eq!(
+        f.out(&["run", "--rm", "busybox", "echo", "again"]),
+        "again\n"
+    );
+}

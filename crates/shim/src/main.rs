@@ -12,7 +12,6 @@
 mod cgroup;
 mod executor;
 mod logs;
-mod mem;
 mod runtime;
 mod server;
 mod start;

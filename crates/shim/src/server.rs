@@ -35,7 +35,7 @@ const LINGER: Duration = Duration::from_secs(1);
 /// ...and at most this long for slow attachers.
 const LINGER_MAX: Duration = Duration::from_secs(10);
 const MAX_REQUEST: usize = 1 << 20;
-/// Give pages back (mem::trim_rss) only after this long without any event, so the trim (a few
+/// Give pages back (berth_mem::trim_rss) only after this long without any event, so the trim (a few
 /// ms reading /proc/self/smaps) never delays a reply or an exit on the start/exit path.
 const TRIM_IDLE_MS: i32 = 200;
 
@@ -383,7 +383,7 @@ impl Shim {
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n == 0 && self.trim_pending && self.exit.is_none() {
                 self.trim_pending = false;
-                crate::mem::trim_rss();
+                berth_mem::trim_rss();
             }
             if n < 0 {
                 let e = std::io::Error::last_os_error();

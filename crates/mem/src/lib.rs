@@ -1,8 +1,15 @@
-//! Keeping an idle shim small. Creating a container runs a lot of libcontainer code once; its
-//! pages stay mapped in the shim for the container's whole life. Dropping the page-table
-//! entries of read-only, never-written file mappings (our binary's text and rodata, libc's)
-//! returns that RSS: the pages stay in the page cache, and whatever the event loop touches
-//! again comes back as a cheap minor fault.
+//! berth-mem: keeping idle processes small, for berthd and berth-shim alike.
+//!
+//! A shim runs a lot of libcontainer code once, to create its container, and the daemon a lot of
+//! code once at start-up or per request; those pages (fault-around maps 64 KiB per touch) stay in
+//! the process's page tables for its whole life. Dropping the page-table entries of read-only,
+//! never-written file mappings (our binary's text and rodata, libc's) returns that RSS: the pages
+//! stay in the page cache, and whatever runs again comes back as a cheap minor fault. Free heap
+//! pages go back to the kernel with glibc's `malloc_trim`.
+//!
+//! Must not: touch a writable mapping or one with modified (anonymous) pages, depend on more
+//! than libc (the shim links it), or be called on a latency-critical path (a few ms of work,
+//! and faults afterwards).
 
 use std::io::Read;
 
@@ -52,8 +59,14 @@ fn parse(smaps: &str) -> Vec<Mapping> {
     out
 }
 
-/// Drops resident pages of clean read-only file mappings. Best effort: errors are ignored.
+/// Drops resident pages of clean read-only file mappings and returns free heap pages to the
+/// kernel. Best effort: errors are ignored.
 pub fn trim_rss() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases memory glibc's allocator holds free.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let mut s = String::new();
     let Ok(mut f) = std::fs::File::open("/proc/self/smaps") else {
         return;
