@@ -4,7 +4,7 @@
 # and context packing are not in the numbers. Targets for berth: cold >= 3x faster than Docker's
 # legacy builder (which also runs the unused stage); fully cached rebuild <= 30 ms.
 # BuildKit needs the buildx CLI plugin (and a session): no row until it is installed. buildah
-# (`buildah bud`, podman's builder) fills the podman column of the build rows when installed,
+# (`buildah bud`, podman's builder) fills the podman column of the build rows, in podman's turn,
 # with its own --root/--runroot under the bench's work dir (skipped, with a note, if it fails).
 
 group build
@@ -55,7 +55,12 @@ bench_sock() {
 }
 
 case_build() {
-  [ "$ENGINE" = podman ] && return 0
+  # podman's column is buildah's (podman build is buildah), run in podman's turn so its
+  # netavark tables are cleaned up with podman's
+  if [ "$ENGINE" = podman ]; then
+    bench_buildah || note "buildah: the bench build failed (see $WORK/buildah)"
+    return 0
+  fi
   bench_build_context
   local sock url json
   sock=$(bench_sock)
@@ -75,9 +80,6 @@ case_build() {
     "curl -s -o /dev/null --unix-socket $sock -X POST -H Content-Type:application/x-tar --data-binary @$WORK/build-ctx.tar $url" >&2
   result build_cached "$(jq -r '.results[0].median * 1000 | . * 10 | round / 10' "$json")"
   cli image prune -af >/dev/null 2>&1 || true
-  # buildah once per bench run, while no other engine's daemon runs
-  [ "$ENGINE" = berth ] && { bench_buildah || note "buildah: the bench build failed (see $WORK/buildah)"; }
-  return 0
 }
 
 # buildah bud of the same context into the podman column (podman build is buildah): its own
@@ -87,6 +89,7 @@ case_build() {
 # buildah 1.28 runs under this machine's hard RLIMIT_NOFILE of 20000 as it is.
 bench_buildah() {
   command -v buildah >/dev/null || return 0
+  bench_build_context
   local d=$WORK/buildah json ctr
   mkdir -p "$d"
   local bh="buildah --root $d/root --runroot $d/run --storage-driver overlay"
@@ -100,17 +103,14 @@ bench_buildah() {
   local bud="$bh bud --quiet --layers -t bench-build -f $WORK/build-ctx/Dockerfile $WORK/build-ctx"
   # shellcheck disable=SC2086
   $bud >"$d/first.log" 2>&1 || return 1
-  local saved=$ENGINE
-  ENGINE=podman
   json=$d/build_cold.json
   hyperfine -N --style basic --runs "${BENCH_BUILD_RUNS:-3}" --export-json "$json" \
-    "${bud/--layers/--layers --no-cache}" >&2 || { ENGINE=$saved; return 1; }
+    "${bud/--layers/--layers --no-cache}" >&2 || return 1
   result build_cold "$(jq -r '.results[0].median * 1000 | . * 10 | round / 10' "$json")"
   json=$d/build_cached.json
   hyperfine -N --style basic --warmup 3 --runs "$BENCH_RUNS" --export-json "$json" "$bud" >&2 ||
-    { ENGINE=$saved; return 1; }
+    return 1
   result build_cached "$(jq -r '.results[0].median * 1000 | . * 10 | round / 10' "$json")"
-  ENGINE=$saved
   # shellcheck disable=SC2086
   $bh rmi -af >/dev/null 2>&1 || true
 }
