@@ -47,7 +47,7 @@ use tokio::sync::{oneshot, watch};
 use crate::error::{Error, Result};
 use crate::events::{Actor, EventBus};
 
-pub use archive::PathStat;
+pub use archive::{PathStat, RootView};
 pub use commit::CommitOptions;
 pub use exec::ExecOptions;
 pub use lifecycle::{BUILTIN_RUNTIME, Options};
