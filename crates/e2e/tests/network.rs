@@ -1159,3 +1159,104 @@ fn a_missing_non_default_bridge_is_refused_like_dockerd() {
     );
     assert!(!Path::new("/sys/class/net/nosuchbr0").exists());
 }
+
+/// `network create --ipv6`: each container gets an address of the IPv6 subnet and a default
+/// route via the bridge's, the embedded DNS answers AAAA, traffic flows over IPv6 between
+/// containers and from the host; elsewhere IPv6 is off in the container, as dockerd does.
+#[test]
+fn ipv6_user_network_addresses_dns_and_traffic() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let v4 = fx.d.subnet();
+    let gw4 = format!("{}.1", v4.rsplit_once('.').map(|x| x.0).unwrap_or(""));
+    // a prefix of this test's own (fd00::/64 may be the host's)
+    let pid = std::process::id();
+    let prefix = format!("fd42:{:x}:{:x}:1", pid >> 16, pid & 0xffff);
+    let v6 = format!("{prefix}::/64");
+    fx.out(&[
+        "network", "create", "--ipv6", "--subnet", &v4, "--subnet", &v6, "n6",
+    ]);
+    assert_eq!(
+        fx.out(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}},{{.Gateway}} {{end}}",
+            "n6",
+        ]),
+        // as dockerd: no gateway shown for a given IPv6 subnet without one
+        format!("true {v4},{gw4} {v6},")
+    );
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "v6a",
+        "--network",
+        "n6",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    assert_eq!(
+        fx.out(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}/{{.GlobalIPv6PrefixLen}} {{.IPv6Gateway}}{{end}}",
+            "v6a",
+        ]),
+        format!("{prefix}::2/64 {prefix}::1")
+    );
+    let out = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "n6",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup -type=aaaa v6a 127.0.0.11; ping -6 -c 1 -W 3 v6a && echo pinged; ip -6 route; cat /etc/hosts",
+    ]);
+    assert!(out.contains(&format!("{prefix}::3\t")), "{out}");
+    assert!(out.contains(&format!("{prefix}::2")), "{out}");
+    assert!(out.contains("pinged"), "{out}");
+    assert!(out.contains(&format!("default via {prefix}::1")), "{out}");
+    // the host reaches the container through the bridge
+    wait_http(&format!("[{prefix}::2]:80"), "hello-from-httpd");
+    let inspect = fx.out(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.IPv6Address}}{{end}}",
+        "n6",
+    ]);
+    assert_eq!(inspect, format!("{prefix}::2/64"));
+    // the default bridge: no IPv6 in the container
+    assert_eq!(
+        fx.out(&[
+            "run",
+            "--rm",
+            "busybox",
+            "cat",
+            "/proc/sys/net/ipv6/conf/all/disable_ipv6",
+        ]),
+        "1"
+    );
+    // dockerd 20.10 has no default IPv6 pools
+    let r = fx.d.docker(&["network", "create", "--ipv6", "n7"]);
+    assert!(!r.status.success());
+    assert!(
+        r.stderr_str()
+            .contains("could not find an available, non-overlapping IPv6 address pool"),
+        "{}",
+        r.stderr_str()
+    );
+    fx.out(&["rm", "-f", "v6a"]);
+    fx.out(&["network", "rm", "n6"]);
+    let bridges = fx.d.bridges();
+    fx.d.stop();
+    assert_clean(&fx.d, &bridges);
+}

@@ -16,14 +16,14 @@ pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-pub use ipam::Cidr;
+pub use ipam::{Cidr, Cidr6};
 pub use ports::PortMap;
 pub use store::{EndpointSpec, Member, Network};
 
@@ -104,6 +104,8 @@ pub struct SandboxInfo {
     pub user_defined: bool,
     /// The default bridge's gateway (`host-gateway` in --add-host), if attached to one.
     pub gateway: Option<Ipv4Addr>,
+    /// The first IPv6 address (networks made with `--ipv6`), for /etc/hosts.
+    pub address6: Option<Ipv6Addr>,
 }
 
 /// What `up` needs beyond the registered endpoints.
@@ -130,6 +132,9 @@ pub struct CreateRequest {
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub enable_ipv6: bool,
+    /// The IPv6 pool of IPAM.Config (with `enable_ipv6`).
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
 }
 
 pub struct Networks {
@@ -260,6 +265,9 @@ impl Networks {
                     mtu: None,
                     user_ipam: false,
                     predefined: true,
+                    subnet6: None,
+                    gateway6: None,
+                    gateway6_given: false,
                 });
             }
         }
@@ -377,6 +385,9 @@ impl Networks {
                 mtu: cfg.mtu,
                 user_ipam: false,
                 predefined: true,
+                subnet6: None,
+                gateway6: None,
+                gateway6_given: false,
             };
             match old {
                 Some(i) => s.networks[i] = net,
@@ -385,7 +396,8 @@ impl Networks {
         }
         for n in s.networks.iter().filter(|n| n.is_bridge()) {
             if let (Some(sub), Some(gw)) = (n.subnet, n.gateway) {
-                nl.ensure_bridge(&n.bridge, Cidr::new(gw, sub.prefix), n.mtu)
+                let gw6 = n.subnet6.zip(n.gateway6);
+                nl.ensure_bridge(&n.bridge, Cidr::new(gw, sub.prefix), gw6, n.mtu)
                     .await?;
             }
         }
@@ -460,6 +472,7 @@ impl Networks {
                             masquerade: n.masquerade,
                             icc: n.icc,
                             internal: n.internal,
+                            subnet6: n.subnet6,
                         })
                     })
                     .collect();
@@ -520,11 +533,6 @@ impl Networks {
         }
         if req.name.is_empty() {
             return Err(Error::Invalid("network name cannot be empty".into()));
-        }
-        if req.enable_ipv6 {
-            return Err(Error::Invalid(
-                "IPv6 networks are not supported by berthd yet".into(),
-            ));
         }
         let o = &req.options;
         let icc = opt_bool(o, "com.docker.network.bridge.enable_icc", true)?;
@@ -622,6 +630,10 @@ impl Networks {
             if subnet.prefix > 30 {
                 return Err(Error::Invalid(format!("subnet {subnet} is too small")));
             }
+            let v6 = match req.enable_ipv6 {
+                true => Some(ipv6_pool(&st.s.networks, &req)?),
+                false => None,
+            };
             let net = Network {
                 id,
                 name: req.name.clone(),
@@ -641,6 +653,9 @@ impl Networks {
                 mtu,
                 user_ipam,
                 predefined: false,
+                subnet6: v6.map(|v| v.0),
+                gateway6: v6.map(|v| v.1),
+                gateway6_given: v6.is_some_and(|v| v.2),
             };
             st.s.networks.push(net.clone());
             net
@@ -653,7 +668,8 @@ impl Networks {
             net.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
             net.subnet.map(|s| s.prefix).unwrap_or(24),
         );
-        if let Err(e) = self.nl.ensure_bridge(&bridge, gw, mtu).await {
+        let gw6 = net.subnet6.zip(net.gateway6);
+        if let Err(e) = self.nl.ensure_bridge(&bridge, gw, gw6, mtu).await {
             undo(self);
             let _ = self.nl.delete_link(&bridge).await;
             return Err(e);
@@ -736,7 +752,10 @@ impl Networks {
                                 (Some(ip), Some(s)) => format!("{ip}/{}", s.prefix),
                                 _ => String::new(),
                             },
-                            "IPv6Address": "",
+                            "IPv6Address": match (e.ip6, n.subnet6) {
+                                (Some(ip), Some(s)) => format!("{ip}/{}", s.prefix),
+                                _ => String::new(),
+                            },
                         }),
                     );
                 }
@@ -752,6 +771,16 @@ impl Networks {
             }
             _ => json!([]),
         };
+        let mut config = config;
+        if let (Some(s), Some(g), Value::Array(a)) = (n.subnet6, n.gateway6, &mut config) {
+            // as dockerd: the gateway of a given subnet only when it was given too
+            let g = if n.gateway6_given {
+                g.to_string()
+            } else {
+                String::new()
+            };
+            a.push(json!({ "Subnet": s.to_string(), "Gateway": g }));
+        }
         json!({
             "Name": n.name,
             "Id": n.id,
@@ -759,7 +788,7 @@ impl Networks {
             "Scope": "local",
             "Driver": n.driver,
             "EnableIPv4": true,
-            "EnableIPv6": false,
+            "EnableIPv6": n.subnet6.is_some(),
             "IPAM": {
                 "Driver": "default",
                 "Options": if n.ipam_options.is_empty() { Value::Null } else { json!(n.ipam_options) },
@@ -840,6 +869,7 @@ impl Networks {
                 spec,
                 endpoint_id: String::new(),
                 ip: None,
+                ip6: None,
                 mac: None,
                 veth: None,
                 ifname: None,
@@ -966,6 +996,7 @@ impl Networks {
             net_name: String,
             user: bool,
             default_bridge: bool,
+            v6: Option<V6>,
         }
         // allocate everything under the lock, then talk to the kernel without it
         let (plans, maps) = {
@@ -977,15 +1008,20 @@ impl Networks {
                 Error::NotFound(format!("no network configuration for container {id}"))
             })?;
             let mut used: HashMap<String, BTreeSet<Ipv4Addr>> = HashMap::new();
+            let mut used6: HashMap<String, BTreeSet<Ipv6Addr>> = HashMap::new();
             for m in s.members.values() {
                 for e in &m.endpoints {
                     if let Some(ip) = e.ip {
                         used.entry(e.network.clone()).or_default().insert(ip);
                     }
+                    if let Some(ip) = e.ip6 {
+                        used6.entry(e.network.clone()).or_default().insert(ip);
+                    }
                 }
             }
             let mut plans = Vec::new();
             let mut have_gw = false;
+            let mut have_gw6 = false;
             for (i, e) in member.endpoints.iter().enumerate() {
                 let net = s
                     .networks
@@ -1021,6 +1057,27 @@ impl Networks {
                     .unwrap_or_else(|| ipam::mac_for(ip));
                 let route = !net.internal && !have_gw;
                 have_gw |= route;
+                let v6 = match (net.subnet6, net.gateway6) {
+                    (Some(sub6), Some(gw6)) => {
+                        let u6 = used6.entry(net.id.clone()).or_default();
+                        u6.insert(gw6);
+                        let ip6 = ipam::allocate6(&sub6, u6).ok_or_else(|| {
+                            Error::Forbidden(format!(
+                                "no available IPv6 addresses on this network's address pools: {} ({})",
+                                net.name, net.id
+                            ))
+                        })?;
+                        u6.insert(ip6);
+                        let route6 = !net.internal && !have_gw6;
+                        have_gw6 |= route6;
+                        Some(V6 {
+                            ip: ip6,
+                            prefix: sub6.prefix,
+                            gw: route6.then_some(gw6),
+                        })
+                    }
+                    _ => None,
+                };
                 let r: [u8; 4] = rand::random();
                 plans.push(Plan {
                     ip,
@@ -1034,6 +1091,7 @@ impl Networks {
                     net_name: net.name.clone(),
                     user: !net.predefined,
                     default_bridge: net.predefined,
+                    v6,
                 });
             }
             // published ports: reserve host ports now so a clash fails before anything runs
@@ -1060,6 +1118,7 @@ impl Networks {
                 .ok_or_else(|| Error::NotFound(format!("container {id} is gone")))?;
             for (e, p) in m.endpoints.iter_mut().zip(plans.iter()) {
                 e.ip = Some(p.ip);
+                e.ip6 = p.v6.map(|v| v.ip);
                 e.mac = Some(p.mac);
                 e.veth = Some(p.veth.clone());
                 e.ifname = Some(p.ifname.clone());
@@ -1100,8 +1159,12 @@ impl Networks {
                 .add_veth(&p.veth, br, &ns, &p.ifname, p.mac, p.mtu)
                 .await?;
             marks.push(("veth", t0.elapsed()));
+            if p.v6.is_some() {
+                // lo too, as dockerd: ::1 in a container with IPv6
+                netlink::enable_ipv6(&ns, &["lo", &p.ifname]).await?;
+            }
             inner
-                .configure(&p.ifname, Cidr::new(p.ip, p.prefix), p.gw, i == 0)
+                .configure(&p.ifname, Cidr::new(p.ip, p.prefix), p.gw, i == 0, p.v6)
                 .await?;
             marks.push(("address+route", t0.elapsed()));
         }
@@ -1119,6 +1182,7 @@ impl Networks {
             netns: path.to_path_buf(),
             addresses: plans.iter().map(|p| (p.net_name.clone(), p.ip)).collect(),
             user_defined: plans.iter().any(|p| p.user),
+            address6: plans.iter().find_map(|p| p.v6.map(|v| v.ip)),
             gateway: plans.iter().find(|p| p.default_bridge).and_then(|_| {
                 let st = lock(&self.st);
                 st.s.networks
@@ -1165,6 +1229,7 @@ impl Networks {
             m.sandbox = None;
             for e in &mut m.endpoints {
                 e.ip = None;
+                e.ip6 = None;
                 e.mac = None;
                 e.veth = None;
                 e.ifname = None;
@@ -1318,6 +1383,7 @@ impl Networks {
         let mut addresses = Vec::new();
         let mut user_defined = false;
         let mut gateway = None;
+        let address6 = m.endpoints.iter().find_map(|e| e.ip6);
         for e in &m.endpoints {
             let Some(n) = st.s.networks.iter().find(|n| n.id == e.network) else {
                 continue;
@@ -1335,6 +1401,7 @@ impl Networks {
             addresses,
             user_defined,
             gateway,
+            address6,
         })
     }
 
@@ -1354,6 +1421,7 @@ impl Networks {
             veth: String,
             ifname: String,
             mtu: Option<u32>,
+            v6: Option<V6>,
         }
         let wire = {
             let mut st = lock(&self.st);
@@ -1379,6 +1447,13 @@ impl Networks {
                     .filter(|e| e.network == net.id)
                     .filter_map(|e| e.ip)
                     .collect();
+            let mut used6: BTreeSet<Ipv6Addr> =
+                st.s.members
+                    .values()
+                    .flat_map(|m| m.endpoints.iter())
+                    .filter(|e| e.network == net.id)
+                    .filter_map(|e| e.ip6)
+                    .collect();
             let nets = st.s.networks.clone();
             let m = st.s.members.get_mut(id).ok_or_else(|| {
                 Error::NotFound(format!("no network configuration for container {id}"))
@@ -1394,6 +1469,7 @@ impl Networks {
                 spec: spec.clone(),
                 endpoint_id: String::new(),
                 ip: None,
+                ip6: None,
                 mac: None,
                 veth: None,
                 ifname: None,
@@ -1425,9 +1501,28 @@ impl Networks {
                         .map(|i| format!("eth{i}"))
                         .find(|n| !taken.contains(n))
                         .unwrap_or_default();
+                    let v6 = match (net.subnet6, net.gateway6) {
+                        (Some(sub6), Some(gw6)) => {
+                            used6.insert(gw6);
+                            let ip6 = ipam::allocate6(&sub6, &used6).ok_or_else(|| {
+                                Error::Forbidden(format!("no available IPv6 addresses on this network's address pools: {} ({})", net.name, net.id))
+                            })?;
+                            let has_route6 = m.endpoints.iter().any(|e| {
+                                e.ip6.is_some()
+                                    && nets.iter().any(|n| n.id == e.network && !n.internal)
+                            });
+                            Some(V6 {
+                                ip: ip6,
+                                prefix: sub6.prefix,
+                                gw: (!has_route6 && !net.internal).then_some(gw6),
+                            })
+                        }
+                        _ => None,
+                    };
                     let r: [u8; 4] = rand::random();
                     let veth = format!("veth{}", &hex::encode(r)[..7]);
                     ep.ip = Some(ip);
+                    ep.ip6 = v6.map(|v| v.ip);
                     ep.mac = Some(mac);
                     ep.veth = Some(veth.clone());
                     ep.ifname = Some(ifname.clone());
@@ -1442,6 +1537,7 @@ impl Networks {
                         veth,
                         ifname,
                         mtu: net.mtu,
+                        v6,
                     })
                 }
                 _ => None,
@@ -1461,9 +1557,12 @@ impl Networks {
                 self.nl
                     .add_veth(&w.veth, br, &ns, &w.ifname, w.mac, w.mtu)
                     .await?;
+                if w.v6.is_some() {
+                    netlink::enable_ipv6(&ns, &["lo", &w.ifname]).await?;
+                }
                 let inner = Netlink::inside(&ns)?;
                 inner
-                    .configure(&w.ifname, Cidr::new(w.ip, w.prefix), w.gw, false)
+                    .configure(&w.ifname, Cidr::new(w.ip, w.prefix), w.gw, false, w.v6)
                     .await?;
                 let user = lock(&self.st)
                     .s
@@ -1672,9 +1771,9 @@ fn endpoint_json(s: &store::State, m: &Member, e: Option<&store::Endpoint>) -> V
         "Gateway": match (running && ip.is_some(), net.and_then(|n| n.gateway)) { (true, Some(g)) => g.to_string(), _ => String::new() },
         "IPAddress": if running { ip.map(|i| i.to_string()).unwrap_or_default() } else { String::new() },
         "IPPrefixLen": if running && ip.is_some() { net.and_then(|n| n.subnet).map(|s| s.prefix).unwrap_or(0) } else { 0 },
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": match (running, e.and_then(|e| e.ip6), net.and_then(|n| n.gateway6)) { (true, Some(_), Some(g)) => g.to_string(), _ => String::new() },
+        "GlobalIPv6Address": match (running, e.and_then(|e| e.ip6)) { (true, Some(ip)) => ip.to_string(), _ => String::new() },
+        "GlobalIPv6PrefixLen": match (running, e.and_then(|e| e.ip6), net.and_then(|n| n.subnet6)) { (true, Some(_), Some(s)) => s.prefix, _ => 0 },
         "DNSNames": if dns.is_empty() { Value::Null } else { json!(dns) },
     })
 }
@@ -1729,6 +1828,65 @@ fn endpoint_spec(v: &Value) -> Result<EndpointSpec> {
         mac,
         links: strs("Links"),
     })
+}
+
+/// A container's IPv6 address on a network, and the default route's gateway if this network
+/// gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct V6 {
+    pub ip: Ipv6Addr,
+    pub prefix: u8,
+    pub gw: Option<Ipv6Addr>,
+}
+
+/// The IPv6 subnet and gateway of a new `--ipv6` network. dockerd 20.10 has no default IPv6
+/// pools: the subnet must be given.
+fn ipv6_pool(nets: &[Network], req: &CreateRequest) -> Result<(Cidr6, Ipv6Addr, bool)> {
+    let Some(s) = req
+        .subnet6
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    else {
+        // dockerd's status too
+        return Err(Error::NotFound(
+            "could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network".into(),
+        ));
+    };
+    let c: Cidr6 = s.parse().map_err(Error::Invalid)?;
+    let c = c.network();
+    if c.prefix > 126 {
+        return Err(Error::Invalid(format!("subnet {c} is too small")));
+    }
+    if let Some(o) = nets
+        .iter()
+        .filter_map(|n| n.subnet6)
+        .find(|o| o.overlaps(&c))
+    {
+        return Err(Error::Forbidden(format!(
+            "Pool overlaps with other one on this address space ({c} and {})",
+            o.network()
+        )));
+    }
+    let given = req.gateway6.as_deref().is_some_and(|g| !g.is_empty());
+    let gw = match req.gateway6.as_deref().filter(|g| !g.is_empty()) {
+        Some(g) => {
+            let ip: Ipv6Addr = g
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .parse()
+                .map_err(|_| Error::Invalid(format!("invalid gateway address: {g}")))?;
+            if !c.contains(ip) {
+                return Err(Error::Invalid(format!(
+                    "no matching subnet for gateway {g}"
+                )));
+            }
+            ip
+        }
+        None => Ipv6Addr::from(c.first() + 1),
+    };
+    Ok((c, gw, given))
 }
 
 fn check_spec(net: &Network, spec: &EndpointSpec) -> Result<()> {
@@ -1865,10 +2023,13 @@ impl berth_dns::Resolve for Resolver {
                 || (q.len() == 12 && m.id.starts_with(&q))
                 || e.spec.aliases.iter().any(|a| a.eq_ignore_ascii_case(&q))
                 || format!("{}.{}", m.name, n.name).eq_ignore_ascii_case(&q);
-            if hit && let Some(ip) = e.ip {
-                let ip = std::net::IpAddr::V4(ip);
-                if !out.contains(&ip) {
-                    out.push(ip);
+            if hit {
+                let v4 = e.ip.map(std::net::IpAddr::V4);
+                let v6 = e.ip6.map(std::net::IpAddr::V6);
+                for ip in v4.into_iter().chain(v6) {
+                    if !out.contains(&ip) {
+                        out.push(ip);
+                    }
                 }
             }
         });
@@ -1878,7 +2039,10 @@ impl berth_dns::Resolve for Resolver {
     fn reverse(&self, addr: std::net::IpAddr) -> Option<String> {
         let mut out = None;
         self.each(|m, e, n| {
-            if out.is_none() && e.ip.map(std::net::IpAddr::V4) == Some(addr) {
+            if out.is_none()
+                && (e.ip.map(std::net::IpAddr::V4) == Some(addr)
+                    || e.ip6.map(std::net::IpAddr::V6) == Some(addr))
+            {
                 out = Some(format!("{}.{}", m.name, n.name));
             }
         });

@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -18,8 +18,8 @@ use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
 
-use crate::ipam::Cidr;
-use crate::{Error, Result};
+use crate::ipam::{Cidr, Cidr6};
+use crate::{Error, Result, V6};
 
 fn nl(what: &str, e: rtnetlink::Error) -> Error {
     Error::Kernel(format!("{what}: {e}"))
@@ -80,8 +80,15 @@ impl Netlink {
         }
     }
 
-    /// Make sure bridge `name` exists, carries `gw` and is up. Returns whether it was created.
-    pub async fn ensure_bridge(&self, name: &str, gw: Cidr, mtu: Option<u32>) -> Result<bool> {
+    /// Make sure bridge `name` exists, carries `gw` (and `gw6` in its IPv6 subnet: IPv6 is off
+    /// on bridges without one) and is up. Returns whether it was created.
+    pub async fn ensure_bridge(
+        &self,
+        name: &str,
+        gw: Cidr,
+        gw6: Option<(Cidr6, Ipv6Addr)>,
+        mtu: Option<u32>,
+    ) -> Result<bool> {
         let (idx, created) = match self.index(name).await? {
             Some(i) => (i, false),
             None => {
@@ -102,9 +109,12 @@ impl Netlink {
                 (i, true)
             }
         };
-        // IPv4 only for now; and route_localnet lets 127.0.0.1:port reach a container (DNAT in
-        // the output hook keeps the loopback source until it is masqueraded).
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        // route_localnet lets 127.0.0.1:port reach a container (DNAT in the output hook keeps
+        // the loopback source until it is masqueraded)
+        let _ = std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"),
+            if gw6.is_some() { "0" } else { "1" },
+        );
         let _ = std::fs::write(
             format!("/proc/sys/net/ipv4/conf/{name}/route_localnet"),
             "1",
@@ -116,6 +126,17 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| nl(&format!("adding {gw} to {name}"), e))?;
+        if let Some((sub, a)) = gw6 {
+            let mut req = self
+                .h
+                .address()
+                .add(idx, IpAddr::V6(a), sub.prefix)
+                .replace();
+            nodad(req.message_mut());
+            req.execute()
+                .await
+                .map_err(|e| nl(&format!("adding {a}/{} to {name}", sub.prefix), e))?;
+        }
         self.h
             .link()
             .set(LinkUnspec::new_with_index(idx).up().build())
@@ -186,8 +207,9 @@ impl Netlink {
             .map_err(|e| nl("bringing lo up", e))
     }
 
-    /// Inside a container namespace: address on `ifname`, up, and the default route via `gw`;
-    /// with `lo`, lo up as well. The requests go out together
+    /// Inside a container namespace: address on `ifname`, up, and the default route via `gw`,
+    /// the same for IPv6 with `v6` (IPv6 enabled on `ifname` first: `enable_ipv6`); with `lo`,
+    /// lo up as well. The requests go out together
     /// (one socket: the kernel takes them in order, so the route finds its gateway's subnet)
     /// and their answers are awaited together.
     pub async fn configure(
@@ -196,6 +218,7 @@ impl Netlink {
         addr: Cidr,
         gw: Option<Ipv4Addr>,
         lo: bool,
+        v6: Option<V6>,
     ) -> Result<()> {
         let idx = self
             .index(ifname)
@@ -230,15 +253,47 @@ impl Netlink {
                 .await
                 .map_err(|e| nl(&format!("bringing {ifname} up"), e))
         };
+        let add6 = async {
+            let Some(v) = v6 else { return Ok(()) };
+            let mut req = self.h.address().add(idx, IpAddr::V6(v.ip), v.prefix);
+            nodad(req.message_mut());
+            req.execute()
+                .await
+                .map_err(|e| nl(&format!("adding {}/{} to {ifname}", v.ip, v.prefix), e))
+        };
+        let route6 = async {
+            let Some(gw) = v6.and_then(|v| v.gw) else {
+                return Ok(());
+            };
+            self.h
+                .route()
+                .add(
+                    RouteMessageBuilder::<Ipv6Addr>::new()
+                        .gateway(gw)
+                        .output_interface(idx)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(|e| nl(&format!("default route via {gw}"), e))
+        };
         // join! polls in order, so the requests are sent in this order
-        let (a, b, c, d) = tokio::join!(lo_up, add, up, route);
-        a.and(b).and(c).and(d)
+        let (a, b, c, d, e, f) = tokio::join!(lo_up, add, up, route, add6, route6);
+        a.and(b).and(c).and(d).and(e).and(f)
     }
 
     /// Inside a container namespace: remove `ifname` (network disconnect).
     pub async fn remove_if(&self, ifname: &str) -> Result<()> {
         self.delete_link(ifname).await
     }
+}
+
+/// Usable at once (as dockerd adds IPv6 addresses): no duplicate address detection, whose
+/// second of "tentative" would fail the first connections.
+fn nodad(m: &mut rtnetlink::packet_route::address::AddressMessage) {
+    use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+    m.attributes
+        .push(AddressAttribute::Flags(AddressFlags::Nodad));
 }
 
 fn cpath(p: &Path) -> Result<CString> {
@@ -307,6 +362,39 @@ fn make_netns(p: &Path, rt: &tokio::runtime::Handle) -> Result<(File, Netlink)> 
         .map_err(|e| undo(Error::Kernel(format!("netlink socket in netns: {e}"))))?;
     rt.spawn(conn);
     Ok((f, Netlink { h }))
+}
+
+/// Turn IPv6 on for `ifnames` inside `ns` (off for every interface at `create_netns`), as
+/// dockerd does for the interfaces of IPv6 networks.
+pub async fn enable_ipv6(ns: &File, ifnames: &[&str]) -> Result<()> {
+    let fd = ns
+        .try_clone()
+        .map_err(|e| Error::Kernel(format!("dup netns fd: {e}")))?;
+    let files: Vec<String> = ifnames
+        .iter()
+        .map(|i| format!("/proc/sys/net/ipv6/conf/{i}/disable_ipv6"))
+        .collect();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("berth-netns".into())
+        .spawn(move || {
+            // SAFETY: a valid namespace fd; affects only this throwaway thread.
+            let r = if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                Err(Error::Kernel(format!(
+                    "joining the container's namespace: {}",
+                    std::io::Error::last_os_error()
+                )))
+            } else {
+                files.iter().try_for_each(|f| {
+                    std::fs::write(f, "0")
+                        .map_err(|e| Error::Kernel(format!("enabling IPv6 ({f}): {e}")))
+                })
+            };
+            let _ = tx.send(r);
+        })
+        .map_err(|e| Error::Kernel(format!("netns thread: {e}")))?;
+    rx.await
+        .map_err(|_| Error::Kernel("netns thread panicked".into()))?
 }
 
 /// Drop a namespace made by `create_netns`: the kernel destroys its veths once the last

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ipam::Cidr;
+use crate::ipam::{Cidr, Cidr6};
 use crate::ports::PortMap;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +46,14 @@ pub struct Network {
     /// bridge, host, none: cannot be removed.
     #[serde(default)]
     pub predefined: bool,
+    /// `--ipv6`: the IPv6 subnet and the bridge's address in it.
+    #[serde(default)]
+    pub subnet6: Option<Cidr6>,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
+    /// The IPv6 gateway was given (inspect shows it only then, as dockerd).
+    #[serde(default)]
+    pub gateway6_given: bool,
 }
 
 fn yes() -> bool {
@@ -78,6 +86,8 @@ pub struct Endpoint {
     #[serde(default)]
     pub endpoint_id: String,
     pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
     pub mac: Option<[u8; 6]>,
     pub veth: Option<String>,
     pub ifname: Option<String>,

@@ -123,7 +123,9 @@ pub(super) fn write_etc(
     let hostname = rec.cfg_str("Hostname");
     let domain = rec.cfg_str("Domainname");
     if let Some(sb) = sb {
-        for (_, ip) in sb.addresses.iter().take(1) {
+        let v4 = sb.addresses.iter().take(1).map(|(_, ip)| ip.to_string());
+        // and the IPv6 one (networks made with --ipv6), as dockerd writes it
+        for ip in v4.chain(sb.address6.map(|ip| ip.to_string())) {
             if domain.is_empty() {
                 hosts.push_str(&format!("{ip}\t{hostname}\n"));
             } else {
