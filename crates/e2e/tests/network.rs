@@ -1226,6 +1226,23 @@ fn ipv6_user_network_addresses_dns_and_traffic() {
     assert!(out.contains(&format!("default via {prefix}::1")), "{out}");
     // the host reaches the container through the bridge
     wait_http(&format!("[{prefix}::2]:80"), "hello-from-httpd");
+    // --ip6 picks the address
+    let ip6 = format!("{prefix}::99");
+    let out = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "n6",
+        "--ip6",
+        &ip6,
+        "busybox",
+        "ip",
+        "-6",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(out.contains(&format!("{ip6}/64")), "{out}");
     let inspect = fx.out(&[
         "network",
         "inspect",

@@ -1061,12 +1061,18 @@ impl Networks {
                     (Some(sub6), Some(gw6)) => {
                         let u6 = used6.entry(net.id.clone()).or_default();
                         u6.insert(gw6);
-                        let ip6 = ipam::allocate6(&sub6, u6).ok_or_else(|| {
-                            Error::Forbidden(format!(
-                                "no available IPv6 addresses on this network's address pools: {} ({})",
-                                net.name, net.id
-                            ))
-                        })?;
+                        let ip6 = match e.spec.ipv6 {
+                            Some(ip) if u6.contains(&ip) => {
+                                return Err(Error::Forbidden("Address already in use".into()));
+                            }
+                            Some(ip) => ip,
+                            None => ipam::allocate6(&sub6, u6).ok_or_else(|| {
+                                Error::Forbidden(format!(
+                                    "no available IPv6 addresses on this network's address pools: {} ({})",
+                                    net.name, net.id
+                                ))
+                            })?,
+                        };
                         u6.insert(ip6);
                         let route6 = !net.internal && !have_gw6;
                         have_gw6 |= route6;
@@ -1504,9 +1510,13 @@ impl Networks {
                     let v6 = match (net.subnet6, net.gateway6) {
                         (Some(sub6), Some(gw6)) => {
                             used6.insert(gw6);
-                            let ip6 = ipam::allocate6(&sub6, &used6).ok_or_else(|| {
-                                Error::Forbidden(format!("no available IPv6 addresses on this network's address pools: {} ({})", net.name, net.id))
-                            })?;
+                            let ip6 = match spec.ipv6 {
+                                Some(ip) if used6.contains(&ip) => return Err(Error::Forbidden("Address already in use".into())),
+                                Some(ip) => ip,
+                                None => ipam::allocate6(&sub6, &used6).ok_or_else(|| {
+                                    Error::Forbidden(format!("no available IPv6 addresses on this network's address pools: {} ({})", net.name, net.id))
+                                })?,
+                            };
                             let has_route6 = m.endpoints.iter().any(|e| {
                                 e.ip6.is_some()
                                     && nets.iter().any(|n| n.id == e.network && !n.internal)
@@ -1757,8 +1767,17 @@ fn endpoint_json(s: &store::State, m: &Member, e: Option<&store::Endpoint>) -> V
         dns.extend(aliases.iter().cloned());
     }
     let ipam = e
-        .and_then(|e| e.spec.ipv4)
-        .map(|ip| json!({ "IPv4Address": ip.to_string() }));
+        .filter(|e| e.spec.ipv4.is_some() || e.spec.ipv6.is_some())
+        .map(|e| {
+            let mut c = serde_json::Map::new();
+            if let Some(ip) = e.spec.ipv4 {
+                c.insert("IPv4Address".into(), json!(ip.to_string()));
+            }
+            if let Some(ip) = e.spec.ipv6 {
+                c.insert("IPv6Address".into(), json!(ip.to_string()));
+            }
+            Value::Object(c)
+        });
     json!({
         "IPAMConfig": ipam,
         "Links": e.filter(|e| !e.spec.links.is_empty()).map(|e| json!(e.spec.links)),
@@ -1822,9 +1841,17 @@ fn endpoint_spec(v: &Value) -> Result<EndpointSpec> {
         }
         _ => None,
     };
+    let ipv6 = match v.pointer("/IPAMConfig/IPv6Address").and_then(Value::as_str) {
+        Some(s) if !s.is_empty() => Some(
+            s.parse::<Ipv6Addr>()
+                .map_err(|_| Error::Invalid(format!("invalid IPv6 address: {s}")))?,
+        ),
+        _ => None,
+    };
     Ok(EndpointSpec {
         aliases: strs("Aliases"),
         ipv4,
+        ipv6,
         mac,
         links: strs("Links"),
     })
@@ -1895,6 +1922,16 @@ fn check_spec(net: &Network, spec: &EndpointSpec) -> Result<()> {
             return Err(Error::Invalid("user specified IP address is supported only when connecting to networks with user configured subnets".into()));
         }
         if !net.subnet.map(|s| s.contains(ip)).unwrap_or(false) {
+            return Err(Error::Invalid(format!(
+                "no configured subnet or ip-range contain the IP address {ip}"
+            )));
+        }
+    }
+    if let Some(ip) = spec.ipv6 {
+        if net.predefined || net.subnet6.is_none() {
+            return Err(Error::Invalid("user specified IP address is supported only when connecting to networks with user configured subnets".into()));
+        }
+        if !net.subnet6.is_some_and(|s| s.contains(ip)) {
             return Err(Error::Invalid(format!(
                 "no configured subnet or ip-range contain the IP address {ip}"
             )));

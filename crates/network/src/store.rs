@@ -72,6 +72,9 @@ pub struct EndpointSpec {
     #[serde(default)]
     pub aliases: Vec<String>,
     pub ipv4: Option<Ipv4Addr>,
+    /// `--ip6`
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
     pub mac: Option<String>,
     /// `--link name:alias` (default bridge)
     #[serde(default)]
