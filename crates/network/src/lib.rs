@@ -264,6 +264,7 @@ impl Networks {
                     masquerade: true,
                     mtu: None,
                     user_ipam: false,
+                    gateway_given: false,
                     predefined: true,
                     subnet6: None,
                     gateway6: None,
@@ -384,6 +385,7 @@ impl Networks {
                 masquerade: cfg.ip_masq,
                 mtu: cfg.mtu,
                 user_ipam: false,
+                gateway_given: false,
                 predefined: true,
                 subnet6: None,
                 gateway6: None,
@@ -652,6 +654,7 @@ impl Networks {
                 masquerade,
                 mtu,
                 user_ipam,
+                gateway_given: req.gateway.as_deref().is_some_and(|g| !g.is_empty()),
                 predefined: false,
                 subnet6: v6.map(|v| v.0),
                 gateway6: v6.map(|v| v.1),
@@ -763,7 +766,11 @@ impl Networks {
         }
         let config = match (n.subnet, n.gateway) {
             (Some(s), Some(g)) => {
-                let mut c = json!({ "Subnet": s.to_string(), "Gateway": g.to_string() });
+                let mut c = json!({ "Subnet": s.to_string() });
+                // as dockerd: a given subnet's gateway only when it was given too
+                if !n.user_ipam || n.gateway_given {
+                    c["Gateway"] = json!(g.to_string());
+                }
                 if let Some(r) = n.ip_range {
                     c["IPRange"] = json!(r.to_string());
                 }
@@ -773,13 +780,12 @@ impl Networks {
         };
         let mut config = config;
         if let (Some(s), Some(g), Value::Array(a)) = (n.subnet6, n.gateway6, &mut config) {
+            let mut c = json!({ "Subnet": s.to_string() });
             // as dockerd: the gateway of a given subnet only when it was given too
-            let g = if n.gateway6_given {
-                g.to_string()
-            } else {
-                String::new()
-            };
-            a.push(json!({ "Subnet": s.to_string(), "Gateway": g }));
+            if n.gateway6_given {
+                c["Gateway"] = json!(g.to_string());
+            }
+            a.push(c);
         }
         json!({
             "Name": n.name,

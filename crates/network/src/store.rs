@@ -43,6 +43,9 @@ pub struct Network {
     /// IPAM.Config was given by the user (shown as such in inspect).
     #[serde(default)]
     pub user_ipam: bool,
+    /// So was its gateway (inspect shows a given subnet's gateway only then, as dockerd).
+    #[serde(default)]
+    pub gateway_given: bool,
     /// bridge, host, none: cannot be removed.
     #[serde(default)]
     pub predefined: bool,
