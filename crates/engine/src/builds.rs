@@ -446,11 +446,9 @@ impl berth_build::Backend for Backend {
         pull: bool,
         out: &berth_build::Output,
     ) -> std::result::Result<BaseImage, BuildError> {
-        let store = self.store().clone();
-        let n = name.to_owned();
-        let local = tokio::task::spawn_blocking(move || store.lookup(&n))
-            .await
-            .map_err(|e| BuildError::new(e.to_string()))?;
+        // one indexed query and a small config read: inline, as a trip through the blocking
+        // pool costs more than that on a loaded machine (the cached build's critical path)
+        let local = self.store().lookup(name);
         let img = match local {
             Ok(img) if !pull => img,
             other => {
@@ -852,7 +850,7 @@ impl berth_build::Backend for Backend {
         let id = self.engine.builds.cache_get(key)?;
         let d: Digest = id.parse().ok()?;
         // a cached image that was removed is a miss
-        self.store().get(&d).ok().map(|_| id)
+        self.store().exists(&d).ok().filter(|e| *e).map(|_| id)
     }
 
     async fn cache_put(&self, key: &str, image: &str) {
@@ -1127,22 +1125,26 @@ async fn build_inner(
     });
     let store = engine.images.store().clone();
     let names = p.cache_from.clone();
-    let cache_from = tokio::task::spawn_blocking(move || {
-        let mut out: Vec<berth_image::Image> = Vec::new();
-        for n in names {
-            // a --cache-from image that is not here is skipped, as dockerd does
-            let mut next = store.lookup(&n).ok();
-            while let Some(img) = next.take() {
-                if out.iter().any(|i| i.id == img.id) {
-                    break;
+    let cache_from = if names.is_empty() {
+        Vec::new()
+    } else {
+        tokio::task::spawn_blocking(move || {
+            let mut out: Vec<berth_image::Image> = Vec::new();
+            for n in names {
+                // a --cache-from image that is not here is skipped, as dockerd does
+                let mut next = store.lookup(&n).ok();
+                while let Some(img) = next.take() {
+                    if out.iter().any(|i| i.id == img.id) {
+                        break;
+                    }
+                    next = img.parent.as_ref().and_then(|p| store.get(p).ok());
+                    out.push(img);
                 }
-                next = img.parent.as_ref().and_then(|p| store.get(p).ok());
-                out.push(img);
             }
-        }
-        out
-    })
-    .await?;
+            out
+        })
+        .await?
+    };
     let backend = Arc::new(Backend {
         cache_from,
         engine: engine.clone(),
@@ -1184,10 +1186,11 @@ async fn build_inner(
         )));
     }
     for t in &tags {
-        engine
-            .images
-            .tag(built.id.clone(), t.to_string(), String::new())
-            .await?;
+        let id: Digest = built
+            .id
+            .parse()
+            .map_err(|_| Error::internal(format!("bad image id {}", built.id)))?;
+        engine.images.tag_built(&id, t)?;
         if !quiet {
             sink(BuildEvent::Stream(format!(
                 "Successfully tagged {}\n",
