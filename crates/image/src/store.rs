@@ -713,6 +713,11 @@ impl ImageStore {
         self.image_from_conn(&conn, &id)
     }
 
+    /// Whether an image with this exact ID is stored (one indexed query; no config read).
+    pub fn exists(&self, id: &Digest) -> Result<bool> {
+        image_exists(&self.conn(), id)
+    }
+
     /// By exact ID.
     pub fn get(&self, id: &Digest) -> Result<Image> {
         let conn = self.conn();
