@@ -26,12 +26,21 @@ pub use parse::{ParseError, parse, parse_named};
 #[error("{message}")]
 pub struct BuildError {
     pub message: String,
+    /// A failed RUN's exit status: dockerd sends it as the stream's `errorDetail.code` and
+    /// `docker build` exits with it.
+    pub code: Option<i32>,
 }
 
 impl BuildError {
     pub fn new(message: impl Into<String>) -> BuildError {
         BuildError {
             message: message.into(),
+            code: None,
         }
+    }
+
+    pub fn with_code(mut self, code: i32) -> BuildError {
+        self.code = Some(code);
+        self
     }
 }
