@@ -26,12 +26,23 @@ pub use parse::{ParseError, parse, parse_named};
 #[error("{message}")]
 pub struct BuildError {
     pub message: String,
+    /// A failed RUN's exit status: dockerd sends it as the stream error's code, and
+    /// `docker build` exits with it.
+    pub code: Option<i64>,
 }
 
 impl BuildError {
     pub fn new(message: impl Into<String>) -> BuildError {
         BuildError {
             message: message.into(),
+            code: None,
+        }
+    }
+
+    pub fn with_code(self, code: i64) -> BuildError {
+        BuildError {
+            code: Some(code),
+            ..self
         }
     }
 }
