@@ -112,8 +112,12 @@ pub async fn first_or_error(
 
 /// One jsonmessage line: `{"errorDetail":{"message":..},"error":..}`.
 pub fn error_line(e: &Error) -> Bytes {
+    let detail = match e.code {
+        Some(code) => serde_json::json!({"code": code, "message": e.message}),
+        None => serde_json::json!({"message": e.message}),
+    };
     json_line(&serde_json::json!({
-        "errorDetail": {"message": e.message},
+        "errorDetail": detail,
         "error": e.message,
     }))
 }

@@ -459,7 +459,8 @@ impl berth_build::Backend for Backend {
             return Err(BuildError::new(format!(
                 "The command '{}' returned a non-zero code: {code}",
                 req.cmd.join(" ")
-            )));
+            ))
+            .with_code(i64::from(code)));
         }
         // mount points the runtime made are not the step's changes (nor is a secret's name)
         let targets: Vec<String> = req
@@ -827,7 +828,8 @@ pub async fn build(
     };
     let text = std::fs::read_to_string(&df_path)
         .map_err(|e| Error::invalid(format!("reading Dockerfile: {e}")))?;
-    let df = berth_build::parse(&text).map_err(|e| Error::invalid(e.to_string()))?;
+    let df =
+        berth_build::parse_named(&text, &dockerfile).map_err(|e| Error::invalid(e.to_string()))?;
     // dockerd's removeDockerfile: once read, the Dockerfile and .dockerignore leave the context
     // when .dockerignore excludes them — the docker CLI's `-f` from outside the context or stdin
     // arrives as `.dockerfile.<random>` listed there, and `COPY .` must not pick it up.
@@ -890,7 +892,10 @@ pub async fn build(
     };
     let built = berth_build::exec::build(backend, ctx, df, opts, out)
         .await
-        .map_err(|e| Error::invalid(e.message))?;
+        .map_err(|e| Error {
+            code: e.code,
+            ..Error::invalid(e.message)
+        })?;
     drop(tmp);
     sink(BuildEvent::Aux(json!({ "ID": built.id })));
     let short_id = built
