@@ -112,12 +112,8 @@ pub async fn first_or_error(
 
 /// One jsonmessage line: `{"errorDetail":{"message":..},"error":..}`.
 pub fn error_line(e: &Error) -> Bytes {
-    let detail = match e.code {
-        Some(code) => serde_json::json!({"code": code, "message": e.message}),
-        None => serde_json::json!({"message": e.message}),
-    };
     json_line(&serde_json::json!({
-        "errorDetail": detail,
+        "errorDetail": {"message": e.message},
         "error": e.message,
     }))
 }

@@ -421,6 +421,51 @@ pub fn entries_for(
     Ok(out)
 }
 
+/// How a context or an ADDed archive is compressed, beyond what the image store reads
+/// (plain, gzip, zstd): dockerd's `DecompressStream` also takes bzip2 and xz.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packed {
+    Bzip2,
+    Xz,
+}
+
+impl Packed {
+    /// By magic bytes (`BZh`, `\xFD7zXZ\0`).
+    pub fn sniff(head: &[u8]) -> Option<Packed> {
+        if head.starts_with(b"BZh") {
+            Some(Packed::Bzip2)
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Some(Packed::Xz)
+        } else {
+            None
+        }
+    }
+}
+
+/// `input` decompressed when it is bzip2 or xz; anything else comes back unchanged (the
+/// caller handles plain, gzip and zstd). Concatenated streams read as one, like the tools.
+pub fn unpack_bz_xz<'a>(input: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let mut r = io::BufReader::new(input);
+    // fill_buf may return fewer bytes than the magic on a pipe: top up into a head buffer
+    let mut head = Vec::with_capacity(6);
+    while head.len() < 6 {
+        let buf = io::BufRead::fill_buf(&mut r)?;
+        if buf.is_empty() {
+            break;
+        }
+        let n = buf.len().min(6 - head.len());
+        head.extend_from_slice(&buf[..n]);
+        io::BufRead::consume(&mut r, n);
+    }
+    let kind = Packed::sniff(&head);
+    let joined = io::Cursor::new(head).chain(r);
+    Ok(match kind {
+        Some(Packed::Bzip2) => Box::new(bzip2::read::MultiBzDecoder::new(joined)),
+        Some(Packed::Xz) => Box::new(liblzma::read::XzDecoder::new_multi_decoder(joined)),
+        None => Box::new(joined),
+    })
+}
+
 /// Adds implicit entries for every missing parent directory of the entries (mode 0755).
 pub fn with_parents(entries: Vec<FileEntry>, now: u64) -> Vec<FileEntry> {
     let mut have: HashSet<String> = entries.iter().map(|e| e.path.clone()).collect();

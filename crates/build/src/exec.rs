@@ -5,7 +5,10 @@
 //! Every step produces an image (metadata-only steps an empty-layer one, without a container);
 //! a step's cache key is its parent image, its history line and the resulting config (plus the
 //! files' checksum for ADD/COPY, the build args in use for RUN, its mounts and network), so a
-//! miss changes the parent of every following step and so invalidates them.
+//! miss changes the parent of every following step and so invalidates them. `RUN --mount`
+//! sources `from=` a stage or image (bind: read-only; cache: seeds a new cache) make that
+//! stage a dependency; `COPY --link` builds like COPY; `COPY --parents` (BuildKit labs) is
+//! refused as dockerd refuses a flag it does not know.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -69,17 +72,21 @@ pub struct BaseImage {
 /// A mount of a RUN step.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSpec {
-    /// A host path (inside the context) bound into the container.
+    /// A host path (inside the context) bound into the container, or with `image` (`from=` a
+    /// stage or image) the path `source` in that image's filesystem.
     Bind {
         source: PathBuf,
+        image: Option<String>,
         target: String,
         readonly: bool,
     },
-    /// A persistent cache directory, keyed by `id`.
+    /// A persistent cache directory, keyed by `id`. With `image` (`from=`), a new cache starts
+    /// as a copy of `source` in that image.
     Cache {
         id: String,
         target: String,
         readonly: bool,
+        image: Option<(String, String)>,
     },
     Tmpfs {
         target: String,
@@ -370,6 +377,18 @@ pub async fn build<B: Backend>(
         return Err(BuildError::new(
             "dockerfile parse error: file with no instructions",
         ));
+    }
+    // `COPY --parents` is BuildKit's labs channel only; dockerd refuses a flag it does not
+    // know when it reads the Dockerfile, before any step runs
+    for ins in df.stages.iter().flat_map(|s| s.instructions.iter()) {
+        if let InstructionKind::Copy(c) = &ins.kind
+            && c.parents
+        {
+            return Err(BuildError::new(format!(
+                "dockerfile parse error line {}: Unknown flag: parents",
+                ins.line
+            )));
+        }
     }
     let escape = if df.escape == '\0' { '\\' } else { df.escape };
     // global ARGs, with build-arg overrides
@@ -955,7 +974,7 @@ async fn dispatch<B: Backend>(
                 (created_by, Action::Workdir { path })
             }
         }
-        InstructionKind::Run(r) => run_step(sh, st, index, r, &mut extra, line)?,
+        InstructionKind::Run(r) => run_step(sh, st, index, r, &mut extra, line, out).await?,
         InstructionKind::Copy(c) => copy_step(sh, st, index, c, false, line, out).await?,
         InstructionKind::Add(c) => copy_step(sh, st, index, c, true, line, out).await?,
     };
@@ -1120,13 +1139,14 @@ fn healthcheck(h: &crate::ast::Healthcheck, shell: &[String]) -> Result<Healthch
     })
 }
 
-fn run_step<B: Backend>(
+async fn run_step<B: Backend>(
     sh: &Shared<B>,
     st: &mut State,
     index: usize,
     r: &crate::ast::Run,
     extra: &mut String,
     line: usize,
+    out: &Output,
 ) -> Result<(String, Action), BuildError> {
     let Some(image) = st.image.clone() else {
         return Err(BuildError::new(
@@ -1191,21 +1211,35 @@ fn run_step<B: Backend>(
         .or_else(|| sh.opts.network.clone())
         .filter(|n| !n.is_empty() && n != "default");
     let mut mounts = Vec::new();
+    let mut keyed: Vec<String> = Vec::new();
     for m in &r.mounts {
         match m {
             RunMount::Cache {
-                target, id, from, ..
+                target,
+                id,
+                from,
+                source,
+                readonly,
+                ..
             } => {
-                if from.is_some() {
-                    return Err(BuildError::new(
-                        "RUN --mount=type=cache,from= is not supported",
-                    ));
-                }
                 let target = abs_in(st, target);
+                let image = match from {
+                    Some(f) => {
+                        let f = sh.expand(st, f, line)?;
+                        let img = sh.image_or_stage(&f, index, out).await?.ok_or_else(|| {
+                            BuildError::new("RUN --mount=type=cache,from=scratch: nothing to copy")
+                        })?;
+                        let src =
+                            context::clean_abs(&format!("/{}", source.as_deref().unwrap_or("/")));
+                        Some((img.id, src))
+                    }
+                    None => None,
+                };
                 mounts.push(MountSpec::Cache {
                     id: id.clone().unwrap_or_else(|| target.clone()),
                     target,
-                    readonly: false,
+                    readonly: *readonly,
+                    image,
                 });
             }
             RunMount::Bind {
@@ -1214,19 +1248,36 @@ fn run_step<B: Backend>(
                 from,
                 ..
             } => {
-                if from.is_some() {
-                    return Err(BuildError::new(
-                        "RUN --mount=type=bind,from= is not supported yet",
-                    ));
+                // BuildKit discards writes to a rw bind; binding read-only keeps the context
+                // and the source image safe (a rw bind would need a copy)
+                match from {
+                    Some(f) => {
+                        let f = sh.expand(st, f, line)?;
+                        let img = sh.image_or_stage(&f, index, out).await?.ok_or_else(|| {
+                            BuildError::new("RUN --mount=type=bind,from=scratch: nothing to mount")
+                        })?;
+                        let src =
+                            context::clean_abs(&format!("/{}", source.as_deref().unwrap_or("/")));
+                        mounts.push(MountSpec::Bind {
+                            source: PathBuf::from(src),
+                            image: Some(img.id),
+                            target: abs_in(st, target),
+                            readonly: true,
+                        });
+                    }
+                    None => {
+                        let src = sh.ctx.resolve(source.as_deref().unwrap_or("."))?;
+                        // the context's host dir differs per build: the key takes the
+                        // content's checksum instead
+                        keyed.push(format!("bind:{}:{}", src.rel, sh.ctx.checksum(&src, &[])?));
+                        mounts.push(MountSpec::Bind {
+                            source: src.host,
+                            image: None,
+                            target: abs_in(st, target),
+                            readonly: true,
+                        });
+                    }
                 }
-                let src = sh.ctx.resolve(source.as_deref().unwrap_or("."))?;
-                mounts.push(MountSpec::Bind {
-                    source: src.host,
-                    target: abs_in(st, target),
-                    // BuildKit discards writes to a rw bind; binding the context read-only
-                    // keeps it safe (a rw bind would need a copy)
-                    readonly: true,
-                });
             }
             RunMount::Tmpfs { target, size } => mounts.push(MountSpec::Tmpfs {
                 target: abs_in(st, target),
@@ -1273,8 +1324,19 @@ fn run_step<B: Backend>(
             }
         }
     }
-    let _ = index;
-    *extra = format!("{mounts:?}|{network:?}");
+    // mounts as they matter to the cache: context binds by content, not by host path
+    let stable: Vec<String> = mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Bind {
+                image: None,
+                target,
+                ..
+            } => format!("bind:{target}"),
+            m => format!("{m:?}"),
+        })
+        .collect();
+    *extra = format!("{stable:?}|{keyed:?}|{network:?}");
     Ok((
         created_by,
         Action::Run(Box::new(RunRequest {
@@ -1665,29 +1727,29 @@ fn top_symlink(data: &[u8]) -> Option<String> {
         .map(|l| l.to_string_lossy().into_owned())
 }
 
-/// A local ADD source that is a tar, plain or compressed the ways dockerd detects (gzip,
-/// bzip2, xz: `ADD rootfs.tar.xz /` is how base images start): its decompressed bytes. A file
-/// that does not decompress to a tar is copied as it is.
+/// A local ADD source that is a tar (plain, gzip, bzip2 or xz, as dockerd extracts): its
+/// decompressed bytes. A file that only looks compressed is copied as it is.
 fn read_archive(p: &std::path::Path) -> Result<Option<Vec<u8>>, BuildError> {
     use std::io::Read;
     let data = std::fs::read(p).map_err(|e| BuildError::new(format!("{}: {e}", p.display())))?;
-    let mut d = Vec::new();
-    let decoded = if data.starts_with(&[0x1f, 0x8b, 0x08]) {
-        flate2::read::GzDecoder::new(&data[..])
-            .read_to_end(&mut d)
-            .is_ok()
-    } else if data.starts_with(b"BZh") {
-        bzip2::read::BzDecoder::new(&data[..])
-            .read_to_end(&mut d)
-            .is_ok()
-    } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        lzma_rs::xz_decompress(&mut &data[..], &mut d).is_ok()
+    let raw = if data.starts_with(&[0x1f, 0x8b]) {
+        let mut d = Vec::new();
+        match flate2::read::MultiGzDecoder::new(&data[..]).read_to_end(&mut d) {
+            Ok(_) => d,
+            Err(_) => return Ok(None),
+        }
+    } else if context::Packed::sniff(&data).is_some() {
+        let mut d = Vec::new();
+        let read = context::unpack_bz_xz(&data[..]).and_then(|mut r| r.read_to_end(&mut d));
+        match read {
+            Ok(_) => d,
+            Err(_) => return Ok(None),
+        }
     } else {
-        d = data;
-        true
+        data
     };
-    let is_tar = decoded && d.len() >= 512 && &d[257..262] == b"ustar";
-    Ok(is_tar.then_some(d))
+    let is_tar = raw.len() >= 512 && &raw[257..262] == b"ustar";
+    Ok(is_tar.then_some(raw))
 }
 
 /// Entries of a tar. `strip_top`: the tar is an export named by its last element (a file goes

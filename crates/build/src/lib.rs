@@ -26,9 +26,9 @@ pub use parse::{ParseError, parse, parse_named};
 #[error("{message}")]
 pub struct BuildError {
     pub message: String,
-    /// A failed RUN's exit status: dockerd sends it as the stream error's code, and
+    /// A failed RUN's exit status: dockerd sends it as the stream's `errorDetail.code` and
     /// `docker build` exits with it.
-    pub code: Option<i64>,
+    pub code: Option<i32>,
 }
 
 impl BuildError {
@@ -39,10 +39,8 @@ impl BuildError {
         }
     }
 
-    pub fn with_code(self, code: i64) -> BuildError {
-        BuildError {
-            code: Some(code),
-            ..self
-        }
+    pub fn with_code(mut self, code: i32) -> BuildError {
+        self.code = Some(code);
+        self
     }
 }

@@ -447,6 +447,8 @@ fn legacy_links_env_hosts_and_user_network_aliases() {
         "5432",
         "--expose",
         "80/udp",
+        "--expose",
+        "8000-8002",
         "busybox",
         "sh",
         "-c",
@@ -475,6 +477,12 @@ fn legacy_links_env_hosts_and_user_network_aliases() {
         "MY_DB_PORT_5432_TCP_PORT=5432".to_owned(),
         "MY_DB_PORT_5432_TCP_PROTO=tcp".to_owned(),
         format!("MY_DB_PORT_80_UDP_ADDR={ip}"),
+        // a run of exposed ports, as dockerd names it (keyed by its first port)
+        format!("MY_DB_PORT_8000_TCP_START=tcp://{ip}:8000"),
+        format!("MY_DB_PORT_8000_TCP_END=tcp://{ip}:8002"),
+        "MY_DB_PORT_8000_TCP_PORT_START=8000".to_owned(),
+        "MY_DB_PORT_8000_TCP_PORT_END=8002".to_owned(),
+        format!("MY_DB_PORT_8001_TCP=tcp://{ip}:8001"),
         "MY_DB_NAME=/web/my-db".to_owned(),
         // the container's own value wins over the link's
         "MY_DB_ENV_SECRET=mine".to_owned(),
@@ -536,6 +544,93 @@ fn legacy_links_env_hosts_and_user_network_aliases() {
         &nc_get("back-end", 80),
     ]);
     assert!(!r.stdout_str().contains("hello-from-httpd"));
+}
+
+/// dockerd 20.10's checks of `--link` on the default bridge: a missing target is refused at
+/// create (400), a stopped one at start, and links do not go with host or container networking.
+#[test]
+fn links_to_missing_or_stopped_containers_are_refused_like_dockerd() {
+    if !can_run() {
+        return;
+    }
+    let fx = Fx::new(&[]);
+    let r =
+        fx.d.docker(&["create", "--link", "nope:x", "busybox", "true"]);
+    assert!(!r.status.success());
+    assert!(
+        r.stderr_str()
+            .contains("could not get container for nope: No such container: nope"),
+        "{}",
+        r.stderr_str()
+    );
+    let r = fx.d.api(
+        "POST",
+        "/containers/create",
+        Some(br#"{"Image":"busybox","HostConfig":{"Links":["nope:x"]}}"#),
+    );
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    fx.out(&["create", "--name", "stopped", "busybox", "true"]);
+    let r = fx.d.docker(&[
+        "run",
+        "--name",
+        "web",
+        "--link",
+        "stopped:x",
+        "busybox",
+        "true",
+    ]);
+    assert!(!r.status.success());
+    assert!(
+        r.stderr_str()
+            .contains("Cannot link to a non running container: /stopped AS /web/x"),
+        "{}",
+        r.stderr_str()
+    );
+    // nothing of the failed start stays: no sandbox, the container is still there, created
+    assert_eq!(
+        fx.out(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.NetworkSettings.SandboxKey}}",
+            "web"
+        ]),
+        "created"
+    );
+    for (mode, word) in [
+        ("host", "host type networking"),
+        ("container:stopped", "container type network"),
+    ] {
+        let r = fx.d.docker(&[
+            "create",
+            "--network",
+            mode,
+            "--link",
+            "stopped:x",
+            "busybox",
+            "true",
+        ]);
+        assert!(!r.status.success(), "--network {mode}");
+        assert!(
+            r.stderr_str().contains(&format!(
+                "conflicting options: {word} can't be used with links"
+            )),
+            "{}",
+            r.stderr_str()
+        );
+    }
+    // once the target runs, the link works
+    fx.out(&["rm", "-f", "stopped", "web"]);
+    fx.out(&["run", "-d", "--name", "stopped", "busybox", "sleep", "60"]);
+    let hosts = fx.out(&[
+        "run",
+        "--rm",
+        "--link",
+        "stopped:x",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(hosts.contains("\tx "), "{hosts}");
 }
 
 #[test]
@@ -862,30 +957,23 @@ services:
     assert_eq!(fx.out(&["ps", "-aq"]), "");
 }
 
-/// Acceptance: 200 containers on one user network start and resolve each other by name. They
+/// Acceptance: N containers on one user network start and resolve each other by name. They
 /// are created and started over the API from 4 threads (the CLI's own start-up would dominate),
-/// then two of them, the first and the last, ping every other one by name.
-///
-/// Ignored in the suite: at load ~15 on the 2-core machine it took 74 s (38 s to start the
-/// 200, 3 s to resolve, 33 s to remove them) — not "well under a minute". bench/cases/network.sh
-/// measures the same; run it with `cargo test -p berth-e2e --test network -- --ignored`.
-#[test]
-#[ignore = "slow (about a minute on 2 loaded cores); bench/cases/network.sh covers it"]
-fn two_hundred_containers_on_one_network() {
-    if !can_run() {
-        return;
-    }
-    const N: usize = 200;
+/// then two of them, the first and the last, ping every other one by name. The start time of
+/// each quarter is printed: the per-container cost must not grow with N.
+fn many_on_one_network(n: usize) {
     let mut fx = Fx::new(&[]);
     let s = fx.d.subnet();
     fx.out(&["network", "create", "--subnet", &s, "many"]);
     let t0 = Instant::now();
     let sock = fx.d.sock.clone();
+    let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..4)
         .map(|w| {
             let sock = sock.clone();
+            let started = started.clone();
             std::thread::spawn(move || {
-                for i in (w..N).step_by(4) {
+                for i in (w..n).step_by(4) {
                     let body = br#"{"Image":"busybox","Cmd":["sleep","600"],"HostConfig":{"NetworkMode":"many"}}"#;
                     let r = berth_e2e::http::request(
                         &sock,
@@ -905,6 +993,7 @@ fn two_hundred_containers_on_one_network() {
                     )
                     .unwrap();
                     assert_eq!(r.status, 204, "start m{i}: {}", String::from_utf8_lossy(&r.body));
+                    started.lock().unwrap().push(t0.elapsed());
                 }
             })
         })
@@ -912,16 +1001,49 @@ fn two_hundred_containers_on_one_network() {
     for w in workers {
         w.join().expect("a starter thread failed");
     }
-    eprintln!("{N} containers started in {:?}", t0.elapsed());
+    let mut done = started.lock().unwrap().clone();
+    done.sort();
+    let quarters: Vec<String> = (0..4)
+        .map(|q| {
+            let a = if q == 0 {
+                Duration::ZERO
+            } else {
+                done[q * n / 4 - 1]
+            };
+            format!("{:?}", done[(q + 1) * n / 4 - 1] - a)
+        })
+        .collect();
+    eprintln!(
+        "{n} containers started in {:?} (each quarter: {})",
+        t0.elapsed(),
+        quarters.join(", ")
+    );
     let script = format!(
         "for i in $(seq 0 {}); do ping -c 1 -W 2 m$i >/dev/null 2>&1 || echo unreachable m$i; done; echo done",
-        N - 1
+        n - 1
     );
-    for from in ["m0", &format!("m{}", N - 1)] {
+    for from in ["m0", &format!("m{}", n - 1)] {
         let out = fx.out(&["exec", from, "sh", "-c", &script]);
         assert_eq!(out, "done", "from {from}:\n{out}");
     }
-    eprintln!("{N} containers started and resolved in {:?}", t0.elapsed());
+    eprintln!("{n} containers started and resolved in {:?}", t0.elapsed());
+    let t1 = Instant::now();
+    fx.clean();
+    eprintln!("{n} containers removed in {:?}", t1.elapsed());
+    fx.out(&["network", "rm", "many"]);
+    let bridges = fx.d.bridges();
+    fx.d.stop();
+    assert_clean(&fx.d, &bridges);
+}
+
+/// The issue's acceptance: 200 on one network (about 30 s here in a debug build at load 10,
+/// per-container start time flat across the quarters).
+#[test]
+fn two_hundred_containers_on_one_network() {
+    if !can_run() {
+        return;
+    }
+    many_on_one_network(200);
 }
 
 #[test]
@@ -971,13 +1093,13 @@ fn icc_off_isolates_containers_of_one_bridge() {
             "60",
         ]);
     }
+    // the endpoint's gateway (the network's IPAM config shows none for a given subnet)
     let gw = |net: &str| {
         fx.out(&[
-            "network",
             "inspect",
             "-f",
-            "{{range .IPAM.Config}}{{.Gateway}}{{end}}",
-            net,
+            "{{range .NetworkSettings.Networks}}{{.Gateway}}{{end}}",
+            &format!("t-{net}"),
         ])
     };
     // the default bridge (--icc=false) and the closed network: no container to container
@@ -1036,4 +1158,121 @@ fn a_missing_non_default_bridge_is_refused_like_dockerd() {
         "{err}"
     );
     assert!(!Path::new("/sys/class/net/nosuchbr0").exists());
+}
+
+/// `network create --ipv6`: each container gets an address of the IPv6 subnet and a default
+/// route via the bridge's, the embedded DNS answers AAAA, traffic flows over IPv6 between
+/// containers and from the host; elsewhere IPv6 is off in the container, as dockerd does.
+#[test]
+fn ipv6_user_network_addresses_dns_and_traffic() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let v4 = fx.d.subnet();
+    // a prefix of this test's own (fd00::/64 may be the host's)
+    let pid = std::process::id();
+    let prefix = format!("fd42:{:x}:{:x}:1", pid >> 16, pid & 0xffff);
+    let v6 = format!("{prefix}::/64");
+    fx.out(&[
+        "network", "create", "--ipv6", "--subnet", &v4, "--subnet", &v6, "n6",
+    ]);
+    assert_eq!(
+        fx.out(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}},{{.Gateway}} {{end}}",
+            "n6",
+        ]),
+        // as dockerd: no gateway shown for a given subnet without one
+        format!("true {v4}, {v6},")
+    );
+    fx.out(&[
+        "run",
+        "-d",
+        "--name",
+        "v6a",
+        "--network",
+        "n6",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    assert_eq!(
+        fx.out(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}}/{{.GlobalIPv6PrefixLen}} {{.IPv6Gateway}}{{end}}",
+            "v6a",
+        ]),
+        format!("{prefix}::2/64 {prefix}::1")
+    );
+    let out = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "n6",
+        "busybox",
+        "sh",
+        "-c",
+        "nslookup -type=aaaa v6a 127.0.0.11; ping -6 -c 1 -W 3 v6a && echo pinged; ip -6 route; cat /etc/hosts",
+    ]);
+    assert!(out.contains(&format!("{prefix}::3\t")), "{out}");
+    assert!(out.contains(&format!("{prefix}::2")), "{out}");
+    assert!(out.contains("pinged"), "{out}");
+    assert!(out.contains(&format!("default via {prefix}::1")), "{out}");
+    // the host reaches the container through the bridge
+    wait_http(&format!("[{prefix}::2]:80"), "hello-from-httpd");
+    // --ip6 picks the address
+    let ip6 = format!("{prefix}::99");
+    let out = fx.out(&[
+        "run",
+        "--rm",
+        "--network",
+        "n6",
+        "--ip6",
+        &ip6,
+        "busybox",
+        "ip",
+        "-6",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(out.contains(&format!("{ip6}/64")), "{out}");
+    let inspect = fx.out(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{range .Containers}}{{.IPv6Address}}{{end}}",
+        "n6",
+    ]);
+    assert_eq!(inspect, format!("{prefix}::2/64"));
+    // the default bridge: no IPv6 in the container
+    assert_eq!(
+        fx.out(&[
+            "run",
+            "--rm",
+            "busybox",
+            "cat",
+            "/proc/sys/net/ipv6/conf/all/disable_ipv6",
+        ]),
+        "1"
+    );
+    // dockerd 20.10 has no default IPv6 pools
+    let r = fx.d.docker(&["network", "create", "--ipv6", "n7"]);
+    assert!(!r.status.success());
+    assert!(
+        r.stderr_str()
+            .contains("could not find an available, non-overlapping IPv6 address pool"),
+        "{}",
+        r.stderr_str()
+    );
+    fx.out(&["rm", "-f", "v6a"]);
+    fx.out(&["network", "rm", "n6"]);
+    let bridges = fx.d.bridges();
+    fx.d.stop();
+    assert_clean(&fx.d, &bridges);
 }

@@ -1,8 +1,13 @@
 //! Builds (`POST /build`, `docker build` with the legacy builder): the engine's side of
 //! [`berth_build::Backend`]. RUN steps are real containers made, started, waited for and
-//! committed through the containers service (bridge network unless `--network`); ADD/COPY
-//! extract a tar into a created (never started) container and commit it, as dockerd's builder
-//! does; metadata steps make an empty-layer image without any container.
+//! committed through the containers service (bridge network unless `--network`); a RUN that
+//! changed nothing commits no layer (`empty_layer`, as dockerd). ADD/COPY/WORKDIR write their
+//! layer straight from the entries, with the parent image's filesystem opened read-only
+//! (`ImageRoot`: its one layer directory or a lower-only overlay) to check what exists, and
+//! fall back to extracting into a created (never started) container, as dockerd's builder
+//! does, only where a path goes through a symlink or changes type. `COPY --from` exports and
+//! `RUN --mount=...,from=` read the same read-only view; metadata steps make an empty-layer
+//! image. Contexts may be plain, gzip, zstd, bzip2 or xz tars.
 //!
 //! The step cache is a small SQLite table in `<data-root>/builder/cache.db` (WAL, so it
 //! survives a crash or restart); `RUN --mount=type=cache` directories live under
@@ -20,7 +25,7 @@ use berth_types::{Digest, Reference};
 use rusqlite::{Connection, OptionalExtension};
 use serde_json::{Value, json};
 
-use crate::containers::{LogOptions, WaitCondition};
+use crate::containers::{LogOptions, RootView, WaitCondition};
 use crate::error::{Error, Result};
 use crate::{Engine, io_err};
 
@@ -78,9 +83,15 @@ impl Builds {
     pub fn open(data_root: &Path) -> Result<Builds> {
         let root = data_root.join("builder");
         std::fs::create_dir_all(root.join("tmp")).map_err(|e| io_err("creating builder dir", e))?;
-        // contexts of builds that a crash interrupted
+        // contexts and image views of builds that a crash interrupted (a view may still be
+        // mounted: unmounted first, never removed through)
         if let Ok(rd) = std::fs::read_dir(root.join("tmp")) {
             for e in rd.flatten() {
+                if e.file_name().to_string_lossy().starts_with("view-") {
+                    let _ = rustix::mount::unmount(e.path(), rustix::mount::UnmountFlags::DETACH);
+                    let _ = std::fs::remove_dir(e.path());
+                    continue;
+                }
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
@@ -218,6 +229,89 @@ impl Drop for TmpDir {
     }
 }
 
+/// An image's filesystem, read-only, for the builder's work that needs no process (is a path
+/// a directory, `COPY --from`, a WORKDIR/COPY layer, `RUN --mount=from=`): the directory of
+/// its one layer as it is, or a read-only overlay of its layers mounted under `builder/tmp`
+/// (no upper dir: nothing to sync at unmount). No container record, rw layer, layer hold or
+/// shim, which a short-lived container costs.
+struct ImageRoot {
+    path: PathBuf,
+    /// A mount (or an empty directory) of ours, removed on drop.
+    owned: Option<PathBuf>,
+    mounted: bool,
+}
+
+impl ImageRoot {
+    /// Blocking.
+    fn open(store: &berth_image::ImageStore, tmp: &Path, id: &str) -> Result<ImageRoot> {
+        let d: Digest = id
+            .parse()
+            .map_err(|_| Error::invalid(format!("bad image id {id}")))?;
+        let links = store.layer_links(&d)?;
+        if links.len() == 1 {
+            let dirs = store.layer_dirs(&d)?;
+            if let Some(dir) = dirs.into_iter().next() {
+                return Ok(ImageRoot {
+                    path: dir,
+                    owned: None,
+                    mounted: false,
+                });
+            }
+        }
+        let dir = tmp.join(format!("view-{}", hex_rand()));
+        std::fs::create_dir_all(&dir).map_err(|e| io_err("creating image view", e))?;
+        let mut root = ImageRoot {
+            path: dir.clone(),
+            owned: Some(dir.clone()),
+            mounted: false,
+        };
+        if links.is_empty() {
+            return Ok(root);
+        }
+        // lowerdir is top first; the short `l/` links relative to the overlay root keep the
+        // options within mount(2)'s one page for any layer count overlay takes, so the mount
+        // runs in a thread with its own working directory (the daemon's is never touched)
+        let lower: Vec<String> = links.into_iter().rev().collect();
+        let opts = std::ffi::CString::new(format!("lowerdir={}", lower.join(":")))
+            .map_err(|_| Error::internal("layer link with a NUL byte"))?;
+        let overlay_root = store.overlay_root().to_path_buf();
+        let target = dir.clone();
+        std::thread::spawn(move || -> std::io::Result<()> {
+            // SAFETY: plain syscalls on this thread only; CLONE_FS gives it a private cwd.
+            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            std::env::set_current_dir(&overlay_root)?;
+            rustix::mount::mount(
+                "overlay",
+                &target,
+                "overlay",
+                rustix::mount::MountFlags::RDONLY,
+                opts.as_c_str(),
+            )?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| Error::internal("image view mount thread panicked"))?
+        .map_err(|e| io_err("mounting image view", e))?;
+        root.mounted = true;
+        Ok(root)
+    }
+}
+
+impl Drop for ImageRoot {
+    fn drop(&mut self) {
+        if self.mounted
+            && let Err(e) = rustix::mount::unmount(&self.path, rustix::mount::UnmountFlags::DETACH)
+        {
+            tracing::warn!("unmounting image view {}: {e}", self.path.display());
+        }
+        if let Some(d) = &self.owned {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
 /// The engine as the executor sees it during one build.
 struct Backend {
     engine: Arc<Engine>,
@@ -237,6 +331,68 @@ fn short(id: &str) -> &str {
 impl Backend {
     fn store(&self) -> &Arc<berth_image::ImageStore> {
         self.engine.images.store()
+    }
+
+    /// `path` in the image as a host path (the image's view, held open by the returned
+    /// root), for `RUN --mount=type=bind,from=`.
+    async fn image_path(
+        &self,
+        image: &str,
+        path: &str,
+    ) -> std::result::Result<(ImageRoot, PathBuf), BuildError> {
+        let store = self.store().clone();
+        let tmp = self.engine.builds.root.join("tmp");
+        let (image, path) = (image.to_owned(), path.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let root = ImageRoot::open(&store, &tmp, &image).map_err(berr)?;
+            let view = RootView::open(&root.path).map_err(berr)?;
+            let canonical = view.canonical(&path).map_err(|e| {
+                BuildError::new(format!("failed to mount {path} from {image}: {e}"))
+            })?;
+            let host = root.path.join(canonical.trim_start_matches('/'));
+            Ok((root, host))
+        })
+        .await
+        .map_err(|e| BuildError::new(e.to_string()))?
+    }
+
+    /// A new `--mount=type=cache,from=` directory starts as a copy of `src` in the image.
+    async fn seed_cache(
+        &self,
+        image: &str,
+        src: &str,
+        dir: &Path,
+    ) -> std::result::Result<(), BuildError> {
+        let (src, dir) = (src.to_owned(), dir.to_path_buf());
+        self.with_image(image, move |_, v| {
+            let mut data = Vec::new();
+            let from = format!("{}/.", src.trim_end_matches('/'));
+            v.archive(&from, &mut data).map_err(berr)?;
+            let mut ar = tar::Archive::new(&data[..]);
+            ar.set_preserve_permissions(true);
+            // tar's unpack refuses `..` members and writes through no symlink outside `dir`
+            ar.unpack(&dir)
+                .map_err(|e| BuildError::new(format!("seeding cache mount from {src}: {e}")))
+        })
+        .await
+    }
+
+    /// Runs `f` on the blocking pool with the image's filesystem open read-only.
+    async fn with_image<T, F>(&self, image: &str, f: F) -> std::result::Result<T, BuildError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Path, &RootView) -> std::result::Result<T, BuildError> + Send + 'static,
+    {
+        let store = self.store().clone();
+        let tmp = self.engine.builds.root.join("tmp");
+        let image = image.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let root = ImageRoot::open(&store, &tmp, &image).map_err(berr)?;
+            let view = RootView::open(&root.path).map_err(berr)?;
+            f(&root.path, &view)
+        })
+        .await
+        .map_err(|e| BuildError::new(e.to_string()))?
     }
 
     /// A container from `image` that is never started: a rootfs for archive operations.
@@ -365,6 +521,8 @@ impl berth_build::Backend for Backend {
             json!(req.network.clone().unwrap_or_else(|| "bridge".into())),
         );
         let mut binds = Vec::new();
+        // image views bound into the step (`--mount=from=`), unmounted when it ends
+        let mut views: Vec<ImageRoot> = Vec::new();
         let mut tmpfs = serde_json::Map::new();
         // secrets are files in the exec root (tmpfs on a usual host), removed after the step
         let secret_dir = TmpDir(
@@ -391,6 +549,7 @@ impl berth_build::Backend for Backend {
                 }
                 MountSpec::Bind {
                     source,
+                    image: None,
                     target,
                     readonly,
                 } => binds.push(format!(
@@ -398,14 +557,30 @@ impl berth_build::Backend for Backend {
                     source.display(),
                     if *readonly { ":ro" } else { "" }
                 )),
+                MountSpec::Bind {
+                    source,
+                    image: Some(image),
+                    target,
+                    ..
+                } => {
+                    // always read-only: the source is an image's own layer or view
+                    let (root, host) = self.image_path(image, &source.to_string_lossy()).await?;
+                    views.push(root);
+                    binds.push(format!("{}:{target}:ro", host.display()));
+                }
                 MountSpec::Cache {
                     id,
                     target,
                     readonly,
+                    image,
                 } => {
                     let dir = self.engine.builds.cache_mount_dir(id);
+                    let fresh = !dir.exists();
                     std::fs::create_dir_all(&dir)
                         .map_err(|e| BuildError::new(format!("creating cache mount: {e}")))?;
+                    if fresh && let Some((img, src)) = image {
+                        self.seed_cache(img, src, &dir).await?;
+                    }
                     binds.push(format!(
                         "{}:{target}{}",
                         dir.display(),
@@ -454,13 +629,14 @@ impl berth_build::Backend for Backend {
         };
         if code != 0 {
             if self.force_rm {
+                out(format!("Removing intermediate container {}\n", short(&id)));
                 self.remove(&id).await;
             }
             return Err(BuildError::new(format!(
                 "The command '{}' returned a non-zero code: {code}",
                 req.cmd.join(" ")
             ))
-            .with_code(i64::from(code)));
+            .with_code(code));
         }
         // mount points the runtime made are not the step's changes (nor is a secret's name)
         let targets: Vec<String> = req
@@ -479,6 +655,7 @@ impl berth_build::Backend for Backend {
             .commit_build(&id, req.config, req.history, &targets)
             .await;
         drop(secret_dir);
+        drop(views);
         if self.rm || self.force_rm {
             out(format!("Removing intermediate container {}\n", short(&id)));
             self.remove(&id).await;
@@ -535,6 +712,29 @@ impl berth_build::Backend for Backend {
                 .await
                 .map_err(|e| BuildError::new(e.to_string()))??;
             return Ok(id.to_string());
+        };
+        // the common case needs no container: the layer is the entries themselves
+        let c2 = chown.clone();
+        let entries = match self
+            .with_image(&image, move |root, v| {
+                direct_layer(root, v, entries, c2.as_deref())
+            })
+            .await?
+        {
+            Ok(tar) => {
+                let parent: Digest = image
+                    .parse()
+                    .map_err(|_| BuildError::new(format!("bad image id {image}")))?;
+                let store = self.store().clone();
+                let id = tokio::task::spawn_blocking(move || {
+                    store.create_child_image(Some(&parent), &mut &tar[..], config, history)
+                })
+                .await
+                .map_err(|e| BuildError::new(e.to_string()))?
+                .map_err(|e| BuildError::new(e.to_string()))?;
+                return Ok(id.to_string());
+            }
+            Err(entries) => entries,
         };
         let ctr = self
             .scratch_container(&image, chown.as_deref())
@@ -614,34 +814,26 @@ impl berth_build::Backend for Backend {
     }
 
     async fn is_dir(&self, image: &str, path: &str) -> bool {
-        let Ok(ctr) = self.scratch_container(image, None).await else {
-            return false;
-        };
-        let st = self.engine.containers.archive_stat(&ctr, path).await;
-        self.remove(&ctr).await;
-        // Go's os.ModeDir
-        matches!(st, Ok(s) if s.mode & 0x8000_0000 != 0)
+        let path = path.to_owned();
+        self.with_image(image, move |_, v| Ok(v.is_dir(&path)))
+            .await
+            .unwrap_or(false)
     }
 
     async fn export(&self, image: &str, path: &str) -> std::result::Result<Vec<u8>, BuildError> {
-        let ctr = self.scratch_container(image, None).await.map_err(berr)?;
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let w = SharedBuf(buf.clone());
-        let res = self
-            .engine
-            .containers
-            .archive_get(&ctr, path, Box::new(w))
-            .await;
-        self.remove(&ctr).await;
-        res.map_err(|e| {
-            if e.kind == crate::ErrorKind::NotFound {
-                BuildError::new(format!("COPY failed: stat {path}: file does not exist"))
-            } else {
-                berr(e)
-            }
-        })?;
-        let data = std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()));
-        Ok(data)
+        let path = path.to_owned();
+        self.with_image(image, move |_, v| {
+            let mut data = Vec::new();
+            v.archive(&path, &mut data).map_err(|e| {
+                if e.kind == crate::ErrorKind::NotFound {
+                    BuildError::new(format!("COPY failed: stat {path}: file does not exist"))
+                } else {
+                    berr(e)
+                }
+            })?;
+            Ok(data)
+        })
+        .await
     }
 
     async fn download(&self, url: &str) -> std::result::Result<Vec<u8>, BuildError> {
@@ -689,6 +881,67 @@ impl berth_build::Backend for Backend {
     }
 }
 
+/// The layer of an ADD/COPY/WORKDIR step written straight from its entries, when extracting
+/// them into a container would give the same changes: no existing path on the way is a
+/// symlink and nothing changes type (a file over a directory or the reverse); otherwise the
+/// entries come back and the caller extracts them into a container as dockerd does.
+/// Directories the image already has keep their mode and owner, as overlay's copy-up keeps
+/// them; `--chown` names are resolved in the image's /etc/passwd and /etc/group.
+fn direct_layer(
+    root: &Path,
+    view: &RootView,
+    mut entries: Vec<context::FileEntry>,
+    chown: Option<&str>,
+) -> std::result::Result<std::result::Result<Vec<u8>, Vec<context::FileEntry>>, BuildError> {
+    let owner = match chown {
+        None => None,
+        Some(c) => {
+            let u = berth_runtime::user::resolve(root, c, &[]).map_err(|e| {
+                BuildError::new(format!(
+                    "unable to convert uid/gid chown string to host mapping: {e}: {c}"
+                ))
+            })?;
+            Some((u.uid, u.gid))
+        }
+    };
+    let mut fits = true;
+    for e in entries.iter_mut() {
+        let want_dir = matches!(e.source, context::Source::Dir);
+        match view.lstat(&e.path) {
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(_) => fits = false,
+            Ok((canonical, is_dir)) => {
+                if canonical != e.path || is_dir != want_dir {
+                    fits = false;
+                } else if e.implicit {
+                    match view.meta(&e.path) {
+                        Ok((mode, uid, gid, _)) => {
+                            e.mode = mode;
+                            e.uid = uid;
+                            e.gid = gid;
+                            continue;
+                        }
+                        Err(_) => fits = false,
+                    }
+                }
+            }
+        }
+        if !fits {
+            break;
+        }
+        if let Some((uid, gid)) = owner {
+            e.uid = uid;
+            e.gid = gid;
+        }
+    }
+    if !fits {
+        return Ok(Err(entries));
+    }
+    let mut tar = Vec::new();
+    context::write_tar(&entries, &HashSet::new(), &mut tar)?;
+    Ok(Ok(tar))
+}
+
 fn numeric_owner(c: &str) -> std::result::Result<(Option<u32>, Option<u32>), BuildError> {
     let (u, g) = c.split_once(':').unwrap_or((c, c));
     let p = |s: &str| {
@@ -701,38 +954,42 @@ fn numeric_owner(c: &str) -> std::result::Result<(Option<u32>, Option<u32>), Bui
     Ok((Some(p(u)?), Some(p(g)?)))
 }
 
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-impl std::io::Write for SharedBuf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Unpacks the context tar (plain, gzip or zstd) into `dir`; a malformed tar is a 400.
+/// Unpacks the context tar (plain, gzip, zstd, bzip2 or xz) into `dir`; a malformed tar or
+/// compressed stream is a 400.
 fn unpack_context(input: Box<dyn Read + Send>, dir: &Path) -> Result<()> {
     let mut input = input;
-    let (_, reader) = berth_image::layer::decompress(&mut input)
-        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
+    let res = unpack_context_from(&mut input, dir);
+    // read the body to its end (padding after the end-of-archive blocks, or the rest of a
+    // malformed body): answering an error while the client is still sending would make it
+    // see a broken pipe instead
+    let drained = std::io::copy(&mut input, &mut std::io::sink());
+    res?;
+    drained.map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
+    Ok(())
+}
+
+fn unpack_context_from(input: &mut dyn Read, dir: &Path) -> Result<()> {
+    let bad =
+        |e: &dyn std::fmt::Display| Error::invalid(format!("failed to read build context: {e}"));
+    let input = context::unpack_bz_xz(input).map_err(|e| bad(&e))?;
+    let (_, reader) = berth_image::layer::decompress(input).map_err(|e| bad(&e))?;
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);
     ar.set_preserve_mtime(true);
     ar.set_overwrite(true);
     // tar's unpack refuses `..` members and writes through no symlink outside `dir`
-    ar.unpack(dir)
-        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
-    // read the body to its end (padding after the end-of-archive blocks): answering an
-    // error while the client is still sending would make it see a broken pipe instead
+    ar.unpack(dir).map_err(|e| bad(&e))?;
     let mut rest = ar.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink())
-        .map_err(|e| Error::invalid(format!("failed to read build context: {e}")))?;
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(|e| bad(&e))?;
     Ok(())
+}
+
+/// Why a build failed, with a failed RUN's exit status (dockerd's `errorDetail.code`, which
+/// `docker build` exits with).
+#[derive(Debug)]
+pub struct BuildFailure {
+    pub error: Error,
+    pub code: Option<i32>,
 }
 
 /// `POST /build`: the whole build; events go to `sink`. Errors before any output (bad tar,
@@ -743,7 +1000,24 @@ pub async fn build(
     input: Box<dyn Read + Send>,
     p: BuildParams,
     sink: Sink,
-) -> Result<String> {
+) -> std::result::Result<String, BuildFailure> {
+    match build_inner(engine, input, p, sink).await {
+        Ok(Ok(id)) => Ok(id),
+        Ok(Err(e)) => Err(BuildFailure {
+            error: Error::invalid(e.message),
+            code: e.code,
+        }),
+        Err(error) => Err(BuildFailure { error, code: None }),
+    }
+}
+
+/// The build; the outer error is the engine's, the inner one the executor's.
+async fn build_inner(
+    engine: Arc<Engine>,
+    input: Box<dyn Read + Send>,
+    p: BuildParams,
+    sink: Sink,
+) -> Result<std::result::Result<String, BuildError>> {
     let mut tags = Vec::new();
     for t in &p.tags {
         let r = Reference::parse_normalized(t).map_err(|_| {
@@ -890,12 +1164,10 @@ pub async fn build(
         cache_from: p.cache_from.clone(),
         secrets: p.secrets.keys().cloned().collect(),
     };
-    let built = berth_build::exec::build(backend, ctx, df, opts, out)
-        .await
-        .map_err(|e| Error {
-            code: e.code,
-            ..Error::invalid(e.message)
-        })?;
+    let built = match berth_build::exec::build(backend, ctx, df, opts, out).await {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(e)),
+    };
     drop(tmp);
     sink(BuildEvent::Aux(json!({ "ID": built.id })));
     let short_id = built
@@ -924,13 +1196,15 @@ pub async fn build(
             )));
         }
     }
-    Ok(built.id)
+    Ok(Ok(built.id))
 }
 
-/// A tar, plain or compressed (gzip/zstd), judged by its first header.
+/// A tar, plain or compressed (gzip/zstd/bzip2/xz), judged by its first header.
 fn is_tar(data: &[u8]) -> bool {
     let mut head = Vec::new();
-    if let Ok((_, r)) = berth_image::layer::decompress(data) {
+    if let Ok(r) = context::unpack_bz_xz(data)
+        && let Ok((_, r)) = berth_image::layer::decompress(r)
+    {
         let _ = r.take(512).read_to_end(&mut head);
     }
     head.len() >= 262 && &head[257..262] == b"ustar"

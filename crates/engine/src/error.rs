@@ -26,9 +26,6 @@ pub enum ErrorKind {
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
-    /// For an error inside a JSON stream: dockerd's `errorDetail.code` (a failed build RUN's
-    /// exit status, which `docker build` exits with).
-    pub code: Option<i64>,
 }
 
 impl Error {
@@ -36,7 +33,6 @@ impl Error {
         Error {
             kind,
             message: message.into(),
-            code: None,
         }
     }
     pub fn invalid(message: impl Into<String>) -> Error {

@@ -110,27 +110,28 @@ impl NetworkService {
         if !driver.is_empty() && driver != "default" {
             return Err(Error::not_found(format!("plugin \"{driver}\" not found")));
         }
-        let configs: Vec<Value> = ipam
+        // one IPv4 and (with EnableIPv6) one IPv6 pool, told apart by their subnets
+        let (v6, configs): (Vec<Value>, Vec<Value>) = ipam
             .get("Config")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default()
             .into_iter()
-            // IPv6 pools are not supported: keep the IPv4 one
-            .filter(|c| {
-                !c.get("Subnet")
+            .partition(|c| {
+                c.get("Subnet")
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .contains(':')
-            })
-            .collect();
-        if configs.len() > 1 {
+            });
+        if configs.len() > 1 || v6.len() > 1 {
             return Err(Error::invalid(
-                "berthd supports one IPv4 subnet per network",
+                "berthd supports one IPv4 and one IPv6 subnet per network",
             ));
         }
         let c = configs.first().cloned().unwrap_or(json!({}));
         let cs = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_owned);
+        let c6 = v6.first().cloned().unwrap_or(json!({}));
+        let cs6 = |k: &str| c6.get(k).and_then(Value::as_str).map(str::to_owned);
         let req = CreateRequest {
             name: s("Name"),
             driver: s("Driver"),
@@ -143,6 +144,8 @@ impl NetworkService {
             options: map(body.get("Options")),
             labels: map(body.get("Labels")),
             enable_ipv6: b("EnableIPv6"),
+            subnet6: cs6("Subnet"),
+            gateway6: cs6("Gateway"),
         };
         if req.gateway.is_some() && req.subnet.is_none() {
             return Err(Error::invalid("gateway requires a subnet"));

@@ -331,6 +331,10 @@ fn random_link() -> String {
         .collect()
 }
 
+/// The diff ID of a tar with no entry (two zero blocks): moby's `layer.DigestSHA256EmptyTar`.
+pub const EMPTY_TAR_DIFF_ID: &str =
+    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
 /// Chain IDs of a stack of diff IDs (image spec: ChainID(L0..n) = sha256(ChainID(n-1) + " " + DiffID(n))).
 pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
@@ -1387,10 +1391,45 @@ impl ImageStore {
         &self,
         parent: Option<&Digest>,
         layer: Option<&mut dyn Read>,
+        config: ImageConfig,
+        history: History,
+        reference: Option<&Reference>,
+        progress: &mut dyn FnMut(LoadProgress),
+    ) -> Result<Digest> {
+        self.create_image_inner(parent, layer, config, history, reference, progress, false)
+    }
+
+    /// [`ImageStore::create_image`] for a build step's changes: a layer that is the empty tar
+    /// is no layer (`empty_layer` history, no diff ID), as moby's `NewChildImage` decides for
+    /// a RUN that changed nothing.
+    pub fn create_child_image(
+        &self,
+        parent: Option<&Digest>,
+        layer: &mut dyn Read,
+        config: ImageConfig,
+        history: History,
+    ) -> Result<Digest> {
+        self.create_image_inner(
+            parent,
+            Some(layer),
+            config,
+            history,
+            None,
+            &mut |_| {},
+            true,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_image_inner(
+        &self,
+        parent: Option<&Digest>,
+        layer: Option<&mut dyn Read>,
         mut config: ImageConfig,
         mut history: History,
         reference: Option<&Reference>,
         progress: &mut dyn FnMut(LoadProgress),
+        empty_is_none: bool,
     ) -> Result<Digest> {
         let (mut diffs, mut all_history, base_top) = match parent {
             Some(p) => {
@@ -1434,14 +1473,20 @@ impl ImageStore {
                     None => nl.diff_id.clone(),
                     Some(t) => Digest::of(format!("{t} {}", nl.diff_id).as_bytes()),
                 };
-                diffs.push(nl.diff_id.clone());
-                top = Some(nl.chain_id.clone());
-                if get_layer(&self.conn(), &nl.chain_id)?.is_some() {
-                    // Identical layer already stored: drop the one just unpacked.
+                if empty_is_none && nl.diff_id.to_string() == EMPTY_TAR_DIFF_ID {
                     guard.layers.clear();
                     self.remove_layer_files(&nl.cache_id, &nl.link);
+                    history.empty_layer = true;
                 } else {
-                    new_layers.push(nl);
+                    diffs.push(nl.diff_id.clone());
+                    top = Some(nl.chain_id.clone());
+                    if get_layer(&self.conn(), &nl.chain_id)?.is_some() {
+                        // Identical layer already stored: drop the one just unpacked.
+                        guard.layers.clear();
+                        self.remove_layer_files(&nl.cache_id, &nl.link);
+                    } else {
+                        new_layers.push(nl);
+                    }
                 }
             }
             None => history.empty_layer = true,

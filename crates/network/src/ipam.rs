@@ -1,8 +1,9 @@
-//! IPv4 subnets and address allocation (Docker's default IPAM driver, IPv4 only).
+//! Subnets and address allocation (Docker's default IPAM driver): IPv4, and IPv6 for networks
+//! made with `--ipv6` and a subnet (there are no default IPv6 pools, as in dockerd 20.10).
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -89,6 +90,85 @@ impl<'de> Deserialize<'de> for Cidr {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
+}
+
+/// An IPv6 prefix, `fd12:3456::/64`, kept as given like [`Cidr`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr6 {
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+}
+
+impl Cidr6 {
+    pub fn mask(&self) -> u128 {
+        if self.prefix == 0 {
+            0
+        } else {
+            u128::MAX << (128 - u32::from(self.prefix.min(128)))
+        }
+    }
+    pub fn network(&self) -> Cidr6 {
+        Cidr6 {
+            addr: Ipv6Addr::from(self.first()),
+            prefix: self.prefix,
+        }
+    }
+    pub fn first(&self) -> u128 {
+        u128::from(self.addr) & self.mask()
+    }
+    pub fn last(&self) -> u128 {
+        self.first() | !self.mask()
+    }
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & self.mask() == self.first()
+    }
+    pub fn overlaps(&self, other: &Cidr6) -> bool {
+        self.first() <= other.last() && other.first() <= self.last()
+    }
+}
+
+impl fmt::Display for Cidr6 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl FromStr for Cidr6 {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cidr6, String> {
+        let bad = || format!("invalid CIDR address: {s}");
+        let (a, p) = s.split_once('/').ok_or_else(bad)?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| bad())?;
+        let prefix: u8 = p.parse().map_err(|_| bad())?;
+        if prefix > 128 {
+            return Err(bad());
+        }
+        Ok(Cidr6 { addr, prefix })
+    }
+}
+
+impl Serialize for Cidr6 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Cidr6 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cidr6, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The lowest free address of an IPv6 subnet after its first (the subnet-router anycast
+/// address), as dockerd's sequential allocator. Only the first 65536 are walked: more
+/// containers than that on one network is not a case.
+pub fn allocate6(subnet: &Cidr6, used: &BTreeSet<Ipv6Addr>) -> Option<Ipv6Addr> {
+    let (lo, hi) = (subnet.first().checked_add(1)?, subnet.last());
+    (lo..=hi)
+        .take(1 << 16)
+        .map(Ipv6Addr::from)
+        .find(|ip| !used.contains(ip))
 }
 
 /// IPv4 routes of the host's main table (from /proc/net/route): what a new subnet must not
@@ -194,6 +274,24 @@ mod tests {
             allocate(&c2, Some(&r), &BTreeSet::new()),
             Some("10.9.0.1".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn ipv6_prefixes_and_allocation() {
+        let c: Cidr6 = "fd12:3456::7/64".parse().unwrap();
+        assert_eq!(c.network().to_string(), "fd12:3456::/64");
+        assert!(c.contains("fd12:3456::ffff".parse().unwrap()));
+        assert!(!c.contains("fd12:3457::1".parse().unwrap()));
+        assert!("fd12::/129".parse::<Cidr6>().is_err());
+        assert!("10.0.0.0/8".parse::<Cidr6>().is_err());
+        let mut used = BTreeSet::new();
+        used.insert("fd12:3456::1".parse().unwrap());
+        assert_eq!(
+            allocate6(&c.network(), &used),
+            Some("fd12:3456::2".parse().unwrap())
+        );
+        let d: Cidr6 = "fd12::/16".parse().unwrap();
+        assert!(c.overlaps(&d) && d.overlaps(&c));
     }
 
     #[test]

@@ -16,14 +16,14 @@ pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::File;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-pub use ipam::Cidr;
+pub use ipam::{Cidr, Cidr6};
 pub use ports::PortMap;
 pub use store::{EndpointSpec, Member, Network};
 
@@ -104,6 +104,8 @@ pub struct SandboxInfo {
     pub user_defined: bool,
     /// The default bridge's gateway (`host-gateway` in --add-host), if attached to one.
     pub gateway: Option<Ipv4Addr>,
+    /// The first IPv6 address (networks made with `--ipv6`), for /etc/hosts.
+    pub address6: Option<Ipv6Addr>,
 }
 
 /// What `up` needs beyond the registered endpoints.
@@ -130,12 +132,15 @@ pub struct CreateRequest {
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub enable_ipv6: bool,
+    /// The IPv6 pool of IPAM.Config (with `enable_ipv6`).
+    pub subnet6: Option<String>,
+    pub gateway6: Option<String>,
 }
 
 pub struct Networks {
     cfg: Config,
     table: String,
-    state_file: PathBuf,
+    saver: Arc<Saver>,
     netns_dir: PathBuf,
     nl: Netlink,
     st: Arc<Mutex<State>>,
@@ -148,12 +153,50 @@ pub struct Networks {
 
 struct State {
     s: store::State,
+    /// Bumped by every change of `s` that the state file must get (see [`Saver`]).
+    version: u64,
     /// Sockets reserving published host ports, per container.
     held: HashMap<String, Vec<OwnedFd>>,
     /// Embedded DNS servers (containers on user-defined networks); dropping one stops it.
     dns: HashMap<String, berth_dns::Handle>,
     /// Upstream resolvers per container (HostConfig.Dns or the host's).
     upstreams: HashMap<String, Vec<std::net::SocketAddr>>,
+}
+
+/// Writes of the state file, made outside the state lock so that starts, lookups and inspects
+/// never wait for the disk. A writer snapshots the newest state (serialised under the lock, no
+/// I/O there) and writes it whole; a caller whose change an earlier write already covered
+/// returns at once, so concurrent starts share one write. Every change bumps
+/// `State::version` under the lock before its caller persists.
+struct Saver {
+    file: PathBuf,
+    st: Arc<Mutex<State>>,
+    /// The versions last written, and last written with fsync. Held while writing: writers
+    /// queue here, not on the state lock.
+    done: Mutex<(u64, u64)>,
+}
+
+impl Saver {
+    fn persist(&self, durable: bool) -> Result<()> {
+        let want = lock(&self.st).version;
+        let mut done = lock(&self.done);
+        if done.0 >= want && (!durable || done.1 >= want) {
+            return Ok(());
+        }
+        let (v, data) = {
+            let st = lock(&self.st);
+            (st.version, serde_json::to_vec(&st.s))
+        };
+        let err =
+            |e: std::io::Error| Error::Kernel(format!("writing {}: {e}", self.file.display()));
+        let data = data.map_err(|e| err(std::io::Error::other(e)))?;
+        store::write(&self.file, &data, durable).map_err(err)?;
+        done.0 = v;
+        if durable {
+            done.1 = v;
+        }
+        Ok(())
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -221,7 +264,11 @@ impl Networks {
                     masquerade: true,
                     mtu: None,
                     user_ipam: false,
+                    gateway_given: false,
                     predefined: true,
+                    subnet6: None,
+                    gateway6: None,
+                    gateway6_given: false,
                 });
             }
         }
@@ -338,7 +385,11 @@ impl Networks {
                 masquerade: cfg.ip_masq,
                 mtu: cfg.mtu,
                 user_ipam: false,
+                gateway_given: false,
                 predefined: true,
+                subnet6: None,
+                gateway6: None,
+                gateway6_given: false,
             };
             match old {
                 Some(i) => s.networks[i] = net,
@@ -347,24 +398,31 @@ impl Networks {
         }
         for n in s.networks.iter().filter(|n| n.is_bridge()) {
             if let (Some(sub), Some(gw)) = (n.subnet, n.gateway) {
-                nl.ensure_bridge(&n.bridge, Cidr::new(gw, sub.prefix), n.mtu)
+                let gw6 = n.subnet6.zip(n.gateway6);
+                nl.ensure_bridge(&n.bridge, Cidr::new(gw, sub.prefix), gw6, n.mtu)
                     .await?;
             }
         }
         store::save(&state_file, &s, true)
             .map_err(|e| Error::Kernel(format!("writing {}: {e}", state_file.display())))?;
+        let st = Arc::new(Mutex::new(State {
+            s,
+            version: 0,
+            held: HashMap::new(),
+            dns: HashMap::new(),
+            upstreams: HashMap::new(),
+        }));
         let me = Arc::new(Networks {
             cfg,
             table,
-            state_file,
+            saver: Arc::new(Saver {
+                file: state_file,
+                st: st.clone(),
+                done: Mutex::new((0, 0)),
+            }),
             netns_dir,
             nl,
-            st: Arc::new(Mutex::new(State {
-                s,
-                held: HashMap::new(),
-                dns: HashMap::new(),
-                upstreams: HashMap::new(),
-            })),
+            st,
             nft_lock: tokio::sync::Mutex::new(()),
             netns_ready: std::sync::OnceLock::new(),
         });
@@ -384,9 +442,20 @@ impl Networks {
         &self.table
     }
 
-    fn save(&self, st: &State, durable: bool) -> Result<()> {
-        store::save(&self.state_file, &st.s, durable)
-            .map_err(|e| Error::Kernel(format!("writing {}: {e}", self.state_file.display())))
+    /// Write the state file with every change made so far (see [`Saver`]).
+    fn persist(&self, durable: bool) -> Result<()> {
+        self.saver.persist(durable)
+    }
+
+    /// The same off the caller's path: for changes a kill -9 may lose because the next start
+    /// repairs them (a sandbox released, a container forgotten; see `reconcile`).
+    fn persist_soon(&self) {
+        let s = self.saver.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = s.persist(false) {
+                tracing::warn!("{e}");
+            }
+        });
     }
 
     /// Render and swap in our nftables table.
@@ -405,6 +474,7 @@ impl Networks {
                             masquerade: n.masquerade,
                             icc: n.icc,
                             internal: n.internal,
+                            subnet6: n.subnet6,
                         })
                     })
                     .collect();
@@ -465,11 +535,6 @@ impl Networks {
         }
         if req.name.is_empty() {
             return Err(Error::Invalid("network name cannot be empty".into()));
-        }
-        if req.enable_ipv6 {
-            return Err(Error::Invalid(
-                "IPv6 networks are not supported by berthd yet".into(),
-            ));
         }
         let o = &req.options;
         let icc = opt_bool(o, "com.docker.network.bridge.enable_icc", true)?;
@@ -567,6 +632,10 @@ impl Networks {
             if subnet.prefix > 30 {
                 return Err(Error::Invalid(format!("subnet {subnet} is too small")));
             }
+            let v6 = match req.enable_ipv6 {
+                true => Some(ipv6_pool(&st.s.networks, &req)?),
+                false => None,
+            };
             let net = Network {
                 id,
                 name: req.name.clone(),
@@ -585,7 +654,11 @@ impl Networks {
                 masquerade,
                 mtu,
                 user_ipam,
+                gateway_given: req.gateway.as_deref().is_some_and(|g| !g.is_empty()),
                 predefined: false,
+                subnet6: v6.map(|v| v.0),
+                gateway6: v6.map(|v| v.1),
+                gateway6_given: v6.is_some_and(|v| v.2),
             };
             st.s.networks.push(net.clone());
             net
@@ -598,7 +671,8 @@ impl Networks {
             net.gateway.unwrap_or(Ipv4Addr::UNSPECIFIED),
             net.subnet.map(|s| s.prefix).unwrap_or(24),
         );
-        if let Err(e) = self.nl.ensure_bridge(&bridge, gw, mtu).await {
+        let gw6 = net.subnet6.zip(net.gateway6);
+        if let Err(e) = self.nl.ensure_bridge(&bridge, gw, gw6, mtu).await {
             undo(self);
             let _ = self.nl.delete_link(&bridge).await;
             return Err(e);
@@ -608,8 +682,8 @@ impl Networks {
             let _ = self.nl.delete_link(&bridge).await;
             return Err(e);
         }
-        let st = lock(&self.st);
-        self.save(&st, true)?;
+        lock(&self.st).version += 1;
+        self.persist(true)?;
         Ok(net)
     }
 
@@ -636,9 +710,10 @@ impl Networks {
                 )));
             }
             st.s.networks.retain(|n| n.id != net.id);
-            self.save(&st, true)?;
+            st.version += 1;
             net
         };
+        self.persist(true)?;
         self.nl.delete_link(&net.bridge).await?;
         self.apply_rules().await?;
         Ok(net)
@@ -680,7 +755,10 @@ impl Networks {
                                 (Some(ip), Some(s)) => format!("{ip}/{}", s.prefix),
                                 _ => String::new(),
                             },
-                            "IPv6Address": "",
+                            "IPv6Address": match (e.ip6, n.subnet6) {
+                                (Some(ip), Some(s)) => format!("{ip}/{}", s.prefix),
+                                _ => String::new(),
+                            },
                         }),
                     );
                 }
@@ -688,7 +766,11 @@ impl Networks {
         }
         let config = match (n.subnet, n.gateway) {
             (Some(s), Some(g)) => {
-                let mut c = json!({ "Subnet": s.to_string(), "Gateway": g.to_string() });
+                let mut c = json!({ "Subnet": s.to_string() });
+                // as dockerd: a given subnet's gateway only when it was given too
+                if !n.user_ipam || n.gateway_given {
+                    c["Gateway"] = json!(g.to_string());
+                }
                 if let Some(r) = n.ip_range {
                     c["IPRange"] = json!(r.to_string());
                 }
@@ -696,6 +778,15 @@ impl Networks {
             }
             _ => json!([]),
         };
+        let mut config = config;
+        if let (Some(s), Some(g), Value::Array(a)) = (n.subnet6, n.gateway6, &mut config) {
+            let mut c = json!({ "Subnet": s.to_string() });
+            // as dockerd: the gateway of a given subnet only when it was given too
+            if n.gateway6_given {
+                c["Gateway"] = json!(g.to_string());
+            }
+            a.push(c);
+        }
         json!({
             "Name": n.name,
             "Id": n.id,
@@ -703,7 +794,7 @@ impl Networks {
             "Scope": "local",
             "Driver": n.driver,
             "EnableIPv4": true,
-            "EnableIPv6": false,
+            "EnableIPv6": n.subnet6.is_some(),
             "IPAM": {
                 "Driver": "default",
                 "Options": if n.ipam_options.is_empty() { Value::Null } else { json!(n.ipam_options) },
@@ -784,6 +875,7 @@ impl Networks {
                 spec,
                 endpoint_id: String::new(),
                 ip: None,
+                ip6: None,
                 mac: None,
                 veth: None,
                 ifname: None,
@@ -799,15 +891,20 @@ impl Networks {
                 sandbox: None,
             },
         );
-        self.save(&st, false)
+        st.version += 1;
+        drop(st);
+        self.persist(false)
     }
 
-    /// At container remove.
+    /// At container remove. Written off the caller's path: a registration that outlives a
+    /// kill -9 is dropped at the next start (`forget_unknown`).
     pub async fn unregister(&self, id: &str) {
         self.down(id).await;
         let mut st = lock(&self.st);
         if st.s.members.remove(id).is_some() {
-            let _ = self.save(&st, false);
+            st.version += 1;
+            drop(st);
+            self.persist_soon();
         }
     }
 
@@ -816,7 +913,9 @@ impl Networks {
         let mut st = lock(&self.st);
         if let Some(m) = st.s.members.get_mut(id) {
             m.name = name.trim_start_matches('/').to_owned();
-            let _ = self.save(&st, false);
+            st.version += 1;
+            drop(st);
+            let _ = self.persist(false);
         }
     }
 
@@ -854,35 +953,32 @@ impl Networks {
             let _ = self.netns_ready.set(());
         }
         let path = self.netns_dir.join(&id[..id.len().min(12)]);
-        let p2 = path.clone();
-        let ns = tokio::task::spawn_blocking(move || netlink::create_netns(&p2))
-            .await
-            .map_err(|e| Error::Kernel(format!("netns task: {e}")))??;
-        let t_ns = t0.elapsed();
-        let res = self.up_inner(id, &ns, &path, preqs).await;
+        let had_ports = !preqs.is_empty();
+        let res = self.up_inner(id, &path, preqs).await;
         let t_links = t0.elapsed();
-        if let Ok(info) = &res {
-            let ups = upstreams(&req.dns);
-            lock(&self.st).upstreams.insert(id.to_owned(), ups);
-            if info.user_defined
-                && let Err(e) = self.start_dns(id, &ns)
-            {
-                self.release(id, &path);
-                let _ = self.apply_rules().await;
-                return Err(e);
+        let res = match res {
+            Ok((info, ns)) => {
+                let ups = upstreams(&req.dns);
+                lock(&self.st).upstreams.insert(id.to_owned(), ups);
+                match info.user_defined {
+                    true => self.start_dns(id, &ns).map(|()| info),
+                    false => Ok(info),
+                }
             }
-        }
+            Err(e) => Err(e),
+        };
         if res.is_err() {
             self.release(id, &path);
             // rules may have been swapped in with the new ports
-            let _ = self.apply_rules().await;
+            if had_ports {
+                let _ = self.apply_rules().await;
+            }
         }
         // what the network costs a start (RUST_LOG=berth_network=debug)
         tracing::debug!(
-            "network up {}: netns {:?}, links+addresses {:?}, total {:?}",
+            "network up {}: sandbox {:?}, total {:?}",
             &id[..id.len().min(12)],
-            t_ns,
-            t_links - t_ns,
+            t_links,
             t0.elapsed()
         );
         res
@@ -891,10 +987,9 @@ impl Networks {
     async fn up_inner(
         &self,
         id: &str,
-        ns: &File,
         path: &Path,
         preqs: Vec<ports::PortRequest>,
-    ) -> Result<SandboxInfo> {
+    ) -> Result<(SandboxInfo, File)> {
         struct Plan {
             ip: Ipv4Addr,
             mac: [u8; 6],
@@ -907,24 +1002,32 @@ impl Networks {
             net_name: String,
             user: bool,
             default_bridge: bool,
+            v6: Option<V6>,
         }
         // allocate everything under the lock, then talk to the kernel without it
         let (plans, maps) = {
             let mut st = lock(&self.st);
-            let State { s, held, .. } = &mut *st;
+            let State {
+                s, held, version, ..
+            } = &mut *st;
             let member = s.members.get(id).cloned().ok_or_else(|| {
                 Error::NotFound(format!("no network configuration for container {id}"))
             })?;
             let mut used: HashMap<String, BTreeSet<Ipv4Addr>> = HashMap::new();
+            let mut used6: HashMap<String, BTreeSet<Ipv6Addr>> = HashMap::new();
             for m in s.members.values() {
                 for e in &m.endpoints {
                     if let Some(ip) = e.ip {
                         used.entry(e.network.clone()).or_default().insert(ip);
                     }
+                    if let Some(ip) = e.ip6 {
+                        used6.entry(e.network.clone()).or_default().insert(ip);
+                    }
                 }
             }
             let mut plans = Vec::new();
             let mut have_gw = false;
+            let mut have_gw6 = false;
             for (i, e) in member.endpoints.iter().enumerate() {
                 let net = s
                     .networks
@@ -960,6 +1063,33 @@ impl Networks {
                     .unwrap_or_else(|| ipam::mac_for(ip));
                 let route = !net.internal && !have_gw;
                 have_gw |= route;
+                let v6 = match (net.subnet6, net.gateway6) {
+                    (Some(sub6), Some(gw6)) => {
+                        let u6 = used6.entry(net.id.clone()).or_default();
+                        u6.insert(gw6);
+                        let ip6 = match e.spec.ipv6 {
+                            Some(ip) if u6.contains(&ip) => {
+                                return Err(Error::Forbidden("Address already in use".into()));
+                            }
+                            Some(ip) => ip,
+                            None => ipam::allocate6(&sub6, u6).ok_or_else(|| {
+                                Error::Forbidden(format!(
+                                    "no available IPv6 addresses on this network's address pools: {} ({})",
+                                    net.name, net.id
+                                ))
+                            })?,
+                        };
+                        u6.insert(ip6);
+                        let route6 = !net.internal && !have_gw6;
+                        have_gw6 |= route6;
+                        Some(V6 {
+                            ip: ip6,
+                            prefix: sub6.prefix,
+                            gw: route6.then_some(gw6),
+                        })
+                    }
+                    _ => None,
+                };
                 let r: [u8; 4] = rand::random();
                 plans.push(Plan {
                     ip,
@@ -973,6 +1103,7 @@ impl Networks {
                     net_name: net.name.clone(),
                     user: !net.predefined,
                     default_bridge: net.predefined,
+                    v6,
                 });
             }
             // published ports: reserve host ports now so a clash fails before anything runs
@@ -999,6 +1130,7 @@ impl Networks {
                 .ok_or_else(|| Error::NotFound(format!("container {id} is gone")))?;
             for (e, p) in m.endpoints.iter_mut().zip(plans.iter()) {
                 e.ip = Some(p.ip);
+                e.ip6 = p.v6.map(|v| v.ip);
                 e.mac = Some(p.mac);
                 e.veth = Some(p.veth.clone());
                 e.ifname = Some(p.ifname.clone());
@@ -1009,26 +1141,42 @@ impl Networks {
                 ports: maps.clone(),
             });
             held.insert(id.to_owned(), fds);
+            *version += 1;
             (plans, maps)
         };
         let t0 = std::time::Instant::now();
         let mut marks = Vec::new();
-        let inner = Netlink::inside(ns)?;
-        inner.lo_up().await?;
-        marks.push(("lo", t0.elapsed()));
-        for p in &plans {
-            let br = self
-                .nl
-                .index(&p.br)
-                .await?
-                .ok_or_else(|| Error::Kernel(format!("bridge {} is missing", p.br)))?;
-            marks.push(("bridge index", t0.elapsed()));
+        // the bridges' indexes are asked while the namespace is made
+        let indexes = async {
+            let mut out = Vec::new();
+            for p in &plans {
+                out.push(
+                    self.nl
+                        .index(&p.br)
+                        .await?
+                        .ok_or_else(|| Error::Kernel(format!("bridge {} is missing", p.br)))?,
+                );
+            }
+            Ok::<_, Error>(out)
+        };
+        let (made, indexes) = tokio::join!(netlink::create_netns(path), indexes);
+        let (ns, inner) = made?;
+        let indexes = indexes?;
+        marks.push(("netns", t0.elapsed()));
+        if plans.is_empty() {
+            inner.lo_up().await?;
+        }
+        for (i, (p, br)) in plans.iter().zip(indexes).enumerate() {
             self.nl
-                .add_veth(&p.veth, br, ns, &p.ifname, p.mac, p.mtu)
+                .add_veth(&p.veth, br, &ns, &p.ifname, p.mac, p.mtu)
                 .await?;
             marks.push(("veth", t0.elapsed()));
+            if p.v6.is_some() {
+                // lo too, as dockerd: ::1 in a container with IPv6
+                netlink::enable_ipv6(&ns, &["lo", &p.ifname]).await?;
+            }
             inner
-                .configure(&p.ifname, Cidr::new(p.ip, p.prefix), p.gw)
+                .configure(&p.ifname, Cidr::new(p.ip, p.prefix), p.gw, i == 0, p.v6)
                 .await?;
             marks.push(("address+route", t0.elapsed()));
         }
@@ -1037,16 +1185,16 @@ impl Networks {
             self.apply_rules().await?;
             marks.push(("nft", t0.elapsed()));
         }
-        {
-            let st = lock(&self.st);
-            self.save(&st, false)?;
-        }
+        // the sandbox is on disk before its container runs: a daemon killed from here on finds
+        // it at restart (live-restore, addresses not given twice)
+        self.persist(false)?;
         marks.push(("save", t0.elapsed()));
         tracing::debug!("network up {}: {marks:?}", &id[..id.len().min(12)]);
-        Ok(SandboxInfo {
+        let info = SandboxInfo {
             netns: path.to_path_buf(),
             addresses: plans.iter().map(|p| (p.net_name.clone(), p.ip)).collect(),
             user_defined: plans.iter().any(|p| p.user),
+            address6: plans.iter().find_map(|p| p.v6.map(|v| v.ip)),
             gateway: plans.iter().find(|p| p.default_bridge).and_then(|_| {
                 let st = lock(&self.st);
                 st.s.networks
@@ -1054,7 +1202,8 @@ impl Networks {
                     .find(|n| n.predefined && n.is_bridge())
                     .and_then(|n| n.gateway)
             }),
-        })
+        };
+        Ok((info, ns))
     }
 
     /// Serve 127.0.0.11 inside the container's namespace, answering from our state.
@@ -1092,13 +1241,17 @@ impl Networks {
             m.sandbox = None;
             for e in &mut m.endpoints {
                 e.ip = None;
+                e.ip6 = None;
                 e.mac = None;
                 e.veth = None;
                 e.ifname = None;
                 e.endpoint_id.clear();
             }
         }
-        let _ = self.save(&st, false);
+        st.version += 1;
+        drop(st);
+        // a sandbox still on disk after a kill -9 is released again by `reconcile`
+        self.persist_soon();
     }
 
     /// After the container's process is gone: drop the namespace (the kernel removes the
@@ -1140,7 +1293,9 @@ impl Networks {
             self.down(&id).await;
         }
         let mut st = lock(&self.st);
-        let State { s, held, .. } = &mut *st;
+        let State {
+            s, held, version, ..
+        } = &mut *st;
         for m in s.members.values() {
             let Some(sb) = &m.sandbox else { continue };
             let mut fds = Vec::new();
@@ -1155,6 +1310,7 @@ impl Networks {
         // members of containers that no longer exist
         s.members
             .retain(|id, m| running.contains(id) || m.sandbox.is_none());
+        *version += 1;
         let dns_wanted: Vec<(String, PathBuf)> = s
             .members
             .values()
@@ -1191,12 +1347,18 @@ impl Networks {
         let before = st.s.members.len();
         st.s.members.retain(|id, _| known.contains(id));
         if st.s.members.len() != before {
-            let _ = self.save(&st, false);
+            st.version += 1;
+            drop(st);
+            let _ = self.persist(false);
         }
     }
 
     /// At daemon shutdown: with no sandbox left, remove our bridges, table and netns mount.
     pub async fn shutdown(&self) {
+        // what was left to a background write
+        if let Err(e) = self.persist(false) {
+            tracing::warn!("{e}");
+        }
         let (bridges, busy) = {
             let st = lock(&self.st);
             (
@@ -1233,6 +1395,7 @@ impl Networks {
         let mut addresses = Vec::new();
         let mut user_defined = false;
         let mut gateway = None;
+        let address6 = m.endpoints.iter().find_map(|e| e.ip6);
         for e in &m.endpoints {
             let Some(n) = st.s.networks.iter().find(|n| n.id == e.network) else {
                 continue;
@@ -1250,6 +1413,7 @@ impl Networks {
             addresses,
             user_defined,
             gateway,
+            address6,
         })
     }
 
@@ -1269,6 +1433,7 @@ impl Networks {
             veth: String,
             ifname: String,
             mtu: Option<u32>,
+            v6: Option<V6>,
         }
         let wire = {
             let mut st = lock(&self.st);
@@ -1294,6 +1459,13 @@ impl Networks {
                     .filter(|e| e.network == net.id)
                     .filter_map(|e| e.ip)
                     .collect();
+            let mut used6: BTreeSet<Ipv6Addr> =
+                st.s.members
+                    .values()
+                    .flat_map(|m| m.endpoints.iter())
+                    .filter(|e| e.network == net.id)
+                    .filter_map(|e| e.ip6)
+                    .collect();
             let nets = st.s.networks.clone();
             let m = st.s.members.get_mut(id).ok_or_else(|| {
                 Error::NotFound(format!("no network configuration for container {id}"))
@@ -1309,6 +1481,7 @@ impl Networks {
                 spec: spec.clone(),
                 endpoint_id: String::new(),
                 ip: None,
+                ip6: None,
                 mac: None,
                 veth: None,
                 ifname: None,
@@ -1340,9 +1513,32 @@ impl Networks {
                         .map(|i| format!("eth{i}"))
                         .find(|n| !taken.contains(n))
                         .unwrap_or_default();
+                    let v6 = match (net.subnet6, net.gateway6) {
+                        (Some(sub6), Some(gw6)) => {
+                            used6.insert(gw6);
+                            let ip6 = match spec.ipv6 {
+                                Some(ip) if used6.contains(&ip) => return Err(Error::Forbidden("Address already in use".into())),
+                                Some(ip) => ip,
+                                None => ipam::allocate6(&sub6, &used6).ok_or_else(|| {
+                                    Error::Forbidden(format!("no available IPv6 addresses on this network's address pools: {} ({})", net.name, net.id))
+                                })?,
+                            };
+                            let has_route6 = m.endpoints.iter().any(|e| {
+                                e.ip6.is_some()
+                                    && nets.iter().any(|n| n.id == e.network && !n.internal)
+                            });
+                            Some(V6 {
+                                ip: ip6,
+                                prefix: sub6.prefix,
+                                gw: (!has_route6 && !net.internal).then_some(gw6),
+                            })
+                        }
+                        _ => None,
+                    };
                     let r: [u8; 4] = rand::random();
                     let veth = format!("veth{}", &hex::encode(r)[..7]);
                     ep.ip = Some(ip);
+                    ep.ip6 = v6.map(|v| v.ip);
                     ep.mac = Some(mac);
                     ep.veth = Some(veth.clone());
                     ep.ifname = Some(ifname.clone());
@@ -1357,6 +1553,7 @@ impl Networks {
                         veth,
                         ifname,
                         mtu: net.mtu,
+                        v6,
                     })
                 }
                 _ => None,
@@ -1376,9 +1573,12 @@ impl Networks {
                 self.nl
                     .add_veth(&w.veth, br, &ns, &w.ifname, w.mac, w.mtu)
                     .await?;
+                if w.v6.is_some() {
+                    netlink::enable_ipv6(&ns, &["lo", &w.ifname]).await?;
+                }
                 let inner = Netlink::inside(&ns)?;
                 inner
-                    .configure(&w.ifname, Cidr::new(w.ip, w.prefix), w.gw)
+                    .configure(&w.ifname, Cidr::new(w.ip, w.prefix), w.gw, false, w.v6)
                     .await?;
                 let user = lock(&self.st)
                     .s
@@ -1404,8 +1604,8 @@ impl Networks {
                 return Err(e);
             }
         }
-        let st = lock(&self.st);
-        self.save(&st, false)
+        lock(&self.st).version += 1;
+        self.persist(false)
     }
 
     /// `network disconnect`.
@@ -1433,9 +1633,10 @@ impl Networks {
                 .as_ref()
                 .map(|s| !s.ports.is_empty())
                 .unwrap_or(false);
-            self.save(&st, false)?;
+            st.version += 1;
             (ep, netns, had_ports)
         };
+        self.persist(false)?;
         if let (Some(ns), Some(ifname)) = (netns, ep.ifname) {
             let ns = File::open(&ns)
                 .map_err(|e| Error::Kernel(format!("opening {}: {e}", ns.display())))?;
@@ -1572,8 +1773,17 @@ fn endpoint_json(s: &store::State, m: &Member, e: Option<&store::Endpoint>) -> V
         dns.extend(aliases.iter().cloned());
     }
     let ipam = e
-        .and_then(|e| e.spec.ipv4)
-        .map(|ip| json!({ "IPv4Address": ip.to_string() }));
+        .filter(|e| e.spec.ipv4.is_some() || e.spec.ipv6.is_some())
+        .map(|e| {
+            let mut c = serde_json::Map::new();
+            if let Some(ip) = e.spec.ipv4 {
+                c.insert("IPv4Address".into(), json!(ip.to_string()));
+            }
+            if let Some(ip) = e.spec.ipv6 {
+                c.insert("IPv6Address".into(), json!(ip.to_string()));
+            }
+            Value::Object(c)
+        });
     json!({
         "IPAMConfig": ipam,
         "Links": e.filter(|e| !e.spec.links.is_empty()).map(|e| json!(e.spec.links)),
@@ -1586,9 +1796,9 @@ fn endpoint_json(s: &store::State, m: &Member, e: Option<&store::Endpoint>) -> V
         "Gateway": match (running && ip.is_some(), net.and_then(|n| n.gateway)) { (true, Some(g)) => g.to_string(), _ => String::new() },
         "IPAddress": if running { ip.map(|i| i.to_string()).unwrap_or_default() } else { String::new() },
         "IPPrefixLen": if running && ip.is_some() { net.and_then(|n| n.subnet).map(|s| s.prefix).unwrap_or(0) } else { 0 },
-        "IPv6Gateway": "",
-        "GlobalIPv6Address": "",
-        "GlobalIPv6PrefixLen": 0,
+        "IPv6Gateway": match (running, e.and_then(|e| e.ip6), net.and_then(|n| n.gateway6)) { (true, Some(_), Some(g)) => g.to_string(), _ => String::new() },
+        "GlobalIPv6Address": match (running, e.and_then(|e| e.ip6)) { (true, Some(ip)) => ip.to_string(), _ => String::new() },
+        "GlobalIPv6PrefixLen": match (running, e.and_then(|e| e.ip6), net.and_then(|n| n.subnet6)) { (true, Some(_), Some(s)) => s.prefix, _ => 0 },
         "DNSNames": if dns.is_empty() { Value::Null } else { json!(dns) },
     })
 }
@@ -1637,12 +1847,79 @@ fn endpoint_spec(v: &Value) -> Result<EndpointSpec> {
         }
         _ => None,
     };
+    let ipv6 = match v.pointer("/IPAMConfig/IPv6Address").and_then(Value::as_str) {
+        Some(s) if !s.is_empty() => Some(
+            s.parse::<Ipv6Addr>()
+                .map_err(|_| Error::Invalid(format!("invalid IPv6 address: {s}")))?,
+        ),
+        _ => None,
+    };
     Ok(EndpointSpec {
         aliases: strs("Aliases"),
         ipv4,
+        ipv6,
         mac,
         links: strs("Links"),
     })
+}
+
+/// A container's IPv6 address on a network, and the default route's gateway if this network
+/// gives it.
+#[derive(Debug, Clone, Copy)]
+pub struct V6 {
+    pub ip: Ipv6Addr,
+    pub prefix: u8,
+    pub gw: Option<Ipv6Addr>,
+}
+
+/// The IPv6 subnet and gateway of a new `--ipv6` network. dockerd 20.10 has no default IPv6
+/// pools: the subnet must be given.
+fn ipv6_pool(nets: &[Network], req: &CreateRequest) -> Result<(Cidr6, Ipv6Addr, bool)> {
+    let Some(s) = req
+        .subnet6
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    else {
+        // dockerd's status too
+        return Err(Error::NotFound(
+            "could not find an available, non-overlapping IPv6 address pool among the defaults to assign to the network".into(),
+        ));
+    };
+    let c: Cidr6 = s.parse().map_err(Error::Invalid)?;
+    let c = c.network();
+    if c.prefix > 126 {
+        return Err(Error::Invalid(format!("subnet {c} is too small")));
+    }
+    if let Some(o) = nets
+        .iter()
+        .filter_map(|n| n.subnet6)
+        .find(|o| o.overlaps(&c))
+    {
+        return Err(Error::Forbidden(format!(
+            "Pool overlaps with other one on this address space ({c} and {})",
+            o.network()
+        )));
+    }
+    let given = req.gateway6.as_deref().is_some_and(|g| !g.is_empty());
+    let gw = match req.gateway6.as_deref().filter(|g| !g.is_empty()) {
+        Some(g) => {
+            let ip: Ipv6Addr = g
+                .split('/')
+                .next()
+                .unwrap_or("")
+                .parse()
+                .map_err(|_| Error::Invalid(format!("invalid gateway address: {g}")))?;
+            if !c.contains(ip) {
+                return Err(Error::Invalid(format!(
+                    "no matching subnet for gateway {g}"
+                )));
+            }
+            ip
+        }
+        None => Ipv6Addr::from(c.first() + 1),
+    };
+    Ok((c, gw, given))
 }
 
 fn check_spec(net: &Network, spec: &EndpointSpec) -> Result<()> {
@@ -1651,6 +1928,16 @@ fn check_spec(net: &Network, spec: &EndpointSpec) -> Result<()> {
             return Err(Error::Invalid("user specified IP address is supported only when connecting to networks with user configured subnets".into()));
         }
         if !net.subnet.map(|s| s.contains(ip)).unwrap_or(false) {
+            return Err(Error::Invalid(format!(
+                "no configured subnet or ip-range contain the IP address {ip}"
+            )));
+        }
+    }
+    if let Some(ip) = spec.ipv6 {
+        if net.predefined || net.subnet6.is_none() {
+            return Err(Error::Invalid("user specified IP address is supported only when connecting to networks with user configured subnets".into()));
+        }
+        if !net.subnet6.is_some_and(|s| s.contains(ip)) {
             return Err(Error::Invalid(format!(
                 "no configured subnet or ip-range contain the IP address {ip}"
             )));
@@ -1779,10 +2066,13 @@ impl berth_dns::Resolve for Resolver {
                 || (q.len() == 12 && m.id.starts_with(&q))
                 || e.spec.aliases.iter().any(|a| a.eq_ignore_ascii_case(&q))
                 || format!("{}.{}", m.name, n.name).eq_ignore_ascii_case(&q);
-            if hit && let Some(ip) = e.ip {
-                let ip = std::net::IpAddr::V4(ip);
-                if !out.contains(&ip) {
-                    out.push(ip);
+            if hit {
+                let v4 = e.ip.map(std::net::IpAddr::V4);
+                let v6 = e.ip6.map(std::net::IpAddr::V6);
+                for ip in v4.into_iter().chain(v6) {
+                    if !out.contains(&ip) {
+                        out.push(ip);
+                    }
                 }
             }
         });
@@ -1792,7 +2082,10 @@ impl berth_dns::Resolve for Resolver {
     fn reverse(&self, addr: std::net::IpAddr) -> Option<String> {
         let mut out = None;
         self.each(|m, e, n| {
-            if out.is_none() && e.ip.map(std::net::IpAddr::V4) == Some(addr) {
+            if out.is_none()
+                && (e.ip.map(std::net::IpAddr::V4) == Some(addr)
+                    || e.ip6.map(std::net::IpAddr::V6) == Some(addr))
+            {
                 out = Some(format!("{}.{}", m.name, n.name));
             }
         });

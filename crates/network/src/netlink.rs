@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -18,8 +18,8 @@ use rtnetlink::{
     Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder,
 };
 
-use crate::ipam::Cidr;
-use crate::{Error, Result};
+use crate::ipam::{Cidr, Cidr6};
+use crate::{Error, Result, V6};
 
 fn nl(what: &str, e: rtnetlink::Error) -> Error {
     Error::Kernel(format!("{what}: {e}"))
@@ -80,8 +80,15 @@ impl Netlink {
         }
     }
 
-    /// Make sure bridge `name` exists, carries `gw` and is up. Returns whether it was created.
-    pub async fn ensure_bridge(&self, name: &str, gw: Cidr, mtu: Option<u32>) -> Result<bool> {
+    /// Make sure bridge `name` exists, carries `gw` (and `gw6` in its IPv6 subnet: IPv6 is off
+    /// on bridges without one) and is up. Returns whether it was created.
+    pub async fn ensure_bridge(
+        &self,
+        name: &str,
+        gw: Cidr,
+        gw6: Option<(Cidr6, Ipv6Addr)>,
+        mtu: Option<u32>,
+    ) -> Result<bool> {
         let (idx, created) = match self.index(name).await? {
             Some(i) => (i, false),
             None => {
@@ -102,9 +109,12 @@ impl Netlink {
                 (i, true)
             }
         };
-        // IPv4 only for now; and route_localnet lets 127.0.0.1:port reach a container (DNAT in
-        // the output hook keeps the loopback source until it is masqueraded).
-        let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+        // route_localnet lets 127.0.0.1:port reach a container (DNAT in the output hook keeps
+        // the loopback source until it is masqueraded)
+        let _ = std::fs::write(
+            format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"),
+            if gw6.is_some() { "0" } else { "1" },
+        );
         let _ = std::fs::write(
             format!("/proc/sys/net/ipv4/conf/{name}/route_localnet"),
             "1",
@@ -116,6 +126,17 @@ impl Netlink {
             .execute()
             .await
             .map_err(|e| nl(&format!("adding {gw} to {name}"), e))?;
+        if let Some((sub, a)) = gw6 {
+            let mut req = self
+                .h
+                .address()
+                .add(idx, IpAddr::V6(a), sub.prefix)
+                .replace();
+            nodad(req.message_mut());
+            req.execute()
+                .await
+                .map_err(|e| nl(&format!("adding {a}/{} to {name}", sub.prefix), e))?;
+        }
         self.h
             .link()
             .set(LinkUnspec::new_with_index(idx).up().build())
@@ -147,6 +168,8 @@ impl Netlink {
         mac: [u8; 6],
         mtu: Option<u32>,
     ) -> Result<()> {
+        // not up here: veth_open refuses (ENOTCONN) before the pair is complete; `configure`
+        // brings it up
         let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
             .name(ifname.to_owned())
             .address(mac.to_vec())
@@ -184,33 +207,79 @@ impl Netlink {
             .map_err(|e| nl("bringing lo up", e))
     }
 
-    /// Inside a container namespace: address on `ifname`, up, and the default route via `gw`.
-    pub async fn configure(&self, ifname: &str, addr: Cidr, gw: Option<Ipv4Addr>) -> Result<()> {
+    /// Inside a container namespace: address on `ifname`, up, and the default route via `gw`,
+    /// the same for IPv6 with `v6` (IPv6 enabled on `ifname` first: `enable_ipv6`); with `lo`,
+    /// lo up as well. The requests go out together
+    /// (one socket: the kernel takes them in order, so the route finds its gateway's subnet)
+    /// and their answers are awaited together.
+    pub async fn configure(
+        &self,
+        ifname: &str,
+        addr: Cidr,
+        gw: Option<Ipv4Addr>,
+        lo: bool,
+        v6: Option<V6>,
+    ) -> Result<()> {
         let idx = self
             .index(ifname)
             .await?
             .ok_or_else(|| Error::Kernel(format!("{ifname} missing in the container namespace")))?;
-        self.h
-            .address()
-            .add(idx, IpAddr::V4(addr.addr), addr.prefix)
-            .execute()
-            .await
-            .map_err(|e| nl(&format!("adding {addr} to {ifname}"), e))?;
-        self.h
-            .link()
-            .set(LinkUnspec::new_with_index(idx).up().build())
-            .execute()
-            .await
-            .map_err(|e| nl(&format!("bringing {ifname} up"), e))?;
-        if let Some(gw) = gw {
+        let lo_up = async { if lo { self.lo_up().await } else { Ok(()) } };
+        let add = async {
             self.h
-                .route()
-                .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build())
+                .address()
+                .add(idx, IpAddr::V4(addr.addr), addr.prefix)
                 .execute()
                 .await
-                .map_err(|e| nl(&format!("default route via {gw}"), e))?;
-        }
-        Ok(())
+                .map_err(|e| nl(&format!("adding {addr} to {ifname}"), e))
+        };
+        let route = async {
+            match gw {
+                Some(gw) => self
+                    .h
+                    .route()
+                    .add(RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build())
+                    .execute()
+                    .await
+                    .map_err(|e| nl(&format!("default route via {gw}"), e)),
+                None => Ok(()),
+            }
+        };
+        let up = async {
+            self.h
+                .link()
+                .set(LinkUnspec::new_with_index(idx).up().build())
+                .execute()
+                .await
+                .map_err(|e| nl(&format!("bringing {ifname} up"), e))
+        };
+        let add6 = async {
+            let Some(v) = v6 else { return Ok(()) };
+            let mut req = self.h.address().add(idx, IpAddr::V6(v.ip), v.prefix);
+            nodad(req.message_mut());
+            req.execute()
+                .await
+                .map_err(|e| nl(&format!("adding {}/{} to {ifname}", v.ip, v.prefix), e))
+        };
+        let route6 = async {
+            let Some(gw) = v6.and_then(|v| v.gw) else {
+                return Ok(());
+            };
+            self.h
+                .route()
+                .add(
+                    RouteMessageBuilder::<Ipv6Addr>::new()
+                        .gateway(gw)
+                        .output_interface(idx)
+                        .build(),
+                )
+                .execute()
+                .await
+                .map_err(|e| nl(&format!("default route via {gw}"), e))
+        };
+        // join! polls in order, so the requests are sent in this order
+        let (a, b, c, d, e, f) = tokio::join!(lo_up, add, up, route, add6, route6);
+        a.and(b).and(c).and(d).and(e).and(f)
     }
 
     /// Inside a container namespace: remove `ifname` (network disconnect).
@@ -219,48 +288,113 @@ impl Netlink {
     }
 }
 
+/// Usable at once (as dockerd adds IPv6 addresses): no duplicate address detection, whose
+/// second of "tentative" would fail the first connections.
+fn nodad(m: &mut rtnetlink::packet_route::address::AddressMessage) {
+    use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+    m.attributes
+        .push(AddressAttribute::Flags(AddressFlags::Nodad));
+}
+
 fn cpath(p: &Path) -> Result<CString> {
     CString::new(p.as_os_str().as_bytes())
         .map_err(|_| Error::Kernel(format!("bad path {}", p.display())))
 }
 
-/// Create a network namespace held by a bind mount at `path` (like `ip netns add`).
-pub fn create_netns(path: &Path) -> Result<File> {
+/// Create a network namespace held by a bind mount at `path` (like `ip netns add`), with IPv6
+/// off inside (as dockerd does on networks without IPv6: no link-local addresses, duplicate
+/// address detection or multicast reports on the bridge), and a netlink connection in it.
+/// One short-lived thread does it all (unshare changes only the calling thread's namespace),
+/// awaited without blocking the runtime.
+pub async fn create_netns(path: &Path) -> Result<(File, Netlink)> {
     let p = path.to_path_buf();
-    std::thread::spawn(move || -> Result<File> {
-        let k =
-            |what: &str, e: std::io::Error| Error::Kernel(format!("{what} {}: {e}", p.display()));
-        File::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&p)
-            .map_err(|e| k("creating", e))?;
-        // SAFETY: plain syscalls on this thread only (it exits right after).
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(k("unshare netns for", std::io::Error::last_os_error()));
-        }
-        let src = cpath(Path::new("/proc/thread-self/ns/net"))?;
-        let dst = cpath(&p)?;
-        // SAFETY: valid NUL-terminated paths.
-        if unsafe {
-            libc::mount(
-                src.as_ptr(),
-                dst.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND,
-                std::ptr::null(),
-            )
-        } != 0
-        {
-            let e = std::io::Error::last_os_error();
-            let _ = std::fs::remove_file(&p);
-            return Err(k("bind-mounting netns on", e));
-        }
-        File::open(&p).map_err(|e| k("opening", e))
-    })
-    .join()
-    .map_err(|_| Error::Kernel("netns thread panicked".into()))?
+    let rt = tokio::runtime::Handle::current();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("berth-netns".into())
+        .spawn(move || {
+            let _ = tx.send(make_netns(&p, &rt));
+        })
+        .map_err(|e| Error::Kernel(format!("netns thread: {e}")))?;
+    rx.await
+        .map_err(|_| Error::Kernel("netns thread panicked".into()))?
+}
+
+fn make_netns(p: &Path, rt: &tokio::runtime::Handle) -> Result<(File, Netlink)> {
+    let k = |what: &str, e: std::io::Error| Error::Kernel(format!("{what} {}: {e}", p.display()));
+    File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(p)
+        .map_err(|e| k("creating", e))?;
+    // SAFETY: plain syscalls on this thread only (it exits right after).
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        return Err(k("unshare netns for", std::io::Error::last_os_error()));
+    }
+    let src = cpath(Path::new("/proc/thread-self/ns/net"))?;
+    let dst = cpath(p)?;
+    // SAFETY: valid NUL-terminated paths.
+    if unsafe {
+        libc::mount(
+            src.as_ptr(),
+            dst.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    } != 0
+    {
+        let e = std::io::Error::last_os_error();
+        let _ = std::fs::remove_file(p);
+        return Err(k("bind-mounting netns on", e));
+    }
+    let undo = |e: Error| {
+        remove_netns(p);
+        e
+    };
+    let f = File::open(p).map_err(|e| undo(k("opening", e)))?;
+    // /proc/sys/net is this thread's namespace's; without the ipv6 module there is nothing
+    // to turn off ("all" covers the default of interfaces made later too)
+    let _ = std::fs::write("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1");
+    let _g = rt.enter();
+    let (conn, h, _) = rtnetlink::new_connection()
+        .map_err(|e| undo(Error::Kernel(format!("netlink socket in netns: {e}"))))?;
+    rt.spawn(conn);
+    Ok((f, Netlink { h }))
+}
+
+/// Turn IPv6 on for `ifnames` inside `ns` (off for every interface at `create_netns`), as
+/// dockerd does for the interfaces of IPv6 networks.
+pub async fn enable_ipv6(ns: &File, ifnames: &[&str]) -> Result<()> {
+    let fd = ns
+        .try_clone()
+        .map_err(|e| Error::Kernel(format!("dup netns fd: {e}")))?;
+    let files: Vec<String> = ifnames
+        .iter()
+        .map(|i| format!("/proc/sys/net/ipv6/conf/{i}/disable_ipv6"))
+        .collect();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("berth-netns".into())
+        .spawn(move || {
+            // SAFETY: a valid namespace fd; affects only this throwaway thread.
+            let r = if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                Err(Error::Kernel(format!(
+                    "joining the container's namespace: {}",
+                    std::io::Error::last_os_error()
+                )))
+            } else {
+                files.iter().try_for_each(|f| {
+                    std::fs::write(f, "0")
+                        .map_err(|e| Error::Kernel(format!("enabling IPv6 ({f}): {e}")))
+                })
+            };
+            let _ = tx.send(r);
+        })
+        .map_err(|e| Error::Kernel(format!("netns thread: {e}")))?;
+    rx.await
+        .map_err(|_| Error::Kernel("netns thread panicked".into()))?
 }
 
 /// Drop a namespace made by `create_netns`: the kernel destroys its veths once the last

@@ -10,7 +10,7 @@ use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
-use crate::ipam::Cidr;
+use crate::ipam::{Cidr, Cidr6};
 use crate::{Error, Result};
 
 /// A bridge network as the rules see it.
@@ -21,6 +21,9 @@ pub struct BridgeRules {
     pub masquerade: bool,
     pub icc: bool,
     pub internal: bool,
+    /// The IPv6 subnet of an `--ipv6` network (only icc=false has IPv6 rules: berth does not
+    /// turn on the host's IPv6 forwarding, so nothing is routed between networks or out).
+    pub subnet6: Option<Cidr6>,
 }
 
 /// One published port: `host_ip:host_port -> ip:port/proto`.
@@ -122,7 +125,12 @@ pub fn render(table: &str, bridges: &[BridgeRules], dnats: &[Dnat]) -> String {
         .filter(|b| !b.icc)
         .map(|b| {
             let n = b.subnet.network();
-            format!("    ip saddr {n} ip daddr {n} drop\n")
+            let mut r = format!("    ip saddr {n} ip daddr {n} drop\n");
+            if let Some(n6) = b.subnet6 {
+                let n6 = n6.network();
+                r.push_str(&format!("    ip6 saddr {n6} ip6 daddr {n6} drop\n"));
+            }
+            r
         })
         .collect();
     if !closed.is_empty() {
@@ -194,6 +202,7 @@ mod tests {
             masquerade: true,
             icc: true,
             internal,
+            subnet6: None,
         };
         let t = render(
             "berth",
@@ -218,8 +227,10 @@ mod tests {
         assert!(!t.contains("table bridge berth {\n"));
         let mut closed = b("br-y", "172.19.0.1/16", false);
         closed.icc = false;
+        closed.subnet6 = Some("fd99:1::/64".parse().unwrap());
         let t = render("berth", &[closed], &[]);
         assert!(t.contains("ip saddr 172.19.0.0/16 ip daddr 172.19.0.0/16 drop"));
+        assert!(t.contains("ip6 saddr fd99:1::/64 ip6 daddr fd99:1::/64 drop"));
         assert!(t.contains("table bridge berth {\n"));
     }
 }

@@ -4,12 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ipam::Cidr;
+use crate::ipam::{Cidr, Cidr6};
 use crate::ports::PortMap;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,9 +43,20 @@ pub struct Network {
     /// IPAM.Config was given by the user (shown as such in inspect).
     #[serde(default)]
     pub user_ipam: bool,
+    /// So was its gateway (inspect shows a given subnet's gateway only then, as dockerd).
+    #[serde(default)]
+    pub gateway_given: bool,
     /// bridge, host, none: cannot be removed.
     #[serde(default)]
     pub predefined: bool,
+    /// `--ipv6`: the IPv6 subnet and the bridge's address in it.
+    #[serde(default)]
+    pub subnet6: Option<Cidr6>,
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
+    /// The IPv6 gateway was given (inspect shows it only then, as dockerd).
+    #[serde(default)]
+    pub gateway6_given: bool,
 }
 
 fn yes() -> bool {
@@ -64,6 +75,9 @@ pub struct EndpointSpec {
     #[serde(default)]
     pub aliases: Vec<String>,
     pub ipv4: Option<Ipv4Addr>,
+    /// `--ip6`
+    #[serde(default)]
+    pub ipv6: Option<Ipv6Addr>,
     pub mac: Option<String>,
     /// `--link name:alias` (default bridge)
     #[serde(default)]
@@ -78,6 +92,8 @@ pub struct Endpoint {
     #[serde(default)]
     pub endpoint_id: String,
     pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
     pub mac: Option<[u8; 6]>,
     pub veth: Option<String>,
     pub ifname: Option<String>,
@@ -125,14 +141,19 @@ pub fn load(file: &Path) -> std::io::Result<State> {
 }
 
 pub fn save(file: &Path, st: &State, durable: bool) -> std::io::Result<()> {
+    let data = serde_json::to_vec(st).map_err(std::io::Error::other)?;
+    write(file, &data, durable)
+}
+
+/// Replace the state file with `data` (serialised state) through a temp file and a rename.
+pub fn write(file: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
     if let Some(d) = file.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let data = serde_json::to_vec(st).map_err(std::io::Error::other)?;
     let tmp = file.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&data)?;
+        f.write_all(data)?;
         if durable {
             f.sync_all()?;
         }

@@ -228,8 +228,16 @@ pub async fn build(State(s): State<AppState>, req: Request) -> ApiResult<Respons
         let res = berth_engine::builds::build(engine, input, params, sink).await;
         let _ = done.send(Value::Null);
         let _ = fwd.await;
-        if let Err(e) = res {
-            let _ = tx.send(Err(e)).await;
+        if let Err(f) = res {
+            // a failed RUN: dockerd's JSONError with the exit status as its code
+            let item = match f.code {
+                Some(code) => Ok(json_line(&json!({
+                    "errorDetail": {"code": code, "message": &f.error.message},
+                    "error": &f.error.message,
+                }))),
+                None => Err(f.error),
+            };
+            let _ = tx.send(item).await;
         }
     });
     Ok(stream::first_or_error(rx, "application/json", Some(error_line)).await)

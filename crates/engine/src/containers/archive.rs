@@ -310,6 +310,69 @@ impl Containers {
     }
 }
 
+/// A directory tree (an image's filesystem the builder holds, read-only) seen as a container
+/// would see it: every path resolved inside it, symlinks included. Lets the builder ask about
+/// and copy out of an image without creating a container. Blocking.
+pub struct RootView(FsView);
+
+impl RootView {
+    pub fn open(root: &Path) -> Result<RootView> {
+        FsView::open(root, &[])
+            .map(RootView)
+            .map_err(|e| io_err("opening image filesystem", e))
+    }
+
+    /// Whether `path` is (or links to) a directory.
+    pub fn is_dir(&self, path: &str) -> bool {
+        self.0
+            .resolve(abs_path(path).as_bytes(), true, false)
+            .is_ok_and(|r| r.is_dir())
+    }
+
+    /// The canonical path of `path` with every symlink followed (inside the root).
+    pub fn canonical(&self, path: &str) -> std::result::Result<String, Errno> {
+        Ok(self
+            .0
+            .resolve(abs_path(path).as_bytes(), true, false)?
+            .path())
+    }
+
+    /// `path` without following a last symlink: its canonical path (symlinks of the parents
+    /// resolved) and whether it is a directory.
+    pub fn lstat(&self, path: &str) -> std::result::Result<(String, bool), Errno> {
+        let r = self.0.resolve(abs_path(path).as_bytes(), false, false)?;
+        Ok((r.path(), r.is_dir()))
+    }
+
+    /// Mode (permission bits), owner and mtime of `path` (a last symlink not followed).
+    pub fn meta(&self, path: &str) -> std::result::Result<(u32, u32, u32, i64), Errno> {
+        let r = self.0.resolve(abs_path(path).as_bytes(), false, false)?;
+        Ok((
+            r.stat.st_mode & 0o7777,
+            r.stat.st_uid,
+            r.stat.st_gid,
+            r.stat.st_mtime,
+        ))
+    }
+
+    /// The tar `GET /containers/{id}/archive?path=` would give for `path` (named by its last
+    /// element). A missing path is a NotFound error.
+    pub fn archive(&self, path: &str, out: &mut dyn Write) -> Result<()> {
+        let abs = abs_path(path);
+        let r = self
+            .0
+            .resolve(abs.as_bytes(), asserts_dir(&abs), false)
+            .map_err(|e| match e {
+                Errno::NOENT => Error::not_found(format!("stat {path}: file does not exist")),
+                e => Error::invalid(format!("stat {path}: {e}")),
+            })?;
+        let mut w = TarWriter::new(&self.0, out, false);
+        w.tree(r.fd, r.stat, r.comps, go_base(&abs).into_bytes())
+            .and_then(|()| w.finish())
+            .map_err(|e| io_err("writing archive", e))
+    }
+}
+
 /// dockerd's stat of a container path: `lstat` (a trailing `/` or `/.` follows a last
 /// symlink), plus the fully resolved target of a symlink.
 fn stat_path(view: &FsView, path: &str, ctr: &str) -> Result<PathStat> {

@@ -9,6 +9,7 @@
 //! `commit` turns the same upper dir (minus those mount points) into a layer on top of the
 //! container's image.
 
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -303,27 +304,20 @@ impl Containers {
             .collect();
         let rec = self.get(name)?.record();
         let parent: Option<Digest> = rec.image_id.parse().ok();
-        let (upper, _) = self.upper_and_lowers(&rec);
+        let (upper, lowers) = self.upper_and_lowers(&rec);
         let store = self.0.images.clone();
         blocking(move || {
+            let mut anchors: Vec<&[u8]> = INIT_PATHS.iter().map(|p| p.as_bytes()).collect();
+            anchors.extend(skip.iter().map(|s| &s[..]));
+            let copied_up = copied_up_only(&upper, &lowers, &anchors, &|p| skipped(p, &skip));
             let (mut r, mut w) = std::io::pipe().map_err(|e| io_err("commit pipe", e))?;
             let writer = std::thread::spawn(move || {
                 berth_image::layer::write_layer_tar_filtered(&upper, &mut w, &|p| {
-                    is_init_path(p)
-                        || skip.iter().any(|s| {
-                            p == &s[..]
-                                || (p.len() > s.len() && p.starts_with(s) && p[s.len()] == b'/')
-                        })
+                    skipped(p, &skip) || copied_up.contains(p)
                 })
             });
-            let id = store.create_image(
-                parent.as_ref(),
-                Some(&mut r),
-                config,
-                history,
-                None,
-                &mut |_| {},
-            );
+            // a step that changed nothing is an empty layer, as with dockerd
+            let id = store.create_child_image(parent.as_ref(), &mut r, config, history);
             let w = writer
                 .join()
                 .map_err(|_| Error::internal("commit: layer writer panicked"))?;
@@ -332,6 +326,73 @@ impl Containers {
         })
         .await
     }
+}
+
+/// Whether `p` is left out of a build step's layer: an init path, or a mount target of the
+/// step (or below one).
+fn skipped(p: &[u8], targets: &[Vec<u8>]) -> bool {
+    is_init_path(p)
+        || targets
+            .iter()
+            .any(|s| p == &s[..] || (p.len() > s.len() && p.starts_with(s) && p[s.len()] == b'/'))
+}
+
+/// Directories of the upper dir that overlay copied up (or the runtime made) only to hold
+/// skipped entries (the runtime's mount points, a step's mount targets): they hold nothing
+/// else and keep the lower layer's mode and owner, if the lower layers have them. dockerd has these in its init layer, so they are no change of the
+/// step and a `RUN true` commits the empty layer. Only ancestors of `anchors` are looked at.
+fn copied_up_only(
+    upper: &Path,
+    lowers: &[PathBuf],
+    anchors: &[&[u8]],
+    skipped: &dyn Fn(&[u8]) -> bool,
+) -> std::collections::HashSet<Vec<u8>> {
+    let mut cands: Vec<Vec<u8>> = Vec::new();
+    for a in anchors {
+        let mut end = a.len();
+        while let Some(i) = a[..end].iter().rposition(|b| *b == b'/') {
+            if !cands.iter().any(|c| c[..] == a[..i]) {
+                cands.push(a[..i].to_vec());
+            }
+            end = i;
+        }
+    }
+    // deepest first: a parent is pruned only when its pruned children are all it holds
+    cands.sort_by_key(|c| std::cmp::Reverse(c.len()));
+    let mut out = std::collections::HashSet::new();
+    for c in cands {
+        let rel = std::ffi::OsStr::from_bytes(&c);
+        let dir = upper.join(rel);
+        let Ok(md) = std::fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !md.is_dir() || xattr_is_y(&dir, berth_image::layer::OPAQUE_XATTR) {
+            continue;
+        }
+        let Some(rel_str) = rel.to_str() else {
+            continue;
+        };
+        // absent below: the runtime made it for a mount point
+        let same_as_lower = in_lower(lowers, rel_str).is_none_or(|l| {
+            l.is_dir() && l.mode() == md.mode() && l.uid() == md.uid() && l.gid() == md.gid()
+        });
+        if !same_as_lower {
+            continue;
+        }
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let only_skipped = rd.flatten().all(|e| {
+            let mut child = c.clone();
+            child.push(b'/');
+            child.extend_from_slice(e.file_name().as_bytes());
+            skipped(&child) || out.contains(&child)
+        });
+        if only_skipped {
+            out.insert(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

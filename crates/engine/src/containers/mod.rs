@@ -47,7 +47,7 @@ use tokio::sync::{oneshot, watch};
 use crate::error::{Error, Result};
 use crate::events::{Actor, EventBus};
 
-pub use archive::PathStat;
+pub use archive::{PathStat, RootView};
 pub use commit::CommitOptions;
 pub use exec::ExecOptions;
 pub use lifecycle::{BUILTIN_RUNTIME, Options};
@@ -655,20 +655,23 @@ impl Containers {
             map.insert(id.clone(), Container::new(rec.clone()));
             rec
         };
-        let registered =
-            net::endpoints_with_mac(&rec, body.pointer("/NetworkingConfig/EndpointsConfig"))
-                .and_then(|eps| {
-                    self.0
-                        .nets
-                        .register(
-                            &id,
-                            &rec.name,
-                            &rec.network_mode(),
-                            eps.as_ref(),
-                            &hc_strs(&rec.host_config, "Links"),
-                        )
-                        .map_err(net::net_error)
-                });
+        let registered = self
+            .check_links(&rec)
+            .and_then(|()| {
+                net::endpoints_with_mac(&rec, body.pointer("/NetworkingConfig/EndpointsConfig"))
+            })
+            .and_then(|eps| {
+                self.0
+                    .nets
+                    .register(
+                        &id,
+                        &rec.name,
+                        &rec.network_mode(),
+                        eps.as_ref(),
+                        &hc_strs(&rec.host_config, "Links"),
+                    )
+                    .map_err(net::net_error)
+            });
         if let Err(e) = registered {
             lock(&self.0.map).remove(&id);
             return Err(e);
@@ -798,6 +801,7 @@ impl Containers {
                 )
             })
         });
+        self.check_links_running(rec)?;
         let sn = net::setup(&self.0.nets, rec, joined.as_ref().map(|j| j.0.clone())).await?;
         phase("network set up");
         let links = self.link_hosts(rec);

@@ -123,7 +123,9 @@ pub(super) fn write_etc(
     let hostname = rec.cfg_str("Hostname");
     let domain = rec.cfg_str("Domainname");
     if let Some(sb) = sb {
-        for (_, ip) in sb.addresses.iter().take(1) {
+        let v4 = sb.addresses.iter().take(1).map(|(_, ip)| ip.to_string());
+        // and the IPv6 one (networks made with --ipv6), as dockerd writes it
+        for ip in v4.chain(sb.address6.map(|ip| ip.to_string())) {
             if domain.is_empty() {
                 hosts.push_str(&format!("{ip}\t{hostname}\n"));
             } else {
@@ -213,6 +215,14 @@ pub(super) fn endpoints_with_mac(rec: &Record, eps: Option<&Value>) -> Result<Op
     Ok(Some(eps))
 }
 
+const HOST_AND_LINKS: &str = "conflicting options: host type networking can't be used with links. This would result in undefined behavior";
+
+/// Network modes where dockerd keeps links as parent/child pairs (`/etc/hosts`, variables,
+/// checked at create and start); on user-defined networks they are DNS aliases.
+fn legacy_links(mode: &str) -> bool {
+    matches!(mode, "bridge" | "default" | "none")
+}
+
 /// One `--link` as written ("name:alias", "/name:/me/alias" or "name"): (target, alias).
 fn split_link(l: &str) -> (&str, &str) {
     let (name, alias) = l.split_once(':').unwrap_or((l, l));
@@ -221,8 +231,10 @@ fn split_link(l: &str) -> (&str, &str) {
 }
 
 /// Docker's legacy link variables of one link (daemon/links ToEnv): the lowest exposed port
-/// (tcp first) as `ALIAS_PORT`, each port's `ALIAS_PORT_<n>_<PROTO>[_ADDR|_PORT|_PROTO]`,
-/// `ALIAS_NAME=/me/alias`, and the target's env (but HOME and PATH) as `ALIAS_ENV_<X>`.
+/// (tcp first) as `ALIAS_PORT`, for each run of 3 or more consecutive ports
+/// `ALIAS_PORT_<first>_<PROTO>_START|_END|_ADDR|_PROTO|_PORT_START|_PORT_END`, each port's
+/// `ALIAS_PORT_<n>_<PROTO>[_ADDR|_PORT|_PROTO]`, `ALIAS_NAME=/me/alias`, and the target's env
+/// (but HOME and PATH) as `ALIAS_ENV_<X>`.
 fn link_env_of(
     alias: &str,
     me: &str,
@@ -243,6 +255,28 @@ fn link_env_of(
     if let Some((n, proto)) = ports.first() {
         out.push(format!("{a}_PORT={proto}://{ip}:{n}"));
     }
+    let mut i = 0;
+    while i < ports.len() {
+        let (n, proto) = &ports[i];
+        let j = next_contiguous(&ports, i);
+        if j > i + 1 {
+            // as dockerd: the run is keyed by its first port and protocol (the numbers alone
+            // decide what is consecutive), its end named by the last port's own protocol
+            let up = proto.to_ascii_uppercase();
+            let (m, mproto) = &ports[j];
+            let k = format!("{a}_PORT_{n}_{up}");
+            out.push(format!("{k}_START={proto}://{ip}:{n}"));
+            out.push(format!("{k}_ADDR={ip}"));
+            out.push(format!("{k}_PROTO={proto}"));
+            out.push(format!("{k}_PORT_START={n}"));
+            let kend = format!("{a}_PORT_{n}_{}", mproto.to_ascii_uppercase());
+            out.push(format!("{kend}_END={mproto}://{ip}:{m}"));
+            out.push(format!("{kend}_PORT_END={m}"));
+            i = j + 1;
+        } else {
+            i += 1;
+        }
+    }
     for (n, proto) in &ports {
         let up = proto.to_ascii_uppercase();
         out.push(format!("{a}_PORT_{n}_{up}={proto}://{ip}:{n}"));
@@ -260,6 +294,19 @@ fn link_env_of(
         }
     }
     out
+}
+
+/// The last index of the run of consecutive port numbers that starts at `i` (dockerd's
+/// nextContiguous: protocols are not compared).
+fn next_contiguous(ports: &[(u16, String)], i: usize) -> usize {
+    let first = u32::from(ports[i].0);
+    // the k-th port after the first must be at most first + k (+ 1 for the step to it)
+    for (step, (k, (n, _))) in ports.iter().enumerate().skip(i + 1).enumerate() {
+        if u32::from(*n) > first + step as u32 + 1 {
+            return k - 1;
+        }
+    }
+    ports.len() - 1
 }
 
 /// The link variables first, the container's own env after; a variable the container sets
@@ -305,6 +352,81 @@ impl super::Containers {
             out.extend(link_env_of(alias, &rec.name, ip, &exposed, &env));
         }
         out
+    }
+
+    /// At create, as dockerd's registerLinks: no links with the host's or another container's
+    /// namespace; outside user-defined networks (where a link is only a DNS alias) every
+    /// target must exist and must not use the host's network.
+    pub(super) fn check_links(&self, rec: &Record) -> Result<()> {
+        let links = hc_list(&rec.host_config, "Links");
+        if links.is_empty() {
+            return Ok(());
+        }
+        let mode = rec.network_mode();
+        if mode == "host" {
+            return Err(Error::invalid(HOST_AND_LINKS));
+        }
+        if mode.starts_with("container:") {
+            return Err(Error::invalid(
+                "conflicting options: container type network can't be used with links. This would result in undefined behavior",
+            ));
+        }
+        if !legacy_links(&mode) {
+            return Ok(());
+        }
+        for l in &links {
+            if l.is_empty() {
+                return Err(Error::invalid("empty string specified for links"));
+            }
+            if l.split(':').count() > 2 {
+                return Err(Error::invalid(format!("bad format for links: {l}")));
+            }
+            let (name, _) = split_link(l);
+            let mut target = self.get(name).map_err(|e| {
+                // dockerd: invalid parameter, not "not found" (which the docker CLI would
+                // take for a missing image)
+                Error::invalid(format!("could not get container for {name}: {}", e.message))
+            })?;
+            // a target in another container's namespace links through that container
+            for _ in 0..16 {
+                let r = target.record();
+                let m = r.network_mode();
+                let Some(other) = m.strip_prefix("container:") else {
+                    break;
+                };
+                target = self.get(other).map_err(|e| {
+                    Error::invalid(format!(
+                        "Could not get container for {other}: {}",
+                        e.message
+                    ))
+                })?;
+            }
+            if target.record().network_mode() == "host" {
+                return Err(Error::invalid(HOST_AND_LINKS));
+            }
+        }
+        Ok(())
+    }
+
+    /// At start, as dockerd's setupLinkedContainers: every linked container must run.
+    pub(super) fn check_links_running(&self, rec: &Record) -> Result<()> {
+        if !legacy_links(&rec.network_mode()) {
+            return Ok(());
+        }
+        let me = rec.name.trim_start_matches('/');
+        for l in hc_list(&rec.host_config, "Links") {
+            let (name, alias) = split_link(&l);
+            // a target removed since is dropped, as dockerd drops it from its link index
+            let Ok(target) = self.get(name) else { continue };
+            let t = target.record();
+            if !(t.running() || t.state.status == "restarting") {
+                return Err(Error::internal(format!(
+                    "Cannot link to a non running container: {} AS /{me}/{alias}",
+                    t.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The `network` filter of `ps`: joined to the network of that name or (prefix of) id.
@@ -422,5 +544,35 @@ mod link_tests {
         );
         let m = merge_env(vec!["A=1".into(), "B=2".into()], vec!["B=3".into()]);
         assert_eq!(m, ["A=1", "B=3"]);
+    }
+
+    #[test]
+    fn link_env_names_runs_of_ports_like_docker() {
+        let ip: Ipv4Addr = "10.0.0.2".parse().unwrap();
+        let ports = ["8002/tcp", "9000/udp", "8000/tcp", "8001/tcp"].map(String::from);
+        let e = link_env_of("db", "/web", ip, &ports, &[]);
+        let mut want: Vec<String> = [
+            "DB_PORT=tcp://10.0.0.2:8000",
+            "DB_PORT_8000_TCP_START=tcp://10.0.0.2:8000",
+            "DB_PORT_8000_TCP_ADDR=10.0.0.2",
+            "DB_PORT_8000_TCP_PROTO=tcp",
+            "DB_PORT_8000_TCP_PORT_START=8000",
+            "DB_PORT_8000_TCP_END=tcp://10.0.0.2:8002",
+            "DB_PORT_8000_TCP_PORT_END=8002",
+        ]
+        .map(String::from)
+        .to_vec();
+        for (n, p) in [(8000, "tcp"), (8001, "tcp"), (8002, "tcp"), (9000, "udp")] {
+            let up = p.to_uppercase();
+            want.push(format!("DB_PORT_{n}_{up}={p}://10.0.0.2:{n}"));
+            want.push(format!("DB_PORT_{n}_{up}_ADDR=10.0.0.2"));
+            want.push(format!("DB_PORT_{n}_{up}_PORT={n}"));
+            want.push(format!("DB_PORT_{n}_{up}_PROTO={p}"));
+        }
+        want.push("DB_NAME=/web/db".into());
+        assert_eq!(e, want);
+        // two in a row are no run
+        let e = link_env_of("db", "/web", ip, &["80/tcp".into(), "81/tcp".into()], &[]);
+        assert!(!e.iter().any(|v| v.contains("_START")), "{e:?}");
     }
 }
