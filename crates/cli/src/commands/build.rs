@@ -807,7 +807,9 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
         "Sending build context to Docker daemon {:>8}\n",
         crate::format::units::human_size(ctx.body.len() as f64)
     );
-    if ctx.remote.is_none() {
+    let rawjson = a.progress.as_deref() == Some("rawjson");
+    // (rawjson is the daemon's JSON lines only)
+    if ctx.remote.is_none() && !rawjson {
         if quiet {
             held.extend_from_slice(sending.as_bytes());
         } else {
@@ -842,7 +844,7 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
         .await
     } else if live {
         show_build_stream(body, View::Live(LiveView::new())).await
-    } else if a.progress.as_deref() == Some("rawjson") {
+    } else if rawjson {
         show_build_stream(body, View::Raw(&mut stdout)).await
     } else {
         show_build_stream(
