@@ -150,6 +150,7 @@ impl Builds {
         self.conn()
             .execute("DELETE FROM cache", [])
             .map_err(db_err)?;
+        let _ = std::fs::remove_dir_all(self.root.join("ctx-cache"));
         let mounts = self.root.join("cache-mounts");
         let size = berth_image::layer::dir_size(&mounts);
         if mounts.exists() {
@@ -446,11 +447,9 @@ impl berth_build::Backend for Backend {
         pull: bool,
         out: &berth_build::Output,
     ) -> std::result::Result<BaseImage, BuildError> {
-        let store = self.store().clone();
-        let n = name.to_owned();
-        let local = tokio::task::spawn_blocking(move || store.lookup(&n))
-            .await
-            .map_err(|e| BuildError::new(e.to_string()))?;
+        // one indexed query and a small config read: inline, as a trip through the blocking
+        // pool costs more than that on a loaded machine (the cached build's critical path)
+        let local = self.store().lookup(name);
         let img = match local {
             Ok(img) if !pull => img,
             other => {
@@ -852,7 +851,7 @@ impl berth_build::Backend for Backend {
         let id = self.engine.builds.cache_get(key)?;
         let d: Digest = id.parse().ok()?;
         // a cached image that was removed is a miss
-        self.store().get(&d).ok().map(|_| id)
+        self.store().exists(&d).ok().filter(|e| *e).map(|_| id)
     }
 
     async fn cache_put(&self, key: &str, image: &str) {
@@ -954,6 +953,92 @@ fn numeric_owner(c: &str) -> std::result::Result<(Option<u32>, Option<u32>), Bui
     Ok((Some(p(u)?), Some(p(g)?)))
 }
 
+/// Bodies up to this size are hashed before they are unpacked, and their unpacked tree is kept
+/// for the next build of the same body (the usual edit-and-rebuild loop sends the same small
+/// context again and again).
+const CONTEXT_CACHE_MAX: u64 = 8 << 20;
+/// Unpacked contexts kept in `builder/ctx-cache`.
+const CONTEXT_CACHE_KEEP: usize = 4;
+
+/// The build's context directory: removed after the build, or given back to its cache slot.
+struct ContextDir {
+    dir: PathBuf,
+    slot: Option<PathBuf>,
+}
+
+impl Drop for ContextDir {
+    fn drop(&mut self) {
+        // the build never writes into its context (binds are read-only), so the tree is what
+        // the body unpacked to; a slot some other build of the same body filled meanwhile
+        // makes this one go
+        if let Some(slot) = &self.slot
+            && std::fs::rename(&self.dir, slot).is_ok()
+        {
+            if let Ok(f) = std::fs::File::open(slot) {
+                let _ = f.set_modified(std::time::SystemTime::now());
+            }
+            if let Some(cache) = slot.parent() {
+                evict_contexts(cache);
+            }
+            return;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Keeps the [`CONTEXT_CACHE_KEEP`] most recently used trees.
+fn evict_contexts(cache: &Path) {
+    let Ok(rd) = std::fs::read_dir(cache) else {
+        return;
+    };
+    let mut trees: Vec<(std::time::SystemTime, PathBuf)> = rd
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    if trees.len() <= CONTEXT_CACHE_KEEP {
+        return;
+    }
+    trees.sort();
+    for (_, p) in &trees[..trees.len() - CONTEXT_CACHE_KEEP] {
+        let _ = std::fs::remove_dir_all(p);
+    }
+}
+
+/// Fills `dir` with the context: a small body is hashed first and, when an earlier build left
+/// the tree of the same body (and Dockerfile name), that tree is taken over (a rename: this
+/// build's alone) instead of unpacking again. Returns the cache slot to give the tree back to.
+fn prepare_context(
+    input: Box<dyn Read + Send>,
+    dir: &Path,
+    cache: &Path,
+    extra: &str,
+) -> Result<Option<PathBuf>> {
+    let mut input = input;
+    let mut head = Vec::new();
+    if let Err(e) = (&mut input)
+        .take(CONTEXT_CACHE_MAX + 1)
+        .read_to_end(&mut head)
+    {
+        return Err(Error::invalid(format!("failed to read build context: {e}")));
+    }
+    if head.len() as u64 > CONTEXT_CACHE_MAX {
+        unpack_context(Box::new(std::io::Cursor::new(head).chain(input)), dir)?;
+        return Ok(None);
+    }
+    let mut keyed = head.clone();
+    keyed.push(0);
+    keyed.extend_from_slice(extra.as_bytes());
+    let slot = cache.join(&Digest::of(&keyed).hex()[..32]);
+    drop(keyed);
+    // `dir` is empty: a directory renames over an empty one
+    if std::fs::rename(&slot, dir).is_ok() {
+        return Ok(Some(slot));
+    }
+    std::fs::create_dir_all(cache).map_err(|e| io_err("creating context cache", e))?;
+    unpack_context(Box::new(std::io::Cursor::new(head)), dir)?;
+    Ok(Some(slot))
+}
+
 /// Unpacks the context tar (plain, gzip, zstd, bzip2 or xz) into `dir`; a malformed tar or
 /// compressed stream is a 400.
 fn unpack_context(input: Box<dyn Read + Send>, dir: &Path) -> Result<()> {
@@ -1042,7 +1127,10 @@ async fn build_inner(
         .join("tmp")
         .join(format!("ctx-{}", hex_rand()));
     std::fs::create_dir_all(&dir).map_err(|e| io_err("creating build context dir", e))?;
-    let tmp = TmpDir(dir.clone());
+    let mut tmp = ContextDir {
+        dir: dir.clone(),
+        slot: None,
+    };
     let dockerfile = if p.dockerfile.is_empty() {
         "Dockerfile".to_owned()
     } else {
@@ -1084,7 +1172,10 @@ async fn build_inner(
         )));
     };
     let d2 = dir.clone();
-    tokio::task::spawn_blocking(move || unpack_context(input, &d2)).await??;
+    let cache = engine.builds.root.join("ctx-cache");
+    let key_extra = dockerfile.clone();
+    tmp.slot = tokio::task::spawn_blocking(move || prepare_context(input, &d2, &cache, &key_extra))
+        .await??;
     let ignore_text = std::fs::read_to_string(dir.join(".dockerignore")).unwrap_or_default();
     let ctx = Arc::new(Context::new(
         &dir,
@@ -1107,8 +1198,11 @@ async fn build_inner(
     // dockerd's removeDockerfile: once read, the Dockerfile and .dockerignore leave the context
     // when .dockerignore excludes them — the docker CLI's `-f` from outside the context or stdin
     // arrives as `.dockerfile.<random>` listed there, and `COPY .` must not pick it up.
+    // (a tree that lost a file this way is not kept for the next build: its .dockerignore or
+    // Dockerfile would be missing there)
     if ctx.excluded(".dockerignore") {
         let _ = std::fs::remove_file(dir.join(".dockerignore"));
+        tmp.slot = None;
     }
     if df_path
         .strip_prefix(&dir)
@@ -1117,6 +1211,7 @@ async fn build_inner(
         .is_some_and(|r| ctx.excluded(r))
     {
         let _ = std::fs::remove_file(&df_path);
+        tmp.slot = None;
     }
 
     let quiet = p.quiet;
@@ -1128,22 +1223,26 @@ async fn build_inner(
     });
     let store = engine.images.store().clone();
     let names = p.cache_from.clone();
-    let cache_from = tokio::task::spawn_blocking(move || {
-        let mut out: Vec<berth_image::Image> = Vec::new();
-        for n in names {
-            // a --cache-from image that is not here is skipped, as dockerd does
-            let mut next = store.lookup(&n).ok();
-            while let Some(img) = next.take() {
-                if out.iter().any(|i| i.id == img.id) {
-                    break;
+    let cache_from = if names.is_empty() {
+        Vec::new()
+    } else {
+        tokio::task::spawn_blocking(move || {
+            let mut out: Vec<berth_image::Image> = Vec::new();
+            for n in names {
+                // a --cache-from image that is not here is skipped, as dockerd does
+                let mut next = store.lookup(&n).ok();
+                while let Some(img) = next.take() {
+                    if out.iter().any(|i| i.id == img.id) {
+                        break;
+                    }
+                    next = img.parent.as_ref().and_then(|p| store.get(p).ok());
+                    out.push(img);
                 }
-                next = img.parent.as_ref().and_then(|p| store.get(p).ok());
-                out.push(img);
             }
-        }
-        out
-    })
-    .await?;
+            out
+        })
+        .await?
+    };
     let backend = Arc::new(Backend {
         cache_from,
         engine: engine.clone(),
@@ -1185,10 +1284,11 @@ async fn build_inner(
         )));
     }
     for t in &tags {
-        engine
-            .images
-            .tag(built.id.clone(), t.to_string(), String::new())
-            .await?;
+        let id: Digest = built
+            .id
+            .parse()
+            .map_err(|_| Error::internal(format!("bad image id {}", built.id)))?;
+        engine.images.tag_built(&id, t)?;
         if !quiet {
             sink(BuildEvent::Stream(format!(
                 "Successfully tagged {}\n",

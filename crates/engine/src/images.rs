@@ -445,6 +445,16 @@ impl Images {
     }
 
     /// `POST /images/{name}/tag?repo=&tag=`.
+    /// [`Images::tag`] for the builder, inline: its own image by ID and a reference it has
+    /// validated. One short transaction, which writes nothing when the tag is unchanged (the
+    /// cached rebuild), so no trip through the blocking pool.
+    pub fn tag_built(&self, id: &Digest, reference: &Reference) -> Result<()> {
+        let img = self.store.get(id)?;
+        self.store.tag(&img.id, reference)?;
+        self.log("tag", &img.id, &reference.familiar(), img.config.labels());
+        Ok(())
+    }
+
     pub async fn tag(&self, source: String, repo: String, tag: String) -> Result<()> {
         if repo.is_empty() {
             return Err(Error::invalid(
