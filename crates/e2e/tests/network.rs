@@ -1276,3 +1276,57 @@ fn ipv6_user_network_addresses_dns_and_traffic() {
     fx.d.stop();
     assert_clean(&fx.d, &bridges);
 }
+
+/// `network create --ipv6` against the reference dockerd 20.10: the same refusal without an
+/// IPv6 subnet, and the same EnableIPv6/IPAM view of a network with both pools.
+#[test]
+fn ipv6_network_create_like_the_reference_dockerd() {
+    if !can_run() {
+        return;
+    }
+    let Some(refd) = berth_e2e::RefDocker::start() else {
+        return;
+    };
+    let mut fx = Fx::new(&[]);
+    let pid = std::process::id();
+    let nopool = |out: std::process::Output| {
+        assert!(!out.status.success());
+        out.stderr_str()
+            .lines()
+            .find(|l| l.contains("Error response from daemon"))
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(
+        nopool(fx.d.docker(&["network", "create", "--ipv6", "n7"])),
+        nopool(refd.docker(&["network", "create", "--ipv6", "n7"]))
+    );
+    // each daemon its own subnets: their bridges share the host's routes
+    let view = |docker: &dyn Fn(&[&str]) -> std::process::Output, v4: &str, v6: &str| {
+        docker(&[
+            "network", "create", "--ipv6", "--subnet", v4, "--subnet", v6, "n6",
+        ])
+        .ok();
+        let out = docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}},{{.Gateway}} {{end}}",
+            "n6",
+        ]);
+        docker(&["network", "rm", "n6"]).ok();
+        out.ok()
+            .stdout_str()
+            .replace(v4, "V4")
+            .replace(v6, "V6")
+            .trim()
+            .to_owned()
+    };
+    let (a4, b4) = (fx.d.subnet(), fx.d.subnet());
+    let a6 = format!("fd43:{:x}:{:x}:1::/64", pid >> 16, pid & 0xffff);
+    let b6 = format!("fd43:{:x}:{:x}:2::/64", pid >> 16, pid & 0xffff);
+    let ours = view(&|a: &[&str]| fx.d.docker(a), &a4, &a6);
+    let theirs = view(&|a: &[&str]| refd.docker(a), &b4, &b6);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, "true V4, V6,");
+}

@@ -1,6 +1,9 @@
 //! Persistent state: `<data-root>/network/state.json` (networks, each container's endpoints
-//! and the sandbox in force). Written whole, temp + rename: a kill -9 of berthd loses nothing
-//! (the page cache survives the process); network create/remove also fsync.
+//! and the sandbox in force). Written whole, temp + rename, outside the state lock (the crate's
+//! `Saver`): a kill -9 of berthd loses nothing that was written (the page cache survives the
+//! process); network create/remove also fsync. Releases of sandboxes and removals of
+//! containers are written in the background: what a kill -9 loses of them the next start
+//! repairs.
 
 use std::collections::BTreeMap;
 use std::io::Write;
