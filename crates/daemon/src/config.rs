@@ -94,6 +94,9 @@ pub struct Flags {
     /// Enable live restore of berthd when containers are still running
     #[arg(long = "live-restore", action = ArgAction::SetTrue)]
     pub live_restore: bool,
+    /// Turn on the kernel's favordynmods cgroup option (faster container starts) (default true)
+    #[arg(long = "cgroup-favordynmods", num_args = 0..=1, default_missing_value = "true", value_name = "bool")]
+    pub cgroup_favordynmods: Option<bool>,
     /// Run an init in the container to forward signals and reap processes
     #[arg(long, action = ArgAction::SetTrue)]
     pub init: bool,
@@ -174,6 +177,7 @@ pub struct DaemonConfig {
     pub ip_masq: bool,
     pub icc: bool,
     pub live_restore: bool,
+    pub cgroup_favordynmods: bool,
     pub init: bool,
     pub init_path: Option<PathBuf>,
     /// Seconds to stop the containers in at shutdown (negative: no limit).
@@ -222,6 +226,7 @@ const KEYS: &[(&str, &str)] = &[
     ("ip-masq", "ip_masq"),
     ("icc", "icc"),
     ("live-restore", "live_restore"),
+    ("cgroup-favordynmods", "cgroup_favordynmods"),
     ("init", "init"),
     ("init-path", "init_path"),
     ("shutdown-timeout", "shutdown_timeout"),
@@ -331,6 +336,7 @@ where
         ip_masq: flags.ip_masq.unwrap_or(true),
         icc: flags.icc.unwrap_or(true),
         live_restore: flags.live_restore,
+        cgroup_favordynmods: flags.cgroup_favordynmods.unwrap_or(true),
         init: flags.init,
         init_path: flags.init_path.clone(),
         shutdown_timeout: flags.shutdown_timeout,
@@ -504,6 +510,7 @@ fn apply_file(
             "ip-masq" => cfg.ip_masq = bool_of(fname, key, val)?,
             "icc" => cfg.icc = bool_of(fname, key, val)?,
             "live-restore" => cfg.live_restore = bool_of(fname, key, val)?,
+            "cgroup-favordynmods" => cfg.cgroup_favordynmods = bool_of(fname, key, val)?,
             "init" => cfg.init = bool_of(fname, key, val)?,
             "init-path" => cfg.init_path = Some(str_of(fname, key, val)?.into()),
             "shutdown-timeout" => {

@@ -130,6 +130,7 @@ async fn run(cfg: DaemonConfig) -> Result<(), String> {
     let mut ecfg = EngineConfig::new(&cfg.data_root, &cfg.exec_root);
     ecfg.debug = cfg.debug;
     ecfg.live_restore = cfg.live_restore;
+    ecfg.cgroup_favordynmods = cfg.cgroup_favordynmods;
     ecfg.init = cfg.init;
     ecfg.init_path = cfg.init_path.clone();
     ecfg.default_runtime = cfg.default_runtime.clone();

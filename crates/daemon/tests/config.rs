@@ -20,6 +20,17 @@ fn defaults() {
     assert_eq!(c.pidfile.to_str(), Some("/run/berth/berthd.pid"));
     assert_eq!(c.default_runtime, "runc");
     assert!(!c.debug && !c.tls && !c.live_restore);
+    assert!(c.cgroup_favordynmods);
+}
+
+#[test]
+fn cgroup_favordynmods_opt_out() {
+    let (_d, f) = with_file("{}");
+    let c = resolve(["berthd", "--config-file", &f, "--cgroup-favordynmods=false"]).unwrap();
+    assert!(!c.cgroup_favordynmods);
+    let (_d, f) = with_file(r#"{"cgroup-favordynmods": false}"#);
+    let c = resolve(["berthd", "--config-file", &f]).unwrap();
+    assert!(!c.cgroup_favordynmods);
 }
 
 #[test]

@@ -518,6 +518,40 @@ fn health_checks() {
     f.assert_no_leaks(&ids);
 }
 
+/// berthd turns on the kernel's favordynmods cgroup option at start-up (faster cgroup
+/// migrations on every container start); the option shows on the hierarchy it picked.
+#[test]
+fn cgroup_favordynmods_on_after_start() {
+    if !can_run() {
+        return;
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let major: u32 = release
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0);
+    // the option exists since Linux 6.0; a cgroup-less host has nothing to set it on
+    if major < 6 || !info.contains(" - cgroup") {
+        return;
+    }
+    let f = Fixture::new();
+    f.docker(&["run", "--rm", "--network", "none", "busybox", "true"])
+        .ok();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let cgroup_lines: Vec<&str> = info.lines().filter(|l| l.contains(" - cgroup")).collect();
+    let v2 = cgroup_lines.iter().find(|l| l.contains(" - cgroup2 "));
+    let picked = v2.or(cgroup_lines.first()).unwrap();
+    assert!(
+        picked
+            .rsplit(' ')
+            .next()
+            .is_some_and(|o| o.split(',').any(|o| o == "favordynmods")),
+        "{picked}"
+    );
+}
+
 /// A quiet daemon gives its clean text pages and free heap back (berth-mem), and works on as
 /// before when the next request comes.
 #[test]

@@ -68,6 +68,9 @@ pub struct EngineConfig {
     pub icc: bool,
     /// Load the embedded hello-world image at startup when missing.
     pub load_hello_world: bool,
+    /// `--cgroup-favordynmods`: turn the kernel's `favordynmods` cgroup option on at start-up
+    /// (containers::cgroupfs says why).
+    pub cgroup_favordynmods: bool,
 }
 
 impl EngineConfig {
@@ -93,6 +96,7 @@ impl EngineConfig {
             ip_masq: true,
             icc: true,
             load_hello_world: true,
+            cgroup_favordynmods: true,
         }
     }
 }
@@ -153,7 +157,11 @@ impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Arc<Engine>> {
         let root = config.data_root.clone();
         let exec_root = config.exec_root.clone();
+        let favor = config.cgroup_favordynmods;
         let (store, id, builds) = tokio::task::spawn_blocking(move || -> Result<_> {
+            if favor {
+                containers::favor_cgroup_dynmods();
+            }
             std::fs::create_dir_all(&root)
                 .map_err(|e| io_err(&format!("creating data root {}", root.display()), e))?;
             std::fs::create_dir_all(&exec_root)

@@ -1725,8 +1725,29 @@ impl ImageStore {
 
     /// Keep an image's layers alive for `holder` (e.g. a container ID) even if the image is
     /// deleted (`rmi -f` of an image a stopped container uses). Replaces an earlier hold.
-    pub fn hold_layers(&self, holder: &str, id: &Digest) -> Result<()> {
+    ///
+    /// `durable: false` commits without waiting for the disk (SQLite `synchronous=NORMAL`
+    /// for this one transaction): the hold survives a kill -9 of the daemon (the WAL is in
+    /// the page cache) but a power loss may forget it. For holders that do not outlive a
+    /// host crash anyway (`--rm` containers, removed at the next start); it saves an fsync on
+    /// the path of `run --rm`. Later FULL commits sync the WAL file, this frame included.
+    pub fn hold_layers(&self, holder: &str, id: &Digest, durable: bool) -> Result<()> {
         let conn = self.conn();
+        /// Puts FULL back however the transaction ends.
+        struct Relaxed<'a>(&'a Connection);
+        impl Drop for Relaxed<'_> {
+            fn drop(&mut self) {
+                if let Err(e) = self.0.pragma_update(None, "synchronous", "FULL") {
+                    tracing::error!("image store: restoring synchronous=FULL: {e}");
+                }
+            }
+        }
+        let _relaxed = if durable {
+            None
+        } else {
+            conn.pragma_update(None, "synchronous", "NORMAL")?;
+            Some(Relaxed(&conn))
+        };
         let top: Option<String> = conn
             .query_row(
                 "SELECT top_layer FROM images WHERE id = ?1",

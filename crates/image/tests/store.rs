@@ -496,7 +496,7 @@ fn remove_follows_dockers_rules() {
     assert!(matches!(e, Error::Conflict(_)));
 
     // Force with a stopped container: the container's hold keeps the layers.
-    store.hold_layers("c0ffee1234567890", &id).unwrap();
+    store.hold_layers("c0ffee1234567890", &id, true).unwrap();
     let dirs = store.layer_dirs(&id).unwrap();
     let ev = store.remove(&short, force, &stopped).unwrap();
     assert_eq!(

@@ -13,6 +13,7 @@ mod cgroup;
 mod executor;
 mod logs;
 mod runtime;
+mod seccomp_cache;
 mod server;
 mod start;
 

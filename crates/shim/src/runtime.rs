@@ -82,6 +82,9 @@ impl Runtime {
     pub fn create(&mut self, bundle: &Path, io: ProcIo) -> Result<Pid, StartError> {
         match self {
             Runtime::Builtin(b) => {
+                if let Some(sc) = &b.exec_seccomp {
+                    crate::seccomp_cache::prepare(&b.root, sc);
+                }
                 let mut bld = start::builder(&b.id, &b.root, DockerExecutor::default())?;
                 bld = with_io(bld, io)?;
                 let c = bld

@@ -1,10 +1,11 @@
 //! The containers service: Docker's container lifecycle over per-container shims.
 //!
 //! State: one `config.v2.json` per container under `<data-root>/containers/<id>/` (the truth),
-//! mirrored in memory. Filesystem: an overlay mount at `<data-root>/overlay2/<id>-rw/merged`
-//! over the image's layers (held with `hold_layers` until removal), mounted while the container
-//! runs or someone needs its files (mount.rs). Process: a `berth-shim`
-//! per started container, state dir `<exec-root>/c/<id[..16]>` (short: unix socket paths are
+//! mirrored in memory; a removed container's directories pass through `containers/.trash`
+//! (renamed there, deleted after the reply). Filesystem: an overlay mount at
+//! `<data-root>/overlay2/<id>-rw/merged` over the image's layers (held with `hold_layers`
+//! until removal), mounted while the container runs or someone needs its files (mount.rs).
+//! Process: a `berth-shim` per started container, state dir `<exec-root>/c/<id[..16]>` (short: unix socket paths are
 //! limited to 108 bytes), libcontainer state under `<exec-root>/rt`. The engine never runs
 //! libcontainer itself; each running container has a monitor task blocked on the shim's
 //! `wait`, which records the exit.
@@ -15,6 +16,7 @@
 //! when it exits.
 
 mod archive;
+mod cgroupfs;
 mod commit;
 mod exec;
 mod features;
@@ -56,6 +58,22 @@ pub use mount::RootfsGuard;
 pub use mounts::{HostMount, MountPoint, resolve_host_path};
 pub use net::net_error;
 pub use record::Record;
+
+/// `--cgroup-favordynmods` at start-up (cgroupfs.rs): logged, never fatal. Blocking.
+pub fn favor_cgroup_dynmods() {
+    match cgroupfs::favor_dynmods() {
+        Ok(cgroupfs::Outcome::Set(p)) => {
+            tracing::info!("cgroup option favordynmods turned on for {}", p.display())
+        }
+        Ok(cgroupfs::Outcome::AlreadySet(p)) => {
+            tracing::debug!("cgroup option favordynmods already on for {}", p.display())
+        }
+        Ok(cgroupfs::Outcome::NoCgroupfs) => tracing::warn!("no cgroup filesystem is mounted"),
+        Err(e) => tracing::warn!(
+            "container starts will be slower: {e} (--cgroup-favordynmods=false silences this)"
+        ),
+    }
+}
 
 /// A hijacked client stream (attach/exec), as the API hands it over.
 pub trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
@@ -252,13 +270,18 @@ impl Containers {
     ) -> Result<Containers> {
         let root = data_root.join("containers");
         let r = root.clone();
+        let store = images.clone();
         let recs = blocking(move || {
             std::fs::create_dir_all(&r).map_err(|e| io_err("creating containers dir", e))?;
+            empty_trash(&store, &r.join(TRASH));
             let mut out = Vec::new();
             for ent in std::fs::read_dir(&r)
                 .map_err(|e| io_err("reading containers dir", e))?
                 .flatten()
             {
+                if ent.file_name() == TRASH {
+                    continue;
+                }
                 match record::load(&ent.path()) {
                     Ok(rec) if rec.id.len() == 64 => out.push(rec),
                     Ok(_) => {}
@@ -313,6 +336,9 @@ impl Containers {
     }
     fn state_dir(&self, id: &str) -> PathBuf {
         self.0.exec_root.join("c").join(&id[..16])
+    }
+    fn trash_dir(&self) -> PathBuf {
+        self.0.root.join(TRASH)
     }
     fn runtime_root(&self) -> PathBuf {
         self.0.exec_root.join("rt")
@@ -1365,19 +1391,30 @@ impl Containers {
         let store = self.0.images.clone();
         let dir = self.dir(&rec.id);
         let sd = self.state_dir(&rec.id);
+        let trash = self.trash_dir();
         let id = rec.id.clone();
-        blocking(move || {
-            cleanup_fs(&store, &dir, &id);
+        // The container's directories are renamed aside (two renames) and deleted after the
+        // reply: `run --rm` waits for this removal, and the deletion (~20 unlinks, the layer
+        // hold's SQLite commit) is not something it needs to wait for. A crash before the
+        // deletion ends leaves them in the trash, which `open` empties.
+        let moved = blocking(move || {
+            let moved = move_to_trash(&store, &dir, &trash, &id);
             let _ = std::fs::remove_dir_all(&sd);
-            Ok(())
+            Ok(moved)
         })
         .await?;
-        phase("files removed");
+        phase("files moved aside");
         self.release_volumes(&rec, volumes).await;
         lock(&self.0.map).remove(&rec.id);
         let code = ctr.record().state.exit_code;
         ctr.removed.send_replace(Some(code));
         self.log_event(&rec, "destroy", &[]);
+        if moved {
+            let store = self.0.images.clone();
+            let trash = self.trash_dir();
+            let id = rec.id.clone();
+            tokio::task::spawn_blocking(move || empty_trash_of(&store, &trash, &id));
+        }
         Ok(())
     }
 
@@ -1780,7 +1817,9 @@ fn prepare(
     image_id: &Digest,
     host_net: bool,
 ) -> Result<()> {
-    store.hold_layers(&rec.id, image_id)?;
+    // an auto-remove container does not outlive a host crash (removed at the next start), so
+    // its hold need not be on disk before the reply
+    store.hold_layers(&rec.id, image_id, !rec.host_bool("AutoRemove"))?;
     std::fs::create_dir_all(dir).map_err(|e| io_err("creating container dir", e))?;
     rootfs::write_etc(dir, &rec.cfg_str("Hostname"), host_net)
         .map_err(|e| io_err("writing /etc files", e))?;
@@ -1801,6 +1840,67 @@ fn prepare(
             .map_err(|e| io_err("creating rootfs dirs", e))?;
     }
     record::save(dir, rec).map_err(|e| io_err("saving container", e))
+}
+
+/// Removed containers' directories waiting to be deleted: `<data-root>/containers/.trash`
+/// (`<id>` the container's dir, `<id>-rw` its writable layer). Same filesystem as both, so
+/// moving them there is a rename.
+const TRASH: &str = ".trash";
+
+/// The first half of a removal: unmount, then rename the container's directories into the
+/// trash. Returns false when they could not be moved (another filesystem, say) and were
+/// deleted here instead (`cleanup_fs`).
+fn move_to_trash(store: &ImageStore, dir: &Path, trash: &Path, id: &str) -> bool {
+    let rw = rootfs::rw_dir(store.overlay_root(), id);
+    if let Err(e) = rootfs::unmount(&rw.join("merged")) {
+        tracing::warn!("unmounting {}: {e}", rw.display());
+    }
+    let moved = std::fs::create_dir_all(trash).is_ok()
+        && match std::fs::rename(&rw, trash.join(format!("{id}-rw"))) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
+        // the container's dir last: while it is in the trash, its layer hold may still be
+        // held (see `empty_trash_of`)
+        && std::fs::rename(dir, trash.join(id)).is_ok();
+    if !moved {
+        cleanup_fs(store, dir, id);
+        let _ = std::fs::remove_dir_all(trash.join(format!("{id}-rw")));
+    }
+    moved
+}
+
+/// The second half of a removal, after the reply: delete what `move_to_trash` moved and
+/// drop the layer hold. The container's dir goes last, so a crash in between leaves it for
+/// [`empty_trash`] to finish.
+fn empty_trash_of(store: &ImageStore, trash: &Path, id: &str) {
+    let rw = trash.join(format!("{id}-rw"));
+    if let Err(e) = std::fs::remove_dir_all(&rw)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!("removing {}: {e}", rw.display());
+    }
+    if let Err(e) = store.release_layers(id) {
+        tracing::warn!("releasing layers of {id}: {e}");
+    }
+    let _ = std::fs::remove_dir_all(trash.join(id));
+}
+
+/// At daemon start: finish the removals a crash interrupted.
+fn empty_trash(store: &ImageStore, trash: &Path) {
+    let Ok(rd) = std::fs::read_dir(trash) else {
+        return;
+    };
+    let mut ids: Vec<String> = rd
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .map(|n| n.strip_suffix("-rw").map(str::to_owned).unwrap_or(n))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    for id in ids {
+        empty_trash_of(store, trash, &id);
+    }
 }
 
 /// Undo `prepare`: unmount, drop the layer hold, delete the container's directories.
