@@ -592,7 +592,7 @@ fn parse_json(rest: &str, line: usize) -> Result<Option<Vec<String>>, ParseError
         .into_iter()
         .map(|v| match v {
             serde_json::Value::String(s) => Ok(s),
-            _ => err(
+            _ => node_err(
                 line,
                 "when using JSON array syntax, arrays must be comprised of strings only",
             ),

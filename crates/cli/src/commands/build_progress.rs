@@ -119,6 +119,23 @@ impl Compact {
     }
 }
 
+/// The terminal's width in columns (80 when stdout is no terminal).
+fn term_width() -> usize {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ only writes a winsize into the struct we pass, which we own.
+    let r = unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+    if r == 0 && ws.ws_col > 0 {
+        usize::from(ws.ws_col)
+    } else {
+        80
+    }
+}
+
 fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_spinner())
 }
@@ -128,7 +145,9 @@ pub struct LiveView {
     compact: Compact,
     mp: MultiProgress,
     step: ProgressBar,
-    tail: Vec<ProgressBar>,
+    /// The running step's last lines: one multi-line bar, so a redraw never shows them half
+    /// updated; absent while there are none.
+    tail: Option<ProgressBar>,
     /// A stream line not finished yet (stream chunks need not end at a newline).
     partial: String,
 }
@@ -149,7 +168,7 @@ impl LiveView {
             compact: Compact::default(),
             mp,
             step,
-            tail: Vec::new(),
+            tail: None,
             partial: String::new(),
         }
     }
@@ -174,21 +193,29 @@ impl LiveView {
                     self.step.set_message(h);
                     self.step.reset_elapsed();
                 }
+                Show::Tail(lines) if lines.is_empty() => {
+                    if let Some(b) = self.tail.take() {
+                        b.finish_and_clear();
+                        self.mp.remove(&b);
+                    }
+                }
                 Show::Tail(lines) => {
-                    while self.tail.len() > lines.len() {
-                        if let Some(b) = self.tail.pop() {
-                            b.finish_and_clear();
-                            self.mp.remove(&b);
-                        }
-                    }
-                    while self.tail.len() < lines.len() {
+                    // cut to the width: a wrapped line would throw the redraw's count off
+                    let width = term_width().saturating_sub(5).max(10);
+                    let text = lines
+                        .iter()
+                        .map(|l| {
+                            let l: String = l.chars().take(width).collect();
+                            format!("    \x1b[2m{l}\x1b[0m")
+                        })
+                        .collect::<Vec<_>>()
+                        .join("\n");
+                    let b = self.tail.get_or_insert_with(|| {
                         let b = self.mp.add(ProgressBar::new_spinner());
-                        b.set_style(style("    {wide_msg:.dim}"));
-                        self.tail.push(b);
-                    }
-                    for (b, l) in self.tail.iter().zip(lines) {
-                        b.set_message(l);
-                    }
+                        b.set_style(style("{msg}"));
+                        b
+                    });
+                    b.set_message(text);
                 }
             }
         }
