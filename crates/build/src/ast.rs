@@ -10,6 +10,9 @@ pub struct Dockerfile {
     pub escape: char,
     /// `# syntax=` if present (recorded; berth has one front end).
     pub syntax: Option<String>,
+    /// The parser's warnings, worded as dockerd prints them before the first step
+    /// (`[WARNING]: Empty continuation line found in: ...`).
+    pub warnings: Vec<String>,
     /// ARGs before the first FROM: usable in FROM lines, and in a stage after a bare `ARG NAME`.
     pub global_args: Vec<Instruction>,
     pub stages: Vec<Stage>,
@@ -28,6 +31,8 @@ pub struct Stage {
     pub platform: Option<String>,
     /// Line of the FROM (1-based).
     pub line: usize,
+    /// The FROM line as written (continuations joined, trimmed): dockerd's `Step 1/n : ...`.
+    pub original: String,
     pub instructions: Vec<Instruction>,
 }
 

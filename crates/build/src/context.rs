@@ -164,6 +164,9 @@ pub struct Resolved {
     pub host: PathBuf,
     pub rel: String,
     pub is_dir: bool,
+    /// The source's own name as written: a symlink is copied under its name, with its
+    /// target's content (`COPY link /d/` makes `/d/link`).
+    pub name: String,
 }
 
 fn not_found(orig: &str) -> BuildError {
@@ -194,6 +197,7 @@ impl Context {
                 "forbidden path outside the build context: {orig} ()"
             ))
         })?;
+        let name = comps.last().cloned().unwrap_or_default();
         let mut done: Vec<String> = Vec::new();
         let mut todo: Vec<String> = comps.into_iter().rev().collect();
         let mut links = 0;
@@ -237,6 +241,7 @@ impl Context {
             host,
             rel,
             is_dir: md.is_dir(),
+            name,
         })
     }
 

@@ -395,8 +395,10 @@ pub async fn build<B: Backend>(
     let mut meta_args: BTreeMap<String, Option<String>> = BTreeMap::new();
     for ins in &df.global_args {
         if let InstructionKind::Arg(list) = &ins.kind {
+            // defaults see the ARGs of earlier lines, not of this one (moby's processMetaArg)
+            let before = meta_args.clone();
             for (k, def) in list {
-                let lookup = |n: &str| meta_args.get(n).cloned().flatten();
+                let lookup = |n: &str| before.get(n).cloned().flatten();
                 let def = match def {
                     Some(d) => Some(
                         crate::expand::expand(d, escape, &lookup)
@@ -459,38 +461,33 @@ pub async fn build<B: Backend>(
         .collect();
 
     let mut df = df;
-    if !opts.labels.is_empty() {
-        // dockerd appends the --label set to the target stage as one more LABEL step
-        let pairs: Vec<(String, String)> = opts
-            .labels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let text = pairs
-            .iter()
-            .map(|(k, v)| format!("{}={}", quote_label(k), quote_label(v)))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let line = df.stages[target]
-            .instructions
-            .last()
-            .map(|i| i.line)
-            .unwrap_or(df.stages[target].line);
+    // dockerd appends one `LABEL k=v` step per --label, in key order, to the target stage
+    let line = df.stages[target]
+        .instructions
+        .last()
+        .map(|i| i.line)
+        .unwrap_or(df.stages[target].line);
+    for (k, v) in &opts.labels {
         df.stages[target].instructions.push(Instruction {
             line,
-            original: format!("LABEL {text}"),
-            kind: InstructionKind::Label(
-                pairs
-                    .into_iter()
-                    .map(|(k, v)| (escape_dollar(&k), escape_dollar(&v)))
-                    .collect(),
-            ),
+            original: format!("LABEL {k}={v}"),
+            kind: InstructionKind::Label(vec![(literal_word(k, escape), literal_word(v, escape))]),
         });
     }
-    let total_steps = needed
-        .iter()
-        .map(|i| df.stages[*i].instructions.len() + 1)
-        .sum();
+    if !df.warnings.is_empty() {
+        // dockerd writes them to the build's stderr, which the stream shows in red
+        out(format!("\x1b[91m{}\n\x1b[0m", df.warnings.join("\n")));
+    }
+    // the ARGs before the first FROM are steps too, printed first (dockerd's metaArgs)
+    let global_steps = df.global_args.len();
+    let total_steps = global_steps
+        + needed
+            .iter()
+            .map(|i| df.stages[*i].instructions.len() + 1)
+            .sum::<usize>();
+    for (i, ins) in df.global_args.iter().enumerate() {
+        out(format!("Step {}/{total_steps} : {}\n", i + 1, ins.original));
+    }
     let shared = Arc::new(Shared {
         backend,
         ctx,
@@ -504,7 +501,7 @@ pub async fn build<B: Backend>(
 
     // step numbers: needed stages in Dockerfile order
     let mut first_step = HashMap::new();
-    let mut n = 1;
+    let mut n = global_steps + 1;
     for i in &needed {
         first_step.insert(*i, n);
         n += shared.df.stages[*i].instructions.len() + 1;
@@ -627,17 +624,17 @@ pub async fn build<B: Backend>(
     Ok(Built { id: img.id })
 }
 
-fn quote_label(s: &str) -> String {
-    if s.is_empty() || s.contains([' ', '"', '\'', '=', '\\', '\t']) {
-        serde_json::to_string(s).unwrap_or_default()
-    } else {
-        s.to_owned()
+/// `--label` keys and values are literal: escaped so the LABEL step's word expansion (quotes,
+/// `$`, the escape character) leaves them as they are.
+fn literal_word(s: &str, escape: char) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == escape || matches!(c, '$' | '"' | '\'') {
+            out.push(escape);
+        }
+        out.push(c);
     }
-}
-
-/// `--label` values are literal: protect `$` from the LABEL step's expansion.
-fn escape_dollar(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('$', "\\$")
+    out
 }
 
 enum Action {
@@ -654,9 +651,10 @@ enum Action {
 }
 
 impl<B: Backend> Shared<B> {
-    fn expand(&self, st: &State, word: &str, line: usize) -> Result<String, BuildError> {
+    /// (`_line`: dockerd's expansion errors name no line, its message is enough.)
+    fn expand(&self, st: &State, word: &str, _line: usize) -> Result<String, BuildError> {
         crate::expand::expand(word, self.escape, &|n: &str| st.lookup(&self.opts, n))
-            .map_err(|e| BuildError::new(format!("Dockerfile:{line} {e}")))
+            .map_err(BuildError::new)
     }
 
     /// Resolves an image or stage name for FROM / `--from`.
@@ -705,14 +703,8 @@ async fn build_stage<B: Backend>(
     let stage = &sh.df.stages[index];
     let mut step = first_step;
     out(format!(
-        "Step {step}/{} : FROM {}{}\n",
-        sh.total_steps,
-        stage.base,
-        stage
-            .name
-            .as_ref()
-            .map(|n| format!(" AS {n}"))
-            .unwrap_or_default()
+        "Step {step}/{} : {}\n",
+        sh.total_steps, stage.original
     ));
     let meta_lookup = |n: &str| sh.meta_args.get(n).cloned().flatten();
     let base_name = crate::expand::expand(&stage.base, sh.escape, &meta_lookup)
@@ -729,6 +721,12 @@ async fn build_stage<B: Backend>(
         cmd_set: false,
         cache_ok: !sh.opts.no_cache,
     };
+    // dockerd's setDefaultPath: a base without PATH (scratch, an imported rootfs) gets the
+    // default one in the image config
+    let env = st.config.env.get_or_insert_with(Vec::new);
+    if !env.iter().any(|e| env_key(e) == "PATH") {
+        env.push("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
     if let Some(id) = &st.image {
         out(format!(" ---> {}\n", short(id)));
     }
@@ -804,13 +802,19 @@ async fn dispatch<B: Backend>(
     // (created_by, action)
     let (created_by, action) = match &ins.kind {
         InstructionKind::Env(pairs) => {
+            // every word expands with the environment from before the instruction:
+            // `ENV abc=bye def=$abc` gives def the old abc (Docker's documented rule)
+            let before = st.clone();
             let mut env = st.env();
             let mut shown = Vec::new();
             for (k, v) in pairs {
-                let k = sh.expand(st, k, line)?;
-                let v = sh.expand(st, v, line)?;
-                env.retain(|e| env_key(e) != k);
-                env.push(format!("{k}={v}"));
+                let k = sh.expand(&before, k, line)?;
+                let v = sh.expand(&before, v, line)?;
+                // a variable already set keeps its place (dockerd's dispatchEnv)
+                match env.iter_mut().find(|e| env_key(e) == k) {
+                    Some(e) => *e = format!("{k}={v}"),
+                    None => env.push(format!("{k}={v}")),
+                }
                 shown.push(format!("{k}={v}"));
                 st.config.env = Some(env.clone());
             }
@@ -820,10 +824,12 @@ async fn dispatch<B: Backend>(
             )
         }
         InstructionKind::Arg(list) => {
+            // (defaults expand with what was in effect before the instruction, as ENV's)
+            let before = st.clone();
             let mut shown = Vec::new();
             for (k, def) in list {
                 let def = match def {
-                    Some(d) => Some(sh.expand(st, d, line)?),
+                    Some(d) => Some(sh.expand(&before, d, line)?),
                     None => None,
                 };
                 let v = match sh.opts.build_args.get(k) {
@@ -943,10 +949,10 @@ async fn dispatch<B: Backend>(
         }
         InstructionKind::Shell(v) => {
             st.config.shell = Some(v.clone());
-            (
-                nop(&format!("#(nop)  SHELL [{}]", v.join(" "))),
-                Action::Meta,
-            )
+            // dockerd writes this step's history with the new shell already in effect
+            let mut created_by = st.shell();
+            created_by.push(format!("#(nop)  SHELL [{}]", v.join(" ")));
+            (created_by.join(" "), Action::Meta)
         }
         InstructionKind::Onbuild(t) => {
             let text = t.original.clone();
@@ -966,7 +972,17 @@ async fn dispatch<B: Backend>(
                 duration::format(hc.start_period.unwrap_or(0)),
                 hc.retries.unwrap_or(0)
             );
-            st.config.healthcheck = Some(hc);
+            // dockerd's commit merges the new config over the parent's: an option the new
+            // HEALTHCHECK leaves unset keeps the previous one's value (history shows it unset)
+            let mut merged = hc;
+            if let Some(prev) = &st.config.healthcheck {
+                merged.interval = merged.interval.or(prev.interval);
+                merged.timeout = merged.timeout.or(prev.timeout);
+                merged.start_period = merged.start_period.or(prev.start_period);
+                merged.start_interval = merged.start_interval.or(prev.start_interval);
+                merged.retries = merged.retries.or(prev.retries);
+            }
+            st.config.healthcheck = Some(merged);
             (nop(&format!("#(nop)  HEALTHCHECK {shown}")), Action::Meta)
         }
         InstructionKind::Workdir(w) => {
@@ -1198,10 +1214,20 @@ async fn run_step<B: Backend>(
         }
     };
     let args = st.args_in_use(&sh.opts);
+    // history (and so the cache) leaves out the predefined proxy args unless the stage
+    // declared them (moby's prependEnvOnCmd / IsReferencedOrNotBuiltin)
+    let in_history: Vec<&String> = args
+        .iter()
+        .filter(|a| {
+            let k = env_key(a);
+            !BUILTIN_ARGS.contains(&k) || st.args.contains_key(k)
+        })
+        .collect();
     let mut shown = Vec::new();
+    // (a `|0` prefix when the only args in effect are unreferenced proxy args)
     if !args.is_empty() {
-        shown.push(format!("|{}", args.len()));
-        shown.extend(args.iter().cloned());
+        shown.push(format!("|{}", in_history.len()));
+        shown.extend(in_history.into_iter().cloned());
     }
     shown.extend(cmd.iter().cloned());
     let created_by = shown.join(" ");
@@ -1407,25 +1433,29 @@ async fn copy_step<B: Backend>(
         Some(m) => Some(parse_chmod(&sh.expand(st, m, line)?)?),
         None => None,
     };
-    let chown = match &c.chown {
-        Some(o) => {
-            let o = sh.expand(st, o, line)?;
-            // `--chown=user` means user:user (moby parseChownFlag)
-            Some(if o.contains(':') {
-                o
-            } else {
-                format!("{o}:{o}")
-            })
-        }
+    let chown_written = match &c.chown {
+        Some(o) => Some(sh.expand(st, o, line)?),
         None => None,
     };
+    // `--chown=user` means user:user (moby parseChownFlag)
+    let chown = chown_written.as_ref().map(|o| {
+        if o.contains(':') {
+            o.clone()
+        } else {
+            format!("{o}:{o}")
+        }
+    });
     let mut srcs: Vec<Src> = Vec::new();
     let mut sums: Vec<String> = Vec::new();
     let mut kinds: BTreeSet<&str> = BTreeSet::new();
     let from_image = match &c.from {
         Some(f) => {
             let f = sh.expand(st, f, line)?;
-            match sh.image_or_stage(&f, index, out).await? {
+            let found = sh
+                .image_or_stage(&f, index, out)
+                .await
+                .map_err(|e| BuildError::new(format!("invalid from flag value {f}: {e}")))?;
+            match found {
                 Some(img) => Some(img.id),
                 None => return Err(fail("cannot copy from scratch".into())),
             }
@@ -1441,12 +1471,23 @@ async fn copy_step<B: Backend>(
                 format!("/{s}")
             };
             let path = context::clean_abs(&path);
-            sums.push(format!("{img}:{path}"));
-            kinds.insert("file");
-            srcs.push(Src::Export {
-                image: img.clone(),
-                path,
-            });
+            let paths = if context::has_wildcard(&path) {
+                let m = glob_image(sh, img, &path).await?;
+                if m.is_empty() {
+                    return Err(fail("no source files were specified".into()));
+                }
+                m
+            } else {
+                vec![path]
+            };
+            for path in paths {
+                sums.push(hex::encode(Sha256::digest(format!("{img}:{path}"))));
+                kinds.insert("file");
+                srcs.push(Src::Export {
+                    image: img.clone(),
+                    path,
+                });
+            }
             continue;
         }
         if is_add && (s.starts_with("http://") || s.starts_with("https://")) {
@@ -1467,7 +1508,7 @@ async fn copy_step<B: Backend>(
                 .unwrap_or("__unnamed__")
                 .to_owned();
             sums.push(hex::encode(Sha256::digest(&data)));
-            kinds.insert("file");
+            kinds.insert("url");
             srcs.push(Src::Bytes {
                 name: url_name,
                 data,
@@ -1517,7 +1558,9 @@ async fn copy_step<B: Backend>(
     if srcs.is_empty() {
         return Err(fail("no source files were specified".into()));
     }
-    let multi = srcs.len() > 1 || c.sources.iter().any(|s| context::has_wildcard(s));
+    // dockerd counts what the sources resolved to: a wildcard matching one file may name a
+    // destination file (`COPY --from=build /app/target/*.jar app.jar`)
+    let multi = srcs.len() > 1;
     if multi && !dest_raw.ends_with('/') {
         return Err(BuildError::new(format!(
             "When using {name} with more than one source file, the destination must be a directory and end with a /"
@@ -1535,7 +1578,17 @@ async fn copy_step<B: Backend>(
     } else {
         "multi"
     };
-    let created_by_inner = format!("#(nop) {name} {kind}:{sum} in {dest} ");
+    // dockerd's history line: the --chown as given glued to the source hash (its format
+    // string has no space there), a URL's hash bare, the destination as written
+    let hash = if kind == "url" {
+        sum
+    } else {
+        format!("{kind}:{sum}")
+    };
+    let chown_comment = chown_written
+        .map(|o| format!("--chown={o}"))
+        .unwrap_or_default();
+    let created_by_inner = format!("#(nop) {name} {chown_comment}{hash} in {dest_raw} ");
     let mut shell = st.shell();
     shell.push(created_by_inner);
     let created_by = shell.join(" ");
@@ -1554,6 +1607,41 @@ async fn copy_step<B: Backend>(
             chown,
         },
     ))
+}
+
+/// `COPY --from` with a wildcard: the image's paths matching `pattern` (Go's `filepath.Match`,
+/// so `*` stays within a component), sorted like `filepath.Glob`, read from an export of the
+/// deepest directory above the first wildcard.
+async fn glob_image<B: Backend>(
+    sh: &Shared<B>,
+    image: &str,
+    pattern: &str,
+) -> Result<Vec<String>, BuildError> {
+    let first = pattern.find(['*', '?', '[']).unwrap_or(pattern.len());
+    let anchor = match pattern[..first].rfind('/') {
+        Some(0) | None => "/".to_owned(),
+        Some(i) => pattern[..i].to_owned(),
+    };
+    let data = sh.backend.export(image, &anchor).await?;
+    let terr = |e: std::io::Error| BuildError::new(format!("reading archive: {e}"));
+    let mut ar = tar::Archive::new(&data[..]);
+    let mut out = Vec::new();
+    for ent in ar.entries().map_err(terr)? {
+        let ent = ent.map_err(terr)?;
+        let p = ent.path().map_err(terr)?.to_string_lossy().into_owned();
+        // the export is named by the anchor's last element: the rest is below the anchor
+        let Some(comps) = context::clean_rel(&p) else {
+            continue;
+        };
+        let rest = comps.get(1..).unwrap_or(&[]).join("/");
+        let abs = context::clean_abs(&format!("{anchor}/{rest}"));
+        if context::go_match(pattern, &abs) {
+            out.push(abs);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 struct CopyPlan {
@@ -1591,7 +1679,11 @@ impl CopyPlan {
                     let d = if r.is_dir {
                         self.dest.clone()
                     } else {
-                        let base = r.rel.rsplit('/').next().unwrap_or("").to_owned();
+                        let base = if r.name.is_empty() {
+                            r.rel.rsplit('/').next().unwrap_or("").to_owned()
+                        } else {
+                            r.name.clone()
+                        };
                         file_dest(&base)
                     };
                     let mut e = context::entries_for(&r.host, &d, self.chmod, &self.exclude)?;
@@ -1614,14 +1706,31 @@ impl CopyPlan {
                     implicit: false,
                 }),
                 Src::Export { image, path } => {
-                    let data = sh.backend.export(&image, &path).await?;
-                    all.extend(tar_entries(
-                        &data,
-                        &self.dest,
-                        dest_is_dir,
-                        self.chmod,
-                        true,
-                    )?)
+                    let name = path.rsplit('/').next().unwrap_or("").to_owned();
+                    let mut path = path;
+                    let mut data = sh.backend.export(&image, &path).await?;
+                    // a symlink named as the source is followed inside the image, as dockerd
+                    // does; the copy keeps the link's name
+                    for _ in 0..32 {
+                        let Some(target) = top_symlink(&data) else {
+                            break;
+                        };
+                        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                        path = if target.starts_with('/') {
+                            context::clean_abs(&target)
+                        } else {
+                            context::clean_abs(&format!("{dir}/{target}"))
+                        };
+                        data = sh.backend.export(&image, &path).await?;
+                    }
+                    let mut e = tar_entries(&data, &self.dest, dest_is_dir, self.chmod, true)?;
+                    if let Some(top) = e.first_mut()
+                        && !matches!(top.source, Source::Dir)
+                        && dest_is_dir
+                    {
+                        top.path = context::clean_abs(&format!("{}/{name}", self.dest));
+                    }
+                    all.extend(e)
                 }
                 Src::Archive { data } => {
                     all.extend(tar_entries(&data, &self.dest, true, None, false)?)
@@ -1630,6 +1739,20 @@ impl CopyPlan {
         }
         Ok(context::with_parents(all, now_secs()))
     }
+}
+
+/// The link target when a tar's first entry is a symlink (an export of a symlink).
+fn top_symlink(data: &[u8]) -> Option<String> {
+    let mut ar = tar::Archive::new(data);
+    let first = ar.entries().ok()?.next()?.ok()?;
+    if !first.header().entry_type().is_symlink() {
+        return None;
+    }
+    first
+        .link_name()
+        .ok()
+        .flatten()
+        .map(|l| l.to_string_lossy().into_owned())
 }
 
 /// A local ADD source that is a tar (plain, gzip, bzip2 or xz, as dockerd extracts): its

@@ -14,21 +14,25 @@ use crate::ast::{
 };
 use crate::expand::Lexer;
 
-/// A Dockerfile that cannot be parsed. `Display` names the line as Docker does:
-/// `dockerfile parse error line 3: unknown instruction: RUNN`. Line 0 means the file as a
-/// whole (`file with no instructions`) and is printed without the prefix.
+/// A Dockerfile that cannot be parsed. `Display` is dockerd 20.10's wording: errors of an
+/// instruction name its line (`dockerfile parse error line 3: unknown instruction: RUNN`);
+/// errors of the line parser underneath (ENV/LABEL pairs, directives, no instruction at all)
+/// name the file instead (`failed to parse Dockerfile.dev: Syntax error - ...`). Line 0 means
+/// the file as a whole.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", render(*.line, .message))]
+#[error("{}", render(*.line, .message, .file.as_deref()))]
 pub struct ParseError {
     pub line: usize,
     pub message: String,
+    /// Set (to the Dockerfile's name) for the line parser's errors.
+    pub file: Option<String>,
 }
 
-fn render(line: usize, message: &str) -> String {
-    if line == 0 {
-        message.to_string()
-    } else {
-        format!("dockerfile parse error line {line}: {message}")
+fn render(line: usize, message: &str, file: Option<&str>) -> String {
+    match file {
+        Some(f) => format!("failed to parse {f}: {message}"),
+        None if line == 0 => message.to_string(),
+        None => format!("dockerfile parse error line {line}: {message}"),
     }
 }
 
@@ -36,6 +40,16 @@ fn err<T>(line: usize, message: impl Into<String>) -> Result<T, ParseError> {
     Err(ParseError {
         line,
         message: message.into(),
+        file: None,
+    })
+}
+
+/// An error of BuildKit's line parser (reported with the file's name, see [`ParseError`]).
+fn node_err<T>(line: usize, message: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError {
+        line,
+        message: message.into(),
+        file: Some(String::new()),
     })
 }
 
@@ -51,16 +65,24 @@ pub fn parse_named(src: &str, name: &str) -> Result<Dockerfile, ParseError> {
     if src.is_empty() {
         return err(0, format!("the Dockerfile ({name}) cannot be empty"));
     }
-    let (nodes, directives) = split_nodes(src)?;
+    let named = |mut e: ParseError| {
+        if e.file.is_some() {
+            e.file = Some(name.to_string());
+        }
+        e
+    };
+    let (nodes, directives, warnings) = split_nodes(src).map_err(named)?;
     if nodes.is_empty() {
-        return err(
-            0,
-            format!("failed to parse {name}: file with no instructions"),
-        );
+        return Err(named(ParseError {
+            line: 0,
+            message: "file with no instructions".into(),
+            file: Some(String::new()),
+        }));
     }
     let mut df = Dockerfile {
         escape: directives.escape,
         syntax: directives.syntax,
+        warnings,
         global_args: Vec::new(),
         stages: Vec::new(),
     };
@@ -77,7 +99,7 @@ pub fn parse_named(src: &str, name: &str) -> Result<Dockerfile, ParseError> {
             df.stages.push(stage);
             continue;
         }
-        let instr = instruction(&node, directives.escape)?;
+        let instr = instruction(&node, directives.escape).map_err(named)?;
         match df.stages.last_mut() {
             Some(stage) => stage.instructions.push(instr),
             None if matches!(instr.kind, InstructionKind::Arg(_)) => df.global_args.push(instr),
@@ -132,7 +154,7 @@ impl Directives {
             return Ok(());
         }
         if !self.seen.insert(key.clone()) {
-            return err(
+            return node_err(
                 lineno,
                 format!("only one {key} parser directive can be used"),
             );
@@ -142,7 +164,7 @@ impl Directives {
                 "\\" => self.escape = '\\',
                 "`" => self.escape = '`',
                 _ => {
-                    return err(
+                    return node_err(
                         lineno,
                         format!("invalid escape token '{value}' does not match ` or \\"),
                     );
@@ -184,7 +206,7 @@ fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
 }
 
 /// Lines → logical nodes (BuildKit's `parser.Parse`).
-fn split_nodes(src: &str) -> Result<(Vec<Node>, Directives), ParseError> {
+fn split_nodes(src: &str) -> Result<(Vec<Node>, Directives, Vec<String>), ParseError> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     // Lines keep whether they ended with '\n': heredoc bodies are copied byte for byte.
     let lines: Vec<(&str, bool)> = {
@@ -208,6 +230,7 @@ fn split_nodes(src: &str) -> Result<(Vec<Node>, Directives), ParseError> {
         count: 0,
     };
     let mut nodes = Vec::new();
+    let mut warnings = Vec::new();
     let mut i = 0;
     while i < lines.len() {
         let lineno = i + 1;
@@ -220,18 +243,28 @@ fn split_nodes(src: &str) -> Result<(Vec<Node>, Directives), ParseError> {
             continue;
         }
         let mut line = s.to_string();
+        let mut empty_continuation = false;
         while !ended && i < lines.len() {
             let raw = lines[i].0;
             i += 1;
             d.feed(raw, i)?;
             // Comments and blank lines inside a continuation are dropped (blank ones are
-            // deprecated in Docker, but still accepted).
-            if is_comment(raw) || raw.trim_start().is_empty() {
+            // deprecated in Docker, but still accepted, with a warning).
+            if is_comment(raw) {
+                continue;
+            }
+            if raw.trim_start().is_empty() {
+                empty_continuation = true;
                 continue;
             }
             let (c, e) = trim_continuation(raw, d.escape);
             line.push_str(c);
             ended = e;
+        }
+        if empty_continuation {
+            warnings.push(format!(
+                "[WARNING]: Empty continuation line found in:\n    {line}"
+            ));
         }
         let line = line.trim();
         if line.is_empty() {
@@ -283,7 +316,12 @@ fn split_nodes(src: &str) -> Result<(Vec<Node>, Directives), ParseError> {
         }
         nodes.push(node);
     }
-    Ok((nodes, d))
+    if !warnings.is_empty() {
+        warnings.push(
+            "[WARNING]: Empty continuation lines will become errors in a future release.".into(),
+        );
+    }
+    Ok((nodes, d, warnings))
 }
 
 /// Heredoc delimiters in a line: `<<EOF`, `<<-EOF`, `<<'EOF'`, `<<"EOF"`, also `3<<EOF`
@@ -522,6 +560,7 @@ fn parse_from(node: &Node, index: usize) -> Result<Stage, ParseError> {
         base: args[0].clone(),
         platform: flags.str("platform"),
         line,
+        original: node.original.clone(),
         instructions: Vec::new(),
     })
 }
@@ -553,7 +592,7 @@ fn parse_json(rest: &str, line: usize) -> Result<Option<Vec<String>>, ParseError
         .into_iter()
         .map(|v| match v {
             serde_json::Value::String(s) => Ok(s),
-            _ => err(
+            _ => node_err(
                 line,
                 "when using JSON array syntax, arrays must be comprised of strings only",
             ),
@@ -646,7 +685,7 @@ fn name_vals(
 ) -> Result<Vec<(String, String)>, ParseError> {
     let words = parse_words(rest, escape);
     if words.is_empty() {
-        return err(line, format!("{key} requires at least one argument"));
+        return node_err(line, format!("{key} requires at least one argument"));
     }
     let pairs = if !words[0].contains('=') {
         let mut parts = rest.splitn(2, is_ws);
@@ -656,14 +695,14 @@ fn name_vals(
             .map(|v| v.trim_start_matches(is_ws))
             .unwrap_or_default();
         if value.is_empty() {
-            return err(line, format!("{key} must have two arguments"));
+            return node_err(line, format!("{key} must have two arguments"));
         }
         vec![(name.to_string(), value.to_string())]
     } else {
         let mut pairs = Vec::new();
         for w in words {
             let Some((k, v)) = w.split_once('=') else {
-                return err(
+                return node_err(
                     line,
                     format!(
                         "Syntax error - can't find = in {w:?}. Must be of the form: name=value"

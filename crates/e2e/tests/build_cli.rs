@@ -180,12 +180,11 @@ fn stdin_outside_dockerfile_outputs_and_failures() {
     // No container is left behind by the export.
     assert_eq!(f.ids(), Vec::<String>::new());
 
-    // A failing RUN: docker's message on stderr, a failure status.
+    // A failing RUN: docker's message on stderr, and the RUN's status as the exit code
+    // (dockerd sends it as errorDetail.code; docker build exits with it).
     let out =
         f.d.berth_stdin(&["build", "-"], Some(b"FROM busybox\nRUN exit 3\n"));
-    // (dockerd sends the RUN's status as errorDetail.code and the CLI exits with it — 3 here;
-    // berthd's stream carries no code yet, so any failure status is accepted.)
-    assert_ne!(out.code(), 0, "{}", out.stderr_str());
+    assert_eq!(out.code(), 3, "{}", out.stderr_str());
     assert!(
         out.stderr_str()
             .contains("The command '/bin/sh -c exit 3' returned a non-zero code: 3"),
@@ -302,5 +301,90 @@ fn secret_reaches_run_but_no_layer() {
     assert!(
         !saved.windows(7).any(|w| w == b"hunter2"),
         "the secret is in a layer"
+    );
+}
+
+#[test]
+fn progress_modes() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let ctx = ScratchDir::with_files(
+        "bcli-progress",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nENV A=1\nRUN for i in 1 2 3; do echo out-$i; done\n",
+        )],
+    );
+    // tty: the compact view; on a pipe only its lasting lines show: one per step, no
+    // bookkeeping lines (the in-place tail needs a terminal).
+    let so = berth_build(&f, &["--progress=tty", "-t", "bcli-p"], &ctx)
+        .ok()
+        .stdout_str();
+    let steps: Vec<&str> = so.lines().filter(|l| l.starts_with("Step ")).collect();
+    assert_eq!(steps.len(), 3, "{so}");
+    assert!(
+        steps[2].starts_with("Step 3/3 : RUN for i in 1 2 3; do echo out-$i; done  "),
+        "{so}"
+    );
+    assert!(!so.contains(" ---> ") && !so.contains("out-1"), "{so}");
+    assert!(so.contains("Successfully tagged bcli-p:latest"), "{so}");
+    // cached the second time
+    let so = berth_build(&f, &["--progress=tty"], &ctx).ok().stdout_str();
+    assert!(
+        so.contains("Step 3/3 : RUN for i in 1 2 3; do echo out-$i; done  CACHED"),
+        "{so}"
+    );
+    // plain (and auto on a pipe): docker's full stream
+    for mode in ["--progress=plain", "--progress=auto"] {
+        let so = berth_build(&f, &[mode, "--no-cache"], &ctx)
+            .ok()
+            .stdout_str();
+        assert!(
+            so.contains("\n ---> Running in ") && so.contains("\nout-3\n"),
+            "{so}"
+        );
+    }
+    // quiet: the ID only
+    let so = berth_build(&f, &["--progress=quiet"], &ctx)
+        .ok()
+        .stdout_str();
+    assert!(
+        so.trim().starts_with("sha256:") && so.lines().count() == 1,
+        "{so}"
+    );
+    // rawjson: the daemon's messages
+    let so = berth_build(&f, &["--progress=rawjson"], &ctx)
+        .ok()
+        .stdout_str();
+    assert!(so.lines().all(|l| l.starts_with('{')), "{so}");
+    // a failed step in the compact view: its whole output, then docker's error and status
+    let bad = ScratchDir::with_files(
+        "bcli-progress-bad",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN for i in $(seq 1 10); do echo line-$i; done; exit 7\n",
+        )],
+    );
+    let out = berth_build(&f, &["--progress=tty"], &bad);
+    assert_eq!(out.code(), 7, "{}", out.stderr_str());
+    let so = out.stdout_str();
+    assert!(
+        so.contains("  ERROR\n") && so.contains("    line-1\n") && so.contains("    line-10\n"),
+        "{so}"
+    );
+    assert!(
+        out.stderr_str().contains("returned a non-zero code: 7"),
+        "{}",
+        out.stderr_str()
+    );
+    // an unknown mode is refused before anything is sent
+    let out = berth_build(&f, &["--progress=fancy"], &ctx);
+    assert_ne!(out.code(), 0);
+    assert!(
+        out.stderr_str().contains("invalid progress mode"),
+        "{}",
+        out.stderr_str()
     );
 }

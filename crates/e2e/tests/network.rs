@@ -430,6 +430,43 @@ fn daemon_restart_keeps_ports_and_kill9_recovers() {
     assert_clean(&fx.d, &bridges);
 }
 
+/// A kill -9 that takes the background writes (a released sandbox, a removed container) with
+/// it: the next start repairs them. No rule is left for the removed container's port and its
+/// address is given again.
+#[test]
+fn kill9_losing_the_release_writes_is_repaired_at_restart() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let port = free_port();
+    let pub_arg = format!("127.0.0.1:{port}:80");
+    fx.out(&[
+        "run", "-d", "--name", "web", "-p", &pub_arg, "busybox", "sh", "-c", HTTPD,
+    ]);
+    wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
+    let ip = fx.ip("web");
+    let state = fx.d.data_root.join("network").join("state.json");
+    let before = std::fs::read(&state).unwrap();
+    fx.out(&["rm", "-f", "web"]);
+    fx.d.kill9();
+    // as if nothing written after the removal had reached the page cache
+    std::fs::write(&state, &before).unwrap();
+    fx.d.restart();
+    let rules = std::process::Command::new("nft")
+        .args(["list", "table", "ip", &fx.d.nft_table()])
+        .output()
+        .unwrap()
+        .stdout_str();
+    assert!(!rules.contains(&format!("dport {port}")), "{rules}");
+    fx.out(&["run", "-d", "--name", "web2", "busybox", "sleep", "60"]);
+    assert_eq!(fx.ip("web2"), ip);
+    fx.clean();
+    let bridges = fx.d.bridges();
+    fx.d.stop();
+    assert_clean(&fx.d, &bridges);
+}
+
 #[test]
 fn legacy_links_env_hosts_and_user_network_aliases() {
     if !can_run() {

@@ -1193,7 +1193,8 @@ async fn build_inner(
     };
     let text = std::fs::read_to_string(&df_path)
         .map_err(|e| Error::invalid(format!("reading Dockerfile: {e}")))?;
-    let df = berth_build::parse(&text).map_err(|e| Error::invalid(e.to_string()))?;
+    let df =
+        berth_build::parse_named(&text, &dockerfile).map_err(|e| Error::invalid(e.to_string()))?;
     // dockerd's removeDockerfile: once read, the Dockerfile and .dockerignore leave the context
     // when .dockerignore excludes them — the docker CLI's `-f` from outside the context or stdin
     // arrives as `.dockerfile.<random>` listed there, and `COPY .` must not pick it up.

@@ -1292,45 +1292,49 @@ impl Networks {
         for id in stale {
             self.down(&id).await;
         }
-        let mut st = lock(&self.st);
-        let State {
-            s, held, version, ..
-        } = &mut *st;
-        for m in s.members.values() {
-            let Some(sb) = &m.sandbox else { continue };
-            let mut fds = Vec::new();
-            for p in &sb.ports {
-                match ports::reserve(&p.proto, p.host_ip, p.host_port) {
-                    Ok((fd, _)) => fds.push(fd),
-                    Err(e) => tracing::warn!("re-reserving port {} of {}: {e}", p.host_port, m.id),
+        let dns_wanted = {
+            let mut st = lock(&self.st);
+            let State {
+                s, held, version, ..
+            } = &mut *st;
+            for m in s.members.values() {
+                let Some(sb) = &m.sandbox else { continue };
+                let mut fds = Vec::new();
+                for p in &sb.ports {
+                    match ports::reserve(&p.proto, p.host_ip, p.host_port) {
+                        Ok((fd, _)) => fds.push(fd),
+                        Err(e) => {
+                            tracing::warn!("re-reserving port {} of {}: {e}", p.host_port, m.id)
+                        }
+                    }
                 }
+                held.insert(m.id.clone(), fds);
             }
-            held.insert(m.id.clone(), fds);
-        }
-        // members of containers that no longer exist
-        s.members
-            .retain(|id, m| running.contains(id) || m.sandbox.is_none());
-        *version += 1;
-        let dns_wanted: Vec<(String, PathBuf)> = s
-            .members
-            .values()
-            .filter_map(|m| {
-                let sb = m.sandbox.as_ref()?;
-                m.endpoints
-                    .iter()
-                    .any(|e| {
-                        s.networks
-                            .iter()
-                            .any(|n| n.id == e.network && !n.predefined)
-                    })
-                    .then(|| (m.id.clone(), sb.netns.clone()))
-            })
-            .collect();
-        for (id, _) in &dns_wanted {
-            let dns: Vec<String> = Vec::new();
-            st.upstreams.insert(id.clone(), upstreams(&dns));
-        }
-        drop(st);
+            // members of containers that no longer exist
+            s.members
+                .retain(|id, m| running.contains(id) || m.sandbox.is_none());
+            *version += 1;
+            let dns_wanted: Vec<(String, PathBuf)> = s
+                .members
+                .values()
+                .filter_map(|m| {
+                    let sb = m.sandbox.as_ref()?;
+                    m.endpoints
+                        .iter()
+                        .any(|e| {
+                            s.networks
+                                .iter()
+                                .any(|n| n.id == e.network && !n.predefined)
+                        })
+                        .then(|| (m.id.clone(), sb.netns.clone()))
+                })
+                .collect();
+            for (id, _) in &dns_wanted {
+                let dns: Vec<String> = Vec::new();
+                st.upstreams.insert(id.clone(), upstreams(&dns));
+            }
+            dns_wanted
+        };
         for (id, ns) in dns_wanted {
             let res = File::open(&ns)
                 .map_err(|e| Error::Kernel(format!("opening {}: {e}", ns.display())))
@@ -1339,18 +1343,37 @@ impl Networks {
                 tracing::warn!("embedded DNS of {id}: {e}");
             }
         }
+        // the table was rendered at open from the state as found: without the ports of
+        // sandboxes released or forgotten since
+        if let Err(e) = self.apply_rules().await {
+            tracing::warn!("updating nftables after restart: {e}");
+        }
     }
 
-    /// Drop registrations of containers the engine does not know (removed while we were down).
+    /// Drop registrations of containers the engine does not know: removed while we were down,
+    /// or removed before a kill -9 took the background write of that (see `persist_soon`).
+    /// A namespace such a registration still names goes too (`reconcile` then renders the
+    /// rules without its ports).
     pub fn forget_unknown(&self, known: &BTreeSet<String>) {
         let mut st = lock(&self.st);
-        let before = st.s.members.len();
-        st.s.members.retain(|id, _| known.contains(id));
-        if st.s.members.len() != before {
-            st.version += 1;
-            drop(st);
-            let _ = self.persist(false);
+        let gone: Vec<String> =
+            st.s.members
+                .keys()
+                .filter(|id| !known.contains(*id))
+                .cloned()
+                .collect();
+        if gone.is_empty() {
+            return;
         }
+        for id in &gone {
+            if let Some(sb) = st.s.members.remove(id).and_then(|m| m.sandbox) {
+                netlink::remove_netns(&sb.netns);
+            }
+            st.held.remove(id);
+        }
+        st.version += 1;
+        drop(st);
+        let _ = self.persist(false);
     }
 
     /// At daemon shutdown: with no sandbox left, remove our bridges, table and netns mount.

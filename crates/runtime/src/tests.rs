@@ -346,7 +346,11 @@ fn users_and_errors() {
     let spec = container_spec(&cfg).unwrap();
     let p = spec.process().as_ref().unwrap();
     assert_eq!((p.user().uid(), p.user().gid()), (65534, 65534));
-    assert_eq!(p.user().additional_gids().as_deref(), Some(&[0u32][..]));
+    // the primary group first, as dockerd (CVE-2022-36109), then --group-add
+    assert_eq!(
+        p.user().additional_gids().as_deref(),
+        Some(&[65534u32, 0][..])
+    );
     assert_eq!(p.cwd(), Path::new("/tmp"));
     cfg.user = "ghost".into();
     assert!(matches!(container_spec(&cfg), Err(Error::User(_))));

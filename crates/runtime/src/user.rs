@@ -149,12 +149,17 @@ pub fn resolve(rootfs: &Path, spec: &str, group_add: &[String]) -> Result<Resolv
             })
     };
 
-    let mut additional = Vec::new();
-    if let Some(g) = g {
-        if !g.is_empty() {
-            gid = lookup_group(g)?;
-        }
-    } else if let Some(name) = &name {
+    if let Some(g) = g
+        && !g.is_empty()
+    {
+        gid = lookup_group(g)?;
+    }
+    // The primary group is a supplementary group too, as dockerd sets it since the fix of
+    // CVE-2022-36109 (so `newgrp`/setgroups cannot drop it; `id` lists it under groups=).
+    let mut additional = vec![gid];
+    if g.is_none()
+        && let Some(name) = &name
+    {
         // memberships only when the group was not given explicitly (runc does the same)
         for e in &groups {
             if e.members.iter().any(|m| m == name) && !additional.contains(&e.gid) {
@@ -203,13 +208,13 @@ mod tests {
         assert_eq!((r.uid, r.gid), (0, 0));
         let r = resolve(d.path(), "1000", &[]).unwrap();
         assert_eq!((r.uid, r.gid), (1000, 1000));
-        assert_eq!(r.additional_gids, vec![29, 50]);
+        assert_eq!(r.additional_gids, vec![1000, 29, 50]);
         assert_eq!(r.home.as_deref(), Some("/home/bob"));
         let r = resolve(d.path(), "4242", &[]).unwrap();
         assert_eq!((r.uid, r.gid), (4242, 0));
         let r = resolve(d.path(), "www:staff", &["audio".into(), "7".into()]).unwrap();
         assert_eq!((r.uid, r.gid), (33, 50));
-        assert_eq!(r.additional_gids, vec![29, 7]);
+        assert_eq!(r.additional_gids, vec![50, 29, 7]);
         assert!(resolve(d.path(), "nobody", &[]).is_err());
         assert!(resolve(d.path(), "bob:nogroup", &[]).is_err());
     }

@@ -647,10 +647,7 @@ fn file_level_errors() {
     );
     assert_eq!(
         error("# only a comment\n\n"),
-        (
-            0,
-            s("failed to parse Dockerfile: file with no instructions")
-        )
+        (0, s("file with no instructions"))
     );
     assert_eq!(
         parse_named("\n", "Dockerfile.dev")
@@ -710,4 +707,45 @@ fn flag_extraction() {
             "{line:?}"
         );
     }
+}
+
+#[test]
+fn from_lines_and_parser_warnings_as_dockerd_prints_them() {
+    let df = parse(
+        "from  --platform=$BUILDPLATFORM busybox as Build\nRUN a \\\n\n  && b\nFROM \\\n  build\n",
+    )
+    .expect("parse");
+    // `Step n/m : ...` shows the FROM line as written
+    assert_eq!(
+        df.stages[0].original,
+        "from  --platform=$BUILDPLATFORM busybox as Build"
+    );
+    assert_eq!(df.stages[1].original, "FROM   build");
+    assert_eq!(
+        df.warnings,
+        vec![
+            s("[WARNING]: Empty continuation line found in:\n    RUN a   && b"),
+            s("[WARNING]: Empty continuation lines will become errors in a future release."),
+        ]
+    );
+    assert!(
+        parse("FROM a\nRUN b \\\n  c\n")
+            .expect("parse")
+            .warnings
+            .is_empty()
+    );
+}
+
+#[test]
+fn whole_file_errors_name_the_file_given() {
+    let e = parse_named("", "Dockerfile.dev").expect_err("empty");
+    assert_eq!(
+        e.to_string(),
+        "the Dockerfile (Dockerfile.dev) cannot be empty"
+    );
+    let e = parse_named("# only\n\n", "ci/Dockerfile").expect_err("comments");
+    assert_eq!(
+        e.to_string(),
+        "failed to parse ci/Dockerfile: file with no instructions"
+    );
 }

@@ -20,6 +20,7 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
 use crate::client::{Client, urlencode};
+use crate::commands::build_progress::LiveView;
 use crate::commands::out;
 use crate::commands::registry::Display;
 use crate::error::{CliError, EXIT_FAILURE, EXIT_USAGE};
@@ -97,8 +98,8 @@ pub struct BuildArgs {
     /// Set platform if server is multi-platform capable
     #[arg(long, value_name = "string")]
     pub platform: Option<String>,
-    /// Type of progress output (auto, plain, tty)
-    #[arg(long, value_name = "string")]
+    /// Set type of progress output ("auto", "quiet", "plain", "tty", "rawjson"). Use plain to show container output
+    #[arg(long, value_name = "string", default_value = "auto")]
     pub progress: Option<String>,
     /// Always attempt to pull a newer version of the image
     #[arg(long)]
@@ -580,7 +581,7 @@ fn query(a: &BuildArgs, ctx: &Context) -> Result<String, CliError> {
     if !a.add_host.is_empty() {
         p("extrahosts", &a.add_host.join(","));
     }
-    if a.quiet {
+    if a.quiet || a.progress.as_deref() == Some("quiet") {
         p("q", "1");
     }
     if a.no_cache {
@@ -677,15 +678,32 @@ struct Streamed {
     id: Option<String>,
 }
 
+/// How the daemon's stream is shown.
+enum View<'a> {
+    /// As `docker build` prints it (with docker's in-place pull progress on a tty).
+    Plain(Display<&'a mut dyn Write>),
+    /// The compact live view (`--progress=auto` on a tty, `tty`).
+    Live(LiveView),
+    /// `--progress=rawjson`: the daemon's JSON lines as they come.
+    Raw(&'a mut dyn Write),
+}
+
+/// `--progress`: the view for this build (`-q`/`quiet` hold the stream back elsewhere).
+fn wants_live(progress: Option<&str>, stdout_tty: bool) -> bool {
+    match progress.unwrap_or("auto") {
+        "tty" => true,
+        "auto" => stdout_tty,
+        _ => false,
+    }
+}
+
 async fn show_build_stream(
     mut body: hyper::body::Incoming,
-    sink: &mut dyn Write,
-    tty: bool,
+    mut view: View<'_>,
 ) -> Result<Streamed, CliError> {
-    let mut d = Display::new(sink, tty);
     let mut id = None;
     let mut buf: Vec<u8> = Vec::new();
-    let mut handle = |line: &[u8]| -> Result<(), CliError> {
+    let mut handle = |view: &mut View<'_>, line: &[u8]| -> Result<(), CliError> {
         let line = line.trim_ascii();
         if line.is_empty() {
             return Ok(());
@@ -695,7 +713,35 @@ async fn show_build_stream(
         if let Some(i) = v["aux"]["ID"].as_str() {
             id = Some(i.to_string());
         }
-        d.message(&v).map_err(|msg| {
+        let error = v["errorDetail"]["message"]
+            .as_str()
+            .or_else(|| v["error"].as_str())
+            .map(str::to_owned);
+        let shown = match view {
+            View::Plain(d) => d.message(&v),
+            View::Raw(w) => {
+                let _ = w.write_all(line);
+                let _ = w.write_all(b"\n");
+                error.map_or(Ok(()), Err)
+            }
+            View::Live(l) => {
+                if let Some(s) = v["stream"].as_str() {
+                    l.text(s);
+                } else if let Some(st) = v["status"].as_str() {
+                    // a FROM that pulls: its status lines go to the step's tail
+                    let layer = v["id"]
+                        .as_str()
+                        .map(|i| format!("{i}: "))
+                        .unwrap_or_default();
+                    l.text(&format!(
+                        "{layer}{st} {}\n",
+                        v["progress"].as_str().unwrap_or("")
+                    ));
+                }
+                error.map_or(Ok(()), Err)
+            }
+        };
+        shown.map_err(|msg| {
             // The daemon sends the failing RUN's exit status as the error code; docker exits
             // with it (1 when there is none).
             let code = v["errorDetail"]["code"]
@@ -705,19 +751,34 @@ async fn show_build_stream(
             CliError::new(msg, code)
         })
     };
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| CliError::msg(format!("reading build output: {e}")))?;
+    let mut res = Ok(());
+    'read: while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(f) => f,
+            Err(e) => {
+                res = Err(CliError::msg(format!("reading build output: {e}")));
+                break;
+            }
+        };
         let Ok(data) = frame.into_data() else {
             continue;
         };
         buf.extend_from_slice(&data);
         while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=pos).collect();
-            handle(&line)?;
+            res = handle(&mut view, &line);
+            if res.is_err() {
+                break 'read;
+            }
         }
     }
-    handle(&buf)?;
-    Ok(Streamed { id })
+    if res.is_ok() {
+        res = handle(&mut view, &buf);
+    }
+    if let View::Live(l) = view {
+        l.end(res.is_err());
+    }
+    res.map(|()| Streamed { id })
 }
 
 pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
@@ -739,13 +800,17 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
     // -q: everything but the ID is held back and shown only if the build fails.
     let mut held: Vec<u8> = Vec::new();
     let mut stdout = std::io::stdout();
-    let tty = !a.quiet && stdout.is_terminal() && a.progress.as_deref() != Some("plain");
+    let tty = stdout.is_terminal();
+    let quiet = a.quiet || a.progress.as_deref() == Some("quiet");
+    let live = !quiet && wants_live(a.progress.as_deref(), tty);
     let sending = format!(
         "Sending build context to Docker daemon {:>8}\n",
         crate::format::units::human_size(ctx.body.len() as f64)
     );
-    if ctx.remote.is_none() {
-        if a.quiet {
+    let rawjson = a.progress.as_deref() == Some("rawjson");
+    // (rawjson is the daemon's JSON lines only)
+    if ctx.remote.is_none() && !rawjson {
+        if quiet {
             held.extend_from_slice(sending.as_bytes());
         } else {
             out(&sending)?;
@@ -763,7 +828,7 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
     let body = match resp {
         Ok(b) => b,
         Err(r) => {
-            if a.quiet {
+            if quiet {
                 let _ = std::io::stderr().write_all(&held);
             }
             return Err(CliError::daemon(r.message()));
@@ -771,15 +836,27 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
     };
     // With -q the daemon's stream is just the ID; it is printed only once the build succeeded.
     let mut held_stream: Vec<u8> = Vec::new();
-    let streamed = if a.quiet {
-        show_build_stream(body, &mut held_stream, false).await
+    let streamed = if quiet {
+        show_build_stream(
+            body,
+            View::Plain(Display::new(&mut held_stream as &mut dyn Write, false)),
+        )
+        .await
+    } else if live {
+        show_build_stream(body, View::Live(LiveView::new())).await
+    } else if rawjson {
+        show_build_stream(body, View::Raw(&mut stdout)).await
     } else {
-        show_build_stream(body, &mut stdout, tty).await
+        show_build_stream(
+            body,
+            View::Plain(Display::new(&mut stdout as &mut dyn Write, tty)),
+        )
+        .await
     };
     let streamed = match streamed {
         Ok(s) => s,
         Err(e) => {
-            if a.quiet {
+            if quiet {
                 let _ = std::io::stderr().write_all(&held);
                 let _ = std::io::stderr().write_all(&held_stream);
             }
@@ -794,7 +871,7 @@ pub async fn build(client: &Client, a: Box<BuildArgs>) -> Result<(), CliError> {
             t.starts_with("sha256:").then(|| t.to_string())
         })
         .unwrap_or_default();
-    if a.quiet {
+    if quiet {
         if quiet_text.is_empty() {
             out(&format!("{id}\n"))?;
         } else {

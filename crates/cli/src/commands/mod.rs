@@ -2,6 +2,7 @@
 //! [`Client`]; later groups (container, network, volume, build) slot in the same way.
 
 pub mod build;
+pub mod build_progress;
 pub mod container;
 pub mod files;
 pub mod image;

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "serving as $(id -un) from $PWD"

@@ -1,0 +1,3 @@
+module github.com/docker/docker-gs-ping
+
+go 1.21

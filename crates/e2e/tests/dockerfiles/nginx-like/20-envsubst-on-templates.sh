@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "20-envsubst: NGINX_VERSION=$NGINX_VERSION"

@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "ensure-initdb as $(basename "$0")"
