@@ -2041,6 +2041,27 @@ fn spec_input(r: &Record, rootfs: &Path, dir: &Path) -> ContainerSpecInput {
 
 #[cfg(test)]
 mod tests {
+    /// A removal that a crash interrupted (directories renamed into the trash, not yet
+    /// deleted) is finished by the next start's `empty_trash`.
+    #[test]
+    fn trash_left_by_a_crash_is_emptied() {
+        let d = tempfile::tempdir().unwrap();
+        let store = berth_image::ImageStore::open(d.path()).unwrap();
+        let id = "a".repeat(64);
+        let ctr = d.path().join("containers").join(&id);
+        std::fs::create_dir_all(ctr.join("bundle")).unwrap();
+        std::fs::write(ctr.join(super::record::CONFIG_FILE), "{}").unwrap();
+        super::rootfs::create_dirs(store.overlay_root(), &id).unwrap();
+        let trash = d.path().join("containers").join(super::TRASH);
+        // the first half of a removal, then "the crash"
+        assert!(super::move_to_trash(&store, &ctr, &trash, &id));
+        assert!(!ctr.exists());
+        assert!(!super::rootfs::rw_dir(store.overlay_root(), &id).exists());
+        assert!(trash.join(&id).exists() && trash.join(format!("{id}-rw")).exists());
+        super::empty_trash(&store, &trash);
+        assert_eq!(std::fs::read_dir(&trash).unwrap().count(), 0);
+    }
+
     #[test]
     fn signals_and_sizes() {
         assert_eq!(super::parse_signal("SIGTERM"), Some(15));
