@@ -1007,6 +1007,9 @@ impl Containers {
     async fn record_exit(&self, ctr: &Arc<Container>, info: ExitInfo) {
         let t0 = std::time::Instant::now();
         let phase = |what: &str| tracing::debug!(container = %ctr.id, "exit: {what} at {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
+        // before the status says "exited": from then on a start may make the next run's
+        // sandbox (same container, same namespace file), which a later down would tear down
+        self.0.nets.down(&ctr.id).await;
         let rec = {
             let mut r = lock(&ctr.rec);
             r.state.status = "exited".into();
@@ -1032,12 +1035,11 @@ impl Containers {
             tracing::error!("recording exit of {}: {e}", ctr.id);
         }
         phase("rootfs released, record saved");
-        self.0.nets.down(&ctr.id).await;
         self.unmount_volumes(&rec).await;
         // sent now (a restart's next shim must not get it), but its reply is not awaited:
         // the shim may still be deleting the container's cgroups
         let _ = shim::send(&self.state_dir(&ctr.id), &Request::Release).await;
-        phase("network down");
+        phase("volumes unmounted, shim released");
         if info.oom_killed {
             self.log_event(&rec, "oom", &[]);
         }
