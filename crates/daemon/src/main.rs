@@ -16,6 +16,8 @@ const EXIT_USAGE: u8 = 125;
 const EXIT_FAILURE: u8 = 1;
 
 fn main() -> ExitCode {
+    // before any thread or dlopen: the mappings the idle trim may touch
+    berth_mem::init();
     let cfg = match config::resolve(std::env::args_os()) {
         Ok(c) => c,
         Err(ConfigError::Usage(e)) => {

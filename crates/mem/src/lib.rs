@@ -7,11 +7,22 @@
 //! stay in the page cache, and whatever runs again comes back as a cheap minor fault. Free heap
 //! pages go back to the kernel with glibc's `malloc_trim`.
 //!
-//! Must not: touch a writable mapping or one with modified (anonymous) pages, depend on more
-//! than libc (the shim links it), or be called on a latency-critical path (a few ms of work,
+//! Only files that were mapped when the process called [`init`] (first thing in `main`: the
+//! executable and the libraries it links against) are trimmed: those were mapped at exec and
+//! never change, whereas a library another thread is `dlopen`ing later (glibc's NSS modules)
+//! passes through read-only mappings that are about to be written (relocations), and dropping
+//! those pages would lose the writes.
+//!
+//! Must not: touch a writable mapping, one with modified (anonymous) pages or one that is not
+//! fixed since exec, depend on more than libc (the shim links it), or be called on a latency-critical path (a few ms of work,
 //! and faults afterwards).
 
+use std::collections::HashSet;
 use std::io::Read;
+use std::sync::OnceLock;
+
+/// The files mapped at [`init`].
+static AT_START: OnceLock<HashSet<String>> = OnceLock::new();
 
 /// One mapping line of /proc/self/smaps: address range, permissions, and whether any page of
 /// it is anonymous (COW-written, e.g. relocated GOT) — those must never be dropped.
@@ -20,6 +31,7 @@ struct Mapping {
     end: usize,
     writable: bool,
     file_backed: bool,
+    path: String,
     anonymous_kb: u64,
 }
 
@@ -42,6 +54,7 @@ fn parse(smaps: &str) -> Vec<Mapping> {
                 end,
                 writable: perms.contains('w'),
                 file_backed: inode != "0" && path.starts_with('/'),
+                path: path.to_owned(),
                 // unknown until the Anonymous: line; assume written
                 anonymous_kb: u64::MAX,
             });
@@ -59,6 +72,30 @@ fn parse(smaps: &str) -> Vec<Mapping> {
     out
 }
 
+fn read_smaps() -> Option<String> {
+    let mut s = String::new();
+    std::fs::File::open("/proc/self/smaps")
+        .ok()?
+        .read_to_string(&mut s)
+        .ok()?;
+    Some(s)
+}
+
+/// Remembers which files are mapped now, before any thread can `dlopen`: the only ones
+/// [`trim_rss`] will touch. Call it first thing in `main`; without it nothing is trimmed.
+pub fn init() {
+    let files = read_smaps()
+        .map(|s| {
+            parse(&s)
+                .into_iter()
+                .filter(|m| m.file_backed)
+                .map(|m| m.path)
+                .collect()
+        })
+        .unwrap_or_default();
+    let _ = AT_START.set(files);
+}
+
 /// Drops resident pages of clean read-only file mappings and returns free heap pages to the
 /// kernel. Best effort: errors are ignored.
 pub fn trim_rss() {
@@ -67,19 +104,15 @@ pub fn trim_rss() {
     unsafe {
         libc::malloc_trim(0);
     }
-    let mut s = String::new();
-    let Ok(mut f) = std::fs::File::open("/proc/self/smaps") else {
+    let (Some(fixed), Some(s)) = (AT_START.get(), read_smaps()) else {
         return;
     };
-    if f.read_to_string(&mut s).is_err() {
-        return;
-    }
     for m in parse(&s) {
-        if m.writable || !m.file_backed || m.anonymous_kb != 0 {
+        if m.writable || !m.file_backed || m.anonymous_kb != 0 || !fixed.contains(&m.path) {
             continue;
         }
-        // SAFETY: the range is a read-only private file mapping with no anonymous (modified)
-        // pages, so MADV_DONTNEED only drops PTEs; content is re-read from the file on access.
+        // SAFETY: the range is a read-only file mapping, there since exec, with no anonymous
+        // (modified) pages, so MADV_DONTNEED only drops PTEs; content is re-read from the file on access.
         unsafe {
             libc::madvise(
                 m.start as *mut libc::c_void,
@@ -110,6 +143,12 @@ Anonymous: 12 kB
         assert!(m[0].file_backed && !m[0].writable && m[0].anonymous_kb == 0);
         assert_eq!(m[1].anonymous_kb, 8);
         assert!(!m[2].file_backed && m[2].writable);
+        assert_eq!(m[0].path, "/usr/bin/berth-shim");
+        trim_rss(); // before init: touches nothing
+        init();
+        let exe = std::fs::read_link("/proc/self/exe").expect("exe");
+        let exe = exe.to_string_lossy();
+        assert!(AT_START.get().is_some_and(|f| f.contains(exe.as_ref())));
         trim_rss(); // must not crash the test process
     }
 }

@@ -184,6 +184,7 @@ fn parse(args: &[String]) -> Result<StartOpts, String> {
 }
 
 fn main() -> ExitCode {
+    berth_mem::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("start") => match parse(&args[1..]) {
