@@ -589,3 +589,50 @@ fn idle_daemon_gives_memory_back() {
         "again\n"
     );
 }
+
+/// `--privileged` grants every capability the host's bounding set has (this machine's sandbox
+/// lacks CAP_SYS_RESOURCE: asking for it failed every privileged start and exec with EPERM)
+/// and the host's device nodes, each once (/dev/tty is also a default device).
+#[test]
+fn privileged_run_and_exec() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
+        })
+        .expect("CapBnd");
+    let cap_eff = "grep CapEff /proc/self/status | cut -f2";
+    let o = f.docker(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        cap_eff,
+    ]);
+    assert_eq!(o.ok().stdout_str().trim(), bounding);
+    let o = f.docker(&[
+        "run",
+        "--rm",
+        "--privileged",
+        "busybox",
+        "ls",
+        "/dev/tty",
+        "/dev/null",
+    ]);
+    o.ok();
+    f.docker(&["run", "-d", "--name", "p1", "busybox", "sleep", "300"])
+        .ok();
+    let o = f.docker(&["exec", "--privileged", "p1", "sh", "-c", cap_eff]);
+    assert_eq!(o.ok().stdout_str().trim(), bounding);
+    // without --privileged, Docker's 14 defaults
+    let o = f.docker(&["exec", "p1", "sh", "-c", cap_eff]);
+    assert_eq!(o.ok().stdout_str().trim(), "00000000a80425fb");
+    f.docker(&["rm", "-f", "p1"]).ok();
+}

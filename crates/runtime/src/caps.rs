@@ -91,11 +91,26 @@ pub fn normalize(name: &str) -> Result<String, Error> {
     }
 }
 
+/// Every capability the daemon's own bounding set still has: what `--privileged` and `ALL` can
+/// really grant. On a host (or in a sandbox) that dropped one from the bounding set (e.g.
+/// CAP_SYS_RESOURCE), asking for it would make the container's capset fail with EPERM.
+pub fn available() -> Vec<String> {
+    use std::str::FromStr;
+    let Ok(bounding) = ::caps::read(None, ::caps::CapSet::Bounding) else {
+        return ALL_CAPS.iter().map(|s| s.to_string()).collect();
+    };
+    ALL_CAPS
+        .iter()
+        .filter(|n| ::caps::Capability::from_str(n).is_ok_and(|c| bounding.contains(&c)))
+        .map(|s| s.to_string())
+        .collect()
+}
+
 /// The effective capability list (`CAP_*` names, sorted like Docker: defaults order then
 /// additions) for the given flags.
 pub fn effective(privileged: bool, add: &[String], drop: &[String]) -> Result<Vec<String>, Error> {
     if privileged {
-        return Ok(ALL_CAPS.iter().map(|s| s.to_string()).collect());
+        return Ok(available());
     }
     let add: Vec<String> = add.iter().map(|c| normalize(c)).collect::<Result<_, _>>()?;
     let drop: Vec<String> = drop
@@ -108,7 +123,7 @@ pub fn effective(privileged: bool, add: &[String], drop: &[String]) -> Result<Ve
     // moby TweakCapabilities: add ALL = everything minus the drops; drop ALL = only the adds;
     // otherwise defaults minus drops plus adds.
     let mut base: Vec<String> = if add_all {
-        ALL_CAPS.iter().map(|s| s.to_string()).collect()
+        available()
     } else if drop_all {
         Vec::new()
     } else {
@@ -160,9 +175,10 @@ mod tests {
         let c = effective(false, &s(&["chown"]), &s(&["ALL"])).unwrap();
         assert_eq!(c, s(&["CAP_CHOWN"]));
         let c = effective(false, &s(&["ALL"]), &s(&["CAP_SYS_ADMIN"])).unwrap();
-        assert_eq!(c.len(), ALL_CAPS.len() - 1);
+        assert_eq!(c.len(), available().len() - 1);
         assert!(effective(false, &s(&["NOPE"]), &[]).is_err());
-        assert_eq!(effective(true, &[], &s(&["ALL"])).unwrap().len(), 41);
+        assert_eq!(effective(true, &[], &s(&["ALL"])).unwrap(), available());
+        assert!(available().len() <= 41 && available().contains(&"CAP_SYS_ADMIN".to_string()));
         assert_eq!(to_set(&s(&ALL_CAPS)).unwrap().len(), 41);
     }
 }

@@ -615,7 +615,17 @@ pub fn container_spec(cfg: &ContainerSpecInput) -> Result<Spec> {
             for m in &cfg.devices {
                 d.extend(devices::from_mapping(m)?.into_iter().map(|(dev, _)| dev));
             }
-            d
+            // one node per path, the last given winning (as runc merges its defaults with
+            // the spec's): --privileged's host /dev has /dev/tty, /dev/null... too, and a
+            // second mknod of the same path fails the container's start
+            let mut seen = std::collections::HashSet::new();
+            let mut unique: Vec<_> = d
+                .into_iter()
+                .rev()
+                .filter(|dev| seen.insert(dev.path().clone()))
+                .collect();
+            unique.reverse();
+            unique
         });
     if !cfg.sysctls.is_empty() {
         lb = lb.sysctl(cfg.sysctls.clone());

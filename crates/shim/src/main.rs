@@ -96,8 +96,15 @@ pub fn all_caps() -> libcontainer::oci_spec::runtime::Capabilities {
         "BPF",
         "CHECKPOINT_RESTORE",
     ];
+    // only what our bounding set still has: the rest cannot be granted (capset fails with EPERM)
+    let bounding = caps::read(None, caps::CapSet::Bounding).ok();
     NAMES
         .iter()
+        .filter(|n| {
+            bounding.as_ref().is_none_or(|b| {
+                caps::Capability::from_str(&format!("CAP_{n}")).is_ok_and(|c| b.contains(&c))
+            })
+        })
         .filter_map(|n| libcontainer::oci_spec::runtime::Capability::from_str(n).ok())
         .collect()
 }
