@@ -57,6 +57,11 @@ impl Fixture {
         Fixture { d }
     }
 
+    /// `DOCKER_BUILDKIT=0 docker build ARGS CTX` against this daemon.
+    pub fn docker_build(&self, ctx: &Path, args: &[&str]) -> std::process::Output {
+        crate::docker_build_at(&self.host(), &self.dir, ctx, args)
+    }
+
     /// stdout of a docker CLI command that must succeed.
     pub fn out(&self, args: &[&str]) -> String {
         self.d.docker(args).ok().stdout_str()

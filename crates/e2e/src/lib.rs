@@ -695,3 +695,27 @@ impl Drop for RefDocker {
         cleanup_dir(&self.dir);
     }
 }
+
+/// `docker build` (the docker 28 CLI, legacy builder: `DOCKER_BUILDKIT=0`) against `host`, with
+/// a config dir of its own under `dir`; the caller adds flags and the context.
+pub fn docker_build_command(host: &str, dir: &Path) -> Command {
+    let mut c = Command::new("docker");
+    c.arg("build")
+        .env("DOCKER_HOST", host)
+        .env("DOCKER_BUILDKIT", "0")
+        .env("DOCKER_CONFIG", dir.join("docker-config"))
+        .env("DOCKER_CLI_HINTS", "false")
+        .env_remove("DOCKER_CONTEXT")
+        .env_remove("DOCKER_API_VERSION")
+        .stdin(Stdio::null());
+    c
+}
+
+/// `DOCKER_BUILDKIT=0 docker build ARGS CTX` against `host`.
+pub fn docker_build_at(host: &str, dir: &Path, ctx: &Path, args: &[&str]) -> Output {
+    docker_build_command(host, dir)
+        .args(args)
+        .arg(ctx)
+        .output()
+        .expect("run docker build")
+}

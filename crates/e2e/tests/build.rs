@@ -5,29 +5,10 @@
 //! docker CLI.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
+use berth_e2e::docker_build_at as build_at;
 use berth_e2e::{Fixture, OutputExt, ScratchDir, can_run_containers as can_run};
-
-/// `DOCKER_BUILDKIT=0 docker build ...` against the fixture's daemon.
-fn build(f: &Fixture, ctx: &Path, args: &[&str]) -> Output {
-    build_at(&f.host(), &f.dir, ctx, args)
-}
-
-fn build_at(host: &str, dir: &Path, ctx: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new("docker");
-    c.arg("build")
-        .args(args)
-        .arg(ctx)
-        .env("DOCKER_HOST", host)
-        .env("DOCKER_BUILDKIT", "0")
-        .env("DOCKER_CONFIG", dir.join("docker-config"))
-        .env("DOCKER_CLI_HINTS", "false")
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .stdin(Stdio::null());
-    c.output().expect("run docker build")
-}
 
 fn run(f: &Fixture, args: &[&str]) -> String {
     let mut a = vec!["run", "--rm"];
@@ -62,7 +43,7 @@ fn basic_build_runs_and_writes_config_and_history() {
             ("hello.txt", "hello from the context\n"),
         ],
     );
-    let out = build(&f, &ctx, &["-t", "basic:1"]);
+    let out = f.docker_build(&ctx, &["-t", "basic:1"]);
     let so = out.ok().stdout_str();
     assert!(so.contains("Step 1/12 : FROM busybox"), "{so}");
     assert!(so.contains("hello from run"), "{so}");
@@ -143,8 +124,7 @@ fn multi_stage_target_args_onbuild_heredoc() {
             ("dummy", "x"),
         ],
     );
-    let out = build(
-        &f,
+    let out = f.docker_build(
         &ctx,
         &[
             "-t",
@@ -170,7 +150,7 @@ fn multi_stage_target_args_onbuild_heredoc() {
     assert_eq!(run(&f, &["multi:1", "/app/note"]), "note \n");
 
     // --target stops at the named stage
-    let out = build(&f, &ctx, &["-t", "multi:builder", "--target", "builder"]);
+    let out = f.docker_build(&ctx, &["-t", "multi:builder", "--target", "builder"]);
     out.ok();
     assert_eq!(
         run(
@@ -218,7 +198,7 @@ fn add_tar_chown_chmod_and_wildcards() {
         .status()
         .expect("tar");
     assert!(st.success());
-    let out = build(&f, &ctx, &["-t", "add:1"]);
+    let out = f.docker_build(&ctx, &["-t", "add:1"]);
     let so = out.ok().stdout_str();
     assert!(so.contains("nobody:nogroup 600"), "{so}");
     assert!(so.contains("one.txt\ntwo.txt"), "{so}");
@@ -235,7 +215,7 @@ fn errors_name_the_line_and_copy_stays_in_the_context() {
         "build-err",
         &[("Dockerfile", "FROM busybox\nRUNN echo hi\n")],
     );
-    let out = build(&f, &ctx, &[]);
+    let out = f.docker_build(&ctx, &[]);
     assert_ne!(out.code(), 0);
     let se = out.stderr_str();
     assert!(se.contains("line 2"), "{se}");
@@ -245,7 +225,7 @@ fn errors_name_the_line_and_copy_stays_in_the_context() {
         "build-escape",
         &[("Dockerfile", "FROM busybox\nCOPY ../secret /x\n")],
     );
-    let out = build(&f, &ctx, &[]);
+    let out = f.docker_build(&ctx, &[]);
     assert_ne!(out.code(), 0);
     let all = format!("{}{}", out.stdout_str(), out.stderr_str());
     assert!(all.contains("outside the build context"), "{all}");
@@ -256,7 +236,7 @@ fn errors_name_the_line_and_copy_stays_in_the_context() {
         &[("Dockerfile", "FROM busybox\nCOPY link /x\n")],
     );
     std::os::unix::fs::symlink("/etc/shadow", ctx.join("link")).expect("symlink");
-    let out = build(&f, &ctx, &[]);
+    let out = f.docker_build(&ctx, &[]);
     assert_ne!(out.code(), 0);
 
     // a failing RUN reports its command and code
@@ -264,7 +244,7 @@ fn errors_name_the_line_and_copy_stays_in_the_context() {
         "build-fail",
         &[("Dockerfile", "FROM busybox\nRUN exit 3\n")],
     );
-    let out = build(&f, &ctx, &[]);
+    let out = f.docker_build(&ctx, &[]);
     assert_ne!(out.code(), 0);
     let all = format!("{}{}", out.stdout_str(), out.stderr_str());
     assert!(
@@ -274,7 +254,7 @@ fn errors_name_the_line_and_copy_stays_in_the_context() {
     // as with dockerd, the failed step's container stays (for debugging) unless --force-rm
     assert_eq!(f.ids().len(), 1);
     f.d.remove_all_containers();
-    let out = build(&f, &ctx, &["--force-rm"]);
+    let out = f.docker_build(&ctx, &["--force-rm"]);
     assert_ne!(out.code(), 0);
     assert_eq!(f.ids(), Vec::<String>::new());
 }
@@ -369,15 +349,15 @@ fn cache_survives_restart_and_prune_empties_it() {
             "FROM busybox\nRUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log\nRUN echo done\n",
         )],
     );
-    build(&f, &ctx, &["-t", "r:1"]).ok();
+    f.docker_build(&ctx, &["-t", "r:1"]).ok();
     f.restart();
-    let out = build(&f, &ctx, &["-t", "r:1"]);
+    let out = f.docker_build(&ctx, &["-t", "r:1"]);
     assert_eq!(cache_hits(out.ok()), 2, "{}", out.stdout_str());
     let df = f.out(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
     assert!(df.contains("Build Cache 3"), "{df}");
     let pr = f.out(&["builder", "prune", "-f"]);
     assert!(pr.contains("Total"), "{pr}");
-    let out = build(&f, &ctx, &["-t", "r:1"]);
+    let out = f.docker_build(&ctx, &["-t", "r:1"]);
     let so = out.ok().stdout_str();
     assert_eq!(cache_hits(&out), 0, "{so}");
     // the cache mount was emptied too: one line again
@@ -425,11 +405,11 @@ fn add_url_with_checksum() {
         "FROM busybox\nADD --checksum={real} http://127.0.0.1:{port}/files/data.txt /dl/\nRUN cat /dl/data.txt && stat -c %a /dl/data.txt\n"
     );
     let ctx = ScratchDir::with_files("build-url", &[("Dockerfile", df.as_str())]);
-    let so = build(&f, &ctx, &[]).ok().stdout_str();
+    let so = f.docker_build(&ctx, &[]).ok().stdout_str();
     assert!(so.contains("downloaded\n600\n"), "{so}");
     let df = format!("FROM busybox\nADD --checksum={sum} http://127.0.0.1:{port}/x /x\n");
     let ctx = ScratchDir::with_files("build-url-bad", &[("Dockerfile", df.as_str())]);
-    let out = build(&f, &ctx, &[]);
+    let out = f.docker_build(&ctx, &[]);
     assert_ne!(out.code(), 0);
     let all = format!("{}{}", out.stdout_str(), out.stderr_str());
     assert!(all.contains("digest mismatch"), "{all}");
@@ -445,7 +425,7 @@ fn remote_dockerfile_url() {
         b"FROM busybox\nRUN echo remote-built > /r\nCMD [\"cat\", \"/r\"]\n",
     );
     let url = format!("http://127.0.0.1:{port}/Dockerfile");
-    build(&f, Path::new(&url), &["-t", "remote:1"]).ok();
+    f.docker_build(Path::new(&url), &["-t", "remote:1"]).ok();
     assert_eq!(run(&f, &["remote:1"]), "remote-built\n");
 }
 
@@ -465,15 +445,15 @@ fn cache_from_an_image() {
             ("f", "content\n"),
         ],
     );
-    build(&f, &ctx, &["-t", "cf:1"]).ok();
+    f.docker_build(&ctx, &["-t", "cf:1"]).ok();
     f.out(&["builder", "prune", "-f"]);
     // the local cache is gone; the image given with --cache-from is the cache now
-    let out = build(&f, &ctx, &["-t", "cf:2", "--cache-from", "cf:1"]);
+    let out = f.docker_build(&ctx, &["-t", "cf:2", "--cache-from", "cf:1"]);
     assert_eq!(cache_hits(out.ok()), 3, "{}", out.stdout_str());
     let id1 = f.out(&["image", "inspect", "-f", "{{.Id}}", "cf:1"]);
     let id2 = f.out(&["image", "inspect", "-f", "{{.Id}}", "cf:2"]);
     assert_eq!(id1, id2);
     std::fs::write(ctx.join("f"), "changed\n").expect("write");
-    let out = build(&f, &ctx, &["-t", "cf:3", "--cache-from", "cf:1"]);
+    let out = f.docker_build(&ctx, &["-t", "cf:3", "--cache-from", "cf:1"]);
     assert_eq!(cache_hits(out.ok()), 0, "{}", out.stdout_str());
 }

@@ -6,28 +6,10 @@
 //! it defines the behaviour. Needs root, busybox-static and the docker CLI.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
+use berth_e2e::docker_build_at as build_at;
 use berth_e2e::{Fixture, OutputExt, ScratchDir, can_run_containers as can_run};
-
-fn build_at(host: &str, dir: &Path, ctx: &Path, args: &[&str]) -> Output {
-    let mut c = Command::new("docker");
-    c.arg("build")
-        .args(args)
-        .arg(ctx)
-        .env("DOCKER_HOST", host)
-        .env("DOCKER_BUILDKIT", "0")
-        .env("DOCKER_CONFIG", dir.join("docker-config"))
-        .env("DOCKER_CLI_HINTS", "false")
-        .env_remove("DOCKER_CONTEXT")
-        .env_remove("DOCKER_API_VERSION")
-        .stdin(Stdio::null());
-    c.output().expect("run docker build")
-}
-
-fn build(f: &Fixture, ctx: &Path, args: &[&str]) -> Output {
-    build_at(&f.host(), &f.dir, ctx, args)
-}
 
 fn reference() -> Option<berth_e2e::RefDocker> {
     let r = berth_e2e::RefDocker::start()?;
@@ -53,7 +35,7 @@ fn failed_run_exits_with_its_code_like_docker() {
         "bexec-fail",
         &[("Dockerfile", "FROM busybox\nRUN echo before\nRUN exit 3\n")],
     );
-    let ours = build(&f, &ctx, &["--force-rm"]);
+    let ours = f.docker_build(&ctx, &["--force-rm"]);
     assert_eq!(ours.code(), 3, "{}", ours.stderr_str());
     let msg = "The command '/bin/sh -c exit 3' returned a non-zero code: 3";
     assert!(ours.stderr_str().contains(msg), "{}", ours.stderr_str());
@@ -95,7 +77,7 @@ fn run_that_changes_nothing_is_an_empty_layer() {
               RUN --mount=type=cache,target=/root/.cache --mount=type=tmpfs,target=/run/t true\n\
               RUN echo changed > /changed\n";
     let ctx = ScratchDir::with_files("bexec-empty", &[("Dockerfile", df)]);
-    build(&f, &ctx, &["-t", "empty:1"]).ok();
+    f.docker_build(&ctx, &["-t", "empty:1"]).ok();
     let base = layers(f.out(&[
         "image",
         "inspect",
@@ -180,7 +162,7 @@ fn metadata_steps_need_no_container_and_keep_docker_semantics() {
         &[("Dockerfile", df), ("f.txt", "from the context\n")],
     );
     let since = now_unix();
-    build(&f, &ctx, &["-t", "meta:1"]).ok();
+    f.docker_build(&ctx, &["-t", "meta:1"]).ok();
     let until = now_unix();
     let want = "/app/deep 755 root\n/tmp 1777 root\n/home/owned.txt 644 nobody\n\
                 /tmp/via-link 755 root\n/tmp/through.txt 644 root\n\
@@ -277,7 +259,7 @@ fn run_mounts_from_stages_and_images_copy_link_and_parents() {
               COPY --link f.txt /linked/\n\
               CMD [\"cat\", \"/got-stage\", \"/got-image\", \"/got-cache\", \"/got-ro\", \"/linked/f.txt\"]\n";
     let ctx = ScratchDir::with_files("bexec-mount", &[("Dockerfile", df), ("f.txt", "linked\n")]);
-    let out = build(&f, &ctx, &["-t", "mnt:1"]);
+    let out = f.docker_build(&ctx, &["-t", "mnt:1"]);
     out.ok();
     assert_eq!(
         f.out(&["run", "--rm", "mnt:1"]),
@@ -287,7 +269,7 @@ fn run_mounts_from_stages_and_images_copy_link_and_parents() {
     let ls = f.out(&["run", "--rm", "mnt:1", "ls", "/"]);
     assert!(!ls.contains("mnt") && !ls.contains("img\n"), "{ls}");
     // fully cached the second time
-    let again = build(&f, &ctx, &["-t", "mnt:1"]);
+    let again = f.docker_build(&ctx, &["-t", "mnt:1"]);
     assert_eq!(again.ok().stdout_str().matches("Using cache").count(), 7);
 
     let ctx = ScratchDir::with_files(
@@ -297,7 +279,7 @@ fn run_mounts_from_stages_and_images_copy_link_and_parents() {
             ("f.txt", "x\n"),
         ],
     );
-    let out = build(&f, &ctx, &[]);
+    let out = f.docker_build(&ctx, &[]);
     assert_ne!(out.code(), 0);
     let all = format!("{}{}", out.stdout_str(), out.stderr_str());
     assert!(all.contains("Unknown flag: parents"), "{all}");

@@ -133,21 +133,15 @@ impl Engine {
     fn build(&self, ctx: &Path, tag: &str, extra: &[String]) -> Output {
         let mut c = if self.berth_cli {
             let mut c = Command::new(berth_e2e::bin_dir().join("berth"));
-            c.env("BERTH_HOST", &self.host).env_remove("DOCKER_HOST");
+            c.arg("build")
+                .env("BERTH_HOST", &self.host)
+                .env_remove("DOCKER_HOST");
             c
         } else {
-            let mut c = Command::new("docker");
-            c.env("DOCKER_HOST", &self.host)
-                .env("DOCKER_BUILDKIT", "0")
-                .env("DOCKER_CONFIG", self.config_dir.join("docker-config"))
-                .env("DOCKER_CLI_HINTS", "false")
-                .env_remove("DOCKER_CONTEXT")
-                .env_remove("DOCKER_API_VERSION");
-            c
+            berth_e2e::docker_build_command(&self.host, &self.config_dir)
         };
         // -f is relative to the working directory: build from inside the context
         c.current_dir(ctx)
-            .arg("build")
             .args(&self.build_flags)
             .args(["-t", tag])
             .args(extra)

@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 pub use copy::copy_up;
+pub use mount::unescape as unescape_mountinfo;
 
 /// The label dockerd (23+) puts on anonymous volumes; `volume prune` only removes those unless
 /// asked for `all`.

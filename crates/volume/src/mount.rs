@@ -17,7 +17,9 @@ fn mount_points() -> Vec<PathBuf> {
         .collect()
 }
 
-fn unescape(s: &str) -> String {
+/// A path field of /proc/self/mountinfo, whose blanks, tabs, newlines and backslashes are
+/// escaped as `\ooo`.
+pub fn unescape(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
