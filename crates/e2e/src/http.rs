@@ -1,5 +1,6 @@
 //! A deliberately small HTTP/1.1 client over a unix socket, for sending what well-behaved
-//! clients never send (truncated bodies, hostile archives) and reading the raw answer.
+//! clients never send (truncated bodies, hostile archives) and reading the raw answer; and a
+//! loopback HTTP server for what the daemon downloads (`ADD <url>`, remote contexts).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -145,4 +146,28 @@ fn read_response<R: BufRead>(mut r: R, head_only: bool) -> io::Result<Response> 
         r.read_to_end(&mut resp.body)?;
     }
     Ok(resp)
+}
+
+/// Serves HTTP/1.1 on 127.0.0.1 until the process ends, one request per connection:
+/// `respond(path)` gives the status (`"200 OK"`) and the body. Returns the port.
+pub fn serve(respond: impl Fn(&str) -> (&'static str, Vec<u8>) + Send + 'static) -> u16 {
+    use std::io::Read;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { continue };
+            let mut buf = [0u8; 4096];
+            let n = c.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let (status, body) = respond(req.split_whitespace().nth(1).unwrap_or("/"));
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nLast-Modified: Mon, 01 Jan 2024 00:00:00 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = c.write_all(head.as_bytes());
+            let _ = c.write_all(&body);
+        }
+    });
+    port
 }

@@ -366,23 +366,7 @@ fn cache_survives_restart_and_prune_empties_it() {
 
 /// A one-file HTTP server on loopback: answers every request with `body`; returns the port.
 fn serve_once_per_request(body: &'static [u8]) -> u16 {
-    use std::io::{Read, Write};
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = c.read(&mut buf);
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = c.write_all(head.as_bytes());
-            let _ = c.write_all(body);
-        }
-    });
-    port
+    berth_e2e::http::serve(move |_| ("200 OK", body.to_vec()))
 }
 
 #[test]

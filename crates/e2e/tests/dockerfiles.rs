@@ -16,7 +16,7 @@
 //! Needs root, busybox-static and the docker CLI (dockerd only to record).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -172,32 +172,16 @@ fn context_copy(case: &Case) -> ScratchDir {
 
 /// Serves files of `dir` over HTTP/1.1 on loopback until the process ends.
 fn serve_dir(dir: PathBuf) -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let Ok(mut c) = c else { continue };
-            let mut buf = [0u8; 4096];
-            let n = c.read(&mut buf).unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("/");
-            let name = path.trim_start_matches('/');
-            let body = (!name.contains(".."))
-                .then(|| std::fs::read(dir.join(name)).ok())
-                .flatten();
-            let (status, body) = match body {
-                Some(b) => ("200 OK", b),
-                None => ("404 Not Found", b"not found\n".to_vec()),
-            };
-            let head = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nLast-Modified: Mon, 01 Jan 2024 00:00:00 GMT\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = c.write_all(head.as_bytes());
-            let _ = c.write_all(&body);
+    berth_e2e::http::serve(move |path| {
+        let name = path.trim_start_matches('/');
+        let body = (!name.contains(".."))
+            .then(|| std::fs::read(dir.join(name)).ok())
+            .flatten();
+        match body {
+            Some(b) => ("200 OK", b),
+            None => ("404 Not Found", b"not found\n".to_vec()),
         }
-    });
-    port
+    })
 }
 
 /// One file of a flattened image.

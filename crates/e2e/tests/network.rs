@@ -402,18 +402,24 @@ fn user_networks_isolation_dns_and_modes() {
     assert_clean(&fx.d, &bridges);
 }
 
-#[test]
-fn daemon_restart_keeps_ports_and_kill9_recovers() {
-    if !can_run() {
-        return;
-    }
-    let mut fx = Fx::new(&[]);
+/// A busybox httpd `web` published on 127.0.0.1:<free port>, answering: (port, the -p value).
+fn published_web(fx: &Fx) -> (u16, String) {
     let port = free_port();
     let pub_arg = format!("127.0.0.1:{port}:80");
     fx.out(&[
         "run", "-d", "--name", "web", "-p", &pub_arg, "busybox", "sh", "-c", HTTPD,
     ]);
     wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
+    (port, pub_arg)
+}
+
+#[test]
+fn daemon_restart_keeps_ports_and_kill9_recovers() {
+    if !can_run() {
+        return;
+    }
+    let mut fx = Fx::new(&[]);
+    let (port, pub_arg) = published_web(&fx);
     fx.d.kill9();
     // the kernel keeps serving while the daemon is down
     wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
@@ -439,12 +445,7 @@ fn kill9_losing_the_release_writes_is_repaired_at_restart() {
         return;
     }
     let mut fx = Fx::new(&[]);
-    let port = free_port();
-    let pub_arg = format!("127.0.0.1:{port}:80");
-    fx.out(&[
-        "run", "-d", "--name", "web", "-p", &pub_arg, "busybox", "sh", "-c", HTTPD,
-    ]);
-    wait_http(&format!("127.0.0.1:{port}"), "hello-from-httpd");
+    let (port, _) = published_web(&fx);
     let ip = fx.ip("web");
     let state = fx.d.data_root.join("network").join("state.json");
     let before = std::fs::read(&state).unwrap();
