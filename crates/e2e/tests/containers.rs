@@ -552,6 +552,16 @@ fn cgroup_favordynmods_on_after_start() {
     );
 }
 
+/// A field of /proc/<pid>/status (`pid` may be `self`), its value trimmed.
+fn proc_status(pid: &str, key: &str) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines().find_map(|l| {
+        l.strip_prefix(key)?
+            .strip_prefix(':')
+            .map(|v| v.trim().to_string())
+    })
+}
+
 /// A quiet daemon gives its clean text pages and free heap back (berth-mem), and works on as
 /// before when the next request comes.
 #[test]
@@ -562,13 +572,8 @@ fn idle_daemon_gives_memory_back() {
     let f = Fixture::new();
     let pid = f.pid().expect("daemon pid");
     let rss_file = || -> u64 {
-        std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("RssFile:"))
-                    .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
-            })
+        proc_status(&pid.to_string(), "RssFile")
+            .and_then(|v| v.trim_end_matches(" kB").parse().ok())
             .unwrap_or(0)
     };
     assert_eq!(f.out(&["run", "--rm", "busybox", "echo", "busy"]), "busy\n");
@@ -599,13 +604,7 @@ fn privileged_run_and_exec() {
         return;
     }
     let f = Fixture::new();
-    let bounding = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string()))
-        })
-        .expect("CapBnd");
+    let bounding = proc_status("self", "CapBnd").expect("CapBnd");
     let cap_eff = "grep CapEff /proc/self/status | cut -f2";
     let o = f.docker(&[
         "run",
