@@ -50,62 +50,20 @@ pub enum LogDriver {
     None,
 }
 
-/// Every capability (for `exec --privileged`).
+/// Every capability our bounding set still has (for `exec --privileged`): the others cannot
+/// be granted (capset fails with EPERM).
 pub fn all_caps() -> libcontainer::oci_spec::runtime::Capabilities {
     use std::str::FromStr;
-    const NAMES: [&str; 41] = [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ];
-    // only what our bounding set still has: the rest cannot be granted (capset fails with EPERM)
-    let bounding = caps::read(None, caps::CapSet::Bounding).ok();
-    NAMES
+    caps::read(None, caps::CapSet::Bounding)
+        .unwrap_or_else(|_| caps::all())
         .iter()
-        .filter(|n| {
-            bounding.as_ref().is_none_or(|b| {
-                caps::Capability::from_str(&format!("CAP_{n}")).is_ok_and(|c| b.contains(&c))
-            })
+        .filter_map(|c| {
+            let name = c.to_string();
+            libcontainer::oci_spec::runtime::Capability::from_str(
+                name.strip_prefix("CAP_").unwrap_or(&name),
+            )
+            .ok()
         })
-        .filter_map(|n| libcontainer::oci_spec::runtime::Capability::from_str(n).ok())
         .collect()
 }
 
