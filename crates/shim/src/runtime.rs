@@ -87,6 +87,12 @@ impl Runtime {
                 }
                 let mut bld = start::builder(&b.id, &b.root, DockerExecutor::default())?;
                 bld = with_io(bld, io)?;
+                // pathrs' cached procfs handle (a private, detached subset=pid procfs mount),
+                // made here once: libcontainer's intermediate and init processes are clones
+                // of this one and inherit it instead of mounting a procfs each (and the shim
+                // needs it later for exec, kill and delete anyway). Best effort: without it
+                // pathrs makes its own, as before.
+                let _ = pathrs::procfs::ProcfsHandle::new();
                 let c = bld
                     .as_init(bundle)
                     .with_systemd(false)

@@ -78,7 +78,7 @@ use std::{
 
 use once_cell::sync::{Lazy, OnceCell as OnceLock};
 use rustix::{
-    fs::{self as rustix_fs, Access, AtFlags},
+    fs::{self as rustix_fs, Access, AtFlags, StatxFlags},
     mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, OpenTreeFlags},
 };
 
@@ -351,13 +351,23 @@ impl ProcfsHandleBuilder {
         if self.is_cache_friendly() && !is_cached_handle_bad() {
             // If there is already a cached filesystem available, use that.
             if let Some(fd) = CACHED_PROCFS_HANDLE.get() {
+                // berth patch begin: the cached handle was fully verified once (below); later
+                // calls only check that the descriptor still is the root of that same mount
+                // (see verified_cached_root), which is one statx(2) instead of the ~9 system
+                // calls of try_from_borrowed_fd -- ProcfsHandle::new() runs for every path
+                // pathrs resolves through procfs. (berth: vendor/libcontainer/BERTH-PATCH.md)
+                if let Some(procfs) = verified_cached_root(fd.as_fd()) {
+                    return Ok(procfs);
+                }
                 if let Ok(procfs) = ProcfsHandle::try_from_borrowed_fd(fd.as_fd()) {
                     debug_assert!(
                         procfs.is_subset && procfs.is_detached,
                         "cached procfs handle should be subset=pid and detached"
                     );
+                    remember_cached_root(fd.as_fd(), &procfs);
                     return Ok(procfs);
                 }
+                // berth patch end
                 // If the cached procfs handle failed to validate the file
                 // descriptor must have been closed or dup2'd over. Crashing
                 // here would be the most correct approach, but runc
@@ -401,13 +411,73 @@ impl ProcfsHandleBuilder {
                 };
                 // Do not return an error here -- it should be impossible for
                 // this validation to fail after we get here.
-                Ok(ProcfsHandle::try_from_maybe_owned_fd(cached_inner)
-                    .expect("cached procfs handle should be valid"))
+                let procfs = ProcfsHandle::try_from_maybe_owned_fd(cached_inner)
+                    .expect("cached procfs handle should be valid");
+                remember_cached_root(procfs.as_fd(), &procfs); // berth patch
+                Ok(procfs)
             }
             procfs => Ok(procfs),
         }
     }
 }
+
+// berth patch begin (see ProcfsHandleBuilder::build)
+/// What the full verification of the cached procfs handle found, and the unique (never
+/// recycled, Linux >= 6.8) id of its mount.
+struct CachedRootMeta {
+    unique_mnt_id: u64,
+    mnt_id: Option<u64>,
+    is_subset: bool,
+    is_detached: bool,
+}
+
+static CACHED_ROOT_META: OnceLock<CachedRootMeta> = OnceLock::new();
+
+const STATX_MNT_ID_UNIQUE: StatxFlags = StatxFlags::from_bits_retain(0x4000);
+
+/// The unique mount id and inode number of `fd`, if the kernel reports a unique mount id.
+fn unique_mnt_id_and_ino(fd: BorrowedFd<'_>) -> Option<(u64, u64)> {
+    let stx = syscalls::statx(fd, "", STATX_MNT_ID_UNIQUE | StatxFlags::INO).ok()?;
+    let got = StatxFlags::from_bits_retain(stx.stx_mask);
+    (got.contains(STATX_MNT_ID_UNIQUE) && got.contains(StatxFlags::INO))
+        .then_some((stx.stx_mnt_id, stx.stx_ino))
+}
+
+/// Records a fully verified cached handle (only where unique mount ids exist: a plain mount
+/// id can be recycled once its mount is gone, a unique one cannot).
+fn remember_cached_root(fd: BorrowedFd<'_>, procfs: &ProcfsHandleRef<'_>) {
+    if let Some((unique_mnt_id, ino)) = unique_mnt_id_and_ino(fd) {
+        if ino != ProcfsHandleRef::PROC_ROOT_INO {
+            return;
+        }
+        let _ = CACHED_ROOT_META.set(CachedRootMeta {
+            unique_mnt_id,
+            mnt_id: procfs.mnt_id,
+            is_subset: procfs.is_subset,
+            is_detached: procfs.is_detached,
+        });
+    }
+}
+
+/// The cached handle, if `fd` is still the root inode of the very mount that was verified:
+/// the same mount means the same procfs superblock and options (subset=pid, detached), so
+/// everything the full verification established still holds. Anything else (the descriptor
+/// closed or replaced) falls back to the full verification.
+fn verified_cached_root(fd: BorrowedFd<'_>) -> Option<ProcfsHandleRef<'_>> {
+    let meta = CACHED_ROOT_META.get()?;
+    let (unique_mnt_id, ino) = unique_mnt_id_and_ino(fd)?;
+    if unique_mnt_id != meta.unique_mnt_id || ino != ProcfsHandleRef::PROC_ROOT_INO {
+        return None;
+    }
+    Some(ProcfsHandleRef {
+        inner: MaybeOwnedFd::BorrowedFd(fd),
+        mnt_id: meta.mnt_id,
+        is_subset: meta.is_subset,
+        is_detached: meta.is_detached,
+        resolver: ProcfsResolver::default(),
+    })
+}
+// berth patch end
 
 /// A borrowed version of [`ProcfsHandle`].
 ///

@@ -85,9 +85,25 @@ pub enum V1ManagerError {
 impl Manager {
     /// Constructs a new cgroup manager with cgroups_path being relative to the root of the subsystem
     pub fn new(cgroup_path: &Path) -> Result<Self, V1ManagerError> {
+        // berth patch begin: /proc/self/mountinfo and /proc/self/cgroup read once for all
+        // subsystems instead of once per subsystem (vendor/libcontainer/BERTH-PATCH.md)
+        let mounts = util::cgroup_mounts();
+        let own = (|| -> Result<ProcessCGroups, V1ManagerError> {
+            Ok(ProcessCGroups::from_read(ProcfsHandle::new()?.open(
+                ProcfsBase::ProcSelf,
+                "cgroup",
+                OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
+            )?)?)
+        })();
         let mut subsystems = HashMap::new();
         for subsystem in CONTROLLERS {
-            if let Ok(subsystem_path) = Self::get_subsystem_path(cgroup_path, subsystem) {
+            let path = match (&mounts, &own) {
+                (Ok(mounts), Ok(own)) => {
+                    Self::get_subsystem_path(cgroup_path, subsystem, mounts, own)
+                }
+                _ => Err(V1ManagerError::SubsystemDoesNotExist),
+            };
+            if let Ok(subsystem_path) = path {
                 subsystems.insert(*subsystem, subsystem_path);
             } else {
                 tracing::warn!("cgroup {} not supported on this system", subsystem);
@@ -100,18 +116,18 @@ impl Manager {
     fn get_subsystem_path(
         cgroup_path: &Path,
         subsystem: &CtrlType,
+        mounts: &[procfs::process::MountInfo],
+        own: &ProcessCGroups,
     ) -> Result<PathBuf, V1ManagerError> {
         tracing::debug!("Get path for subsystem: {}", subsystem);
-        let mount_point = util::get_subsystem_mount_point(subsystem)?;
+        let mount_point = util::subsystem_mount_point_in(mounts, subsystem)?;
 
-        let cgroup = ProcessCGroups::from_read(ProcfsHandle::new()?.open(
-            ProcfsBase::ProcSelf,
-            "cgroup",
-            OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-        )?)?
-        .into_iter()
-        .find(|c| c.controllers.contains(&subsystem.to_string()))
-        .ok_or(V1ManagerError::SubsystemDoesNotExist)?;
+        let cgroup = own
+            .0
+            .iter()
+            .find(|c| c.controllers.contains(&subsystem.to_string()))
+            .ok_or(V1ManagerError::SubsystemDoesNotExist)?;
+        // berth patch end
 
         let p = if cgroup_path.as_os_str().is_empty() {
             mount_point.join_safely(Path::new(&cgroup.pathname))?
