@@ -321,7 +321,7 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
         }
     }
 
-    let init_pid = rt.create(&o.bundle, pio)?;
+    let init_pid = rt.create(&o.bundle, &spec, pio)?;
     phase("create");
     if o.loopback_up
         && let Err(e) = loopback_up(init_pid)
