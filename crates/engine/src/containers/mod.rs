@@ -1,14 +1,16 @@
 //! The containers service: Docker's container lifecycle over per-container shims.
 //!
 //! State: one `config.v2.json` per container under `<data-root>/containers/<id>/` (the truth),
-//! mirrored in memory; a removed container's directories pass through `containers/.trash`
-//! (renamed there, deleted after the reply). Filesystem: an overlay mount at
-//! `<data-root>/overlay2/<id>-rw/merged` over the image's layers (held with `hold_layers`
-//! until removal), mounted while the container runs or someone needs its files (mount.rs).
-//! Process: a `berth-shim` per started container, state dir `<exec-root>/c/<id[..16]>` (short: unix socket paths are
-//! limited to 108 bytes), libcontainer state under `<exec-root>/rt`. The engine never runs
-//! libcontainer itself; each running container has a monitor task blocked on the shim's
-//! `wait`, which records the exit.
+//! mirrored in memory, with its hosts/hostname/resolv.conf and its log; a removed container's
+//! directories pass through `containers/.trash` (renamed there, deleted after the reply).
+//! Filesystem: an overlay mount at `<data-root>/overlay2/<id>-rw/merged` over the shared init
+//! layer and the image's layers (held with `hold_layers` until removal), mounted while the
+//! container runs or someone needs its files (mount.rs, rootfs.rs). Process: a `berth-shim`
+//! per started container, state dir `<exec-root>/c/<id[..16]>` (short: unix socket paths are
+//! limited to 108 bytes), which is also the OCI bundle (`config.json`, written at each
+//! start); libcontainer state under `<exec-root>/rt`. The exec root is a tmpfs (execroot.rs).
+//! The engine never runs libcontainer itself; each running container has a monitor task
+//! blocked on the shim's `wait`, which records the exit.
 //!
 //! Networking (net.rs over berth-network): `host` shares the host's namespace, `none` gets a
 //! fresh one with only `lo`, `container:<id>` joins another's; bridge and user networks get a
@@ -273,6 +275,8 @@ impl Containers {
         let store = images.clone();
         let recs = blocking(move || {
             std::fs::create_dir_all(&r).map_err(|e| io_err("creating containers dir", e))?;
+            rootfs::ensure_init_layer(store.overlay_root())
+                .map_err(|e| io_err("creating the init layer", e))?;
             empty_trash(&store, &r.join(TRASH));
             let mut out = Vec::new();
             for ent in std::fs::read_dir(&r)
@@ -860,16 +864,14 @@ impl Containers {
                 berth_runtime::Error::InvalidInput(m) => Error::invalid(m),
                 e => Error::internal(e.to_string()),
             })?;
-            let bundle = dir.join("bundle");
-            std::fs::create_dir_all(&bundle).map_err(|e| io_err("creating bundle", e))?;
             let data = serde_json::to_vec(&spec).map_err(|e| io_err("writing spec", e))?;
-            // not fsync'd: the spec is regenerated at every start and read only by the shim
-            // that is spawned next, so it never needs to survive a crash
-            std::fs::write(bundle.join("config.json"), &data)
-                .map_err(|e| io_err("writing spec", e))?;
             // a previous run's state dir (its shim is gone: the container is not running)
             let _ = std::fs::remove_dir_all(&sd);
             std::fs::create_dir_all(&sd).map_err(|e| io_err("creating shim state dir", e))?;
+            // The OCI bundle is the shim's state dir, in the exec root (a tmpfs), as
+            // containerd keeps its bundles under /run: the spec is regenerated at every start
+            // and read only by the shim spawned next, so it never needs to outlive the host.
+            std::fs::write(sd.join("config.json"), &data).map_err(|e| io_err("writing spec", e))?;
             std::fs::create_dir_all(&rt).map_err(|e| io_err("creating runtime root", e))?;
             Ok(())
         })
@@ -889,10 +891,9 @@ impl Containers {
                 .map(str::to_owned)
         };
         let log_path = self.log_path(&id);
-        let bundle = self.dir(&id).join("bundle");
         let args = shim::StartArgs {
             id: &id,
-            bundle: &bundle,
+            bundle: &state_dir,
             state_dir: &state_dir,
             runtime_root: &rt_root,
             runtime: external.as_ref().map(|(_, r)| r),
