@@ -71,14 +71,16 @@ fn mounts_at_and_below(dir: &Path) -> (Vec<PathBuf>, Option<bool>) {
     (below, ours)
 }
 
-/// A shim that still runs, by the pid files in the shims' state dirs.
+/// A shim that still runs, by the pid files in the shims' state dirs (and the process's
+/// name: after a reboot a stale pid file may name some other process).
 fn live_shim(exec_root: &Path) -> Option<PathBuf> {
     let rd = std::fs::read_dir(exec_root.join("c")).ok()?;
     rd.flatten().map(|e| e.path()).find(|d| {
         std::fs::read_to_string(d.join(berth_shim_proto::SHIM_PID_FILE))
             .ok()
             .and_then(|s| s.trim().parse::<u32>().ok())
-            .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).ok())
+            .is_some_and(|comm| comm.trim_end() == "berth-shim")
     })
 }
 
@@ -119,7 +121,8 @@ pub fn prepare(exec_root: &Path, pidfile: &Path) -> std::io::Result<ExecRoot> {
             d.display()
         )));
     }
-    if pidfile.starts_with(exec_root) && pidfile_locked(pidfile) {
+    // (wherever the pidfile is: a daemon that runs on this exec root keeps its files there)
+    if pidfile_locked(pidfile) {
         return Ok(ExecRoot::OnDisk(format!(
             "{} is held by a running daemon",
             pidfile.display()
@@ -177,16 +180,12 @@ mod tests {
         assert_eq!(super::prepare(&er, &pid).unwrap(), super::ExecRoot::Tmpfs);
         super::release(&er);
         assert!(!super::is_tmpfs(&er).unwrap());
-        // live state of an earlier daemon: left on disk
-        std::fs::create_dir_all(er.join("c/x")).unwrap();
-        std::fs::write(
-            er.join("c/x").join(berth_shim_proto::SHIM_PID_FILE),
-            std::process::id().to_string(),
-        )
-        .unwrap();
-        assert!(matches!(
-            super::prepare(&er, &pid).unwrap(),
-            super::ExecRoot::OnDisk(_)
-        ));
+        // live state of an earlier daemon (a namespace mount below it): left on disk
+        let below = er.join("netns");
+        std::fs::create_dir_all(&below).unwrap();
+        rustix::mount::mount_bind(&below, &below).unwrap();
+        let res = super::prepare(&er, &pid);
+        rustix::mount::unmount(&below, rustix::mount::UnmountFlags::DETACH).unwrap();
+        assert!(matches!(res.unwrap(), super::ExecRoot::OnDisk(_)));
     }
 }
