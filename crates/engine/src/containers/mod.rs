@@ -433,6 +433,13 @@ impl Containers {
     /// `POST /containers/create?name=`: Docker's body (Config + HostConfig +
     /// NetworkingConfig). Returns the ID and warnings.
     pub async fn create(&self, name: Option<String>, body: Value) -> Result<(String, Vec<String>)> {
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str| {
+            tracing::debug!(
+                "create: {what} at {:.2} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            )
+        };
         let image = body
             .get("Image")
             .and_then(Value::as_str)
@@ -454,6 +461,7 @@ impl Containers {
             Err(e) => Err(e.into()),
         })
         .await?;
+        phase("image found");
 
         let mut host_config = body.get("HostConfig").cloned().unwrap_or(json!({}));
         if !host_config.is_object() {
@@ -706,6 +714,7 @@ impl Containers {
             lock(&self.0.map).remove(&id);
             return Err(e);
         }
+        phase("config merged, network registered");
         let image_volumes: Vec<String> =
             ic.volumes.clone().unwrap_or_default().into_keys().collect();
         let rec = match self.setup_mounts(&rec, image_volumes).await {
@@ -740,6 +749,7 @@ impl Containers {
             .await;
             return Err(e);
         }
+        phase("layers held, files and record written");
         self.log_event(&rec, "create", &[]);
         // `bridge` and user networks behave like `none` until networking exists (no warning:
         // the docker CLI would print it on every run)
@@ -1020,6 +1030,8 @@ impl Containers {
             r.state.finished_at = info.finished_at.clone();
             r.clone()
         };
+        // read before waking the waiters: a restart clears the flag once it sees this exit
+        let auto_remove = rec.host_bool("AutoRemove") && !ctr.restarting.load(Ordering::SeqCst);
         // like Docker: a stopped container's rootfs is not mounted. One blocking task for
         // the unmount and the record: each hop to the blocking pool costs a wake-up on the
         // path `run --rm` waits on.
@@ -1029,6 +1041,12 @@ impl Containers {
         let r2 = rec.clone();
         let saved = blocking(move || {
             this.rootfs_release(&c, true);
+            if auto_remove {
+                // removed next (below), so this record is not written: until the removal,
+                // the one on disk says "running", which a restart after a kill -9 resolves
+                // the same way (the shim's exit file, or none: exit 255; then the removal)
+                return Ok(());
+            }
             record::save(&dir, &r2).map_err(|e| io_err("saving container", e))
         })
         .await;
@@ -1045,8 +1063,6 @@ impl Containers {
             self.log_event(&rec, "oom", &[]);
         }
         self.log_event(&rec, "die", &[("exitCode", info.exit_code.to_string())]);
-        // read before waking the waiters: a restart clears the flag once it sees this exit
-        let auto_remove = rec.host_bool("AutoRemove") && !ctr.restarting.load(Ordering::SeqCst);
         ctr.exits.send_modify(|n| *n += 1);
         if auto_remove {
             let this = self.clone();
@@ -1400,24 +1416,23 @@ impl Containers {
         // reply: `run --rm` waits for this removal, and the deletion (~20 unlinks, the layer
         // hold's SQLite commit) is not something it needs to wait for. A crash before the
         // deletion ends leaves them in the trash, which `open` empties.
-        let moved = blocking(move || {
-            let moved = move_to_trash(&store, &dir, &trash, &id);
-            let _ = std::fs::remove_dir_all(&sd);
-            Ok(moved)
-        })
-        .await?;
+        let moved = blocking(move || Ok(move_to_trash(&store, &dir, &trash, &id))).await?;
         phase("files moved aside");
         self.release_volumes(&rec, volumes).await;
         lock(&self.0.map).remove(&rec.id);
         let code = ctr.record().state.exit_code;
         ctr.removed.send_replace(Some(code));
         self.log_event(&rec, "destroy", &[]);
-        if moved {
-            let store = self.0.images.clone();
-            let trash = self.trash_dir();
-            let id = rec.id.clone();
-            tokio::task::spawn_blocking(move || empty_trash_of(&store, &trash, &id));
-        }
+        let store = self.0.images.clone();
+        let trash = self.trash_dir();
+        let id = rec.id.clone();
+        tokio::task::spawn_blocking(move || {
+            // the shim's state dir (on the exec root's tmpfs; its shim is gone or going)
+            let _ = std::fs::remove_dir_all(&sd);
+            if moved {
+                empty_trash_of(&store, &trash, &id);
+            }
+        });
         Ok(())
     }
 
