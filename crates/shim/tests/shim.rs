@@ -674,7 +674,9 @@ fn survives_its_caller_and_records_unobserved_exits() {
     // BERTH_SHIM_TIMING's timeline (timing.rs): the shim's phases and libcontainer's steps
     let timing = f.shim_log();
     assert!(
-        timing.lines().any(|l| l.starts_with("timing ") && l.ends_with(" reported")),
+        timing
+            .lines()
+            .any(|l| l.starts_with("timing ") && l.ends_with(" reported")),
         "{timing}"
     );
     assert!(timing.contains("libcontainer::"), "{timing}");
