@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_engine::execroot::ExecRoot;
 use berth_engine::{Engine, EngineConfig, Runtime};
 use berthd::config::{self, ConfigError, DaemonConfig};
 use berthd::listen::{self, Host};
@@ -127,8 +128,36 @@ async fn run(cfg: DaemonConfig) -> Result<(), String> {
         None
     };
 
+    // before the pidfile, which may live in the exec root
+    match berth_engine::execroot::prepare(&cfg.exec_root, &cfg.pidfile) {
+        Ok(ExecRoot::Mounted) => tracing::info!(
+            "exec root {}: mounted a tmpfs on it (it was on a disk filesystem)",
+            cfg.exec_root.display()
+        ),
+        Ok(ExecRoot::Tmpfs) => {}
+        Ok(ExecRoot::OnDisk(why)) => tracing::warn!(
+            "exec root {} stays on a disk filesystem: {why}",
+            cfg.exec_root.display()
+        ),
+        Err(e) => tracing::warn!(
+            "exec root {}: cannot mount a tmpfs on it: {e}",
+            cfg.exec_root.display()
+        ),
+    }
     let pidfile = Pidfile::acquire(&cfg.pidfile).map_err(|e| e.to_string())?;
+    let res = serve(&cfg, hosts, tls).await;
+    // while the pidfile is ours: a tmpfs we mounted goes, unless containers still run on it
+    // (live-restore reconnects through it)
+    berth_engine::execroot::release(&cfg.exec_root);
+    drop(pidfile);
+    res
+}
 
+async fn serve(
+    cfg: &DaemonConfig,
+    hosts: Vec<Host>,
+    tls: Option<berth_api::tls::TlsAcceptor>,
+) -> Result<(), String> {
     let mut ecfg = EngineConfig::new(&cfg.data_root, &cfg.exec_root);
     ecfg.debug = cfg.debug;
     ecfg.live_restore = cfg.live_restore;
@@ -207,7 +236,6 @@ async fn run(cfg: DaemonConfig) -> Result<(), String> {
     for p in &bound.unix_paths {
         let _ = std::fs::remove_file(p);
     }
-    drop(pidfile);
     tracing::info!("daemon shut down");
     Ok(())
 }

@@ -66,6 +66,86 @@ fn shutdown_stops_containers_and_restart_policies_apply_at_start() {
     assert_eq!(f.out(&["exec", "always", "echo", "ok"]), "ok\n");
 }
 
+/// `stat -f` of a directory says tmpfs.
+fn is_tmpfs(dir: &Path) -> bool {
+    let o = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(dir)
+        .output()
+        .expect("stat");
+    String::from_utf8_lossy(&o.stdout).trim() == "tmpfs"
+}
+
+/// What a container's run leaves on the disk: its upper dir holds only what its process
+/// wrote (the mount points are in the shared init layer, as in Docker's `<id>-init`, and so
+/// in `export` but not in `diff`); the shim's files and the bundle are on the exec root's
+/// tmpfs, which berthd mounted (this host's /tmp is a disk) and unmounts at a clean shutdown.
+#[test]
+fn runtime_state_is_on_a_tmpfs_and_the_upper_dir_holds_only_changes() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::with_args(&[]);
+    assert!(is_tmpfs(&f.d.exec_root), "exec root not on a tmpfs");
+    f.out(&[
+        "run",
+        "--name",
+        "up",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let upper = f.out(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "up"]);
+    let left: Vec<_> = std::fs::read_dir(upper.trim())
+        .expect("upper dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "upper dir of a container that wrote nothing: {left:?}"
+    );
+    assert_eq!(f.out(&["diff", "up"]), "");
+    // dockerd's init layer entries, in the exported filesystem
+    let tar = f.docker(&["export", "up"]);
+    tar.ok();
+    let mut names = std::collections::BTreeSet::new();
+    let mut ar = tar::Archive::new(&tar.stdout[..]);
+    for e in ar.entries().expect("tar") {
+        let e = e.expect("tar entry");
+        names.insert(e.path().expect("path").display().to_string());
+    }
+    for want in [
+        ".dockerenv",
+        "dev/console",
+        "dev/pts/",
+        "dev/shm/",
+        "etc/hostname",
+        "etc/hosts",
+        "etc/mtab",
+        "etc/resolv.conf",
+        "proc/",
+        "sys/",
+    ] {
+        assert!(names.contains(want), "{want} not exported: {names:?}");
+    }
+    // a restart of a stopped container, and a write that shows in diff
+    f.out(&["start", "-a", "up"]);
+    f.out(&[
+        "run",
+        "--name",
+        "wr",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /etc/hosts2",
+    ]);
+    assert_eq!(f.out(&["diff", "wr"]), "C /etc\nA /etc/hosts2\n");
+    f.d.stop();
+    assert!(!mounted(&f.d.exec_root.display().to_string()));
+}
+
 #[test]
 fn live_restore_keeps_containers_running() {
     if !can_run() {
@@ -75,6 +155,8 @@ fn live_restore_keeps_containers_running() {
     run_d(&f, "lr", &[]);
     let pid = f.out(&["inspect", "-f", "{{.State.Pid}}", "lr"]);
     f.d.restart();
+    // the exec root's tmpfs (the shim's socket, the bundle) stayed for the running container
+    assert!(is_tmpfs(&f.d.exec_root));
     assert_eq!(f.status("lr"), "running");
     assert_eq!(f.out(&["inspect", "-f", "{{.State.Pid}}", "lr"]), pid);
     assert_eq!(f.out(&["exec", "lr", "echo", "ok"]), "ok\n");

@@ -10,6 +10,7 @@ pub mod builds;
 pub mod containers;
 pub mod error;
 pub mod events;
+pub mod execroot;
 pub mod fetch;
 pub mod images;
 pub mod info;

@@ -5,7 +5,8 @@
 //! and mtime match is not listed); a 0/0 character device is a Deleted whiteout; an opaque
 //! directory is Deleted; the parent of an Added/Deleted entry is Modified. dockerd keeps the
 //! runtime's mount points (/etc/hosts, /dev, /proc, ...) in a separate init layer, so they are
-//! never changes; here the runtime creates them in the upper dir, so they are left out.
+//! never changes; so does berth (rootfs.rs), and they are also left out of the upper dir of
+//! containers made before it had one (where the runtime created them).
 //! `commit` turns the same upper dir (minus those mount points) into a layer on top of the
 //! container's image.
 
@@ -149,12 +150,14 @@ fn xattr_is_y(path: &Path, name: &str) -> bool {
 impl Containers {
     fn upper_and_lowers(&self, rec: &super::Record) -> (PathBuf, Vec<PathBuf>) {
         let upper = rootfs::rw_dir(self.0.images.overlay_root(), &rec.id).join("diff");
-        let lowers = rec
+        let mut lowers = rec
             .image_id
             .parse::<Digest>()
             .ok()
             .and_then(|id| self.0.images.layer_dirs(&id).ok())
             .unwrap_or_default();
+        // the init layer is the topmost lower of every container's overlay (rootfs.rs)
+        lowers.push(self.0.images.overlay_root().join(rootfs::INIT_LAYER));
         (upper, lowers)
     }
 

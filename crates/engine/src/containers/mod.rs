@@ -1,14 +1,16 @@
 //! The containers service: Docker's container lifecycle over per-container shims.
 //!
 //! State: one `config.v2.json` per container under `<data-root>/containers/<id>/` (the truth),
-//! mirrored in memory; a removed container's directories pass through `containers/.trash`
-//! (renamed there, deleted after the reply). Filesystem: an overlay mount at
-//! `<data-root>/overlay2/<id>-rw/merged` over the image's layers (held with `hold_layers`
-//! until removal), mounted while the container runs or someone needs its files (mount.rs).
-//! Process: a `berth-shim` per started container, state dir `<exec-root>/c/<id[..16]>` (short: unix socket paths are
-//! limited to 108 bytes), libcontainer state under `<exec-root>/rt`. The engine never runs
-//! libcontainer itself; each running container has a monitor task blocked on the shim's
-//! `wait`, which records the exit.
+//! mirrored in memory, with its hosts/hostname/resolv.conf and its log; a removed container's
+//! directories pass through `containers/.trash` (renamed there, deleted after the reply).
+//! Filesystem: an overlay mount at `<data-root>/overlay2/<id>-rw/merged` over the shared init
+//! layer and the image's layers (held with `hold_layers` until removal), mounted while the
+//! container runs or someone needs its files (mount.rs, rootfs.rs). Process: a `berth-shim`
+//! per started container, state dir `<exec-root>/c/<id[..16]>` (short: unix socket paths are
+//! limited to 108 bytes), which is also the OCI bundle (`config.json`, written at each
+//! start); libcontainer state under `<exec-root>/rt`. The exec root is a tmpfs (execroot.rs).
+//! The engine never runs libcontainer itself; each running container has a monitor task
+//! blocked on the shim's `wait`, which records the exit.
 //!
 //! Networking (net.rs over berth-network): `host` shares the host's namespace, `none` gets a
 //! fresh one with only `lo`, `container:<id>` joins another's; bridge and user networks get a
@@ -273,6 +275,8 @@ impl Containers {
         let store = images.clone();
         let recs = blocking(move || {
             std::fs::create_dir_all(&r).map_err(|e| io_err("creating containers dir", e))?;
+            rootfs::ensure_init_layer(store.overlay_root())
+                .map_err(|e| io_err("creating the init layer", e))?;
             empty_trash(&store, &r.join(TRASH));
             let mut out = Vec::new();
             for ent in std::fs::read_dir(&r)
@@ -429,6 +433,13 @@ impl Containers {
     /// `POST /containers/create?name=`: Docker's body (Config + HostConfig +
     /// NetworkingConfig). Returns the ID and warnings.
     pub async fn create(&self, name: Option<String>, body: Value) -> Result<(String, Vec<String>)> {
+        let t0 = std::time::Instant::now();
+        let phase = |what: &str| {
+            tracing::debug!(
+                "create: {what} at {:.2} ms",
+                t0.elapsed().as_secs_f64() * 1e3
+            )
+        };
         let image = body
             .get("Image")
             .and_then(Value::as_str)
@@ -450,6 +461,7 @@ impl Containers {
             Err(e) => Err(e.into()),
         })
         .await?;
+        phase("image found");
 
         let mut host_config = body.get("HostConfig").cloned().unwrap_or(json!({}));
         if !host_config.is_object() {
@@ -702,6 +714,7 @@ impl Containers {
             lock(&self.0.map).remove(&id);
             return Err(e);
         }
+        phase("config merged, network registered");
         let image_volumes: Vec<String> =
             ic.volumes.clone().unwrap_or_default().into_keys().collect();
         let rec = match self.setup_mounts(&rec, image_volumes).await {
@@ -736,6 +749,7 @@ impl Containers {
             .await;
             return Err(e);
         }
+        phase("layers held, files and record written");
         self.log_event(&rec, "create", &[]);
         // `bridge` and user networks behave like `none` until networking exists (no warning:
         // the docker CLI would print it on every run)
@@ -860,16 +874,14 @@ impl Containers {
                 berth_runtime::Error::InvalidInput(m) => Error::invalid(m),
                 e => Error::internal(e.to_string()),
             })?;
-            let bundle = dir.join("bundle");
-            std::fs::create_dir_all(&bundle).map_err(|e| io_err("creating bundle", e))?;
             let data = serde_json::to_vec(&spec).map_err(|e| io_err("writing spec", e))?;
-            // not fsync'd: the spec is regenerated at every start and read only by the shim
-            // that is spawned next, so it never needs to survive a crash
-            std::fs::write(bundle.join("config.json"), &data)
-                .map_err(|e| io_err("writing spec", e))?;
             // a previous run's state dir (its shim is gone: the container is not running)
             let _ = std::fs::remove_dir_all(&sd);
             std::fs::create_dir_all(&sd).map_err(|e| io_err("creating shim state dir", e))?;
+            // The OCI bundle is the shim's state dir, in the exec root (a tmpfs), as
+            // containerd keeps its bundles under /run: the spec is regenerated at every start
+            // and read only by the shim spawned next, so it never needs to outlive the host.
+            std::fs::write(sd.join("config.json"), &data).map_err(|e| io_err("writing spec", e))?;
             std::fs::create_dir_all(&rt).map_err(|e| io_err("creating runtime root", e))?;
             Ok(())
         })
@@ -889,10 +901,9 @@ impl Containers {
                 .map(str::to_owned)
         };
         let log_path = self.log_path(&id);
-        let bundle = self.dir(&id).join("bundle");
         let args = shim::StartArgs {
             id: &id,
-            bundle: &bundle,
+            bundle: &state_dir,
             state_dir: &state_dir,
             runtime_root: &rt_root,
             runtime: external.as_ref().map(|(_, r)| r),
@@ -1019,6 +1030,8 @@ impl Containers {
             r.state.finished_at = info.finished_at.clone();
             r.clone()
         };
+        // read before waking the waiters: a restart clears the flag once it sees this exit
+        let auto_remove = rec.host_bool("AutoRemove") && !ctr.restarting.load(Ordering::SeqCst);
         // like Docker: a stopped container's rootfs is not mounted. One blocking task for
         // the unmount and the record: each hop to the blocking pool costs a wake-up on the
         // path `run --rm` waits on.
@@ -1028,6 +1041,12 @@ impl Containers {
         let r2 = rec.clone();
         let saved = blocking(move || {
             this.rootfs_release(&c, true);
+            if auto_remove {
+                // removed next (below), so this record is not written: until the removal,
+                // the one on disk says "running", which a restart after a kill -9 resolves
+                // the same way (the shim's exit file, or none: exit 255; then the removal)
+                return Ok(());
+            }
             record::save(&dir, &r2).map_err(|e| io_err("saving container", e))
         })
         .await;
@@ -1044,8 +1063,6 @@ impl Containers {
             self.log_event(&rec, "oom", &[]);
         }
         self.log_event(&rec, "die", &[("exitCode", info.exit_code.to_string())]);
-        // read before waking the waiters: a restart clears the flag once it sees this exit
-        let auto_remove = rec.host_bool("AutoRemove") && !ctr.restarting.load(Ordering::SeqCst);
         ctr.exits.send_modify(|n| *n += 1);
         if auto_remove {
             let this = self.clone();
@@ -1399,24 +1416,23 @@ impl Containers {
         // reply: `run --rm` waits for this removal, and the deletion (~20 unlinks, the layer
         // hold's SQLite commit) is not something it needs to wait for. A crash before the
         // deletion ends leaves them in the trash, which `open` empties.
-        let moved = blocking(move || {
-            let moved = move_to_trash(&store, &dir, &trash, &id);
-            let _ = std::fs::remove_dir_all(&sd);
-            Ok(moved)
-        })
-        .await?;
+        let moved = blocking(move || Ok(move_to_trash(&store, &dir, &trash, &id))).await?;
         phase("files moved aside");
         self.release_volumes(&rec, volumes).await;
         lock(&self.0.map).remove(&rec.id);
         let code = ctr.record().state.exit_code;
         ctr.removed.send_replace(Some(code));
         self.log_event(&rec, "destroy", &[]);
-        if moved {
-            let store = self.0.images.clone();
-            let trash = self.trash_dir();
-            let id = rec.id.clone();
-            tokio::task::spawn_blocking(move || empty_trash_of(&store, &trash, &id));
-        }
+        let store = self.0.images.clone();
+        let trash = self.trash_dir();
+        let id = rec.id.clone();
+        tokio::task::spawn_blocking(move || {
+            // the shim's state dir (on the exec root's tmpfs; its shim is gone or going)
+            let _ = std::fs::remove_dir_all(&sd);
+            if moved {
+                empty_trash_of(&store, &trash, &id);
+            }
+        });
         Ok(())
     }
 

@@ -108,33 +108,46 @@ impl Record {
     }
 }
 
-/// Atomically replace `path` with `data`; `durable`: on disk before returning.
-pub fn write_atomic(path: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        if durable {
-            f.sync_all()?;
-        }
-    }
-    std::fs::rename(&tmp, path)?;
-    if durable
-        && let Some(dir) = path.parent()
-        && let Ok(d) = std::fs::File::open(dir)
-    {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
 /// Saves the record; always atomic, so a kill -9 of the daemon never loses or tears it.
 /// Durable against a host crash too, except for auto-remove (`--rm`) containers: the next
 /// daemon start removes those anyway unless they run, and none runs after a host crash, so
 /// their fsyncs (4 per `run --rm`, up to tens of ms each on a busy disk) would buy nothing.
+///
+/// The new record is written into `config.v2.tmp` and swapped with `config.v2.json` in one
+/// `renameat2(RENAME_EXCHANGE)`: the temp file keeps the previous record and is overwritten
+/// by the next save. A rename over the old file would free its inode on every save and a
+/// new one would be allocated each time, which on an ext4 without a journal means a scan of
+/// the recently deleted inodes per save (a container saves at create, start and exit).
 pub fn save(dir: &Path, rec: &Record) -> std::io::Result<()> {
     let data = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
-    write_atomic(&dir.join(CONFIG_FILE), &data, !rec.host_bool("AutoRemove"))
+    let durable = !rec.host_bool("AutoRemove");
+    let path = dir.join(CONFIG_FILE);
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&data)?;
+        if durable {
+            f.sync_all()?;
+        }
+    }
+    match rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &tmp,
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::RenameFlags::EXCHANGE,
+    ) {
+        Ok(()) => {}
+        // the first save (nothing to exchange with), or a filesystem without the flag
+        Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::INVAL => {
+            std::fs::rename(&tmp, &path)?
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if durable && let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }
 
 pub fn load(dir: &Path) -> std::io::Result<Record> {

@@ -1,9 +1,15 @@
 //! A container's filesystem on the host: the overlay mount over the image layers and the
 //! per-container /etc/hosts, /etc/hostname, /etc/resolv.conf. Blocking; call from
 //! `spawn_blocking`.
+//!
+//! Every container's overlay has the shared init layer ([`INIT_LAYER`]) as its topmost lower
+//! layer: the mount points and empty files the runtime needs, so the runtime does not create
+//! them in the container's upper dir (which stays empty until the container writes, and so
+//! out of `diff`, `commit` and the ext4 inode allocator on every start).
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 fn cstr(p: &[u8]) -> std::io::Result<CString> {
@@ -18,14 +24,110 @@ pub fn rw_dir(overlay_root: &Path, id: &str) -> PathBuf {
 /// The container's writable layer and mount point directories; returns the `-rw` dir.
 pub fn create_dirs(overlay_root: &Path, id: &str) -> std::io::Result<PathBuf> {
     let rw = rw_dir(overlay_root, id);
-    for d in ["diff", "work", "merged", "empty"] {
+    for d in ["diff", "work", "merged"] {
         std::fs::create_dir_all(rw.join(d))?;
     }
     Ok(rw)
 }
 
-/// Whether `target` is a mount point (listed in /proc/self/mountinfo).
+/// `<overlay-root>/init-1`: dockerd's init layer (`<id>-init`, made per container there), made
+/// once per data root here, since its content depends on nothing (dockerd's
+/// `initlayer.Setup`). Read-only for everyone: it is only ever a lower layer. The number
+/// changes with the content, so an old daemon's layer is never used with another content.
+pub const INIT_LAYER: &str = "init-1";
+
+enum InitEntry {
+    Dir,
+    File,
+    Symlink(&'static str),
+}
+
+/// dockerd's list (`daemon/initlayer/setup_unix.go`), parents made as directories.
+const INIT_ENTRIES: &[(&str, InitEntry)] = &[
+    ("dev/pts", InitEntry::Dir),
+    ("dev/shm", InitEntry::Dir),
+    ("proc", InitEntry::Dir),
+    ("sys", InitEntry::Dir),
+    (".dockerenv", InitEntry::File),
+    ("etc/resolv.conf", InitEntry::File),
+    ("etc/hosts", InitEntry::File),
+    ("etc/hostname", InitEntry::File),
+    ("dev/console", InitEntry::File),
+    ("etc/mtab", InitEntry::Symlink("/proc/mounts")),
+];
+
+/// Makes the init layer if it is not there yet (built aside and renamed into place, so a
+/// crash never leaves half of it); returns its path.
+pub fn ensure_init_layer(overlay_root: &Path) -> std::io::Result<PathBuf> {
+    static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let dir = overlay_root.join(INIT_LAYER);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let _making = MAKING.lock().unwrap_or_else(|p| p.into_inner());
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    let tmp = overlay_root.join(format!("{INIT_LAYER}.tmp"));
+    match std::fs::remove_dir_all(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    // explicit modes: the daemon's umask must not decide what containers see
+    let mkdir = |p: &Path| {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(p)
+            .and_then(|()| {
+                std::fs::set_permissions(p, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            })
+    };
+    mkdir(&tmp)?;
+    for (rel, kind) in INIT_ENTRIES {
+        let p = tmp.join(rel);
+        if let Some(parent) = p.parent()
+            && !parent.exists()
+        {
+            mkdir(parent)?;
+        }
+        match kind {
+            InitEntry::Dir => mkdir(&p)?,
+            InitEntry::File => {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o755)
+                    .open(&p)?;
+                std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            }
+            InitEntry::Symlink(target) => std::os::unix::fs::symlink(target, &p)?,
+        }
+    }
+    std::fs::rename(&tmp, &dir)?;
+    Ok(dir)
+}
+
+/// Whether `target` is a mount point: `statx`'s mount-root attribute (Linux >= 5.8), one
+/// syscall where reading /proc/self/mountinfo costs a walk of every mount of the host (twice
+/// per container run: at the start and at the exit); the mount table where statx cannot say.
 pub fn is_mounted(target: &Path) -> bool {
+    use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
+    let root = StatxAttributes::MOUNT_ROOT;
+    match rustix::fs::statx(
+        rustix::fs::CWD,
+        target,
+        AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::empty(),
+    ) {
+        Ok(st) if st.stx_attributes_mask.contains(root) => st.stx_attributes.contains(root),
+        Err(rustix::io::Errno::NOENT) => false,
+        _ => in_mount_table(target),
+    }
+}
+
+/// Whether `target` is listed in /proc/self/mountinfo.
+fn in_mount_table(target: &Path) -> bool {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
@@ -56,11 +158,12 @@ pub fn mount(
     if is_mounted(&target) {
         return Ok(target);
     }
-    // overlay needs at least one lower layer; an image without layers gets an empty one
+    ensure_init_layer(overlay_root)?;
+    // the init layer on top of the image's (and the only one of an image without layers)
     let lower = if lowerdir.is_empty() {
-        format!("{id}-rw/empty")
+        INIT_LAYER.to_owned()
     } else {
-        lowerdir.to_owned()
+        format!("{INIT_LAYER}:{lowerdir}")
     };
     let mut opts = format!("lowerdir={lower},upperdir={id}-rw/diff,workdir={id}-rw/work");
     if volatile {
@@ -188,6 +291,15 @@ pub fn write_etc(dir: &Path, hostname: &str, host_network: bool) -> std::io::Res
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn mount_points_are_recognized() {
+        assert!(super::is_mounted(std::path::Path::new("/proc")));
+        assert!(!super::is_mounted(std::path::Path::new("/proc/self")));
+        assert!(!super::is_mounted(std::path::Path::new("/nonexistent-dir")));
+        let d = tempfile::tempdir().unwrap();
+        assert!(!super::is_mounted(d.path()));
+    }
+
     #[test]
     fn resolv_filters_loopback() {
         let r = super::resolv_conf("search x\nnameserver 127.0.0.53\nnameserver 10.0.0.1\n");
