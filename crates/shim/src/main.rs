@@ -16,6 +16,7 @@ mod runtime;
 mod seccomp_cache;
 mod server;
 mod start;
+mod timing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -149,7 +150,7 @@ fn parse(args: &[String]) -> Result<StartOpts, String> {
 }
 
 fn main() -> ExitCode {
-    berth_mem::init();
+    timing::mark_main();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("start") => match parse(&args[1..]) {
