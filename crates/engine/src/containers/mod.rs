@@ -750,6 +750,9 @@ impl Containers {
             return Err(e);
         }
         phase("layers held, files and record written");
+        if let Ok(ctr) = self.get(&id) {
+            self.premount(ctr);
+        }
         self.log_event(&rec, "create", &[]);
         // `bridge` and user networks behave like `none` until networking exists (no warning:
         // the docker CLI would print it on every run)
@@ -856,6 +859,7 @@ impl Containers {
             }
             // held until the exit is recorded (or the start fails: see `start`)
             let rootfs = this.rootfs_acquire(&c2, true)?;
+            this.premount_release(&c2);
             let mut input = spec_input(&r2, &rootfs, &dir);
             input.env = net::merge_env(link_env, std::mem::take(&mut input.env));
             input.network = sn.mode;
@@ -1018,18 +1022,17 @@ impl Containers {
     async fn record_exit(&self, ctr: &Arc<Container>, info: ExitInfo) {
         let t0 = std::time::Instant::now();
         let phase = |what: &str| tracing::debug!(container = %ctr.id, "exit: {what} at {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
-        // before the status says "exited": from then on a start may make the next run's
-        // sandbox (same container, same namespace file), which a later down would tear down
+        // Everything of this run is released before the status says "exited": from then on
+        // a start (a restart's, say) may make the next run's sandbox (same container, same
+        // namespace file), which a later down would tear down, take the rootfs, which a later
+        // release would unmount under it, and spawn a shim, which the Release below would hit.
         self.0.nets.down(&ctr.id).await;
-        let rec = {
-            let mut r = lock(&ctr.rec);
-            r.state.status = "exited".into();
-            r.state.pid = 0;
-            r.state.exit_code = info.exit_code;
-            r.state.oom_killed = info.oom_killed;
-            r.state.finished_at = info.finished_at.clone();
-            r.clone()
-        };
+        let mut rec = ctr.record();
+        rec.state.status = "exited".into();
+        rec.state.pid = 0;
+        rec.state.exit_code = info.exit_code;
+        rec.state.oom_killed = info.oom_killed;
+        rec.state.finished_at = info.finished_at.clone();
         // read before waking the waiters: a restart clears the flag once it sees this exit
         let auto_remove = rec.host_bool("AutoRemove") && !ctr.restarting.load(Ordering::SeqCst);
         // like Docker: a stopped container's rootfs is not mounted. One blocking task for
@@ -1055,10 +1058,10 @@ impl Containers {
         }
         phase("rootfs released, record saved");
         self.unmount_volumes(&rec).await;
-        // sent now (a restart's next shim must not get it), but its reply is not awaited:
-        // the shim may still be deleting the container's cgroups
+        // its reply is not awaited: the shim may still be deleting the container's cgroups
         let _ = shim::send(&self.state_dir(&ctr.id), &Request::Release).await;
         phase("volumes unmounted, shim released");
+        lock(&ctr.rec).state = rec.state.clone();
         if info.oom_killed {
             self.log_event(&rec, "oom", &[]);
         }
@@ -1416,7 +1419,13 @@ impl Containers {
         // reply: `run --rm` waits for this removal, and the deletion (~20 unlinks, the layer
         // hold's SQLite commit) is not something it needs to wait for. A crash before the
         // deletion ends leaves them in the trash, which `open` empties.
-        let moved = blocking(move || Ok(move_to_trash(&store, &dir, &trash, &id))).await?;
+        let this = self.clone();
+        let c = ctr.clone();
+        let moved = blocking(move || {
+            this.no_premount(&c);
+            Ok(move_to_trash(&store, &dir, &trash, &id))
+        })
+        .await?;
         phase("files moved aside");
         self.release_volumes(&rec, volumes).await;
         lock(&self.0.map).remove(&rec.id);
