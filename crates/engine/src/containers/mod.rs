@@ -1492,8 +1492,22 @@ impl Containers {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => false,
                     _ = tx.closed() => return,
                 };
-                // a last read after the exit picks up what the shim flushed at the end
+                // a last read after the exit picks up what the shim flushed at the end; one
+                // right away first: a removal that follows the exit (docker-py's
+                // `run(remove=True)` sends it once its wait returns) moves the file away
                 if stopped {
+                    let p = path.clone();
+                    let o2 = o.clone();
+                    if let Ok((msgs, n)) =
+                        tokio::task::spawn_blocking(move || logs::read_from(&p, off, &o2)).await
+                    {
+                        off = n;
+                        for m in msgs {
+                            if tx.send(m).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 let p = path.clone();
