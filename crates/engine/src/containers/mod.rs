@@ -734,7 +734,7 @@ impl Containers {
         let dir = self.dir(&id);
         let r2 = rec.clone();
         let image_id = img.id.clone();
-        let res = blocking(move || prepare(&store, &dir, &r2, &image_id, host_net)).await;
+        let res = blocking(move || prepare(&store, &dir, &r2, &image_id)).await;
         if let Err(e) = res {
             lock(&self.0.map).remove(&id);
             self.0.nets.unregister(&id).await;
@@ -853,13 +853,14 @@ impl Containers {
         let c2 = ctr.clone();
         let vols = self.0.volumes.clone();
         blocking(move || {
+            // held until the exit is recorded (or the start fails: see `start`); writes the
+            // /etc files if no premount did
+            let rootfs = this.rootfs_acquire(&c2, true)?;
+            this.premount_release(&c2);
             if sn.sandbox.is_some() {
                 net::write_etc(&dir, &r2, sn.sandbox.as_ref(), &links)
                     .map_err(|e| io_err("writing /etc files", e))?;
             }
-            // held until the exit is recorded (or the start fails: see `start`)
-            let rootfs = this.rootfs_acquire(&c2, true)?;
-            this.premount_release(&c2);
             let mut input = spec_input(&r2, &rootfs, &dir);
             input.env = net::merge_env(link_env, std::mem::take(&mut input.env));
             input.network = sn.mode;
@@ -1851,19 +1852,14 @@ fn parse_size(s: &str) -> Option<u64> {
 }
 
 /// The filesystem part of create: layer hold, rw dirs, overlay mount, /etc files, record.
-fn prepare(
-    store: &ImageStore,
-    dir: &Path,
-    rec: &Record,
-    image_id: &Digest,
-    host_net: bool,
-) -> Result<()> {
+fn prepare(store: &ImageStore, dir: &Path, rec: &Record, image_id: &Digest) -> Result<()> {
     // an auto-remove container does not outlive a host crash (removed at the next start), so
     // its hold need not be on disk before the reply
     store.hold_layers(&rec.id, image_id, !rec.host_bool("AutoRemove"))?;
     std::fs::create_dir_all(dir).map_err(|e| io_err("creating container dir", e))?;
-    rootfs::write_etc(dir, &rec.cfg_str("Hostname"), host_net)
-        .map_err(|e| io_err("writing /etc files", e))?;
+    // The /etc files and the writable layer's dirs come with the first mount (the premount
+    // right after this reply, or the start; `ensure_etc`, `rootfs::mount`), as dockerd writes
+    // the /etc files at the start: seven fewer files made on the reply's path.
     // -w is created at create time, like Docker does: the only reason to mount here (the
     // rootfs is mounted while the container runs)
     let wd = rec.cfg_str("WorkingDir");
@@ -1876,11 +1872,18 @@ fn prepare(
             tracing::warn!("unmounting {}: {e}", rootfs.display());
         }
         res.map_err(|e| Error::invalid(e.to_string()))?;
-    } else {
-        rootfs::create_dirs(store.overlay_root(), &rec.id)
-            .map_err(|e| io_err("creating rootfs dirs", e))?;
     }
     record::save(dir, rec).map_err(|e| io_err("saving container", e))
+}
+
+/// The container's hosts, hostname and resolv.conf, unless a start or premount wrote them
+/// already (`hostname` is written after `hosts`: its presence means both are there). A
+/// sandbox's start rewrites hosts and resolv.conf (net.rs).
+fn ensure_etc(dir: &Path, rec: &Record) -> std::io::Result<()> {
+    if dir.join("hostname").exists() {
+        return Ok(());
+    }
+    rootfs::write_etc(dir, &rec.cfg_str("Hostname"), rec.network_mode() == "host")
 }
 
 /// Removed containers' directories waiting to be deleted: `<data-root>/containers/.trash`

@@ -119,6 +119,17 @@ impl Containers {
             .map_err(|e| io_err("mounting rootfs", e))?;
         }
         st.users += 1;
+        if hold != Hold::User {
+            // a run's files, under the same lock as its mount: a premount and a start never
+            // write them at once
+            if let Err(e) = super::ensure_etc(&self.dir(&rec.id), &rec) {
+                st.users -= 1;
+                if st.users == 0 {
+                    let _ = rootfs::unmount(&target);
+                }
+                return Err(io_err("writing /etc files", e));
+            }
+        }
         match hold {
             Hold::Run => {
                 st.run = true;
