@@ -19,6 +19,11 @@ fn main() {
     println!("cargo:rustc-env=BERTH_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=BERTH_BUILD_TIME={date}");
     println!("cargo:rustc-env=BERTH_RUSTC_VERSION={rustc_v}");
+    // DT_RELR (glibc >= 2.36, binutils >= 2.38): the ~23k relative relocations of this PIE
+    // take 8 bytes per page instead of 24 bytes each, so start-up reads 0.5 MB less.
+    if linker_has_relr() {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
     println!("cargo:rerun-if-changed=build.rs");
     // Re-stamp when a commit lands (HEAD or the current branch's ref moves), not on every build.
     let git = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.git");
@@ -28,4 +33,30 @@ fn main() {
             println!("cargo:rerun-if-changed={}", git.join(r).display());
         }
     }
+}
+
+/// Does the system's linker take `-z pack-relative-relocs`, and does the libc we link
+/// against support it (it then provides the GLIBC_ABI_DT_RELR version the linker asks for)?
+fn linker_has_relr() -> bool {
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
+        || std::env::var("CARGO_CFG_TARGET_ENV").as_deref() != Ok("gnu")
+    {
+        return false;
+    }
+    let Some(out) = std::env::var_os("OUT_DIR") else {
+        return false;
+    };
+    let dir = std::path::Path::new(&out);
+    let src = dir.join("relr_probe.c");
+    if std::fs::write(&src, "int main(void) { return 0; }\n").is_err() {
+        return false;
+    }
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    Command::new(cc)
+        .arg("-Wl,-z,pack-relative-relocs")
+        .arg("-o")
+        .arg(dir.join("relr_probe"))
+        .arg(&src)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

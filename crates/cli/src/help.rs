@@ -173,7 +173,9 @@ fn command_lines(cmds: &[&Command]) -> String {
 
 /// Help text for a command path ("", "image", "image ls", "images"), or None if unknown.
 pub fn render(path: &str) -> Option<String> {
-    let root = Cli::command();
+    let mut root = Cli::command();
+    // Subcommands are defined lazily (cli::Lazy); help reads all of them.
+    root.build();
     if path.is_empty() {
         let pick = |names: &[&str]| -> Vec<&Command> {
             names

@@ -41,11 +41,16 @@ fn run(cli: Cli, argv: &[String]) -> i32 {
         );
         return 0;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // A client waits on the daemon, one thread is enough and saves starting two workers; the
+    // registry is a server of its own and gets the worker threads.
+    let mut builder = if matches!(cli.command, Some(cli::Cmd::Registry(_))) {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(2);
+        b
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => return report(CliError::msg(format!("cannot start runtime: {e}"))),
     };

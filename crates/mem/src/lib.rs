@@ -83,7 +83,13 @@ fn read_smaps() -> Option<String> {
 
 /// Remembers which files are mapped now, before any thread can `dlopen`: the only ones
 /// [`trim_rss`] will touch. Call it first thing in `main`; without it nothing is trimmed.
+/// A single-threaded process (berth-shim) may call it later, just before its first trim:
+/// with no other thread, no `dlopen` can be half done at that point. Only the first call
+/// reads /proc/self/smaps.
 pub fn init() {
+    if AT_START.get().is_some() {
+        return;
+    }
     let files = read_smaps()
         .map(|s| {
             parse(&s)

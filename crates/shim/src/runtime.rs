@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use libcontainer::container::Container;
-use libcontainer::oci_spec::runtime::LinuxSeccomp;
+use libcontainer::oci_spec::runtime::{LinuxSeccomp, Spec};
 use libcontainer::signal::Signal as LcSignal;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
@@ -79,16 +79,25 @@ impl Runtime {
     }
 
     /// Creates the container; its process waits for [`Runtime::start`]. Returns the init pid.
-    pub fn create(&mut self, bundle: &Path, io: ProcIo) -> Result<Pid, StartError> {
+    /// `spec` is the bundle's config.json, already parsed (the built-in runtime uses it
+    /// instead of parsing the file again).
+    pub fn create(&mut self, bundle: &Path, spec: &Spec, io: ProcIo) -> Result<Pid, StartError> {
         match self {
             Runtime::Builtin(b) => {
                 if let Some(sc) = &b.exec_seccomp {
                     crate::seccomp_cache::prepare(&b.root, sc);
                 }
+                // pathrs' cached procfs handle (a private, detached subset=pid procfs mount),
+                // made here once: libcontainer's intermediate and init processes are clones
+                // of this one and inherit it instead of mounting a procfs each (and the shim
+                // needs it later for exec, kill and delete anyway). Best effort: without it
+                // pathrs makes its own, as before.
+                let _ = pathrs::procfs::ProcfsHandle::new();
                 let mut bld = start::builder(&b.id, &b.root, DockerExecutor::default())?;
                 bld = with_io(bld, io)?;
                 let c = bld
                     .as_init(bundle)
+                    .with_spec(spec.clone())
                     .with_systemd(false)
                     .with_detach(true)
                     .build()

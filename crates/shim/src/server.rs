@@ -383,6 +383,9 @@ impl Shim {
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n == 0 && self.trim_pending && self.exit.is_none() {
                 self.trim_pending = false;
+                // not at start-up: reading /proc/self/smaps there cost the create path
+                // ~0.3 ms; this process is single-threaded, so no dlopen is half done now
+                berth_mem::init();
                 berth_mem::trim_rss();
             }
             if n < 0 {

@@ -266,15 +266,10 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
-    // BERTH_SHIM_TIMING=1: phase durations to shim.log (for profiling, off by default)
-    let timing = std::env::var_os("BERTH_SHIM_TIMING").is_some();
-    let t0 = std::time::Instant::now();
-    let phase = |name: &str| {
-        if timing {
-            eprintln!("timing {name}: {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
-        }
-    };
     detach(&o.state_dir)?;
+    crate::timing::init(&o.state_dir.join("shim.log"));
+    let phase = |name: &str| crate::timing::line(name);
+    phase("detached");
     // never steal the socket of a live shim (a second start for the same state dir)
     if std::os::unix::net::UnixStream::connect(proto::SOCKET_NAME).is_ok() {
         return Err(StartError::Io(format!(
@@ -326,7 +321,7 @@ fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
         }
     }
 
-    let init_pid = rt.create(&o.bundle, pio)?;
+    let init_pid = rt.create(&o.bundle, &spec, pio)?;
     phase("create");
     if o.loopback_up
         && let Err(e) = loopback_up(init_pid)

@@ -671,8 +671,15 @@ fn survives_its_caller_and_records_unobserved_exits() {
         serde_json::from_slice(&std::fs::read(f.p("state/exit.json")).unwrap()).unwrap();
     assert_eq!(x.exit_code, 5);
     assert!(!f.p("state/shim.sock").exists());
+    // BERTH_SHIM_TIMING's timeline (timing.rs): the shim's phases and libcontainer's steps
     let timing = f.shim_log();
-    assert!(timing.contains("timing reported"), "{timing}");
+    assert!(
+        timing
+            .lines()
+            .any(|l| l.starts_with("timing ") && l.ends_with(" reported")),
+        "{timing}"
+    );
+    assert!(timing.contains("libcontainer::"), "{timing}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use clap::Args;
+use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::{Value, json};
 
@@ -470,21 +471,29 @@ pub async fn create(client: &Client, path: &str, a: CreateArgs) -> Result<(), Cl
 }
 
 /// What to wait for after start: "removed" with --rm so the name is free when we exit.
+/// Returns once the daemon has registered the wait (its answer's head is in, as docker's
+/// client waits for it), so a container that exits and is removed right after the start
+/// cannot be missed; the handle resolves with the exit code.
 async fn wait_task(
     client: Arc<Client>,
     id: String,
     condition: &'static str,
 ) -> tokio::task::JoinHandle<Result<i64, CliError>> {
+    let path = format!(
+        "/containers/{}/wait?condition={condition}",
+        path_escape(&id)
+    );
+    let head = client.request_stream(Method::POST, &path, &[], None).await;
     tokio::spawn(async move {
-        let v = post(
-            &client,
-            &format!(
-                "/containers/{}/wait?condition={condition}",
-                path_escape(&id)
-            ),
-            None,
-        )
-        .await?;
+        let body = match head? {
+            Ok(body) => body
+                .collect()
+                .await
+                .map_err(|_| crate::error::cannot_connect(&client.host_str))?
+                .to_bytes(),
+            Err(r) => return Err(CliError::daemon(r.message())),
+        };
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if let Some(m) = v["Error"]["Message"].as_str()
             && !m.is_empty()
         {
@@ -542,14 +551,17 @@ pub async fn run(client: Client, path: &str, a: RunArgs) -> Result<(), CliError>
     if let Some(k) = &a.detach_keys {
         q.push_str(&format!("&detachKeys={}", urlencode(k)));
     }
-    // Attach before start so no output is lost (docker's order).
-    let hijacked = client.hijack("POST", &q, None).await?;
-    let waiter = wait_task(
-        client.clone(),
-        id.clone(),
-        if o.rm { "removed" } else { "next-exit" },
-    )
-    .await;
+    // Attach and register the wait before start, so no output and no exit is missed
+    // (docker's order); the two do not depend on each other.
+    let (hijacked, waiter) = tokio::join!(
+        client.hijack("POST", &q, None),
+        wait_task(
+            client.clone(),
+            id.clone(),
+            if o.rm { "removed" } else { "next-exit" },
+        )
+    );
+    let hijacked = hijacked?;
     let raw = if o.tty && attach_stdin {
         stdio::RawTerm::enable(0)
     } else {
@@ -628,8 +640,11 @@ pub async fn start(client: Client, _path: &str, a: StartArgs) -> Result<(), CliE
     let tty = info["Config"]["Tty"].as_bool().unwrap_or(false);
     let stdin = a.interactive && info["Config"]["OpenStdin"].as_bool().unwrap_or(false);
     let keys = stdio::detach_keys_or_default(a.detach_keys.as_deref());
-    let h = stdio::attach_output(&client, &id, stdin, a.detach_keys.as_deref()).await?;
-    let waiter = wait_task(client.clone(), id.clone(), "next-exit").await;
+    let (h, waiter) = tokio::join!(
+        stdio::attach_output(&client, &id, stdin, a.detach_keys.as_deref()),
+        wait_task(client.clone(), id.clone(), "next-exit")
+    );
+    let h = h?;
     let raw = if tty && stdin {
         stdio::RawTerm::enable(0)
     } else {

@@ -78,24 +78,35 @@ pub async fn spawn(a: &StartArgs<'_>) -> Result<StartResult> {
     if a.loopback_up {
         cmd.arg("--loopback-up");
     }
-    cmd.stdin(std::process::Stdio::null());
-    let out = cmd
-        .output()
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::internal(format!("starting berth-shim: {e}")))?;
+    // `berth-shim start` writes one result line, then exits: take the line as soon as it is
+    // there instead of waiting for the process to exit and be reaped (~0.5-1 ms of a
+    // container start); the exit is collected in the background.
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = BufReader::new(out).read_line(&mut line).await;
+    }
+    if let Ok(res) = proto::decode_line(line.trim_end().as_bytes()) {
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        return Ok(res);
+    }
+    let out = child
+        .wait_with_output()
         .await
         .map_err(|e| Error::internal(format!("starting berth-shim: {e}")))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("");
-    proto::decode_line(line.as_bytes()).map_err(|_| {
-        Error::internal(format!(
-            "berth-shim start failed: {}{}",
-            text.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    })
+    Err(Error::internal(format!(
+        "berth-shim start failed: {}{}{}",
+        line.trim(),
+        String::from_utf8_lossy(&out.stdout).trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
 }
 
 /// Connect and send one request; return the reply and the connection (for streams).

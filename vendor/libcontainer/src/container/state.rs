@@ -3,7 +3,7 @@ use std::collections::HashMap;
 use std::fmt::Display;
 use std::fs;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -162,12 +162,29 @@ impl State {
     #[instrument(level = "trace")]
     pub fn save(&self, container_root: &Path) -> Result<()> {
         let state_file_path = Self::file_path(container_root);
-        let file = fs::OpenOptions::new()
+        // berth patch begin: overwrite in place and cut to the new length instead of
+        // O_TRUNC. Truncating a file that has blocks to size 0 makes ext4 (auto_da_alloc)
+        // flush it on close and, mounted with `discard`, discard the freed blocks first:
+        // 1-4 ms per save on the create and start paths when the runtime root is on ext4
+        // (vendor/libcontainer/BERTH-PATCH.md). Readers see the same non-atomic update as
+        // before.
+        let data = serde_json::to_vec(self).map_err(|err| {
+            tracing::error!(
+                ?state_file_path,
+                %err,
+                "failed to parse container state file",
+            );
+            StateError::ParseStateFile {
+                state_file_path: state_file_path.to_owned(),
+                source: err,
+            }
+        })?;
+        let mut file = fs::OpenOptions::new()
             .read(true)
             .write(true)
             .append(false)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .open(&state_file_path)
             .map_err(|err| {
                 tracing::error!(
@@ -180,29 +197,20 @@ impl State {
                     source: err,
                 }
             })?;
-        let mut writer = BufWriter::new(file);
-        serde_json::to_writer(&mut writer, self).map_err(|err| {
-            tracing::error!(
-                ?state_file_path,
-                %err,
-                "failed to parse container state file",
-            );
-            StateError::ParseStateFile {
-                state_file_path: state_file_path.to_owned(),
-                source: err,
-            }
-        })?;
-        writer.flush().map_err(|err| {
-            tracing::error!(
-                ?state_file_path,
-                %err,
-                "failed to write container state file",
-            );
-            StateError::WriteStateFile {
-                state_file_path: state_file_path.to_owned(),
-                source: err,
-            }
-        })?;
+        file.write_all(&data)
+            .and_then(|_| file.set_len(data.len() as u64))
+            .map_err(|err| {
+                tracing::error!(
+                    ?state_file_path,
+                    %err,
+                    "failed to write container state file",
+                );
+                StateError::WriteStateFile {
+                    state_file_path: state_file_path.to_owned(),
+                    source: err,
+                }
+            })?;
+        // berth patch end
 
         Ok(())
     }
