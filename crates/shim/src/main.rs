@@ -8,6 +8,15 @@
 //! So this binary is single-threaded, uses no async runtime, allocates little, and depends on
 //! nothing of the daemon: not its process, not its stdio, not its crates beyond the protocol
 //! (crates/shim-proto, which documents the wire format and the state directory).
+//!
+//! Where a create goes (issue #3; `BERTH_SHIM_TIMING=1` in berthd's environment writes the
+//! timeline, with each process's CPU time, to `shim.log`: timing.rs): exec and start-up of
+//! this binary (~1 ms), the config and libcontainer's builder (~1 ms CPU), libcontainer's
+//! intermediate process (cgroups in every v1 hierarchy, ~1.7 ms CPU) and the container's init
+//! (namespaces, the rootfs mounts, the cgroup v1 emulation, masked and read-only paths,
+//! seccomp, capabilities: ~4.5 ms CPU), then the report. The vendored libcontainer, libcgroups
+//! and pathrs carry the cuts made inside them (vendor/libcontainer/BERTH-PATCH.md); start-up
+//! work that can wait (berth-mem's smaps scan) runs when the shim is idle.
 
 mod cgroup;
 mod executor;

@@ -243,6 +243,10 @@ pub fn container_init_process(
         }
     }
 
+    // berth patch: the old root's unmount, started by pivot_rootfs, is complete from here on
+    // (syscall/linux.rs, finish_pivot_root)
+    crate::syscall::linux::finish_pivot_root().map_err(InitProcessError::SyscallOther)?;
+
     let cwd = format!("{}", ctx.process.cwd().display());
     let do_chdir = if cwd.is_empty() {
         false
