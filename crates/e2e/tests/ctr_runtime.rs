@@ -193,6 +193,37 @@ fn rootfs_is_mounted_while_running_and_sizes_are_reported() {
     assert!(!mounted(&merged(&f, "sz")));
 }
 
+/// A created container's rootfs is mounted ahead of its start for a moment (the start then
+/// has no mount to wait for) and unmounted when no start comes; a removal meanwhile leaves
+/// nothing behind.
+#[test]
+fn premounted_rootfs_is_released_without_a_start() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::with_args(&[]);
+    f.out(&["create", "--name", "pm", "busybox", "true"]);
+    let m = merged(&f, "pm");
+    let gone = |p: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while mounted(p) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        !mounted(p)
+    };
+    assert!(gone(&m), "a created container stays mounted");
+    f.out(&["create", "--name", "pm2", "busybox", "true"]);
+    let m2 = merged(&f, "pm2");
+    f.out(&["rm", "pm2"]);
+    assert!(gone(&m2));
+    assert!(!Path::new(&m2).exists(), "{m2} left behind");
+    // create + start: unmounted once it exited
+    f.out(&["create", "--name", "pm3", "busybox", "true"]);
+    f.out(&["start", "-a", "pm3"]);
+    f.wait_status("pm3", "exited");
+    assert!(gone(&merged(&f, "pm3")));
+}
+
 #[test]
 fn init_runs_docker_init_as_pid1_and_reaps() {
     if !can_run() {

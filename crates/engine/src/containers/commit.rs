@@ -149,6 +149,8 @@ fn xattr_is_y(path: &Path, name: &str) -> bool {
 
 impl Containers {
     fn upper_and_lowers(&self, rec: &super::Record) -> (PathBuf, Vec<PathBuf>) {
+        // a container never mounted yet has no writable layer dirs (made at the first mount)
+        let _ = rootfs::create_dirs(self.0.images.overlay_root(), &rec.id);
         let upper = rootfs::rw_dir(self.0.images.overlay_root(), &rec.id).join("diff");
         let mut lowers = rec
             .image_id

@@ -734,7 +734,7 @@ impl Containers {
         let dir = self.dir(&id);
         let r2 = rec.clone();
         let image_id = img.id.clone();
-        let res = blocking(move || prepare(&store, &dir, &r2, &image_id, host_net)).await;
+        let res = blocking(move || prepare(&store, &dir, &r2, &image_id)).await;
         if let Err(e) = res {
             lock(&self.0.map).remove(&id);
             self.0.nets.unregister(&id).await;
@@ -750,6 +750,9 @@ impl Containers {
             return Err(e);
         }
         phase("layers held, files and record written");
+        if let Ok(ctr) = self.get(&id) {
+            self.premount(ctr);
+        }
         self.log_event(&rec, "create", &[]);
         // `bridge` and user networks behave like `none` until networking exists (no warning:
         // the docker CLI would print it on every run)
@@ -850,12 +853,14 @@ impl Containers {
         let c2 = ctr.clone();
         let vols = self.0.volumes.clone();
         blocking(move || {
+            // held until the exit is recorded (or the start fails: see `start`); writes the
+            // /etc files if no premount did
+            let rootfs = this.rootfs_acquire(&c2, true)?;
+            this.premount_release(&c2);
             if sn.sandbox.is_some() {
                 net::write_etc(&dir, &r2, sn.sandbox.as_ref(), &links)
                     .map_err(|e| io_err("writing /etc files", e))?;
             }
-            // held until the exit is recorded (or the start fails: see `start`)
-            let rootfs = this.rootfs_acquire(&c2, true)?;
             let mut input = spec_input(&r2, &rootfs, &dir);
             input.env = net::merge_env(link_env, std::mem::take(&mut input.env));
             input.network = sn.mode;
@@ -1018,18 +1023,17 @@ impl Containers {
     async fn record_exit(&self, ctr: &Arc<Container>, info: ExitInfo) {
         let t0 = std::time::Instant::now();
         let phase = |what: &str| tracing::debug!(container = %ctr.id, "exit: {what} at {:.2} ms", t0.elapsed().as_secs_f64() * 1e3);
-        // before the status says "exited": from then on a start may make the next run's
-        // sandbox (same container, same namespace file), which a later down would tear down
+        // Everything of this run is released before the status says "exited": from then on
+        // a start (a restart's, say) may make the next run's sandbox (same container, same
+        // namespace file), which a later down would tear down, take the rootfs, which a later
+        // release would unmount under it, and spawn a shim, which the Release below would hit.
         self.0.nets.down(&ctr.id).await;
-        let rec = {
-            let mut r = lock(&ctr.rec);
-            r.state.status = "exited".into();
-            r.state.pid = 0;
-            r.state.exit_code = info.exit_code;
-            r.state.oom_killed = info.oom_killed;
-            r.state.finished_at = info.finished_at.clone();
-            r.clone()
-        };
+        let mut rec = ctr.record();
+        rec.state.status = "exited".into();
+        rec.state.pid = 0;
+        rec.state.exit_code = info.exit_code;
+        rec.state.oom_killed = info.oom_killed;
+        rec.state.finished_at = info.finished_at.clone();
         // read before waking the waiters: a restart clears the flag once it sees this exit
         let auto_remove = rec.host_bool("AutoRemove") && !ctr.restarting.load(Ordering::SeqCst);
         // like Docker: a stopped container's rootfs is not mounted. One blocking task for
@@ -1055,10 +1059,10 @@ impl Containers {
         }
         phase("rootfs released, record saved");
         self.unmount_volumes(&rec).await;
-        // sent now (a restart's next shim must not get it), but its reply is not awaited:
-        // the shim may still be deleting the container's cgroups
+        // its reply is not awaited: the shim may still be deleting the container's cgroups
         let _ = shim::send(&self.state_dir(&ctr.id), &Request::Release).await;
         phase("volumes unmounted, shim released");
+        lock(&ctr.rec).state = rec.state.clone();
         if info.oom_killed {
             self.log_event(&rec, "oom", &[]);
         }
@@ -1416,7 +1420,13 @@ impl Containers {
         // reply: `run --rm` waits for this removal, and the deletion (~20 unlinks, the layer
         // hold's SQLite commit) is not something it needs to wait for. A crash before the
         // deletion ends leaves them in the trash, which `open` empties.
-        let moved = blocking(move || Ok(move_to_trash(&store, &dir, &trash, &id))).await?;
+        let this = self.clone();
+        let c = ctr.clone();
+        let moved = blocking(move || {
+            this.no_premount(&c);
+            Ok(move_to_trash(&store, &dir, &trash, &id))
+        })
+        .await?;
         phase("files moved aside");
         self.release_volumes(&rec, volumes).await;
         lock(&self.0.map).remove(&rec.id);
@@ -1483,8 +1493,22 @@ impl Containers {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => false,
                     _ = tx.closed() => return,
                 };
-                // a last read after the exit picks up what the shim flushed at the end
+                // a last read after the exit picks up what the shim flushed at the end; one
+                // right away first: a removal that follows the exit (docker-py's
+                // `run(remove=True)` sends it once its wait returns) moves the file away
                 if stopped {
+                    let p = path.clone();
+                    let o2 = o.clone();
+                    if let Ok((msgs, n)) =
+                        tokio::task::spawn_blocking(move || logs::read_from(&p, off, &o2)).await
+                    {
+                        off = n;
+                        for m in msgs {
+                            if tx.send(m).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 let p = path.clone();
@@ -1828,19 +1852,14 @@ fn parse_size(s: &str) -> Option<u64> {
 }
 
 /// The filesystem part of create: layer hold, rw dirs, overlay mount, /etc files, record.
-fn prepare(
-    store: &ImageStore,
-    dir: &Path,
-    rec: &Record,
-    image_id: &Digest,
-    host_net: bool,
-) -> Result<()> {
+fn prepare(store: &ImageStore, dir: &Path, rec: &Record, image_id: &Digest) -> Result<()> {
     // an auto-remove container does not outlive a host crash (removed at the next start), so
     // its hold need not be on disk before the reply
     store.hold_layers(&rec.id, image_id, !rec.host_bool("AutoRemove"))?;
     std::fs::create_dir_all(dir).map_err(|e| io_err("creating container dir", e))?;
-    rootfs::write_etc(dir, &rec.cfg_str("Hostname"), host_net)
-        .map_err(|e| io_err("writing /etc files", e))?;
+    // The /etc files and the writable layer's dirs come with the first mount (the premount
+    // right after this reply, or the start; `ensure_etc`, `rootfs::mount`), as dockerd writes
+    // the /etc files at the start: seven fewer files made on the reply's path.
     // -w is created at create time, like Docker does: the only reason to mount here (the
     // rootfs is mounted while the container runs)
     let wd = rec.cfg_str("WorkingDir");
@@ -1853,11 +1872,18 @@ fn prepare(
             tracing::warn!("unmounting {}: {e}", rootfs.display());
         }
         res.map_err(|e| Error::invalid(e.to_string()))?;
-    } else {
-        rootfs::create_dirs(store.overlay_root(), &rec.id)
-            .map_err(|e| io_err("creating rootfs dirs", e))?;
     }
     record::save(dir, rec).map_err(|e| io_err("saving container", e))
+}
+
+/// The container's hosts, hostname and resolv.conf, unless a start or premount wrote them
+/// already (`hostname` is written after `hosts`: its presence means both are there). A
+/// sandbox's start rewrites hosts and resolv.conf (net.rs).
+fn ensure_etc(dir: &Path, rec: &Record) -> std::io::Result<()> {
+    if dir.join("hostname").exists() {
+        return Ok(());
+    }
+    rootfs::write_etc(dir, &rec.cfg_str("Hostname"), rec.network_mode() == "host")
 }
 
 /// Removed containers' directories waiting to be deleted: `<data-root>/containers/.trash`

@@ -20,6 +20,10 @@ pub(super) struct RootfsState {
     users: u32,
     /// Whether the running container is one of them.
     run: bool,
+    /// Whether the mount made ahead of the first start (`premount`) is one of them.
+    premount: bool,
+    /// Whether it was ever started (by this daemon): no premount after that.
+    started: bool,
 }
 
 impl RootfsState {
@@ -28,9 +32,22 @@ impl RootfsState {
         RootfsState {
             users: 1,
             run: true,
+            premount: false,
+            started: true,
         }
     }
 }
+
+/// Whose hold on the rootfs [`Containers::rootfs_acquire`] takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    Run,
+    User,
+    Premount,
+}
+
+/// How long a premount waits for the start it was made for.
+const PREMOUNT_FOR: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The rootfs of a container, mounted for as long as this guard lives. Dropping it unmounts
 /// the rootfs unless the container runs or another guard holds it. Drop it inside a tokio
@@ -65,12 +82,26 @@ impl Containers {
     /// Mounts the rootfs (if no one else has) and counts one more user; `run` is the running
     /// container's own hold (taken once per run). Blocking.
     pub(super) fn rootfs_acquire(&self, ctr: &Container, run: bool) -> Result<PathBuf> {
+        let hold = if run { Hold::Run } else { Hold::User };
+        self.acquire(ctr, hold)
+            .map(|t| t.unwrap_or_else(|| self.merged(&ctr.id)))
+    }
+
+    fn merged(&self, id: &str) -> PathBuf {
+        rootfs::rw_dir(self.0.images.overlay_root(), id).join("merged")
+    }
+
+    /// `rootfs_acquire`, and the premount's hold: None when it is not taken (the container
+    /// was started or is being removed: its files may be moving).
+    fn acquire(&self, ctr: &Container, hold: Hold) -> Result<Option<PathBuf>> {
         let rec = ctr.record();
         let store = &self.0.images;
         let mut st = lock(&ctr.rootfs);
-        let target = rootfs::rw_dir(store.overlay_root(), &rec.id).join("merged");
-        if run && st.run {
-            return Ok(target);
+        let target = self.merged(&rec.id);
+        match hold {
+            Hold::Run if st.run => return Ok(Some(target)),
+            Hold::Premount if st.started || st.premount => return Ok(None),
+            _ => {}
         }
         if st.users == 0 {
             let image_id: Digest = rec
@@ -88,8 +119,32 @@ impl Containers {
             .map_err(|e| io_err("mounting rootfs", e))?;
         }
         st.users += 1;
-        st.run |= run;
-        Ok(target)
+        if hold != Hold::User {
+            // a run's files, under the same lock as its mount: a premount and a start never
+            // write them at once
+            if let Err(e) = super::ensure_etc(&self.dir(&rec.id), &rec) {
+                st.users -= 1;
+                if st.users == 0 {
+                    let _ = rootfs::unmount(&target);
+                }
+                return Err(io_err("writing /etc files", e));
+            }
+        }
+        match hold {
+            Hold::Run => {
+                st.run = true;
+                st.started = true;
+            }
+            Hold::Premount => st.premount = true,
+            Hold::User => {}
+        }
+        Ok(Some(target))
+    }
+
+    /// No premount from now on (a removal is about to move the container's files). Blocking
+    /// (waits for a premount that is mounting).
+    pub(super) fn no_premount(&self, ctr: &Container) {
+        lock(&ctr.rootfs).started = true;
     }
 
     /// Undoes one `rootfs_acquire` (the run's hold: only if it has one). Blocking.
@@ -108,6 +163,52 @@ impl Containers {
                 tracing::warn!("unmounting {}: {e}", merged.display());
             }
         }
+    }
+
+    /// Right after a create (not on its reply's path): mount the rootfs ahead of the start
+    /// that `docker run` sends next, so the overlay mount (the kernel's work dir set-up, about
+    /// half a millisecond) overlaps the client's attach and start requests instead of
+    /// delaying the start. The start takes its own hold and drops this one; without a start
+    /// within [`PREMOUNT_FOR`] it is dropped anyway, so a created container does not stay
+    /// mounted (as in Docker, whose rootfs is mounted only while it runs or is copied from).
+    pub(super) fn premount(&self, ctr: Arc<Container>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let (t, c) = (this.clone(), ctr.clone());
+            let held = blocking(move || Ok(t.premount_acquire(&c))).await;
+            if !matches!(held, Ok(true)) {
+                return;
+            }
+            tokio::time::sleep(PREMOUNT_FOR).await;
+            let _ = blocking(move || {
+                this.premount_release(&ctr);
+                Ok(())
+            })
+            .await;
+        });
+    }
+
+    /// Takes the premount hold unless the container was started already. Blocking.
+    fn premount_acquire(&self, ctr: &Container) -> bool {
+        match self.acquire(ctr, Hold::Premount) {
+            Ok(held) => held.is_some(),
+            Err(e) => {
+                tracing::debug!("premounting {}: {e}", ctr.id);
+                false
+            }
+        }
+    }
+
+    /// Drops the premount hold, if there is one. Blocking.
+    pub(super) fn premount_release(&self, ctr: &Container) {
+        {
+            let mut st = lock(&ctr.rootfs);
+            if !st.premount {
+                return;
+            }
+            st.premount = false;
+        }
+        self.rootfs_release(ctr, false);
     }
 
     /// The running container's hold on its rootfs ends (it exited, or failed to start).

@@ -154,3 +154,53 @@ pub fn load(dir: &Path) -> std::io::Result<Record> {
     let data = std::fs::read(dir.join(CONFIG_FILE))?;
     serde_json::from_slice(&data).map_err(std::io::Error::other)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(status: &str) -> Record {
+        Record {
+            id: "a".repeat(64),
+            name: "/x".into(),
+            created: ZERO_TIME.into(),
+            image_id: String::new(),
+            image_ref: String::new(),
+            path: "true".into(),
+            args: Vec::new(),
+            config: serde_json::json!({}),
+            host_config: serde_json::json!({"AutoRemove": true}),
+            state: State {
+                status: status.into(),
+                ..Default::default()
+            },
+            restart_count: 0,
+            manually_stopped: false,
+            mount_points: Vec::new(),
+        }
+    }
+
+    /// Saves swap the record with the temp file: both inodes are reused, the newest record is
+    /// always the one `load` reads.
+    #[test]
+    fn saves_reuse_their_two_files() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        save(d.path(), &rec("created")).unwrap();
+        save(d.path(), &rec("running")).unwrap();
+        let inodes = |d: &Path| {
+            let mut v: Vec<u64> = std::fs::read_dir(d)
+                .unwrap()
+                .flatten()
+                .map(|e| e.metadata().unwrap().ino())
+                .collect();
+            v.sort();
+            v
+        };
+        let before = inodes(d.path());
+        assert_eq!(before.len(), 2);
+        save(d.path(), &rec("exited")).unwrap();
+        assert_eq!(inodes(d.path()), before);
+        assert_eq!(load(d.path()).unwrap().state.status, "exited");
+    }
+}
