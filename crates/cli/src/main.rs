@@ -24,6 +24,13 @@ use crate::error::CliError;
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
+    // `berth --version` alone: nothing for clap to build or parse (scripts call it often).
+    if let [_, flag] = argv.as_slice()
+        && (flag == "--version" || flag == "-v")
+    {
+        print_version();
+        return;
+    }
     let code = match Cli::try_parse_from(&argv) {
         Err(e) => report(clap_error(e, &argv)),
         Ok(cli) => run(cli, &argv),
@@ -34,11 +41,7 @@ fn main() {
 
 fn run(cli: Cli, argv: &[String]) -> i32 {
     if cli.version {
-        println!(
-            "berth version {}, build {}",
-            env!("CARGO_PKG_VERSION"),
-            commands::system::GIT_COMMIT
-        );
+        print_version();
         return 0;
     }
     // A client waits on the daemon, one thread is enough and saves starting two workers; the
@@ -61,6 +64,16 @@ fn run(cli: Cli, argv: &[String]) -> i32 {
         Ok(()) => 0,
         Err(e) => report(e),
     }
+}
+
+fn print_version() {
+    // A closed stdout is not an error worth a panic here.
+    let _ = writeln!(
+        std::io::stdout(),
+        "berth version {}, build {}",
+        env!("CARGO_PKG_VERSION"),
+        commands::system::GIT_COMMIT
+    );
 }
 
 fn report(e: CliError) -> i32 {
