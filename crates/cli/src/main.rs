@@ -6,6 +6,12 @@
 //! Docker client), or touch daemon state on disk. One module per command group under
 //! `commands/`; shared output code in `format/`, connection code in `client`.
 //! The exception is `berth registry`, which runs a registry (crates/registry) in-process.
+//!
+//! Start-up is on the path of every `berth run`, so it stays small: clap defines only the
+//! subcommand being parsed (`cli::Lazy`), client commands run on a one-thread tokio runtime,
+//! the binary uses packed relative relocations (build.rs), and `run`/`create` send their
+//! first request without the version ping (`Client::unverified`). Where the time goes:
+//! bench/README.md ("The CLI's share").
 
 mod cli;
 mod client;
