@@ -190,6 +190,8 @@ async fn serve(
     ecfg.ip_masq = cfg.ip_masq;
     ecfg.icc = cfg.icc;
     let engine: Arc<Engine> = Engine::open(ecfg).await.map_err(|e| e.to_string())?;
+    // a pre-started shim for the first create (it exits when we do: EOF on its stdin)
+    berth_engine::containers::start_shim_pool(&cfg.exec_root);
 
     let bound = match listen::bind_all(&hosts, &cfg.group, tls).await {
         Ok(b) => b,

@@ -17,6 +17,10 @@
 //! seccomp, capabilities: ~4.5 ms CPU), then the report. The vendored libcontainer, libcgroups
 //! and pathrs carry the cuts made inside them (vendor/libcontainer/BERTH-PATCH.md); start-up
 //! work that can wait (berth-mem's smaps scan) runs when the shim is idle.
+//!
+//! `berth-shim pool`: berthd keeps one shim exec'd and detached ahead of time, waiting on its
+//! stdin for the `start` flags, so the exec and start-up above are off the path of a create
+//! (start.rs: `pool`). It has no state directory until it gets them, and exits on EOF.
 
 mod cgroup;
 mod executor;
@@ -77,7 +81,7 @@ pub fn all_caps() -> libcontainer::oci_spec::runtime::Capabilities {
         .collect()
 }
 
-const USAGE: &str = "usage: berth-shim start --id ID --bundle DIR --state-dir DIR --runtime-root DIR \
+const USAGE: &str = "usage: berth-shim pool --exec-root DIR | berth-shim start --id ID --bundle DIR --state-dir DIR --runtime-root DIR \
 [--runtime PATH [--runtime-arg ARG]...] [--tty] [--stdin] [--create-only] [--loopback-up] --log-driver json-file|none [--log-path FILE] \
 [--log-max-size BYTES] [--log-max-file N]";
 
@@ -172,6 +176,11 @@ fn main() -> ExitCode {
                 ExitCode::from(125)
             }
         },
+        // a pre-started shim for berthd's pool: the `start` flags come on stdin (start.rs)
+        // (`--exec-root` only names the daemon it waits for, in `ps` and for bench/)
+        Some("pool") if args.len() == 3 && args[1] == "--exec-root" => {
+            ExitCode::from(start::pool() as u8)
+        }
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(125)

@@ -110,26 +110,100 @@ pub fn run(o: StartOpts) -> i32 {
             drop(r);
             // Descriptors leaked by whoever started us (the daemon, a shell) must not be held
             // for the container's lifetime: close everything but stdio and the report pipe.
-            let keep = w.as_raw_fd() as libc::c_uint;
-            // SAFETY: close_range on ranges that exclude the descriptors we still use.
+            close_all_but(w.as_raw_fd());
+            std::process::exit(serve_as_shim(&o, File::from(w), false))
+        }
+    }
+}
+
+/// Closes every descriptor above stdio except `keep`.
+fn close_all_but(keep: RawFd) {
+    let keep = keep as libc::c_uint;
+    // SAFETY: close_range on ranges that exclude the descriptors we still use.
+    unsafe {
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, keep - 1, 0);
+        }
+        libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
+    }
+}
+
+/// The forked shim: create the container, report on `report`, serve; the process's exit code.
+fn serve_as_shim(o: &StartOpts, mut report: File, session_made: bool) -> i32 {
+    match shim_main(o, &mut report, session_made) {
+        Ok(mut shim) => {
+            drop(report);
+            // (pages are trimmed once the shim is idle: see server.rs)
+            shim.serve();
+            0
+        }
+        Err(e) => {
+            let res = StartResult::Failed {
+                kind: e.kind(),
+                message: e.to_string(),
+            };
+            let _ = writeln!(
+                report,
+                "{}",
+                serde_json::to_string(&res).unwrap_or_default()
+            );
+            1
+        }
+    }
+}
+
+/// Entry of `berth-shim pool` (issue #3: the exec and start-up of a shim off the path of a
+/// container's create). Forks like `start` and returns at once; the child is a shim in its own
+/// session, already initialised, that waits for one line on stdin: the `start` flags as a JSON
+/// array of strings. It then does what `start` does and writes the result line to stdout.
+/// EOF on stdin (berthd dropped it, stopped or died) ends it: a pooled shim berthd no longer
+/// knows never lingers, and it has no state directory, so nothing can take it for a
+/// container's shim.
+pub fn pool() -> i32 {
+    // SAFETY: single-threaded here (nothing has spawned threads yet).
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => report_local(&format!("fork: {e}")),
+        Ok(ForkResult::Parent { .. }) => 0,
+        Ok(ForkResult::Child) => {
+            // nothing of berthd's but the two pipes on stdin and stdout stays open here
+            // SAFETY: close_range above stdio; nothing of ours is open there yet.
             unsafe {
-                if keep > 3 {
-                    libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, keep - 1, 0);
-                }
-                libc::syscall(libc::SYS_close_range, keep + 1, libc::c_uint::MAX, 0);
+                libc::syscall(
+                    libc::SYS_close_range,
+                    3 as libc::c_uint,
+                    libc::c_uint::MAX,
+                    0,
+                )
+            };
+            if nix::unistd::setsid().is_err() || std::env::set_current_dir("/").is_err() {
+                std::process::exit(1);
             }
-            let mut report = File::from(w);
-            let code = match shim_main(&o, &mut report) {
-                Ok(mut shim) => {
-                    drop(report);
-                    // (pages are trimmed once the shim is idle: see server.rs)
-                    shim.serve();
-                    0
-                }
+            // the report goes to a close-on-exec copy of stdout: stdio becomes /dev/null at
+            // detach, and the container's processes must not inherit berthd's pipe
+            // SAFETY: fcntl on our own stdout; the new descriptor is owned right away.
+            let report = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
+            if report < 0 {
+                std::process::exit(1);
+            }
+            // SAFETY: a fresh descriptor nobody else owns.
+            let report = File::from(unsafe { OwnedFd::from_raw_fd(report) });
+            crate::executor::remember_own_binary();
+            let mut line = String::new();
+            match std::io::stdin().lock().read_line(&mut line) {
+                Ok(n) if n > 0 => {}
+                _ => std::process::exit(0),
+            }
+            crate::timing::mark_main();
+            let opts = serde_json::from_str::<Vec<String>>(line.trim_end())
+                .map_err(|e| e.to_string())
+                .and_then(|args| crate::parse(&args));
+            let code = match opts {
+                Ok(o) => serve_as_shim(&o, report, true),
                 Err(e) => {
+                    let mut report = report;
                     let res = StartResult::Failed {
-                        kind: e.kind(),
-                        message: e.to_string(),
+                        kind: StartErrorKind::Other,
+                        message: format!("berth-shim pool: {e}"),
                     };
                     let _ = writeln!(
                         report,
@@ -156,8 +230,10 @@ fn report_local(msg: &str) -> i32 {
 
 /// Detach from the caller: own session, cwd = state dir, stdio to /dev/null (stderr to
 /// `shim.log` for diagnostics), so nothing ties us to the daemon's process or terminal.
-fn detach(state_dir: &Path) -> Result<(), StartError> {
-    nix::unistd::setsid().map_err(nix_err("setsid"))?;
+fn detach(state_dir: &Path, session_made: bool) -> Result<(), StartError> {
+    if !session_made {
+        nix::unistd::setsid().map_err(nix_err("setsid"))?;
+    }
     std::env::set_current_dir(state_dir).map_err(io_err("chdir state dir"))?;
     let null = std::fs::OpenOptions::new()
         .read(true)
@@ -265,8 +341,8 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn shim_main(o: &StartOpts, report: &mut File) -> Result<Shim, StartError> {
-    detach(&o.state_dir)?;
+fn shim_main(o: &StartOpts, report: &mut File, session_made: bool) -> Result<Shim, StartError> {
+    detach(&o.state_dir, session_made)?;
     crate::timing::init(&o.state_dir.join("shim.log"));
     let phase = |name: &str| crate::timing::line(name);
     phase("detached");

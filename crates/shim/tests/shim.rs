@@ -860,3 +860,122 @@ fn stdin_once_closes_container_stdin_and_created_containers_can_be_killed() {
     }
     assert!(!g.p("rt").join(&g.id).exists());
 }
+
+/// Pids of the `berth-shim pool` processes whose command line names `tag`.
+fn pooled_pids(tag: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && String::from_utf8_lossy(&c).contains(tag)
+            && !String::from_utf8_lossy(
+                &std::fs::read(format!("/proc/{pid}/stat")).unwrap_or_default(),
+            )
+            .contains(") Z")
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn wait_gone(tag: &str) -> bool {
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if pooled_pids(tag).is_empty() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+/// `berth-shim pool`: the waiting shim detaches (the command returns at once), exits on EOF,
+/// and, given the `start` flags on stdin, creates and starts the container like `start`
+/// without leaking the pool's pipes into the container or keeping them itself.
+#[test]
+fn pooled_shim_exits_on_eof_and_serves_a_container() {
+    if !can_run() {
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_berth-shim");
+    let f = Fixture::new("pool");
+    let tag = f.p("pool-tag").display().to_string();
+    let pool = |tag: &str| {
+        Command::new(bin)
+            .args(["pool", "--exec-root", tag])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+
+    // nobody ever asks: EOF ends it
+    let idle_tag = format!("{tag}-idle");
+    let mut c = pool(&idle_tag);
+    assert!(c.wait().unwrap().success(), "pool returns once forked");
+    assert_eq!(pooled_pids(&idle_tag).len(), 1, "one shim waits");
+    drop(c.stdin.take());
+    assert!(wait_gone(&idle_tag), "the pooled shim outlived its pipe");
+
+    // a container through the pool
+    f.write_spec(&f.input(&["sh", "-c", "ls /proc/1/fd; sleep 0.5; exit 4"]));
+    let mut c = pool(&tag);
+    assert!(c.wait().unwrap().success());
+    let flags: Vec<String> = [
+        "--id",
+        &f.id,
+        "--bundle",
+        &f.p("bundle").display().to_string(),
+        "--state-dir",
+        &f.p("state").display().to_string(),
+        "--runtime-root",
+        &f.p("rt").display().to_string(),
+        "--log-driver",
+        "json-file",
+        "--log-path",
+        &f.p("log.json").display().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut stdin = c.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{}\n", serde_json::to_string(&flags).unwrap()).as_bytes())
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(c.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let res: StartResult = serde_json::from_str(line.trim()).unwrap();
+    let StartResult::Started { shim_pid, .. } = res else {
+        panic!("pooled start failed: {res:?}; shim.log: {}", f.shim_log());
+    };
+    // the shim keeps neither of the pool's pipes: its stdio is /dev/null and shim.log
+    if let Ok(rd) = std::fs::read_dir(format!("/proc/{shim_pid}/fd")) {
+        for e in rd.flatten() {
+            let fd: i32 = e.file_name().to_string_lossy().parse().unwrap_or(-1);
+            let target = std::fs::read_link(e.path()).unwrap_or_default();
+            if fd <= 2 {
+                assert!(
+                    !target.to_string_lossy().starts_with("pipe:"),
+                    "fd {fd} of the shim is still a pipe: {target:?}"
+                );
+            }
+        }
+    }
+    drop(stdin);
+    let x = f.wait();
+    assert_eq!(x.exit_code, 4);
+    // the container's init holds its stdio only
+    let log = std::fs::read_to_string(f.p("log.json")).unwrap();
+    let fds: Vec<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["log"].as_str().map(|s| s.trim().to_string()))
+        .collect();
+    assert_eq!(fds, ["0", "1", "2"], "fds of the container: {log}");
+}

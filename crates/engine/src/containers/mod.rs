@@ -60,6 +60,7 @@ pub use mount::RootfsGuard;
 pub use mounts::{HostMount, MountPoint, resolve_host_path};
 pub use net::net_error;
 pub use record::Record;
+pub use shim::pool_start as start_shim_pool;
 
 /// `--cgroup-favordynmods` at start-up (cgroupfs.rs): logged, never fatal. Blocking.
 pub fn favor_cgroup_dynmods() {
