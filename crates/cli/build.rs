@@ -26,11 +26,13 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=build.rs");
     // Re-stamp when a commit lands (HEAD or the current branch's ref moves), not on every build.
-    let git = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.git");
-    if let Ok(head) = std::fs::read_to_string(git.join("HEAD")) {
-        println!("cargo:rerun-if-changed={}", git.join("HEAD").display());
-        if let Some(r) = head.trim().strip_prefix("ref: ") {
-            println!("cargo:rerun-if-changed={}", git.join(r).display());
+    // Asked of git, so a linked worktree (whose .git is a file) is followed too.
+    if let Some(head) = run("git", &["rev-parse", "--git-path", "HEAD"]) {
+        println!("cargo:rerun-if-changed={head}");
+        if let Some(r) = run("git", &["symbolic-ref", "-q", "HEAD"])
+            .and_then(|r| run("git", &["rev-parse", "--git-path", &r]))
+        {
+            println!("cargo:rerun-if-changed={r}");
         }
     }
 }

@@ -100,6 +100,8 @@ pub struct Client {
     conn: Conn,
     pub api_version: String,
     pub docker: bollard::Docker,
+    /// `api_version` is a guess nobody confirmed yet (see [`Client::unverified`]).
+    unverified: bool,
 }
 
 /// The raw answer of the daemon.
@@ -124,27 +126,11 @@ impl RawResponse {
 impl Client {
     /// Pick the host, start berthd if needed, negotiate the API version, build bollard.
     pub async fn connect(host_flag: Option<&str>, tls: &TlsOptions) -> Result<Client, CliError> {
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let explicit = host_flag
-            .map(str::to_string)
-            .or_else(|| env("BERTH_HOST"))
-            .or_else(|| env("DOCKER_HOST"));
-        let host_str = explicit.clone().unwrap_or_else(|| DEFAULT_HOST.to_string());
-        let host = Host::parse(&host_str)?;
-        let tls_cfg = if tls.enabled || tls.verify {
-            Some(Arc::new(tls_config(tls)?))
-        } else {
-            None
-        };
-        let mut client = Client {
-            host_str: host_str.clone(),
-            conn: Conn { host, tls: tls_cfg },
-            api_version: CLIENT_API_VERSION.to_string(),
-            docker: placeholder_docker()?,
-        };
+        let (mut client, explicit) = Client::new(host_flag, tls)?;
+        let host_str = client.host_str.clone();
         let ping = match client.ping().await {
             Ok(p) => p,
-            Err(_) if explicit.is_none() => {
+            Err(_) if !explicit => {
                 // A daemon we may not talk to is not a missing daemon: don't start another.
                 let denied = match &client.conn.host {
                     Host::Unix(p) => std::os::unix::net::UnixStream::connect(p)
@@ -168,12 +154,58 @@ impl Client {
             .unwrap_or(FALLBACK_API_VERSION)
             .to_string();
         // A pinned version (DOCKER_API_VERSION, as the docker CLI honours) skips negotiation.
-        client.api_version = match env("BERTH_API_VERSION").or_else(|| env("DOCKER_API_VERSION")) {
-            Some(v) => v,
-            None => min_version(&server, CLIENT_API_VERSION),
-        };
+        client.api_version =
+            pinned_version().unwrap_or_else(|| min_version(&server, CLIENT_API_VERSION));
         client.docker = client.bollard()?;
         Ok(client)
+    }
+
+    /// A client that skips the version ping: requests carry the newest version we speak (or
+    /// the pinned one). A daemon at least that new (berthd, docker >= 28.2) answers them as
+    /// the negotiated version would be min(its, ours) = ours anyway; an older one refuses
+    /// with 400 "client version .. is too new", and no daemon means no answer. Both cases
+    /// are for [`Client::refused_unverified`] to spot on the command's first request, which
+    /// must be one that can be sent again; the command then starts over after `connect`.
+    /// Saves a connection and a round trip (`run`'s create goes out first).
+    pub fn unverified(host_flag: Option<&str>, tls: &TlsOptions) -> Result<Client, CliError> {
+        let (mut client, _) = Client::new(host_flag, tls)?;
+        client.api_version = pinned_version().unwrap_or_else(|| CLIENT_API_VERSION.to_string());
+        client.docker = client.bollard()?;
+        client.unverified = true;
+        Ok(client)
+    }
+
+    /// The host and TLS settings, no I/O; whether the host was given (flag or environment).
+    fn new(host_flag: Option<&str>, tls: &TlsOptions) -> Result<(Client, bool), CliError> {
+        let explicit = host_flag
+            .map(str::to_string)
+            .or_else(|| env("BERTH_HOST"))
+            .or_else(|| env("DOCKER_HOST"));
+        let host_str = explicit.clone().unwrap_or_else(|| DEFAULT_HOST.to_string());
+        let host = Host::parse(&host_str)?;
+        let tls_cfg = if tls.enabled || tls.verify {
+            Some(Arc::new(tls_config(tls)?))
+        } else {
+            None
+        };
+        let client = Client {
+            host_str,
+            conn: Conn { host, tls: tls_cfg },
+            api_version: CLIENT_API_VERSION.to_string(),
+            docker: placeholder_docker()?,
+            unverified: false,
+        };
+        Ok((client, explicit.is_some()))
+    }
+
+    /// The answer to an unverified client's first request says "negotiate and start over":
+    /// no connection, or a daemon older than the version we guessed.
+    pub fn refused_unverified(&self, r: &Result<RawResponse, CliError>) -> bool {
+        self.unverified
+            && match r {
+                Err(_) => true,
+                Ok(r) => r.status == StatusCode::BAD_REQUEST && r.message().contains("is too new"),
+            }
     }
 
     /// bollard on top of our own connections, so every transport we support (unix, tcp,
@@ -557,6 +589,15 @@ fn dechunk(b: &[u8]) -> Vec<u8> {
 
 fn full_body(b: Bytes) -> BoxBody<Bytes, std::io::Error> {
     BoxBody::new(Full::new(b).map_err(|never| match never {}))
+}
+
+fn env(k: &str) -> Option<String> {
+    std::env::var(k).ok().filter(|v| !v.is_empty())
+}
+
+/// DOCKER_API_VERSION (or ours, BERTH_API_VERSION): the docker CLI then skips negotiation.
+fn pinned_version() -> Option<String> {
+    env("BERTH_API_VERSION").or_else(|| env("DOCKER_API_VERSION"))
 }
 
 /// Only a stand-in until negotiation is done; never used for requests.

@@ -16,6 +16,9 @@ pub struct CliError {
     /// Exactly what goes to stderr (no trailing newline).
     pub message: String,
     pub code: i32,
+    /// The first request of a command sent without version negotiation found no daemon or
+    /// one older than us: negotiate (or start berthd) and run the command again.
+    pub renegotiate: bool,
 }
 
 impl CliError {
@@ -23,6 +26,7 @@ impl CliError {
         CliError {
             message: message.into(),
             code,
+            renegotiate: false,
         }
     }
 

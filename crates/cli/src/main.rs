@@ -6,6 +6,12 @@
 //! Docker client), or touch daemon state on disk. One module per command group under
 //! `commands/`; shared output code in `format/`, connection code in `client`.
 //! The exception is `berth registry`, which runs a registry (crates/registry) in-process.
+//!
+//! Start-up is on the path of every `berth run`, so it stays small: clap defines only the
+//! subcommand being parsed (`cli::Lazy`), client commands run on a one-thread tokio runtime,
+//! the binary uses packed relative relocations (build.rs), and `run`/`create` send their
+//! first request without the version ping (`Client::unverified`). Where the time goes:
+//! bench/README.md ("The CLI's share").
 
 mod cli;
 mod client;
@@ -24,6 +30,13 @@ use crate::error::CliError;
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
+    // `berth --version` alone: nothing for clap to build or parse (scripts call it often).
+    if let [_, flag] = argv.as_slice()
+        && (flag == "--version" || flag == "-v")
+    {
+        print_version();
+        return;
+    }
     let code = match Cli::try_parse_from(&argv) {
         Err(e) => report(clap_error(e, &argv)),
         Ok(cli) => run(cli, &argv),
@@ -34,11 +47,7 @@ fn main() {
 
 fn run(cli: Cli, argv: &[String]) -> i32 {
     if cli.version {
-        println!(
-            "berth version {}, build {}",
-            env!("CARGO_PKG_VERSION"),
-            commands::system::GIT_COMMIT
-        );
+        print_version();
         return 0;
     }
     // A client waits on the daemon, one thread is enough and saves starting two workers; the
@@ -61,6 +70,16 @@ fn run(cli: Cli, argv: &[String]) -> i32 {
         Ok(()) => 0,
         Err(e) => report(e),
     }
+}
+
+fn print_version() {
+    // A closed stdout is not an error worth a panic here.
+    let _ = writeln!(
+        std::io::stdout(),
+        "berth version {}, build {}",
+        env!("CARGO_PKG_VERSION"),
+        commands::system::GIT_COMMIT
+    );
 }
 
 fn report(e: CliError) -> i32 {

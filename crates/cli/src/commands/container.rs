@@ -394,13 +394,21 @@ async fn create_container(
     if opts.pull == "always" {
         pull(client, &tagged, opts.platform.as_deref(), path, opts.quiet).await?;
     }
-    let mut r = client
+    let r = client
         .raw(
             Method::POST,
             &format!("/containers/create{qs}"),
             Some(body.clone()),
         )
-        .await?;
+        .await;
+    if client.refused_unverified(&r) {
+        // Nothing happened yet: the caller negotiates and runs the command again.
+        return Err(CliError {
+            renegotiate: true,
+            ..CliError::msg("")
+        });
+    }
+    let mut r = r?;
     if r.status == hyper::StatusCode::NOT_FOUND && r.message().contains("No such image") {
         if opts.pull == "never" {
             return Err(engine_err(

@@ -48,6 +48,27 @@ pub async fn dispatch(cli: Cli, argv: &[String]) -> Result<(), CliError> {
     if let Cmd::Logout(Lazy(a)) = cmd {
         return registry::logout(a).await;
     }
+    // run/create send their create without the version ping first (Client::unverified);
+    // when that finds no daemon or an older one, they start over after connect.
+    let cmd = match cmd {
+        Cmd::Run(Lazy(a)) | Cmd::Container(LazySub(C::Run(Lazy(a)))) if a.opts.pull != "always" => {
+            let client = Client::unverified(cli.host.as_deref(), &tls)?;
+            match container::run(client, &path, a.clone()).await {
+                Err(e) if e.renegotiate => Cmd::Run(Lazy(a)),
+                r => return r,
+            }
+        }
+        Cmd::Create(Lazy(a)) | Cmd::Container(LazySub(C::Create(Lazy(a))))
+            if a.opts.pull != "always" =>
+        {
+            let client = Client::unverified(cli.host.as_deref(), &tls)?;
+            match container::create(&client, &path, a.clone()).await {
+                Err(e) if e.renegotiate => Cmd::Create(Lazy(a)),
+                r => return r,
+            }
+        }
+        other => other,
+    };
     let connected = Client::connect(cli.host.as_deref(), &tls).await;
     // version and info print their client part even without a daemon.
     let cmd = match cmd {
