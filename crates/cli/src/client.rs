@@ -199,13 +199,16 @@ impl Client {
     }
 
     /// The answer to an unverified client's first request says "negotiate and start over":
-    /// no connection, or a daemon older than the version we guessed.
-    pub fn refused_unverified(&self, r: &Result<RawResponse, CliError>) -> bool {
-        self.unverified
-            && match r {
-                Err(_) => true,
-                Ok(r) => r.status == StatusCode::BAD_REQUEST && r.message().contains("is too new"),
-            }
+    /// no daemon to connect to, or one older than the version we guessed. A connection that
+    /// broke after the request went out is not repeated (the daemon may have acted on it).
+    pub async fn refused_unverified(&self, r: &Result<RawResponse, CliError>) -> bool {
+        if !self.unverified {
+            return false;
+        }
+        match r {
+            Err(_) => self.conn.stream().await.is_err(),
+            Ok(r) => r.status == StatusCode::BAD_REQUEST && r.message().contains("is too new"),
+        }
     }
 
     /// bollard on top of our own connections, so every transport we support (unix, tcp,

@@ -403,16 +403,25 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         // Leak guard: a daemon still running here gets its containers removed and a SIGTERM;
         // after that berthd itself must have removed everything of its networking. Only a
-        // daemon the test killed for good (kill9, no restart) is cleaned up silently below.
+        // daemon the test killed for good (kill9, no restart) is cleaned up silently below;
+        // a shim still running after a clean stop with no container is a leak too.
         let mut leaks = Vec::new();
+        let mut stopped_clean = false;
         if self.alive() {
             self.remove_all_containers();
             let veths = self.veths();
             if self.stop_graceful() {
+                stopped_clean = true;
                 leaks = self.network_leftovers(&veths);
             }
         }
         self.stop();
+        // a daemon killed for good (or a test that panicked mid-way) leaves its shims and
+        // their containers running, and their cgroups behind
+        let shims = kill_shims_under(&self.dir);
+        if stopped_clean {
+            leaks.extend(shims.iter().map(|id| format!("shim of {id}")));
+        }
         // a daemon killed with containers running leaves its bridges and table: remove them
         for b in self.bridges() {
             if Path::new("/sys/class/net").join(&b).exists() {
@@ -554,6 +563,76 @@ fn run(mut c: Command, stdin: Option<&[u8]>) -> Output {
 }
 
 /// Unmount whatever is still mounted below `dir`, deepest first, then remove it.
+/// SIGKILLs every berth-shim whose command line names a path under `dir` (and so its
+/// container: the shim holds the pid namespace's init), then removes the containers'
+/// `berth/<id>` cgroups in every hierarchy once they are empty.
+pub fn kill_shims_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    let mut ids = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_shim = args.first().is_some_and(|a| a.ends_with("berth-shim"));
+        if !is_shim || !args.iter().any(|a| a.starts_with(&prefix)) {
+            continue;
+        }
+        if let Some(i) = args.iter().position(|a| a == "--id")
+            && let Some(id) = args.get(i + 1)
+        {
+            ids.push(id.clone());
+        }
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+    if ids.is_empty() {
+        return ids;
+    }
+    // the containers die with their shims' SIGKILL only once each pid 1 is gone: give them
+    // a moment before the cgroups can be removed
+    let hierarchies: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .chain([PathBuf::from("/sys/fs/cgroup")])
+        .collect();
+    for _ in 0..50 {
+        let mut left = false;
+        for id in &ids {
+            for h in &hierarchies {
+                let d = h.join("berth").join(id);
+                if d.exists() {
+                    let procs = d.join("cgroup.procs");
+                    for p in std::fs::read_to_string(&procs).unwrap_or_default().lines() {
+                        if let Some(pid) = p.parse().ok().and_then(rustix::process::Pid::from_raw) {
+                            let _ =
+                                rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                        }
+                    }
+                    let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+                    if std::fs::remove_dir(&d).is_err() {
+                        left = true;
+                    }
+                }
+            }
+        }
+        if !left {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ids
+}
+
 pub fn cleanup_dir(dir: &Path) {
     if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
         let prefix = dir.display().to_string();

@@ -160,8 +160,15 @@ pub fn write(file: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
     }
     let tmp = file.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // overwritten in place, not truncated first: its blocks (the state of two writes ago,
+        // about the same size) are reused instead of freed and allocated again
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&tmp)?;
         f.write_all(data)?;
+        f.set_len(data.len() as u64)?;
         if durable {
             f.sync_all()?;
         }

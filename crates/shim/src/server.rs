@@ -435,9 +435,11 @@ impl Shim {
                     c.dead = true;
                 }
             }
-            self.finish_delete();
+            // attachers' connections close before the runtime's delete: their EOF ends the
+            // client's attach stream, which `run` waits for as much as for the exit
             self.clients
                 .retain(|c| !(c.dead || (c.close_when_flushed && c.out.is_empty())));
+            self.finish_delete();
             let live: Vec<u64> = self.clients.iter().map(|c| c.id).collect();
             for e in &mut self.execs {
                 if e.client.is_some_and(|id| !live.contains(&id)) {

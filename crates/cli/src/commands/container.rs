@@ -401,7 +401,7 @@ async fn create_container(
             Some(body.clone()),
         )
         .await;
-    if client.refused_unverified(&r) {
+    if client.refused_unverified(&r).await {
         // Nothing happened yet: the caller negotiates and runs the command again.
         return Err(CliError {
             renegotiate: true,

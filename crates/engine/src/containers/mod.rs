@@ -1929,6 +1929,9 @@ fn empty_trash_of(store: &ImageStore, trash: &Path, id: &str) {
         tracing::warn!("releasing layers of {id}: {e}");
     }
     let _ = std::fs::remove_dir_all(trash.join(id));
+    // the shim's runtime delete normally removed them; it gives up after ~100 ms of EBUSY
+    // (libcgroups), and a shim killed meanwhile never finishes it
+    remove_cgroups(id);
 }
 
 /// At daemon start: finish the removals a crash interrupted.

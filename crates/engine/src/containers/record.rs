@@ -124,8 +124,15 @@ pub fn save(dir: &Path, rec: &Record) -> std::io::Result<()> {
     let path = dir.join(CONFIG_FILE);
     let tmp = path.with_extension("tmp");
     {
-        let mut f = std::fs::File::create(&tmp)?;
+        // overwritten in place, not truncated first: its blocks (the record of two saves ago,
+        // about the same size) are reused instead of freed and allocated again
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&tmp)?;
         f.write_all(&data)?;
+        f.set_len(data.len() as u64)?;
         if durable {
             f.sync_all()?;
         }
