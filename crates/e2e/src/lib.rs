@@ -562,6 +562,14 @@ fn run(mut c: Command, stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().expect("wait for child")
 }
 
+/// The container of a pooled shim that serves one: the last part of its cgroupsPath.
+fn pooled_shim_container(proc_dir: &Path) -> Option<String> {
+    let cfg = std::fs::read(proc_dir.join("cwd/config.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&cfg).ok()?;
+    let cg = v["linux"]["cgroupsPath"].as_str()?;
+    Some(cg.rsplit('/').next()?.to_string())
+}
+
 /// Unmount whatever is still mounted below `dir`, deepest first, then remove it.
 /// SIGKILLs every berth-shim whose command line names a path under `dir` (and so its
 /// container: the shim holds the pid namespace's init), then removes the containers'
@@ -588,6 +596,10 @@ pub fn kill_shims_under(dir: &Path) -> Vec<String> {
             && let Some(id) = args.get(i + 1)
         {
             ids.push(id.clone());
+        } else if let Some(id) = pooled_shim_container(&e.path()) {
+            // a pooled shim (`berth-shim pool`) got its container's flags on stdin: its
+            // cwd is the state dir, whose config.json names the container's cgroup
+            ids.push(id);
         }
         if let Some(pid) = rustix::process::Pid::from_raw(pid) {
             let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
