@@ -915,15 +915,18 @@ fn pooled_shim_exits_on_eof_and_serves_a_container() {
 
     // nobody ever asks: EOF ends it
     let idle_tag = format!("{tag}-idle");
+    // (take stdin first: Child::wait closes it)
     let mut c = pool(&idle_tag);
+    let idle_stdin = c.stdin.take();
     assert!(c.wait().unwrap().success(), "pool returns once forked");
     assert_eq!(pooled_pids(&idle_tag).len(), 1, "one shim waits");
-    drop(c.stdin.take());
+    drop(idle_stdin);
     assert!(wait_gone(&idle_tag), "the pooled shim outlived its pipe");
 
     // a container through the pool
     f.write_spec(&f.input(&["sh", "-c", "ls /proc/1/fd; sleep 0.5; exit 4"]));
     let mut c = pool(&tag);
+    let mut stdin = c.stdin.take().unwrap();
     assert!(c.wait().unwrap().success());
     let flags: Vec<String> = [
         "--id",
@@ -942,7 +945,6 @@ fn pooled_shim_exits_on_eof_and_serves_a_container() {
     .iter()
     .map(|s| s.to_string())
     .collect();
-    let mut stdin = c.stdin.take().unwrap();
     stdin
         .write_all(format!("{}\n", serde_json::to_string(&flags).unwrap()).as_bytes())
         .unwrap();
