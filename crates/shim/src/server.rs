@@ -115,8 +115,8 @@ pub struct Shim {
     released: bool,
     /// libcontainer code ran (exec, pause, ...): drop its pages again when idle
     trim_pending: bool,
-    /// The exit is reported; the runtime's delete (cgroups, state) runs right after the reply
-    /// is on its way, not before it.
+    /// The exit is reported; the runtime's delete (cgroups, state) runs once the replies are
+    /// on their way and no request is waiting to be read (a poll that finds nothing).
     delete_pending: bool,
     /// Until when to sweep for children nobody holds a pidfd for: a failed exec leaves
     /// libcontainer's helper processes behind, and while they are unreaped zombies in the
@@ -366,7 +366,12 @@ impl Shim {
                 }
             }
             let sweeping = self.stray_sweep_until.is_some_and(|t| Instant::now() < t);
-            let timeout = if sweeping
+            // a pending delete first lets everything already sent be answered (poll with
+            // no wait): the daemon's Wait is usually in the socket by then, and the delete's
+            // cgroup removal (with libcgroups' EBUSY retries) must not hold its answer
+            let timeout = if self.delete_pending {
+                0
+            } else if sweeping
                 || self.init_status.is_some()
                 || self
                     .execs
@@ -439,7 +444,9 @@ impl Shim {
             // client's attach stream, which `run` waits for as much as for the exit
             self.clients
                 .retain(|c| !(c.dead || (c.close_when_flushed && c.out.is_empty())));
-            self.finish_delete();
+            if n == 0 {
+                self.finish_delete();
+            }
             let live: Vec<u64> = self.clients.iter().map(|c| c.id).collect();
             for e in &mut self.execs {
                 if e.client.is_some_and(|id| !live.contains(&id)) {
