@@ -269,13 +269,15 @@ fn attach_reads_echo_and_logs_json_file() {
             .iter()
             .any(|l| l.starts_with(r#"{"log":"oops\n","stream":"stderr""#))
     );
-    // the libcontainer state and the cgroup are gone
+    // the libcontainer state and the cgroup are gone (the shim deletes them after the
+    // replies already asked for, so shortly after the exit, not before it)
+    let cg = Path::new("/sys/fs/cgroup/memory/berth").join(&f.id);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while (f.p("rt").join(&f.id).exists() || cg.exists()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(!f.p("rt").join(&f.id).exists());
-    assert!(
-        !Path::new("/sys/fs/cgroup/memory/berth")
-            .join(&f.id)
-            .exists()
-    );
+    assert!(!cg.exists());
 }
 
 #[test]
