@@ -570,7 +570,6 @@ fn pooled_shim_container(proc_dir: &Path) -> Option<String> {
     Some(cg.rsplit('/').next()?.to_string())
 }
 
-/// Unmount whatever is still mounted below `dir`, deepest first, then remove it.
 /// SIGKILLs every berth-shim whose command line names a path under `dir` (and so its
 /// container: the shim holds the pid namespace's init), then removes the containers'
 /// `berth/<id>` cgroups in every hierarchy once they are empty.
@@ -645,6 +644,7 @@ pub fn kill_shims_under(dir: &Path) -> Vec<String> {
     ids
 }
 
+/// Unmount whatever is still mounted below `dir`, deepest first, then remove it.
 pub fn cleanup_dir(dir: &Path) {
     if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
         let prefix = dir.display().to_string();
