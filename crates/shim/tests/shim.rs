@@ -1001,4 +1001,7 @@ fn pooled_shim_exits_on_eof_and_serves_a_container() {
         .filter_map(|v| v["log"].as_str().map(|s| s.trim().to_string()))
         .collect();
     assert_eq!(fds, ["0", "1", "2"], "fds of the container: {log}");
+    // the shim is our child here (no detach fork): the fixture kills it, we reap it
+    drop(f);
+    let _ = c.wait();
 }
