@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{BufRead, IoSliceMut, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use berth_shim_proto::{self as proto, StartErrorKind, StartResult};
 use libcontainer::container::Container;
@@ -346,14 +346,7 @@ pub fn cleanup_failed(root: &Path, id: &str) {
 /// temp + rename: readers never see half a file. Not fsync'd: everything the shim writes lives
 /// in the exec root (tmpfs) and only has to outlive processes, not the host.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp: PathBuf = {
-        let mut p = path.as_os_str().to_owned();
-        p.push(".tmp");
-        p.into()
-    };
-    let mut f = File::create(&tmp)?;
-    f.write_all(data)?;
-    std::fs::rename(&tmp, path)
+    berth_atomicfile::write(path, data, false)
 }
 
 fn shim_main(o: &StartOpts, report: &mut File, session_made: bool) -> Result<Shim, StartError> {
