@@ -206,6 +206,10 @@ fn pooled_shim() -> i32 {
     // SAFETY: a fresh descriptor nobody else owns.
     let report = File::from(unsafe { OwnedFd::from_raw_fd(report) });
     crate::executor::remember_own_binary();
+    // container-independent work while idle: the cgroup setup and v1 mounts that
+    // libcontainer's intermediate (a clone of this process) and the delete read
+    // (best effort: without it they read them as before)
+    libcgroups::common::prime_host_cgroups();
     let mut line = String::new();
     match std::io::stdin().lock().read_line(&mut line) {
         Ok(n) if n > 0 => {}
