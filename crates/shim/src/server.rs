@@ -94,6 +94,11 @@ pub struct Shim {
     rt: Runtime,
     init_pid: Pid,
     init_pidfd: Option<OwnedFd>,
+    /// The container's mount namespace, held until the exit is reported: when the init's
+    /// exit dropped the last reference, the kernel tore the namespace down (its ~30 mounts
+    /// and an RCU grace period, 0.3-1 ms, more under load) before the exit became visible;
+    /// dropped here, after the replies are out, the teardown is off the exit's path.
+    mnt_ns: Option<File>,
     started: bool,
     paused: bool,
     /// stdout (or the pty master), stderr
@@ -255,6 +260,7 @@ impl Shim {
             rt,
             init_pid,
             init_pidfd: pidfd_open(init_pid),
+            mnt_ns: File::open(format!("/proc/{init_pid}/ns/mnt")).ok(),
             started: !o.create_only,
             paused: false,
             out,
@@ -669,6 +675,7 @@ impl Shim {
     /// The runtime's delete after the exit was reported (see `delete_pending`).
     fn finish_delete(&mut self) {
         if std::mem::take(&mut self.delete_pending) {
+            self.mnt_ns = None;
             self.rt.delete();
         }
     }

@@ -166,6 +166,9 @@ pub fn mount(
         format!("{INIT_LAYER}:{lowerdir}")
     };
     let mut opts = format!("lowerdir={lower},upperdir={id}-rw/diff,workdir={id}-rw/work");
+    if index_param() {
+        opts.push_str(",index=off");
+    }
     if volatile {
         // overlayfs leaves this marker and refuses to mount again while it exists; our own
         // clean unmount (no crash in between: the page cache still holds the data) makes a
@@ -191,6 +194,9 @@ pub fn mount(
             abs(&format!("{id}-rw/diff")),
             abs(&format!("{id}-rw/work"))
         );
+        if index_param() {
+            o.push_str(",index=off");
+        }
         if volatile {
             o.push_str(",volatile");
         }
@@ -212,6 +218,16 @@ pub fn mount(
     .join()
     .map_err(|_| std::io::Error::other("overlay mount thread panicked"))?;
     res.map(|()| target)
+}
+
+/// Whether this kernel's overlayfs knows `index=` (dockerd then mounts with `index=off` too):
+/// with the index on, a second mount of an upper dir whose previous mount is still being
+/// torn down fails with EBUSY; the shim drops a container's mount namespace (the last
+/// reference to its overlay) only after it reported the exit, so a restart can be that
+/// quick.
+fn index_param() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| Path::new("/sys/module/overlay/parameters/index").exists())
 }
 
 fn mount_overlay(target: &Path, opts: &str) -> std::io::Result<()> {
