@@ -1167,6 +1167,28 @@ fn healthcheck(h: &crate::ast::Healthcheck, shell: &[String]) -> Result<Healthch
     })
 }
 
+/// `RUN --mount=type=<kind>,from=<f>,source=<source>`: the id of the image or stage `f`
+/// names (expanded; `scratch` has nothing to copy or mount) and `source` as an absolute path in it.
+async fn mount_from<B: Backend>(
+    sh: &Shared<B>,
+    st: &State,
+    f: &str,
+    source: &Option<String>,
+    (index, line): (usize, usize),
+    out: &Output,
+    kind: &str,
+) -> Result<(String, String), BuildError> {
+    let verb = if kind == "cache" { "copy" } else { "mount" };
+    let f = sh.expand(st, f, line)?;
+    let img = sh.image_or_stage(&f, index, out).await?.ok_or_else(|| {
+        BuildError::new(format!(
+            "RUN --mount=type={kind},from=scratch: nothing to {verb}"
+        ))
+    })?;
+    let src = context::clean_abs(&format!("/{}", source.as_deref().unwrap_or("/")));
+    Ok((img.id, src))
+}
+
 async fn run_step<B: Backend>(
     sh: &Shared<B>,
     st: &mut State,
@@ -1253,13 +1275,7 @@ async fn run_step<B: Backend>(
                 let target = abs_in(st, target);
                 let image = match from {
                     Some(f) => {
-                        let f = sh.expand(st, f, line)?;
-                        let img = sh.image_or_stage(&f, index, out).await?.ok_or_else(|| {
-                            BuildError::new("RUN --mount=type=cache,from=scratch: nothing to copy")
-                        })?;
-                        let src =
-                            context::clean_abs(&format!("/{}", source.as_deref().unwrap_or("/")));
-                        Some((img.id, src))
+                        Some(mount_from(sh, st, f, source, (index, line), out, "cache").await?)
                     }
                     None => None,
                 };
@@ -1280,15 +1296,11 @@ async fn run_step<B: Backend>(
                 // and the source image safe (a rw bind would need a copy)
                 match from {
                     Some(f) => {
-                        let f = sh.expand(st, f, line)?;
-                        let img = sh.image_or_stage(&f, index, out).await?.ok_or_else(|| {
-                            BuildError::new("RUN --mount=type=bind,from=scratch: nothing to mount")
-                        })?;
-                        let src =
-                            context::clean_abs(&format!("/{}", source.as_deref().unwrap_or("/")));
+                        let (img, src) =
+                            mount_from(sh, st, f, source, (index, line), out, "bind").await?;
                         mounts.push(MountSpec::Bind {
                             source: PathBuf::from(src),
-                            image: Some(img.id),
+                            image: Some(img),
                             target: abs_in(st, target),
                             readonly: true,
                         });

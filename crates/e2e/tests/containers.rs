@@ -635,3 +635,43 @@ fn privileged_run_and_exec() {
     assert_eq!(o.ok().stdout_str().trim(), "00000000a80425fb");
     f.docker(&["rm", "-f", "p1"]).ok();
 }
+
+/// Docker's default seccomp profile is loaded in the container and in exec'd processes (mode 2,
+/// one filter) and decides as Docker's: creating a user namespace needs no capability, so
+/// `unshare -U` is refused by the filter alone (EPERM) and allowed with
+/// `--security-opt seccomp=unconfined`.
+#[test]
+fn default_seccomp_profile_blocks_what_dockers_does() {
+    if !can_run() {
+        return;
+    }
+    let f = Fixture::new();
+    let probe = "grep -E '^Seccomp(_filters)?:' /proc/self/status; unshare -U true; echo rc=$?";
+    let confined = "Seccomp:\t2\nSeccomp_filters:\t1\nrc=1\n";
+    let o = f.docker(&["run", "--rm", "busybox", "sh", "-c", probe]);
+    assert_eq!(o.ok().stdout_str(), confined);
+    assert!(
+        o.stderr_str().contains("Operation not permitted"),
+        "{}",
+        o.stderr_str()
+    );
+    let o = f.docker(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "busybox",
+        "sh",
+        "-c",
+        probe,
+    ]);
+    assert_eq!(
+        o.ok().stdout_str(),
+        "Seccomp:\t0\nSeccomp_filters:\t0\nrc=0\n"
+    );
+    f.docker(&["run", "-d", "--name", "sc1", "busybox", "sleep", "300"])
+        .ok();
+    let o = f.docker(&["exec", "sc1", "sh", "-c", probe]);
+    assert_eq!(o.ok().stdout_str(), confined);
+    f.docker(&["rm", "-f", "sc1"]).ok();
+}

@@ -147,9 +147,8 @@ fn engine_id(data_root: &std::path::Path) -> Result<String> {
         h(8..10),
         h(10..16)
     );
-    let tmp = data_root.join("engine-id.tmp");
-    std::fs::write(&tmp, &id).map_err(|e| io_err("writing engine-id", e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io_err("writing engine-id", e))?;
+    berth_atomicfile::write(&path, id.as_bytes(), true)
+        .map_err(|e| io_err("writing engine-id", e))?;
     Ok(id)
 }
 

@@ -8,155 +8,102 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// An IPv4 prefix, `10.1.2.0/24`. The address is kept as given (`--bip 10.1.2.1/24` keeps
-/// `.1`); `network()` gives the masked one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Cidr {
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
+/// One prefix type per address family, written once: `$name` over `$addr` whose bits are the
+/// unsigned `$bits`.
+macro_rules! cidr_type {
+    ($(#[$doc:meta])* $name:ident, $addr:ty, $bits:ty) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name {
+            pub addr: $addr,
+            pub prefix: u8,
+        }
+
+        impl $name {
+            const BITS: u32 = <$bits>::BITS;
+
+            pub fn new(addr: $addr, prefix: u8) -> $name {
+                $name {
+                    addr,
+                    prefix: prefix.min(Self::BITS as u8),
+                }
+            }
+            pub fn mask(&self) -> $bits {
+                <$bits>::MAX
+                    .checked_shl(Self::BITS - u32::from(self.prefix.min(Self::BITS as u8)))
+                    .unwrap_or(0)
+            }
+            pub fn network(&self) -> $name {
+                $name::new(<$addr>::from(self.first()), self.prefix)
+            }
+            pub fn first(&self) -> $bits {
+                <$bits>::from(self.addr) & self.mask()
+            }
+            pub fn last(&self) -> $bits {
+                self.first() | !self.mask()
+            }
+            pub fn contains(&self, ip: $addr) -> bool {
+                <$bits>::from(ip) & self.mask() == self.first()
+            }
+            pub fn overlaps(&self, other: &$name) -> bool {
+                self.first() <= other.last() && other.first() <= self.last()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}/{}", self.addr, self.prefix)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<$name, String> {
+                let bad = || format!("invalid CIDR address: {s}");
+                let (a, p) = s.split_once('/').ok_or_else(bad)?;
+                let addr: $addr = a.parse().map_err(|_| bad())?;
+                let prefix: u8 = p.parse().map_err(|_| bad())?;
+                if u32::from(prefix) > Self::BITS {
+                    return Err(bad());
+                }
+                Ok($name { addr, prefix })
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$name, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
+cidr_type!(
+    /// An IPv4 prefix, `10.1.2.0/24`. The address is kept as given (`--bip 10.1.2.1/24` keeps
+    /// `.1`); `network()` gives the masked one.
+    Cidr,
+    Ipv4Addr,
+    u32
+);
+
+cidr_type!(
+    /// An IPv6 prefix, `fd12:3456::/64`, kept as given like [`Cidr`].
+    Cidr6,
+    Ipv6Addr,
+    u128
+);
+
 impl Cidr {
-    pub fn new(addr: Ipv4Addr, prefix: u8) -> Cidr {
-        Cidr {
-            addr,
-            prefix: prefix.min(32),
-        }
-    }
-    pub fn mask(&self) -> u32 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - self.prefix as u32)
-        }
-    }
-    pub fn network(&self) -> Cidr {
-        Cidr::new(
-            Ipv4Addr::from(u32::from(self.addr) & self.mask()),
-            self.prefix,
-        )
-    }
-    pub fn first(&self) -> u32 {
-        u32::from(self.addr) & self.mask()
-    }
-    pub fn last(&self) -> u32 {
-        self.first() | !self.mask()
-    }
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & self.mask() == self.first()
-    }
-    pub fn overlaps(&self, other: &Cidr) -> bool {
-        self.first() <= other.last() && other.first() <= self.last()
-    }
     /// The number of host addresses, capped (big pools are never walked whole).
     pub fn size(&self) -> u64 {
         1u64 << (32 - self.prefix as u32)
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr, String> {
-        let (a, p) = s
-            .split_once('/')
-            .ok_or_else(|| format!("invalid CIDR address: {s}"))?;
-        let addr: Ipv4Addr = a
-            .parse()
-            .map_err(|_| format!("invalid CIDR address: {s}"))?;
-        let prefix: u8 = p
-            .parse()
-            .map_err(|_| format!("invalid CIDR address: {s}"))?;
-        if prefix > 32 {
-            return Err(format!("invalid CIDR address: {s}"));
-        }
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-impl Serialize for Cidr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Cidr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cidr, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// An IPv6 prefix, `fd12:3456::/64`, kept as given like [`Cidr`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cidr6 {
-    pub addr: Ipv6Addr,
-    pub prefix: u8,
-}
-
-impl Cidr6 {
-    pub fn mask(&self) -> u128 {
-        if self.prefix == 0 {
-            0
-        } else {
-            u128::MAX << (128 - u32::from(self.prefix.min(128)))
-        }
-    }
-    pub fn network(&self) -> Cidr6 {
-        Cidr6 {
-            addr: Ipv6Addr::from(self.first()),
-            prefix: self.prefix,
-        }
-    }
-    pub fn first(&self) -> u128 {
-        u128::from(self.addr) & self.mask()
-    }
-    pub fn last(&self) -> u128 {
-        self.first() | !self.mask()
-    }
-    pub fn contains(&self, ip: Ipv6Addr) -> bool {
-        u128::from(ip) & self.mask() == self.first()
-    }
-    pub fn overlaps(&self, other: &Cidr6) -> bool {
-        self.first() <= other.last() && other.first() <= self.last()
-    }
-}
-
-impl fmt::Display for Cidr6 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl FromStr for Cidr6 {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Cidr6, String> {
-        let bad = || format!("invalid CIDR address: {s}");
-        let (a, p) = s.split_once('/').ok_or_else(bad)?;
-        let addr: Ipv6Addr = a.parse().map_err(|_| bad())?;
-        let prefix: u8 = p.parse().map_err(|_| bad())?;
-        if prefix > 128 {
-            return Err(bad());
-        }
-        Ok(Cidr6 { addr, prefix })
-    }
-}
-
-impl Serialize for Cidr6 {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Cidr6 {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Cidr6, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -6,7 +6,6 @@
 //! repairs.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
@@ -148,51 +147,12 @@ pub fn save(file: &Path, st: &State, durable: bool) -> std::io::Result<()> {
     write(file, &data, durable)
 }
 
-/// Replace the state file with `data` (serialised state) through a temp file swapped with it
-/// (`renameat2(RENAME_EXCHANGE)`): the temp file keeps the previous state and is overwritten
-/// by the next write, so saves reuse two inodes instead of allocating one and freeing one
-/// each (on an ext4 without a journal every allocation scans the recently freed ones; a
-/// container's run saves at least twice). Falls back to a plain rename.
+/// Replace the state file with `data` (serialised state), swapped with its temp file
+/// (`berth_atomicfile::swap`: a container's run saves at least twice, and two reused inodes
+/// spare the filesystem an allocation per save).
 pub fn write(file: &Path, data: &[u8], durable: bool) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
     if let Some(d) = file.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let tmp = file.with_extension("tmp");
-    {
-        // overwritten in place, not truncated first: its blocks (the state of two writes ago,
-        // about the same size) are reused instead of freed and allocated again
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.set_len(data.len() as u64)?;
-        if durable {
-            f.sync_all()?;
-        }
-    }
-    let c =
-        |p: &Path| std::ffi::CString::new(p.as_os_str().as_bytes()).map_err(std::io::Error::other);
-    let (from, to) = (c(&tmp)?, c(file)?);
-    // SAFETY: two valid NUL-terminated paths, relative to the working directory.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r == 0 {
-        return Ok(());
-    }
-    let e = std::io::Error::last_os_error();
-    match e.raw_os_error() {
-        // the first write (nothing to exchange with), or a filesystem without the flag
-        Some(libc::ENOENT) | Some(libc::EINVAL) => std::fs::rename(&tmp, file),
-        _ => Err(e),
-    }
+    berth_atomicfile::swap(file, data, durable)
 }

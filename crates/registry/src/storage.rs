@@ -19,7 +19,7 @@
 //! repeated here on names and ids (cheap) so no caller can build a path outside the root.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -84,21 +84,12 @@ impl Storage {
             .join(subject.hex()))
     }
 
-    /// Write `data` to `dest` atomically: temp file, fsync, rename.
+    /// Write `data` to `dest` atomically and durably (temp file, fsyncs, rename).
     fn write_atomic(&self, dest: &Path, data: &[u8]) -> Result<()> {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent)?;
         }
-        let tmp = self.root.join("tmp").join(random_id());
-        let mut f = fs::File::create(&tmp)?;
-        let r = f
-            .write_all(data)
-            .and_then(|_| f.sync_all())
-            .and_then(|_| fs::rename(&tmp, dest));
-        if r.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        Ok(r?)
+        Ok(berth_atomicfile::write(dest, data, true)?)
     }
 
     /// Size of a blob in the global store, whoever it belongs to.

@@ -93,6 +93,9 @@ impl Runtime {
                 // needs it later for exec, kill and delete anyway). Best effort: without it
                 // pathrs makes its own, as before.
                 let _ = pathrs::procfs::ProcfsHandle::new();
+                // the host's cgroup facts, read once for this shim and its clones (a pooled
+                // shim has them already)
+                libcgroups::common::prime_host_cgroups();
                 let mut bld = start::builder(&b.id, &b.root, DockerExecutor::default())?;
                 bld = with_io(bld, io)?;
                 let c = bld

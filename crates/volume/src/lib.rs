@@ -19,7 +19,6 @@ mod copy;
 mod mount;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -152,20 +151,6 @@ fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
 
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(d) = path.parent() {
-        fsync_dir(d)?;
-    }
-    Ok(())
 }
 
 /// The local driver's `-o` keys (moby `volume/local`).
@@ -306,7 +291,7 @@ impl VolumeStore {
         let res = (|| -> std::io::Result<()> {
             std::fs::create_dir_all(dir.join(DATA_DIR))?;
             let data = serde_json::to_vec_pretty(&meta).map_err(std::io::Error::other)?;
-            write_atomic(&dir.join(META_FILE), &data)?;
+            berth_atomicfile::write(&dir.join(META_FILE), &data, true)?;
             fsync_dir(&self.root)
         })();
         if let Err(e) = res {

@@ -136,7 +136,8 @@ impl AnyCgroupManager {
     }
 }
 
-#[derive(Debug)]
+// berth patch: Clone, Copy (the setup is kept by `prime_host_cgroups`)
+#[derive(Debug, Clone, Copy)]
 pub enum CgroupSetup {
     Hybrid,
     Legacy,
@@ -287,6 +288,12 @@ pub enum GetCgroupSetupError {
 ///   controllers attached. Resource control can purely be achieved
 ///   through the cgroup v1 hierarchy, not through the cgroup v2 hierarchy.
 pub fn get_cgroup_setup_with_root(root_path: &Path) -> Result<CgroupSetup, GetCgroupSetupError> {
+    // berth patch: the setup `prime_host_cgroups` read, if it did
+    if let Some(setup) = PRIMED_SETUP.get()
+        && root_path == Path::new(DEFAULT_CGROUP_ROOT)
+    {
+        return Ok(*setup);
+    }
     match root_path.exists() {
         true => {
             // If the filesystem is of type cgroup2, the system is in unified mode.
@@ -323,6 +330,30 @@ pub fn get_cgroup_setup_with_root(root_path: &Path) -> Result<CgroupSetup, GetCg
 pub fn get_cgroup_setup() -> Result<CgroupSetup, GetCgroupSetupError> {
     get_cgroup_setup_with_root(Path::new(DEFAULT_CGROUP_ROOT))
 }
+
+// berth patch begin: the host's cgroup facts read once per process, on request
+// (vendor/libcontainer/BERTH-PATCH.md)
+static PRIMED_SETUP: std::sync::OnceLock<CgroupSetup> = std::sync::OnceLock::new();
+
+/// Reads what every cgroup manager of this process would otherwise read again for each
+/// container operation — the setup of /sys/fs/cgroup and, on v1, the cgroup mounts and the
+/// process's own cgroups — and keeps it for the life of the process and of its clones
+/// (berth-shim calls this while it waits for its container). Best effort: nothing is kept
+/// when any of it cannot be read, and everything is then read per operation as before.
+pub fn prime_host_cgroups() {
+    if PRIMED_SETUP.get().is_some() {
+        return;
+    }
+    let Ok(setup) = get_cgroup_setup() else {
+        return;
+    };
+    #[cfg(feature = "v1")]
+    if matches!(setup, CgroupSetup::Legacy | CgroupSetup::Hybrid) && !v1::util::prime() {
+        return;
+    }
+    let _ = PRIMED_SETUP.set(setup);
+}
+// berth patch end
 
 #[derive(thiserror::Error, Debug)]
 pub enum CreateCgroupSetupError {

@@ -1976,21 +1976,43 @@ fn cleanup_fs(store: &ImageStore, dir: &Path, id: &str, durable: bool) {
 }
 
 /// Remove `/sys/fs/cgroup/*/berth/<id>` left by a shim that died with its container.
+/// Called after every removal too, when the shim has usually removed them already: one
+/// `rmdir` per hierarchy (ENOENT then), no listing or stat of the cgroup filesystem each time.
 fn remove_cgroups(id: &str) {
-    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
-        return;
-    };
-    let mut dirs: Vec<PathBuf> = rd
-        .flatten()
-        .map(|e| e.path().join("berth").join(id))
-        .collect();
-    dirs.push(PathBuf::from("/sys/fs/cgroup/berth").join(id));
-    for d in dirs {
-        if d.exists() {
-            let _ = std::fs::write(d.join("freezer.state"), "THAWED");
-            let _ = std::fs::remove_dir(&d);
+    for root in cgroup_roots() {
+        let d = root.join("berth").join(id);
+        match std::fs::remove_dir(&d) {
+            // a frozen cgroup's tasks cannot die (v1): thaw, and try again
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                let _ = std::fs::write(d.join("freezer.state"), "THAWED");
+                let _ = std::fs::remove_dir(&d);
+            }
+            _ => {}
         }
     }
+}
+
+/// The directories that hold berth's cgroups: `/sys/fs/cgroup` itself (v2), or every
+/// hierarchy under it (v1, and the top as before). Listed once per daemon (hierarchies are not mounted or
+/// unmounted under running containers).
+fn cgroup_roots() -> &'static [PathBuf] {
+    static ROOTS: std::sync::OnceLock<Vec<PathBuf>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let top = PathBuf::from("/sys/fs/cgroup");
+        if top.join("cgroup.controllers").exists() {
+            return vec![top];
+        }
+        let mut roots: Vec<PathBuf> = std::fs::read_dir(&top)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default();
+        roots.push(top);
+        roots
+    })
 }
 
 fn hc_strs(hc: &Value, key: &str) -> Vec<String> {

@@ -2,7 +2,6 @@
 //! temp + rename so a kill -9 of berthd loses nothing, and fsync'd (file and directory) so a
 //! host crash does not either (see `save` for the one exception).
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -113,48 +112,11 @@ impl Record {
 /// daemon start removes those anyway unless they run, and none runs after a host crash, so
 /// their fsyncs (4 per `run --rm`, up to tens of ms each on a busy disk) would buy nothing.
 ///
-/// The new record is written into `config.v2.tmp` and swapped with `config.v2.json` in one
-/// `renameat2(RENAME_EXCHANGE)`: the temp file keeps the previous record and is overwritten
-/// by the next save. A rename over the old file would free its inode on every save and a
-/// new one would be allocated each time, which on an ext4 without a journal means a scan of
-/// the recently deleted inodes per save (a container saves at create, start and exit).
+/// Swapped with `config.v2.tmp` (`berth_atomicfile::swap`): a container saves at create,
+/// start and exit, and two reused inodes spare the filesystem an allocation per save.
 pub fn save(dir: &Path, rec: &Record) -> std::io::Result<()> {
     let data = serde_json::to_vec_pretty(rec).map_err(std::io::Error::other)?;
-    let durable = !rec.host_bool("AutoRemove");
-    let path = dir.join(CONFIG_FILE);
-    let tmp = path.with_extension("tmp");
-    {
-        // overwritten in place, not truncated first: its blocks (the record of two saves ago,
-        // about the same size) are reused instead of freed and allocated again
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&tmp)?;
-        f.write_all(&data)?;
-        f.set_len(data.len() as u64)?;
-        if durable {
-            f.sync_all()?;
-        }
-    }
-    match rustix::fs::renameat_with(
-        rustix::fs::CWD,
-        &tmp,
-        rustix::fs::CWD,
-        &path,
-        rustix::fs::RenameFlags::EXCHANGE,
-    ) {
-        Ok(()) => {}
-        // the first save (nothing to exchange with), or a filesystem without the flag
-        Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::INVAL => {
-            std::fs::rename(&tmp, &path)?
-        }
-        Err(e) => return Err(e.into()),
-    }
-    if durable && let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    berth_atomicfile::swap(&dir.join(CONFIG_FILE), &data, !rec.host_bool("AutoRemove"))
 }
 
 pub fn load(dir: &Path) -> std::io::Result<Record> {

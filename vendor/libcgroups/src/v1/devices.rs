@@ -14,18 +14,15 @@ impl Controller for Devices {
     fn apply(controller_opt: &ControllerOpt, cgroup_root: &Path) -> Result<(), Self::Error> {
         tracing::debug!("Apply Devices cgroup config");
 
-        if let Some(devices) = controller_opt.resources.devices().as_ref() {
-            for d in devices {
-                Self::apply_device(d, cgroup_root)?;
-            }
-        }
-
-        for d in [
-            default_devices().iter().map(|d| d.into()).collect(),
-            default_allow_devices(),
-        ]
-        .concat()
-        {
+        let mut rules: Vec<LinuxDeviceCgroup> = controller_opt
+            .resources
+            .devices()
+            .clone()
+            .unwrap_or_default();
+        rules.extend(default_devices().iter().map(|d| d.into()));
+        rules.extend(default_allow_devices());
+        // berth patch: repeated allow rules written once (see `without_repeated_allows`)
+        for d in without_repeated_allows(rules) {
             Self::apply_device(&d, cgroup_root)?;
         }
 
@@ -37,6 +34,29 @@ impl Controller for Devices {
         Some(&())
     }
 }
+
+// berth patch begin: an allow rule written again with no deny rule since its first write
+// changes nothing in the kernel's exception list (the access bits are merged), and the
+// container's rules (Docker's defaults) and the defaults above repeat each other: each is
+// written once (vendor/libcontainer/BERTH-PATCH.md)
+fn without_repeated_allows(rules: Vec<LinuxDeviceCgroup>) -> Vec<LinuxDeviceCgroup> {
+    let mut out = Vec::with_capacity(rules.len());
+    let mut allowed_since_deny: Vec<String> = Vec::new();
+    for d in rules {
+        if d.allow() {
+            let rule = d.to_string();
+            if allowed_since_deny.contains(&rule) {
+                continue;
+            }
+            allowed_since_deny.push(rule);
+        } else {
+            allowed_since_deny.clear();
+        }
+        out.push(d);
+    }
+    out
+}
+// berth patch end
 
 impl Devices {
     fn apply_device(device: &LinuxDeviceCgroup, cgroup_root: &Path) -> Result<(), WrappedIoError> {
@@ -59,6 +79,46 @@ mod tests {
 
     use super::*;
     use crate::test::set_fixture;
+
+    // berth patch: the dedup of allow rules
+    #[test]
+    fn test_repeated_allows_written_once() {
+        use oci_spec::runtime::LinuxDeviceType::{A, C};
+        let r = |allow: bool, typ, minor: Option<i64>| {
+            let mut b = LinuxDeviceCgroupBuilder::default()
+                .allow(allow)
+                .typ(typ)
+                .access("rwm");
+            if let Some(m) = minor {
+                b = b.major(1).minor(m);
+            }
+            b.build().unwrap()
+        };
+        let rules = vec![
+            r(false, A, None),
+            r(true, C, Some(3)),
+            r(true, C, Some(5)),
+            r(true, C, Some(3)),
+            r(false, C, Some(3)),
+            r(true, C, Some(3)),
+            r(true, C, Some(5)),
+        ];
+        let got: Vec<String> = without_repeated_allows(rules)
+            .iter()
+            .map(|d| format!("{} {d}", d.allow()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "false a *:* rwm",
+                "true c 1:3 rwm",
+                "true c 1:5 rwm",
+                "false c 1:3 rwm",
+                "true c 1:3 rwm",
+                "true c 1:5 rwm",
+            ]
+        );
+    }
 
     #[test]
     fn test_set_default_devices() {

@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -87,14 +88,20 @@ impl Manager {
     pub fn new(cgroup_path: &Path) -> Result<Self, V1ManagerError> {
         // berth patch begin: /proc/self/mountinfo and /proc/self/cgroup read once for all
         // subsystems instead of once per subsystem (vendor/libcontainer/BERTH-PATCH.md)
+        // (both kept for the process when primed: `common::prime_host_cgroups`; the own
+        // cgroups are read again when they give the path, `cgroup_path` being empty)
         let mounts = util::cgroup_mounts();
-        let own = (|| -> Result<ProcessCGroups, V1ManagerError> {
-            Ok(ProcessCGroups::from_read(ProcfsHandle::new()?.open(
-                ProcfsBase::ProcSelf,
-                "cgroup",
-                OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-            )?)?)
-        })();
+        let own = match util::primed_own_cgroups() {
+            Some(own) if !cgroup_path.as_os_str().is_empty() => Ok(Cow::Borrowed(own)),
+            _ => (|| -> Result<ProcessCGroups, V1ManagerError> {
+                Ok(ProcessCGroups::from_read(ProcfsHandle::new()?.open(
+                    ProcfsBase::ProcSelf,
+                    "cgroup",
+                    OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
+                )?)?)
+            })()
+            .map(Cow::Owned),
+        };
         let mut subsystems = HashMap::new();
         for subsystem in CONTROLLERS {
             let path = match (&mounts, &own) {
@@ -239,6 +246,14 @@ impl CgroupManager for Manager {
 
     fn remove(&self) -> Result<(), Self::Error> {
         for cgroup_path in self.subsystems.values() {
+            // berth patch begin: an empty cgroup (a stopped container's, its init reaped) is
+            // removed by the first rmdir; only one that is gone already or still busy takes
+            // the checks, kills and retries below (vendor/libcontainer/BERTH-PATCH.md)
+            if fs::remove_dir(cgroup_path).is_ok() {
+                tracing::debug!("removed cgroup {:?}", cgroup_path);
+                continue;
+            }
+            // berth patch end
             if cgroup_path.exists() {
                 tracing::debug!("remove cgroup {:?}", cgroup_path);
                 let procs_path = cgroup_path.join(CGROUP_PROCS);

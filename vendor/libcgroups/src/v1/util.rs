@@ -1,11 +1,13 @@
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use pathrs::flags::OpenFlags;
 use pathrs::procfs::{ProcfsBase, ProcfsHandle};
-use procfs::ProcError;
 use procfs::process::MountInfo;
+use procfs::{FromRead, ProcError, ProcessCGroups};
 
 use super::ControllerType;
 use super::controller_type::CONTROLLERS;
@@ -25,26 +27,11 @@ pub enum V1MountPointError {
 /// List all cgroup v1 subsystem mount points on the system. This can include unsupported
 /// subsystems, comounted controllers and named hierarchies.
 pub fn list_subsystem_mount_points() -> Result<Vec<PathBuf>, V1MountPointError> {
-    let reader = BufReader::new(ProcfsHandle::new()?.open(
-        ProcfsBase::ProcSelf,
-        "mountinfo",
-        OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-    )?);
-
-    reader
-        .lines()
-        .map(|lr| {
-            lr.map_err(V1MountPointError::Io)
-                .and_then(|line| MountInfo::from_line(&line).map_err(V1MountPointError::MountInfo))
-        })
-        .try_fold(Vec::new(), |mut mount_points, r| {
-            r.map(|m| {
-                if m.fs_type == "cgroup" {
-                    mount_points.push(m.mount_point);
-                }
-                mount_points
-            })
-        })
+    // berth patch: through `cgroup_mounts` (read once per process when primed)
+    Ok(cgroup_mounts()?
+        .iter()
+        .map(|m| m.mount_point.clone())
+        .collect())
 }
 
 /// List the mount points of all currently supported cgroup subsystems.
@@ -69,8 +56,45 @@ pub fn get_subsystem_mount_point(subsystem: &ControllerType) -> Result<PathBuf, 
 
 // berth patch begin: read /proc/self/mountinfo once for all subsystems
 // (vendor/libcontainer/BERTH-PATCH.md)
-/// The `cgroup` (v1) mounts of /proc/self/mountinfo, in order.
-pub fn cgroup_mounts() -> Result<Vec<MountInfo>, V1MountPointError> {
+/// The mounts and own cgroups `prime` read (`common::prime_host_cgroups`).
+static PRIMED: OnceLock<(Vec<MountInfo>, ProcessCGroups)> = OnceLock::new();
+
+/// Reads the cgroup mounts and this process's cgroups once for the rest of the process (and
+/// its clones); false if either cannot be read.
+pub(crate) fn prime() -> bool {
+    let read = || -> Result<ProcessCGroups, V1MountPointError> {
+        ProcessCGroups::from_read(ProcfsHandle::new()?.open(
+            ProcfsBase::ProcSelf,
+            "cgroup",
+            OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
+        )?)
+        .map_err(V1MountPointError::MountInfo)
+    };
+    match (read_cgroup_mounts(), read()) {
+        (Ok(mounts), Ok(own)) => {
+            let _ = PRIMED.set((mounts, own));
+            true
+        }
+        _ => false,
+    }
+}
+
+/// This process's cgroups as `prime` read them, if it did (they only tell which hierarchy has
+/// which controllers, which does not change; a process's own path in them may).
+pub(crate) fn primed_own_cgroups() -> Option<&'static ProcessCGroups> {
+    PRIMED.get().map(|(_, own)| own)
+}
+
+/// The `cgroup` (v1) mounts of /proc/self/mountinfo, in order (as `prime` read them, if it
+/// did).
+pub fn cgroup_mounts() -> Result<Cow<'static, [MountInfo]>, V1MountPointError> {
+    match PRIMED.get() {
+        Some((mounts, _)) => Ok(Cow::Borrowed(mounts)),
+        None => Ok(Cow::Owned(read_cgroup_mounts()?)),
+    }
+}
+
+fn read_cgroup_mounts() -> Result<Vec<MountInfo>, V1MountPointError> {
     let reader = BufReader::new(ProcfsHandle::new()?.open(
         ProcfsBase::ProcSelf,
         "mountinfo",
