@@ -153,71 +153,86 @@ fn serve_as_shim(o: &StartOpts, mut report: File, session_made: bool) -> i32 {
 }
 
 /// Entry of `berth-shim pool` (issue #3: the exec and start-up of a shim off the path of a
-/// container's create). Forks like `start` and returns at once; the child is a shim in its own
-/// session, already initialised, that waits for one line on stdin: the `start` flags as a JSON
-/// array of strings. It then does what `start` does and writes the result line to stdout.
+/// container's create). The process becomes a shim in its own session, already initialised,
+/// that waits for one line on stdin: the `start` flags as a JSON array of strings. It then
+/// does what `start` does and writes the result line to stdout.
 /// EOF on stdin (berthd dropped it, stopped or died) ends it: a pooled shim berthd no longer
 /// knows never lingers, and it has no state directory, so nothing can take it for a
 /// container's shim.
+///
+/// berthd spawns it in its own process group, so `setsid` works right here and no detach
+/// fork is needed (a fork, copying the address space, and the parent's exit: CPU taken from
+/// every run); berthd reaps it when it ends, and after berthd's own end (kill -9 included) it
+/// is reparented like any detached shim. Only when started as a process group leader (from a
+/// shell) does it fork first, as `start` does.
 pub fn pool() -> i32 {
-    // SAFETY: single-threaded here (nothing has spawned threads yet).
-    match unsafe { nix::unistd::fork() } {
-        Err(e) => report_local(&format!("fork: {e}")),
-        Ok(ForkResult::Parent { .. }) => 0,
-        Ok(ForkResult::Child) => {
-            // nothing of berthd's but the two pipes on stdin and stdout stays open here
-            // SAFETY: close_range above stdio; nothing of ours is open there yet.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_close_range,
-                    3 as libc::c_uint,
-                    libc::c_uint::MAX,
-                    0,
-                )
-            };
-            if nix::unistd::setsid().is_err() || std::env::set_current_dir("/").is_err() {
-                std::process::exit(1);
-            }
-            // the report goes to a close-on-exec copy of stdout: stdio becomes /dev/null at
-            // detach, and the container's processes must not inherit berthd's pipe
-            // SAFETY: fcntl on our own stdout; the new descriptor is owned right away.
-            let report = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
-            if report < 0 {
-                std::process::exit(1);
-            }
-            // SAFETY: a fresh descriptor nobody else owns.
-            let report = File::from(unsafe { OwnedFd::from_raw_fd(report) });
-            crate::executor::remember_own_binary();
-            // container-independent work while idle: the cgroup setup and v1 mounts that
-            // libcontainer's intermediate (a clone of this process) and the delete read
-            // (best effort: without it they read them as before)
-            libcgroups::common::prime_host_cgroups();
-            let mut line = String::new();
-            match std::io::stdin().lock().read_line(&mut line) {
-                Ok(n) if n > 0 => {}
-                _ => std::process::exit(0),
-            }
-            crate::timing::mark_main();
-            let opts = serde_json::from_str::<Vec<String>>(line.trim_end())
-                .map_err(|e| e.to_string())
-                .and_then(|args| crate::parse(&args));
-            let code = match opts {
-                Ok(o) => serve_as_shim(&o, report, true),
-                Err(e) => {
-                    let mut report = report;
-                    let res = StartResult::Failed {
-                        kind: StartErrorKind::Other,
-                        message: format!("berth-shim pool: {e}"),
-                    };
-                    let _ = writeln!(
-                        report,
-                        "{}",
-                        serde_json::to_string(&res).unwrap_or_default()
-                    );
-                    1
+    // nothing of berthd's but the two pipes on stdin and stdout stays open here
+    // SAFETY: close_range above stdio; nothing of ours is open there yet.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        )
+    };
+    if nix::unistd::setsid().is_err() {
+        // SAFETY: single-threaded here (nothing has spawned threads yet).
+        match unsafe { nix::unistd::fork() } {
+            Err(e) => return report_local(&format!("fork: {e}")),
+            Ok(ForkResult::Parent { .. }) => return 0,
+            Ok(ForkResult::Child) => {
+                if nix::unistd::setsid().is_err() {
+                    std::process::exit(1);
                 }
+            }
+        }
+    }
+    std::process::exit(pooled_shim())
+}
+
+/// The pooled shim, in its own session: waits for the `start` flags, then serves.
+fn pooled_shim() -> i32 {
+    if std::env::set_current_dir("/").is_err() {
+        return 1;
+    }
+    // the report goes to a close-on-exec copy of stdout: stdio becomes /dev/null at
+    // detach, and the container's processes must not inherit berthd's pipe
+    // SAFETY: fcntl on our own stdout; the new descriptor is owned right away.
+    let report = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
+    if report < 0 {
+        return 1;
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    let report = File::from(unsafe { OwnedFd::from_raw_fd(report) });
+    crate::executor::remember_own_binary();
+    // container-independent work while idle: the cgroup setup and v1 mounts that
+    // libcontainer's intermediate (a clone of this process) and the delete read
+    // (best effort: without it they read them as before)
+    libcgroups::common::prime_host_cgroups();
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(n) if n > 0 => {}
+        _ => return 0,
+    }
+    crate::timing::mark_main();
+    let opts = serde_json::from_str::<Vec<String>>(line.trim_end())
+        .map_err(|e| e.to_string())
+        .and_then(|args| crate::parse(&args));
+    match opts {
+        Ok(o) => serve_as_shim(&o, report, true),
+        Err(e) => {
+            let mut report = report;
+            let res = StartResult::Failed {
+                kind: StartErrorKind::Other,
+                message: format!("berth-shim pool: {e}"),
             };
-            std::process::exit(code)
+            let _ = writeln!(
+                report,
+                "{}",
+                serde_json::to_string(&res).unwrap_or_default()
+            );
+            1
         }
     }
 }

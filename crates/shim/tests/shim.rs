@@ -894,8 +894,8 @@ fn wait_gone(tag: &str) -> bool {
     false
 }
 
-/// `berth-shim pool`: the waiting shim detaches (the command returns at once), exits on EOF,
-/// and, given the `start` flags on stdin, creates and starts the container like `start`
+/// `berth-shim pool`: the waiting shim makes its own session without forking (it is the
+/// spawned process itself, as berthd spawns it), exits on EOF, and, given the `start` flags on stdin, creates and starts the container like `start`
 /// without leaking the pool's pipes into the container or keeping them itself.
 #[test]
 fn pooled_shim_exits_on_eof_and_serves_a_container() {
@@ -920,16 +920,35 @@ fn pooled_shim_exits_on_eof_and_serves_a_container() {
     // (take stdin first: Child::wait closes it)
     let mut c = pool(&idle_tag);
     let idle_stdin = c.stdin.take();
-    assert!(c.wait().unwrap().success(), "pool returns once forked");
-    assert_eq!(pooled_pids(&idle_tag).len(), 1, "one shim waits");
+    assert_eq!(
+        pooled_pids(&idle_tag),
+        [c.id() as i32],
+        "the spawned shim waits, no fork"
+    );
+    let session = || {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap();
+        // after "(comm) ": state ppid pgrp session
+        stat.rsplit_once(") ")
+            .unwrap()
+            .1
+            .split(' ')
+            .nth(3)
+            .unwrap()
+            .to_string()
+    };
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while session() != c.id().to_string() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(session(), c.id().to_string(), "it leads its own session");
     drop(idle_stdin);
+    assert!(c.wait().unwrap().success(), "EOF ends it");
     assert!(wait_gone(&idle_tag), "the pooled shim outlived its pipe");
 
     // a container through the pool
     f.write_spec(&f.input(&["sh", "-c", "ls /proc/1/fd; sleep 0.5; exit 4"]));
     let mut c = pool(&tag);
     let mut stdin = c.stdin.take().unwrap();
-    assert!(c.wait().unwrap().success());
     let flags: Vec<String> = [
         "--id",
         &f.id,
@@ -982,4 +1001,7 @@ fn pooled_shim_exits_on_eof_and_serves_a_container() {
         .filter_map(|v| v["log"].as_str().map(|s| s.trim().to_string()))
         .collect();
     assert_eq!(fds, ["0", "1", "2"], "fds of the container: {log}");
+    // the shim is our child here (no detach fork): the fixture kills it, we reap it
+    drop(f);
+    let _ = c.wait();
 }

@@ -89,7 +89,8 @@ fn start_flags(a: &StartArgs<'_>) -> Vec<String> {
 }
 
 /// A pre-started `berth-shim pool` (issue #3: its exec and start-up, ~1.3 ms wall and ~0.7 ms
-/// CPU, are off the path of a create). It sits in its own session like any shim, blocked on
+/// CPU, are off the path of a create). It sits in its own session like any shim (our child
+/// until it ends: started without a detach fork, which cost every run CPU), blocked on
 /// its stdin; our end of that pipe is close-on-exec and owned only by this process, so when
 /// berthd exits (stop, crash, kill -9) the shim reads EOF and exits too.
 struct Pooled {
@@ -146,7 +147,9 @@ fn pool_fill() {
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return;
         };
-        // `berth-shim pool` forks the waiting shim and exits at once: reap it
+        // the pooled shim is this child itself (it makes its own session without forking,
+        // since it is not a process group leader): reaped when it ends, on a pidfd; after our
+        // own end it is reparented like any detached shim
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
