@@ -84,6 +84,15 @@ impl Device {
         I: IntoIterator<Item = &'a LinuxDevice>,
     {
         let old_mode = umask(Mode::from_bits_truncate(0o000));
+        // berth patch: the container's /dev resolved inside the rootfs once (see mknod_in_dev)
+        let dev_dir: Option<OwnedFd> = if bind {
+            None
+        } else {
+            pathrs::Root::open(rootfs)
+                .and_then(|root| root.resolve("/dev"))
+                .map(OwnedFd::from)
+                .ok()
+        };
         devices
             .into_iter()
             .map(|dev| {
@@ -97,6 +106,8 @@ impl Device {
 
                 if bind {
                     self.bind_dev(rootfs, dev)
+                } else if let (Some(dir), Some(name)) = (&dev_dir, dev_name_in_dev(dev)) {
+                    mknod_in_dev(dir, name, dev)
                 } else {
                     self.mknod_dev(rootfs, dev)
                 }
@@ -192,6 +203,59 @@ impl Device {
         Ok(())
     }
 }
+
+// berth patch begin (vendor/libcontainer/BERTH-PATCH.md): a device directly in /dev (all of
+// the default ones) is made relative to the container's /dev, resolved inside the rootfs once,
+// instead of by an absolute path per device (canonicalizing the rootfs, a scoped join, a
+// create_dir_all of /dev, then mknod and chown walking the whole host path again: ~12 system
+// calls per device, most of them full path walks).
+
+/// The file name of a device that sits directly in /dev (`/dev/null` -> `null`).
+fn dev_name_in_dev(dev: &LinuxDevice) -> Option<&std::ffi::OsStr> {
+    let rest = dev.path().strip_prefix("/dev").ok()?;
+    let mut parts = rest.components();
+    match (parts.next(), parts.next()) {
+        (Some(std::path::Component::Normal(name)), None) => Some(name),
+        _ => None,
+    }
+}
+
+/// mknod + chown of `dev` as `name` in the directory `dir` (the container's /dev); the owner
+/// is set without following a symlink (the node was made a moment before).
+fn mknod_in_dev(dir: &OwnedFd, name: &std::ffi::OsStr, dev: &LinuxDevice) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = dir.as_raw_fd();
+    let cname = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| DeviceError::InvalidDevicePath(dev.path().to_path_buf()))?;
+    let major = dev.major() as libc::c_uint;
+    let minor = dev.minor() as libc::c_uint;
+    let mode = to_sflag(dev.typ()).bits() | (dev.file_mode().unwrap_or(0o666) & 0o7777);
+    // SAFETY: a valid directory descriptor and a NUL-terminated name.
+    let r = unsafe {
+        libc::mknodat(
+            dir,
+            cname.as_ptr(),
+            mode as libc::mode_t,
+            libc::makedev(major, minor),
+        )
+    };
+    if r != 0 {
+        let err = nix::Error::last();
+        tracing::error!(?err, path = ?dev.path(), "failed to mknod device");
+        return Err(DeviceError::Nix(err));
+    }
+    let uid = dev.uid().map_or(u32::MAX, |u| u);
+    let gid = dev.gid().map_or(u32::MAX, |g| g);
+    // SAFETY: as above.
+    let r = unsafe { libc::fchownat(dir, cname.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) };
+    if r != 0 {
+        let err = nix::Error::last();
+        tracing::error!(?err, path = ?dev.path(), "failed to chown device");
+        return Err(DeviceError::Nix(err));
+    }
+    Ok(())
+}
+// berth patch end
 
 fn create_container_dev_path(rootfs: &Path, dev: &LinuxDevice) -> Result<PathBuf> {
     let relative_dev_path = dev.path().as_relative().map_err(|err| {

@@ -62,7 +62,13 @@ impl RootFS {
 
         let mounter = Mount::new();
 
-        mounter.make_parent_mount_private(rootfs)?;
+        // berth patch (vendor/libcontainer/BERTH-PATCH.md): after the recursive MS_SLAVE (or
+        // MS_PRIVATE) of "/" just above, no mount of this namespace is shared, so the parent
+        // mount of the rootfs cannot be either: reading and parsing /proc/self/mountinfo to
+        // find it would change nothing.
+        if flags.contains(MsFlags::MS_SHARED) {
+            mounter.make_parent_mount_private(rootfs)?;
+        }
 
         tracing::debug!("mount root fs {:?}", rootfs);
         self.syscall
