@@ -508,7 +508,7 @@ fn remove_follows_dockers_rules() {
     );
     assert!(dirs[1].join("app").exists(), "held layers survive");
     assert!(matches!(store.get(&id), Err(Error::NotFound(_))));
-    store.release_layers("c0ffee1234567890").unwrap();
+    store.release_layers("c0ffee1234567890", true).unwrap();
     assert!(!dirs[1].exists());
     assert!(!dirs[0].exists());
 

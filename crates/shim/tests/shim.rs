@@ -920,6 +920,11 @@ fn pooled_shim_exits_on_eof_and_serves_a_container() {
     // (take stdin first: Child::wait closes it)
     let mut c = pool(&idle_tag);
     let idle_stdin = c.stdin.take();
+    // (its command line shows once the exec is through: poll)
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while pooled_pids(&idle_tag).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(
         pooled_pids(&idle_tag),
         [c.id() as i32],

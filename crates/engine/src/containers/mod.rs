@@ -293,6 +293,11 @@ impl Containers {
                     Err(e) => tracing::warn!("skipping container {}: {e}", ent.path().display()),
                 }
             }
+            // holds whose release a crash lost (releases of `--rm` containers are not synced)
+            let ids: std::collections::HashSet<&str> = out.iter().map(|r| r.id.as_str()).collect();
+            if let Err(e) = store.forget_holders(&|h| ids.contains(h)) {
+                tracing::warn!("dropping stale layer holds: {e}");
+            }
             Ok(out)
         })
         .await?;
@@ -453,7 +458,7 @@ impl Containers {
         }
         let store = self.0.images.clone();
         let im = image.clone();
-        let img = blocking(move || match store.lookup(&im) {
+        let (img_id, img_config) = blocking(move || match store.lookup_config(&im) {
             Ok(i) => Ok(i),
             Err(berth_image::Error::NotFound(_)) => Err(Error::not_found(format!(
                 "No such image: {}",
@@ -540,7 +545,7 @@ impl Containers {
         };
 
         // merge the image config the way dockerd does
-        let ic = img.config.config.clone().unwrap_or_default();
+        let ic = img_config.config.unwrap_or_default();
         let user_cfg = |k: &str| body.get(k).filter(|v| !v.is_null());
         let user_ep = str_list(user_cfg("Entrypoint"));
         let user_cmd = str_list(user_cfg("Cmd")).filter(|c| !c.is_empty());
@@ -675,7 +680,7 @@ impl Containers {
                 id: id.clone(),
                 name,
                 created: now_rfc3339(),
-                image_id: img.id.to_string(),
+                image_id: img_id.to_string(),
                 image_ref: image.clone(),
                 path: path.clone(),
                 args: rest.to_vec(),
@@ -734,7 +739,7 @@ impl Containers {
         let store = self.0.images.clone();
         let dir = self.dir(&id);
         let r2 = rec.clone();
-        let image_id = img.id.clone();
+        let image_id = img_id.clone();
         let res = blocking(move || prepare(&store, &dir, &r2, &image_id)).await;
         if let Err(e) = res {
             lock(&self.0.map).remove(&id);
@@ -744,7 +749,7 @@ impl Containers {
             let dir = self.dir(&id);
             let i2 = id.clone();
             let _ = blocking(move || {
-                cleanup_fs(&store, &dir, &i2);
+                cleanup_fs(&store, &dir, &i2, true);
                 Ok(())
             })
             .await;
@@ -1437,11 +1442,13 @@ impl Containers {
         let store = self.0.images.clone();
         let trash = self.trash_dir();
         let id = rec.id.clone();
+        // an auto-remove container's hold was not synced either (`prepare`)
+        let durable = !rec.host_bool("AutoRemove");
         tokio::task::spawn_blocking(move || {
             // the shim's state dir (on the exec root's tmpfs; its shim is gone or going)
             let _ = std::fs::remove_dir_all(&sd);
             if moved {
-                empty_trash_of(&store, &trash, &id);
+                empty_trash_of(&store, &trash, &id, durable);
             }
         });
         Ok(())
@@ -1909,7 +1916,7 @@ fn move_to_trash(store: &ImageStore, dir: &Path, trash: &Path, id: &str) -> bool
         // held (see `empty_trash_of`)
         && std::fs::rename(dir, trash.join(id)).is_ok();
     if !moved {
-        cleanup_fs(store, dir, id);
+        cleanup_fs(store, dir, id, true);
         let _ = std::fs::remove_dir_all(trash.join(format!("{id}-rw")));
     }
     moved
@@ -1918,14 +1925,14 @@ fn move_to_trash(store: &ImageStore, dir: &Path, trash: &Path, id: &str) -> bool
 /// The second half of a removal, after the reply: delete what `move_to_trash` moved and
 /// drop the layer hold. The container's dir goes last, so a crash in between leaves it for
 /// [`empty_trash`] to finish.
-fn empty_trash_of(store: &ImageStore, trash: &Path, id: &str) {
+fn empty_trash_of(store: &ImageStore, trash: &Path, id: &str, durable: bool) {
     let rw = trash.join(format!("{id}-rw"));
     if let Err(e) = std::fs::remove_dir_all(&rw)
         && e.kind() != std::io::ErrorKind::NotFound
     {
         tracing::warn!("removing {}: {e}", rw.display());
     }
-    if let Err(e) = store.release_layers(id) {
+    if let Err(e) = store.release_layers(id, durable) {
         tracing::warn!("releasing layers of {id}: {e}");
     }
     let _ = std::fs::remove_dir_all(trash.join(id));
@@ -1947,12 +1954,12 @@ fn empty_trash(store: &ImageStore, trash: &Path) {
     ids.sort();
     ids.dedup();
     for id in ids {
-        empty_trash_of(store, trash, &id);
+        empty_trash_of(store, trash, &id, true);
     }
 }
 
 /// Undo `prepare`: unmount, drop the layer hold, delete the container's directories.
-fn cleanup_fs(store: &ImageStore, dir: &Path, id: &str) {
+fn cleanup_fs(store: &ImageStore, dir: &Path, id: &str, durable: bool) {
     let rw = rootfs::rw_dir(store.overlay_root(), id);
     if let Err(e) = rootfs::unmount(&rw.join("merged")) {
         tracing::warn!("unmounting {}: {e}", rw.display());
@@ -1962,7 +1969,7 @@ fn cleanup_fs(store: &ImageStore, dir: &Path, id: &str) {
     {
         tracing::warn!("removing {}: {e}", rw.display());
     }
-    if let Err(e) = store.release_layers(id) {
+    if let Err(e) = store.release_layers(id, durable) {
         tracing::warn!("releasing layers of {id}: {e}");
     }
     let _ = std::fs::remove_dir_all(dir);

@@ -144,3 +144,22 @@ pub fn subsystem_mount_point_in(
         })
 }
 // berth patch end
+
+// berth patch: the primed copy is what a fresh read gives
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primed_mounts_equal_a_fresh_read() {
+        let Ok(fresh) = read_cgroup_mounts() else {
+            return;
+        };
+        crate::common::prime_host_cgroups();
+        let primed = cgroup_mounts().expect("cgroup mounts");
+        let points =
+            |m: &[MountInfo]| -> Vec<PathBuf> { m.iter().map(|m| m.mount_point.clone()).collect() };
+        assert_eq!(points(&primed), points(&fresh));
+        assert_eq!(list_subsystem_mount_points().expect("list"), points(&fresh));
+    }
+}
