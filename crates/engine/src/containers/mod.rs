@@ -458,7 +458,7 @@ impl Containers {
         }
         let store = self.0.images.clone();
         let im = image.clone();
-        let img = blocking(move || match store.lookup(&im) {
+        let (img_id, img_config) = blocking(move || match store.lookup_config(&im) {
             Ok(i) => Ok(i),
             Err(berth_image::Error::NotFound(_)) => Err(Error::not_found(format!(
                 "No such image: {}",
@@ -545,7 +545,7 @@ impl Containers {
         };
 
         // merge the image config the way dockerd does
-        let ic = img.config.config.clone().unwrap_or_default();
+        let ic = img_config.config.unwrap_or_default();
         let user_cfg = |k: &str| body.get(k).filter(|v| !v.is_null());
         let user_ep = str_list(user_cfg("Entrypoint"));
         let user_cmd = str_list(user_cfg("Cmd")).filter(|c| !c.is_empty());
@@ -680,7 +680,7 @@ impl Containers {
                 id: id.clone(),
                 name,
                 created: now_rfc3339(),
-                image_id: img.id.to_string(),
+                image_id: img_id.to_string(),
                 image_ref: image.clone(),
                 path: path.clone(),
                 args: rest.to_vec(),
@@ -739,7 +739,7 @@ impl Containers {
         let store = self.0.images.clone();
         let dir = self.dir(&id);
         let r2 = rec.clone();
-        let image_id = img.id.clone();
+        let image_id = img_id.clone();
         let res = blocking(move || prepare(&store, &dir, &r2, &image_id)).await;
         if let Err(e) = res {
             lock(&self.0.map).remove(&id);
