@@ -401,3 +401,28 @@ fn restart_keeps_an_auto_remove_container() {
     }
     assert!(!f.d.docker(&["inspect", "rr"]).status.success());
 }
+
+/// `rmi -f` of the image a created container uses: as with dockerd, the image goes but the
+/// container still starts on its layers (they are held), also after a daemon restart dropped
+/// the rootfs mounted at create.
+#[test]
+fn a_force_removed_image_still_starts_its_containers() {
+    if !can_run() {
+        return;
+    }
+    let mut f = Fixture::with_args(&[]);
+    f.out(&["create", "--name", "held", "busybox", "cat", "/bin/echo"]);
+    f.out(&["rmi", "-f", "busybox"]);
+    assert!(
+        !f.d.docker(&["image", "inspect", "busybox"])
+            .status
+            .success()
+    );
+    f.d.restart();
+    let o = f.d.docker(&["start", "-a", "held"]);
+    assert!(o.status.success(), "{}", o.stderr_str());
+    assert!(
+        !o.stdout.is_empty(),
+        "the container's rootfs has no /bin/echo"
+    );
+}

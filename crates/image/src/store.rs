@@ -1765,6 +1765,30 @@ impl ImageStore {
         Ok(links.join(":"))
     }
 
+    /// `lowerdir=` of the layers `holder` holds ([`ImageStore::hold_layers`]), whether or not
+    /// the image is still there (`rmi -f` of a stopped container's image, as dockerd allows:
+    /// the container still starts). `None` when it holds nothing (an image without layers).
+    pub fn held_lowerdir(&self, holder: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        let chain: Option<String> = conn
+            .cached_row(
+                "SELECT chain_id FROM layer_holders WHERE holder = ?1",
+                [holder],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(chain) = chain else {
+            return Ok(None);
+        };
+        let top = parse_digest_col(&chain)?;
+        let mut links: Vec<String> = layer_stack(&conn, Some(&top))?
+            .iter()
+            .map(|l| format!("l/{}", l.link))
+            .collect();
+        links.reverse();
+        Ok(Some(links.join(":")))
+    }
+
     fn layer_rows(&self, id: &Digest) -> Result<Vec<LayerRow>> {
         let conn = self.conn();
         let top: Option<Option<String>> = conn

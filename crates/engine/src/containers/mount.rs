@@ -108,8 +108,17 @@ impl Containers {
                 .image_id
                 .parse()
                 .map_err(|_| Error::internal("bad image id in container record"))?;
-            // lowerdir of the held layers (works even if the image was force-removed)
-            let lower = store.lowerdir(&image_id).unwrap_or_default();
+            // the layers the container holds: its image may have been force-removed since
+            // (dockerd starts such a container all the same); no hold means an image without
+            // layers, whose lowerdir is empty even when the image is gone
+            let lower = match store.held_lowerdir(&rec.id)? {
+                Some(l) => l,
+                None => match store.lowerdir(&image_id) {
+                    Ok(l) => l,
+                    Err(berth_image::Error::NotFound(_)) => String::new(),
+                    Err(e) => return Err(e.into()),
+                },
+            };
             rootfs::mount(
                 store.overlay_root(),
                 &rec.id,
