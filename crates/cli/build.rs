@@ -29,11 +29,9 @@ fn main() {
     // --rm` (perf stat, 3 x 60 runs); still position-independent, so the binary keeps ASLR.
     // Name resolution of `tcp://` hosts works: glibc >= 2.34 has its `files` and `dns` NSS
     // modules built in (other modules in nsswitch.conf are not loaded by a static binary).
-    // Stable cargo cannot set `+crt-static` for one binary (workspace-wide it breaks
-    // proc-macro crates), so rustc still asks for the libraries by their dynamic names: a
-    // directory of links to the static archives, searched first, answers them, and
-    // `-static-pie` makes the executable static (crates/shim/build.rs does the same).
-    match static_lib_dir() {
+    // How, on stable cargo: `berth-staticlink`'s directory of links to the static archives,
+    // searched first on the binary's link line only, and `-static-pie`.
+    match berth_staticlink::static_lib_dir(&[]) {
         Ok(dir) => {
             println!("cargo:rustc-link-arg-bins=-L{}", dir.display());
             println!("cargo:rustc-link-arg-bins=-static-pie");
@@ -56,9 +54,7 @@ fn main() {
 /// Does the system's linker take `-z pack-relative-relocs`, and does the libc we link
 /// against support it (it then provides the GLIBC_ABI_DT_RELR version the linker asks for)?
 fn linker_has_relr() -> bool {
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
-        || std::env::var("CARGO_CFG_TARGET_ENV").as_deref() != Ok("gnu")
-    {
+    if !berth_staticlink::applies() {
         return false;
     }
     let Some(out) = std::env::var_os("OUT_DIR") else {
@@ -77,43 +73,4 @@ fn linker_has_relr() -> bool {
         .arg(&src)
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-/// `$OUT_DIR/static`: `lib<name>.a` links to the archives that answer the `-l<name>` rustc
-/// passes (libgcc_s's unwinder is libgcc_eh's in a static link).
-fn static_lib_dir() -> Result<std::path::PathBuf, String> {
-    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux")
-        || std::env::var("CARGO_CFG_TARGET_ENV").as_deref() != Ok("gnu")
-    {
-        return Err("not a linux-gnu target".into());
-    }
-    let out = std::env::var_os("OUT_DIR").ok_or("no OUT_DIR")?;
-    let dir = std::path::Path::new(&out).join("static");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    for (name, archive) in [
-        ("gcc_s", "libgcc_eh.a"),
-        ("c", "libc.a"),
-        ("m", "libm.a"),
-        ("pthread", "libpthread.a"),
-        ("rt", "librt.a"),
-        ("dl", "libdl.a"),
-        ("util", "libutil.a"),
-    ] {
-        let found = Command::new(&cc)
-            .arg(format!("-print-file-name={archive}"))
-            .output()
-            .map_err(|e| format!("{cc}: {e}"))?;
-        let path = std::path::PathBuf::from(String::from_utf8_lossy(&found.stdout).trim());
-        // cc prints the bare name when it finds nothing
-        if !path.is_absolute() || !path.exists() {
-            return Err(format!(
-                "{archive} not found (static libraries of glibc and libgcc)"
-            ));
-        }
-        let link = dir.join(format!("lib{name}.a"));
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&path, &link).map_err(|e| format!("{}: {e}", link.display()))?;
-    }
-    Ok(dir)
 }
