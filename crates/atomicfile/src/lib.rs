@@ -7,16 +7,17 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 
-/// `path` with `suffix` appended to its file name.
-fn sibling(path: &Path, suffix: &str) -> PathBuf {
-    let mut p = path.as_os_str().to_owned();
-    p.push(suffix);
-    p.into()
+/// A temp file name unique per process and call, so concurrent writers of one path never
+/// share a temp file (the last rename wins).
+fn tmp_suffix() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!(".tmp-{}-{n}", std::process::id())
 }
 
 fn sync_parent(path: &Path) -> io::Result<()> {
@@ -26,24 +27,32 @@ fn sync_parent(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Writes `data` to a fresh temp file next to `path` and renames it over `path`. The temp
-/// name is unique per process and call, so concurrent writers of one path never share a
-/// temp file (the last rename wins). With `durable`, the file and then its directory are
-/// fsync'd.
+/// Writes `data` to a fresh temp file next to `path` and renames it over `path`. With
+/// `durable`, the file and then its directory are fsync'd.
 pub fn write(path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    let tmp = sibling(path, &format!(".tmp-{}-{n}", std::process::id()));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(tmp_suffix());
+    write_via(Path::new(&tmp), path, data, durable)
+}
+
+/// As [`write`], with the temp file in `staging` (a directory on the same filesystem), for a
+/// directory whose listing must never show one (a registry's tags): a crash leaves it in
+/// `staging`, for its owner's clean-up.
+pub fn write_staged(staging: &Path, path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
+    write_via(&staging.join(tmp_suffix()), path, data, durable)
+}
+
+fn write_via(tmp: &Path, path: &Path, data: &[u8], durable: bool) -> io::Result<()> {
     let r = (|| {
-        let mut f = File::create(&tmp)?;
+        let mut f = File::create(tmp)?;
         f.write_all(data)?;
         if durable {
             f.sync_all()?;
         }
-        std::fs::rename(&tmp, path)
+        std::fs::rename(tmp, path)
     })();
     if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
     }
     r?;
     if durable {
@@ -111,6 +120,18 @@ mod tests {
         write(&p, b"two", false).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(names(d.path()), ["f.json"]);
+    }
+
+    #[test]
+    fn write_staged_leaves_nothing_beside_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (staging, dir) = (d.path().join("tmp"), d.path().join("tags"));
+        std::fs::create_dir(&staging).unwrap();
+        std::fs::create_dir(&dir).unwrap();
+        write_staged(&staging, &dir.join("latest"), b"sha256:x", true).unwrap();
+        assert_eq!(std::fs::read(dir.join("latest")).unwrap(), b"sha256:x");
+        assert_eq!(names(&dir), ["latest"]);
+        assert_eq!(names(&staging), Vec::<String>::new());
     }
 
     #[test]

@@ -84,12 +84,19 @@ impl Storage {
             .join(subject.hex()))
     }
 
-    /// Write `data` to `dest` atomically and durably (temp file, fsyncs, rename).
+    /// Write `data` to `dest` atomically and durably (temp file, fsyncs, rename). The temp
+    /// file is staged in `tmp/`, never beside `dest`: listings (tags, blobs) must not show
+    /// one a crash left, and `remove_tmp_older_than` cleans `tmp/`.
     fn write_atomic(&self, dest: &Path, data: &[u8]) -> Result<()> {
         if let Some(parent) = dest.parent() {
             fs::create_dir_all(parent)?;
         }
-        Ok(berth_atomicfile::write(dest, data, true)?)
+        Ok(berth_atomicfile::write_staged(
+            &self.root.join("tmp"),
+            dest,
+            data,
+            true,
+        )?)
     }
 
     /// Size of a blob in the global store, whoever it belongs to.
