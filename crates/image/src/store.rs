@@ -431,6 +431,30 @@ fn get_layer(conn: &Connection, chain: &Digest) -> Result<Option<LayerRow>> {
 }
 
 /// All layers of a chain, bottom to top.
+/// The top layer `holder` holds ([`ImageStore::hold_layers`]), if any.
+fn held_chain(conn: &Connection, holder: &str) -> Result<Option<Digest>> {
+    let chain: Option<String> = conn
+        .cached_row(
+            "SELECT chain_id FROM layer_holders WHERE holder = ?1",
+            [holder],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(chain.map(|c| parse_digest_col(&c)).transpose()?)
+}
+
+/// `l/<link>` of each layer of a stack, bottom first.
+fn links_of(stack: &[LayerRow]) -> Vec<String> {
+    stack.iter().map(|l| format!("l/{}", l.link)).collect()
+}
+
+/// overlay's `lowerdir=` for a stack (bottom first): `l/TOP:...:l/BOTTOM`.
+fn lowerdir_of(stack: &[LayerRow]) -> String {
+    let mut links = links_of(stack);
+    links.reverse();
+    links.join(":")
+}
+
 fn layer_stack(conn: &Connection, top: Option<&Digest>) -> Result<Vec<LayerRow>> {
     let mut out = Vec::new();
     let mut cur = top.cloned();
@@ -1750,19 +1774,13 @@ impl ImageStore {
     /// bottom to top: overlay's lowerdir is top first, so reverse and join with ':' and mount
     /// from `overlay_root` as the working directory, like Docker's overlay2 driver.
     pub fn layer_links(&self, id: &Digest) -> Result<Vec<String>> {
-        Ok(self
-            .layer_rows(id)?
-            .iter()
-            .map(|l| format!("l/{}", l.link))
-            .collect())
+        Ok(links_of(&self.layer_rows(id)?))
     }
 
     /// overlay's `lowerdir=` value for an image, relative to [`ImageStore::overlay_root`]:
     /// `l/TOP:...:l/BOTTOM`. Empty for an image without layers.
     pub fn lowerdir(&self, id: &Digest) -> Result<String> {
-        let mut links = self.layer_links(id)?;
-        links.reverse();
-        Ok(links.join(":"))
+        Ok(lowerdir_of(&self.layer_rows(id)?))
     }
 
     /// `lowerdir=` of the layers `holder` holds ([`ImageStore::hold_layers`]), whether or not
@@ -1770,23 +1788,10 @@ impl ImageStore {
     /// the container still starts). `None` when it holds nothing (an image without layers).
     pub fn held_lowerdir(&self, holder: &str) -> Result<Option<String>> {
         let conn = self.conn();
-        let chain: Option<String> = conn
-            .cached_row(
-                "SELECT chain_id FROM layer_holders WHERE holder = ?1",
-                [holder],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(chain) = chain else {
+        let Some(top) = held_chain(&conn, holder)? else {
             return Ok(None);
         };
-        let top = parse_digest_col(&chain)?;
-        let mut links: Vec<String> = layer_stack(&conn, Some(&top))?
-            .iter()
-            .map(|l| format!("l/{}", l.link))
-            .collect();
-        links.reverse();
-        Ok(Some(links.join(":")))
+        Ok(Some(lowerdir_of(&layer_stack(&conn, Some(&top))?)))
     }
 
     fn layer_rows(&self, id: &Digest) -> Result<Vec<LayerRow>> {
@@ -1848,23 +1853,11 @@ impl ImageStore {
         // `unchecked`: `relaxed` borrows the connection too; nothing else can use it meanwhile
         // (the lock is held)
         let tx = conn.unchecked_transaction()?;
-        let chain: Option<String> = tx
-            .cached_row(
-                "SELECT chain_id FROM layer_holders WHERE holder = ?1",
-                [holder],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let chain = held_chain(&tx, holder)?;
         tx.cached_exec("DELETE FROM layer_holders WHERE holder = ?1", [holder])?;
         let mut garbage = Garbage::default();
         if let Some(c) = chain {
-            gc_layers(
-                &tx,
-                Some(parse_digest_col(&c)?),
-                &mut Vec::new(),
-                &mut garbage,
-                self,
-            )?;
+            gc_layers(&tx, Some(c), &mut Vec::new(), &mut garbage, self)?;
         }
         tx.commit()?;
         drop(relaxed);
