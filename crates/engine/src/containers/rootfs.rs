@@ -165,9 +165,10 @@ pub fn mount(
     } else {
         format!("{INIT_LAYER}:{lowerdir}")
     };
-    let mut opts = format!("lowerdir={lower},upperdir={id}-rw/diff,workdir={id}-rw/work");
+    // the options after the paths, the same for both forms below
+    let mut flags = String::new();
     if index_param() {
-        opts.push_str(",index=off");
+        flags.push_str(",index=off");
     }
     if volatile {
         // overlayfs leaves this marker and refuses to mount again while it exists; our own
@@ -177,8 +178,9 @@ pub fn mount(
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        opts.push_str(",volatile");
+        flags.push_str(",volatile");
     }
+    let opts = format!("lowerdir={lower},upperdir={id}-rw/diff,workdir={id}-rw/work{flags}");
     // The same options with absolute paths, when they fit in mount(2)'s one page and the
     // root has no character the option syntax would misread: then no thread (and no wake-up
     // on the start path) is needed for a private working directory.
@@ -188,18 +190,12 @@ pub fn mount(
     {
         let abs = |p: &str| format!("{root_str}/{p}");
         let lower_abs: Vec<String> = lower.split(':').map(abs).collect();
-        let mut o = format!(
-            "lowerdir={},upperdir={},workdir={}",
+        let o = format!(
+            "lowerdir={},upperdir={},workdir={}{flags}",
             lower_abs.join(":"),
             abs(&format!("{id}-rw/diff")),
             abs(&format!("{id}-rw/work"))
         );
-        if index_param() {
-            o.push_str(",index=off");
-        }
-        if volatile {
-            o.push_str(",volatile");
-        }
         if o.len() < 4000 {
             mount_overlay(&target, &o)?;
             return Ok(target);
