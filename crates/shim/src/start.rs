@@ -138,15 +138,7 @@ fn serve_as_shim(o: &StartOpts, mut report: File, session_made: bool) -> i32 {
             0
         }
         Err(e) => {
-            let res = StartResult::Failed {
-                kind: e.kind(),
-                message: e.to_string(),
-            };
-            let _ = writeln!(
-                report,
-                "{}",
-                serde_json::to_string(&res).unwrap_or_default()
-            );
+            report_failure(&mut report, e.kind(), e.to_string());
             1
         }
     }
@@ -223,26 +215,28 @@ fn pooled_shim() -> i32 {
         Ok(o) => serve_as_shim(&o, report, true),
         Err(e) => {
             let mut report = report;
-            let res = StartResult::Failed {
-                kind: StartErrorKind::Other,
-                message: format!("berth-shim pool: {e}"),
-            };
-            let _ = writeln!(
-                report,
-                "{}",
-                serde_json::to_string(&res).unwrap_or_default()
+            report_failure(
+                &mut report,
+                StartErrorKind::Other,
+                format!("berth-shim pool: {e}"),
             );
             1
         }
     }
 }
 
+/// The result line of a create that failed, as berthd reads it.
+fn report_failure(out: &mut impl Write, kind: StartErrorKind, message: String) {
+    let res = StartResult::Failed { kind, message };
+    let _ = writeln!(out, "{}", serde_json::to_string(&res).unwrap_or_default());
+}
+
 fn report_local(msg: &str) -> i32 {
-    let res = StartResult::Failed {
-        kind: StartErrorKind::Other,
-        message: msg.to_string(),
-    };
-    println!("{}", serde_json::to_string(&res).unwrap_or_default());
+    report_failure(
+        &mut std::io::stdout().lock(),
+        StartErrorKind::Other,
+        msg.to_string(),
+    );
     eprintln!("{msg}");
     125
 }
